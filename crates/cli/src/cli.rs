@@ -1,0 +1,151 @@
+//! Command-line definitions (clap). Help text is written for someone new to stigmer.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stigmer",
+    version,
+    about = "Run AI agents' shell commands on your machine, locally or in a sandbox container",
+    long_about = "Run AI agents' shell commands on your machine.\n\n\
+        Commands run locally by default, with the tools you already have. Sandbox mode runs \
+        them in a container instead (the basic image, or your own with STIGMER_SANDBOX_IMAGE).\n\n\
+        Settings come from, highest first: command-line flags, environment variables \
+        (STIGMER_EXECUTION_MODE, STIGMER_SANDBOX_IMAGE, STIGMER_SANDBOX_AUTO_PULL, \
+        STIGMER_SANDBOX_CLEANUP, STIGMER_SANDBOX_TTL), the config file (`stigmer config path`), \
+        then defaults. STIGMER_HOME=DIR keeps all of stigmer's files under DIR.",
+    after_help = "Examples:\n  \
+        stigmer server start                 start the server in the background\n  \
+        stigmer run -- ls -la                run a program (no shell)\n  \
+        stigmer run -c 'make test | tail'    run a shell command line\n  \
+        stigmer tools                        which tools you have locally and in the sandboxes\n  \
+        stigmer config set mode sandbox      switch to sandbox mode"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command, streaming its output; exits with the command's exit code
+    #[command(
+        after_help = "Exit codes: the command's own; 124 timeout; 128+N killed by signal N; \
+        127 command not found; 126 not executable; 125 stigmer itself failed (bad flag, missing \
+        directory, server or engine unavailable), with the reason on stderr.\n\n\
+        Through the running server when there is one (the run shows in the app), else in this process."
+    )]
+    Run(RunArgs),
+    /// Show the tools installed here and those the sandbox images provide
+    Tools(ToolsArgs),
+    /// Read and change settings
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start, stop and inspect the stigmer server (the agent runner)
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["shell", "argv"]))]
+pub struct RunArgs {
+    /// Where to run: `local` (this machine) or `sandbox` (a container)
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Sandbox image to use (implies --mode sandbox)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Working directory (default: the current directory)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variable for the command (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Kill the command (and everything it started) after this many seconds; exit code 124
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// A shell command line, run with /bin/sh -c
+    #[arg(short = 'c', value_name = "SHELL COMMAND")]
+    pub shell: Option<String>,
+    /// Run in this process even when a server is running
+    #[arg(long)]
+    pub no_server: bool,
+    /// The program and its arguments, after `--`
+    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
+    pub argv: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ToolsArgs {
+    /// Print JSON (stable format, see the README)
+    #[arg(long)]
+    pub json: bool,
+    /// Detect again instead of using cached results
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective value of a setting
+    Get {
+        /// mode, sandbox.image, sandbox.auto_pull, sandbox.cleanup or sandbox.ttl
+        key: String,
+    },
+    /// Validate and save a setting in the config file (applied live to a running server)
+    Set { key: String, value: String },
+    /// Remove a setting from the config file (its default applies again)
+    Unset { key: String },
+    /// List every setting with its value and where it comes from
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the path of the config file
+    Path,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// Start the server (in the background unless --foreground) and wait until it is ready
+    Start(StartArgs),
+    /// Stop the running server; its runs are cancelled
+    Stop,
+    /// Is the server running, where, in which mode (exit code 3 when not running)
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the server's log
+    Logs {
+        /// Keep printing new lines as they are written
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines from the end to show first
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Stay attached: log to stderr, stop on Ctrl-C (for the desktop app and systemd)
+    #[arg(long)]
+    pub foreground: bool,
+    /// Port on 127.0.0.1 (0 picks any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Execution mode for this server: `local` or `sandbox`
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Sandbox image for this server
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Internal: started in the background by `stigmer server start`
+    #[arg(long, hide = true)]
+    pub detached: bool,
+}

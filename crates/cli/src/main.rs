@@ -1,0 +1,71 @@
+//! `stigmer`: run agents' commands locally or in a sandbox, and manage the server.
+
+mod cli;
+mod client;
+mod config;
+mod run;
+mod server;
+mod tools;
+
+use clap::Parser;
+use stigmer_engine::paths::Paths;
+
+use cli::{Cli, Command};
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+fn real_main() -> i32 {
+    let is_run = std::env::args().nth(1).as_deref() == Some("run");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                // `run` keeps 1..=124 and 126.. for the command itself.
+                _ if is_run => run::OWN_ERROR,
+                _ => 2,
+            };
+        }
+    };
+    let paths = match Paths::resolve() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stigmer: {} [{}]", e.message, e.code);
+            return if is_run { run::OWN_ERROR } else { 1 };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stigmer: cannot start the async runtime: {e}");
+            return if is_run { run::OWN_ERROR } else { 1 };
+        }
+    };
+    let code = runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Run(args) => return run::run(args, &paths).await,
+            Command::Tools(args) => tools::tools(args, &paths).await,
+            Command::Config(cmd) => config::config(cmd, &paths).await,
+            Command::Server(cmd) => server::server(cmd, &paths).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("stigmer: {} [{}]", e.message, e.code);
+                1
+            }
+        }
+    });
+    // Do not wait for stray blocking reads (stdin, files) at exit.
+    runtime.shutdown_background();
+    code
+}

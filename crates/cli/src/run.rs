@@ -1,0 +1,322 @@
+//! `stigmer run`: through the running server when there is one, else in this process.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use stigmer_engine::exec::{CommandSpec, ExecOutcome, ExecRequest, Stream};
+use stigmer_engine::paths::Paths;
+use stigmer_engine::runner::{execute, Target};
+use stigmer_engine::runs::{RunState, RunSummary};
+use stigmer_engine::settings::{self, Mode, Overrides, Source};
+use stigmer_engine::tools::user_path;
+use stigmer_engine::{Error, ErrorCode, Result};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+use crate::client::Client;
+
+/// Exit code for stigmer's own failures.
+pub const OWN_ERROR: i32 = 125;
+/// Exit code when our stdout was closed by the reader (like a shell's SIGPIPE death).
+const BROKEN_PIPE: i32 = 141;
+const INTERRUPTED: i32 = 130;
+
+/// Everything the user asked for, validated.
+struct Prepared {
+    target: Target,
+    /// Mode and image to send to the server: only when flag or environment chose them.
+    chosen_mode: Option<Mode>,
+    chosen_image: Option<String>,
+    request: ExecRequest,
+}
+
+fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
+    let invalid = |m: String| Error::new(ErrorCode::InvalidRequest, m);
+    let mut overrides = Overrides {
+        mode: args.mode.clone(),
+        image: args.image.clone(),
+    };
+    if args.image.is_some() {
+        match args.mode.as_deref().map(str::parse::<Mode>) {
+            Some(Ok(Mode::Local)) => {
+                return Err(Error::new(
+                    ErrorCode::InvalidSetting,
+                    "--image applies to sandbox mode only; drop --mode local or --image",
+                ))
+            }
+            None => overrides.mode = Some("sandbox".into()),
+            _ => {}
+        }
+    }
+    let resolved = settings::resolve(paths, &overrides)?;
+    for w in &resolved.warnings {
+        eprintln!("stigmer: warning: {w}");
+    }
+    let chosen = |key| matches!(resolved.sources[&key], Source::Flag | Source::Env);
+    let s = resolved.settings;
+    let command = match (args.shell, args.argv.is_empty()) {
+        (Some(shell), true) => CommandSpec::Shell(shell),
+        (None, false) => CommandSpec::Argv(args.argv),
+        _ => {
+            return Err(invalid(
+                "give either -c 'COMMAND' or -- PROGRAM [ARGS]".into(),
+            ))
+        }
+    };
+    let cwd = resolve_cwd(args.cwd)?;
+    let mut env = BTreeMap::new();
+    for pair in args.env {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(invalid(format!("--env `{pair}` must look like KEY=VALUE"))),
+        }
+    }
+    let timeout = match args.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t <= 604_800.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(invalid(format!(
+                "--timeout {t} is not valid: give seconds above 0 (at most 604800)"
+            )))
+        }
+    };
+    let request = ExecRequest {
+        command,
+        cwd,
+        env,
+        timeout,
+    };
+    request.validate()?;
+    Ok(Prepared {
+        chosen_mode: chosen(settings::Key::Mode).then_some(s.mode),
+        chosen_image: chosen(settings::Key::SandboxImage).then(|| s.sandbox_image.clone()),
+        target: Target {
+            mode: s.mode,
+            image: s.sandbox_image,
+        },
+        request,
+    })
+}
+
+/// The working directory as an absolute path (relative ones are taken from here).
+fn resolve_cwd(cwd: Option<PathBuf>) -> Result<PathBuf> {
+    let here = std::env::current_dir().map_err(|e| {
+        Error::new(
+            ErrorCode::CwdNotFound,
+            format!("the current directory is not usable ({e}); pass --cwd DIR"),
+        )
+    })?;
+    let path = match cwd {
+        None => return Ok(here),
+        Some(p) if p.is_absolute() => p,
+        Some(p) => here.join(p),
+    };
+    std::fs::canonicalize(&path).map_err(|e| {
+        Error::new(
+            ErrorCode::CwdNotFound,
+            format!(
+                "the working directory {} does not exist ({e})",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Writes the command's output to ours, exactly. Remembers a closed stdout.
+struct Output {
+    broken: bool,
+}
+
+impl Output {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let result = match stream {
+            Stream::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(data).and_then(|_| o.flush())
+            }
+            Stream::Stderr => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(data).and_then(|_| e.flush())
+            }
+        };
+        if result.is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+pub async fn run(args: RunArgs, paths: &Paths) -> i32 {
+    let no_server = args.no_server;
+    let prepared = match prepare(args, paths) {
+        Ok(p) => p,
+        Err(e) => return own_error(&e),
+    };
+    let client = if no_server {
+        None
+    } else {
+        match Client::find(paths) {
+            Ok(c) => c,
+            Err(e) => return own_error(&e),
+        }
+    };
+    let result = match client {
+        Some(client) => through_server(&client, prepared).await,
+        None => in_process(prepared).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => own_error(&e),
+    }
+}
+
+fn own_error(e: &Error) -> i32 {
+    eprintln!("stigmer: {} [{}]", e.message, e.code);
+    OWN_ERROR
+}
+
+async fn in_process(p: Prepared) -> Result<i32> {
+    p.target.check_available()?;
+    let (tx, mut rx) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let exec = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let path = &user_path().0;
+            execute(&p.target, &p.request, Some(path.as_os_str()), tx, cancel).await
+        })
+    };
+    let mut out = Output { broken: false };
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(c) => {
+                    out.write(c.stream, &c.data);
+                    if out.broken { cancel.cancel(); }
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                cancel.cancel();
+            }
+        }
+    }
+    let outcome = exec
+        .await
+        .map_err(|e| Error::internal(format!("run task failed: {e}")))??;
+    Ok(exit_code(&outcome, out.broken, interrupted))
+}
+
+fn exit_code(outcome: &ExecOutcome, broken: bool, interrupted: bool) -> i32 {
+    if broken {
+        BROKEN_PIPE
+    } else if interrupted && outcome.cancelled {
+        INTERRUPTED
+    } else {
+        outcome.shell_exit_code()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Line {
+    Started { run: RunSummary },
+    Output { stream: Stream, data: String },
+    Finished { run: RunSummary },
+}
+
+async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
+    let (argv, shell) = match &p.request.command {
+        CommandSpec::Argv(a) => (Some(a.clone()), None),
+        CommandSpec::Shell(s) => (None, Some(s.clone())),
+    };
+    let body = json!({
+        "argv": argv,
+        "shell": shell,
+        "cwd": p.request.cwd,
+        "env": p.request.env,
+        "timeout_secs": p.request.timeout.map(|t| t.as_secs_f64()),
+        "mode": p.chosen_mode,
+        "image": p.chosen_image,
+        "client": "stigmer-cli",
+    });
+    let resp = client
+        .send(
+            client
+                .request(reqwest::Method::POST, "/v1/runs")
+                .json(&body),
+        )
+        .await?;
+    let mut stream = resp.bytes_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut out = Output { broken: false };
+    let mut run_id: Option<String> = None;
+    let mut interrupted = false;
+    let decode = base64::engine::general_purpose::STANDARD;
+    let lost = |e: String| {
+        Error::new(
+            ErrorCode::ServerUnavailable,
+            format!("lost the connection to the server during the run ({e})"),
+        )
+    };
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                cancel(client, run_id.as_deref()).await;
+                continue;
+            }
+        };
+        let Some(bytes) = next else {
+            return Err(lost("the stream ended before the run finished".into()));
+        };
+        pending.extend_from_slice(&bytes.map_err(|e| lost(e.to_string()))?);
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let line: Line = serde_json::from_slice(&line)
+                .map_err(|e| lost(format!("unreadable stream line: {e}")))?;
+            match line {
+                Line::Started { run } => run_id = Some(run.id),
+                Line::Output { stream, data } => {
+                    let bytes = decode
+                        .decode(data)
+                        .map_err(|e| lost(format!("bad output encoding: {e}")))?;
+                    out.write(stream, &bytes);
+                    if out.broken {
+                        // Dropping the response cancels the run on the server.
+                        return Ok(BROKEN_PIPE);
+                    }
+                }
+                Line::Finished { run } => {
+                    if let (RunState::Failed, Some(e)) = (run.state, run.error) {
+                        return Err(e);
+                    }
+                    let outcome = run.outcome.unwrap_or_default();
+                    return Ok(exit_code(&outcome, false, interrupted));
+                }
+            }
+        }
+    }
+}
+
+async fn cancel(client: &Client, run_id: Option<&str>) {
+    if let Some(id) = run_id {
+        let _ = client
+            .send(client.request(reqwest::Method::POST, &format!("/v1/runs/{id}/cancel")))
+            .await;
+    }
+}

@@ -1,0 +1,81 @@
+//! The event stream the desktop app subscribes to: runs started, their output, runs finished,
+//! mode changes and log lines. Slow subscribers miss events (they are told how many) rather
+//! than slowing down runs.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::exec::Stream;
+use crate::runs::RunSummary;
+use crate::settings::{Mode, Tier};
+
+/// How many events a subscriber may fall behind before it starts missing some.
+const CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run: RunSummary,
+    },
+    RunOutput {
+        run_id: String,
+        stream: Stream,
+        /// The bytes, base64 (standard alphabet, padded).
+        data: String,
+    },
+    RunFinished {
+        run: RunSummary,
+    },
+    ModeChanged {
+        mode: Mode,
+        image: String,
+        tier: Tier,
+    },
+    Log {
+        level: String,
+        target: String,
+        message: String,
+        /// Milliseconds since the Unix epoch.
+        time_ms: u64,
+    },
+    /// Sent to a subscriber that fell behind: this many events were skipped.
+    Lagged {
+        missed: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            tx: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl EventBus {
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    /// Whether anyone listens (so output need not be encoded for nobody).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

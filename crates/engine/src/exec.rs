@@ -1,0 +1,492 @@
+//! Running a command on this machine (local mode).
+//!
+//! The contract, shared with sandbox mode: a command is an argv or a shell string; it gets a
+//! working directory, extra environment and an optional timeout; stdin is empty; stdout and
+//! stderr are streamed apart, byte for byte, as they come. The command runs in its own process
+//! group so a timeout or a cancel kills the whole tree, and background children it leaves
+//! behind are terminated when it exits instead of keeping the run open.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_millis(1000);
+/// How long output is still read after the command and its group are gone. Only a process
+/// that escaped the group (setsid) and still holds the pipe can make reading take this long.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What to run: a program with its arguments, or a line for the shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandSpec {
+    /// Run the program directly, no shell involved: no quoting to get wrong.
+    Argv(Vec<String>),
+    /// Run with `/bin/sh -c` (`cmd /C` on Windows).
+    Shell(String),
+}
+
+impl CommandSpec {
+    /// A one-line rendering for logs and run lists.
+    pub fn display(&self) -> String {
+        match self {
+            CommandSpec::Shell(s) => s.clone(),
+            CommandSpec::Argv(argv) => argv
+                .iter()
+                .map(|a| {
+                    if !a.is_empty()
+                        && a.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                    {
+                        a.clone()
+                    } else {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// The program and arguments actually executed.
+    pub fn to_argv(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Argv(argv) => argv.clone(),
+            #[cfg(not(windows))]
+            CommandSpec::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            #[cfg(windows)]
+            CommandSpec::Shell(s) => vec!["cmd".into(), "/C".into(), s.clone()],
+        }
+    }
+}
+
+/// One run's parameters, validated by [`ExecRequest::validate`].
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub command: CommandSpec,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+}
+
+impl ExecRequest {
+    /// Check everything that can be checked before starting: a bad request runs nothing.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::new(ErrorCode::InvalidRequest, m));
+        match &self.command {
+            CommandSpec::Argv(argv) if argv.is_empty() => {
+                return invalid("the command is empty: give a program to run".into())
+            }
+            CommandSpec::Argv(argv) if argv[0].is_empty() => {
+                return invalid("the program name is empty".into())
+            }
+            CommandSpec::Argv(argv) if argv.iter().any(|a| a.contains('\0')) => {
+                return invalid("arguments cannot contain NUL bytes".into())
+            }
+            CommandSpec::Shell(s) if s.trim().is_empty() => {
+                return invalid("the shell command is empty".into())
+            }
+            CommandSpec::Shell(s) if s.contains('\0') => {
+                return invalid("the shell command cannot contain NUL bytes".into())
+            }
+            _ => {}
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return invalid(format!(
+                    "`{k}` is not a valid environment variable name (non-empty, no `=` or NUL)"
+                ));
+            }
+        }
+        if let Some(t) = self.timeout {
+            if t.is_zero() {
+                return invalid("the timeout must be more than 0 seconds".into());
+            }
+        }
+        check_cwd(&self.cwd)
+    }
+}
+
+/// The working directory must be an absolute path to an existing directory.
+pub fn check_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.is_absolute() {
+        return Err(Error::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "the working directory `{}` must be an absolute path",
+                cwd.display()
+            ),
+        ));
+    }
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            ErrorCode::CwdNotFound,
+            format!("the working directory {} is not a directory", cwd.display()),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorCode::CwdNotFound,
+            format!(
+                "the working directory {} does not exist ({e})",
+                cwd.display()
+            ),
+        )),
+    }
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output, exactly as the command wrote it.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub data: Bytes,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecOutcome {
+    /// The exit code, when the command exited by itself.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the command, when a signal did.
+    pub signal: Option<i32>,
+    /// The timeout expired and the command was killed.
+    pub timed_out: bool,
+    /// The run was cancelled and the command was killed.
+    pub cancelled: bool,
+    /// From start to exit, in milliseconds.
+    pub duration_ms: f64,
+}
+
+impl ExecOutcome {
+    /// The exit code a shell would give: 124 on timeout, 128+N on signal N.
+    pub fn shell_exit_code(&self) -> i32 {
+        if self.timed_out {
+            124
+        } else if let Some(sig) = self.signal {
+            128 + sig
+        } else if self.cancelled {
+            130
+        } else {
+            self.exit_code.unwrap_or(125)
+        }
+    }
+}
+
+/// Run `req` on this machine. Output goes to `out` as it comes (a full channel slows the
+/// command down rather than dropping bytes). `path` replaces PATH when given (the user's login
+/// shell PATH for apps started from a desktop launcher).
+pub async fn run_local(
+    req: &ExecRequest,
+    path: Option<&OsStr>,
+    out: mpsc::Sender<Chunk>,
+    cancel: CancellationToken,
+) -> Result<ExecOutcome> {
+    req.validate()?;
+    let argv = req.command.to_argv();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&req.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // stigmer's own variables (home, token locations) are not the command's business.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STIGMER_") {
+            cmd.env_remove(&k);
+        }
+    }
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(&req.env);
+    #[cfg(unix)]
+    cmd.process_group(0);
+
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return spawn_failure(&argv[0], e, &out, started).await,
+    };
+    let pgid = child.id();
+    let abandon = CancellationToken::new();
+    let pumps = [
+        tokio::spawn(pump(
+            child.stdout.take(),
+            Stream::Stdout,
+            out.clone(),
+            abandon.clone(),
+        )),
+        tokio::spawn(pump(
+            child.stderr.take(),
+            Stream::Stderr,
+            out.clone(),
+            abandon.clone(),
+        )),
+    ];
+
+    let mut outcome = ExecOutcome::default();
+    let deadline = async {
+        match req.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let status = tokio::select! {
+        status = child.wait() => Some(status),
+        _ = deadline => { outcome.timed_out = true; None }
+        _ = cancel.cancelled() => { outcome.cancelled = true; None }
+    };
+    let status = match status {
+        Some(status) => status,
+        None => {
+            terminate_tree(&mut child, pgid).await;
+            child.wait().await
+        }
+    }
+    .map_err(|e| Error::internal(format!("waiting for the command failed: {e}")))?;
+    outcome.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Whatever the command left running in its group goes too.
+    if let Some(pgid) = pgid {
+        reap_group(pgid).await;
+    }
+
+    let abandon_later = {
+        let abandon = abandon.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DRAIN_LIMIT).await;
+            abandon.cancel();
+        })
+    };
+    for p in pumps {
+        let _ = p.await;
+    }
+    abandon_later.abort();
+
+    outcome.exit_code = status.code();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        outcome.signal = status.signal();
+    }
+    Ok(outcome)
+}
+
+/// A program that cannot be started ends like it would in a shell: 127 when it does not exist,
+/// 126 when it cannot be executed, with a one-line reason on stderr.
+async fn spawn_failure(
+    program: &str,
+    e: std::io::Error,
+    out: &mpsc::Sender<Chunk>,
+    started: Instant,
+) -> Result<ExecOutcome> {
+    let (code, why) = match e.kind() {
+        std::io::ErrorKind::NotFound => (127, "command not found"),
+        std::io::ErrorKind::PermissionDenied => (126, "permission denied (not executable)"),
+        _ => {
+            return Err(Error::new(
+                ErrorCode::SpawnFailed,
+                format!("cannot start `{program}`: {e}"),
+            ))
+        }
+    };
+    let message = format!("stigmer: {program}: {why}\n");
+    let _ = out
+        .send(Chunk {
+            stream: Stream::Stderr,
+            data: Bytes::from(message),
+        })
+        .await;
+    Ok(ExecOutcome {
+        exit_code: Some(code),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        ..ExecOutcome::default()
+    })
+}
+
+/// Copy one pipe to the channel until EOF. Stops early only when told to abandon a pipe that
+/// a runaway process keeps open.
+async fn pump(
+    reader: Option<impl AsyncRead + Unpin>,
+    stream: Stream,
+    out: mpsc::Sender<Chunk>,
+    abandon: CancellationToken,
+) {
+    let Some(mut reader) = reader else { return };
+    let mut receiver_gone = false;
+    loop {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let n = tokio::select! {
+            biased;
+            r = reader.read_buf(&mut buf) => r,
+            _ = abandon.cancelled() => return,
+        };
+        match n {
+            Ok(0) | Err(_) => return,
+            Ok(_) if receiver_gone => {}
+            Ok(_) => {
+                let chunk = Chunk {
+                    stream,
+                    data: buf.freeze(),
+                };
+                // Keep draining when nobody listens, so the command never blocks on a full pipe.
+                receiver_gone = out.send(chunk).await.is_err();
+            }
+        }
+    }
+}
+
+/// Timeout or cancel: SIGTERM to the whole group, a short grace, then SIGKILL.
+async fn terminate_tree(child: &mut tokio::process::Child, pgid: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pgid) = pgid {
+        signal_group(pgid, libc::SIGTERM);
+        let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+        signal_group(pgid, libc::SIGKILL);
+        return;
+    }
+    let _ = pgid;
+    let _ = child.start_kill();
+}
+
+/// After the main process exited: terminate what is left of its process group.
+async fn reap_group(pgid: u32) {
+    #[cfg(unix)]
+    {
+        if !group_alive(pgid) {
+            return;
+        }
+        signal_group(pgid, libc::SIGTERM);
+        let until = Instant::now() + KILL_GRACE;
+        while group_alive(pgid) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if group_alive(pgid) {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = pgid;
+}
+
+#[cfg(unix)]
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    // SAFETY: killpg only sends a signal; a group that no longer exists gives ESRCH.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, signal);
+    }
+}
+
+#[cfg(unix)]
+fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 checks for existence without sending anything.
+    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(
+        command: CommandSpec,
+        timeout: Option<Duration>,
+    ) -> (ExecOutcome, Vec<u8>, Vec<u8>) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let req = ExecRequest {
+            command,
+            cwd: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            timeout,
+        };
+        let collect = tokio::spawn(async move {
+            let (mut o, mut e) = (Vec::new(), Vec::new());
+            while let Some(c) = rx.recv().await {
+                match c.stream {
+                    Stream::Stdout => o.extend_from_slice(&c.data),
+                    Stream::Stderr => e.extend_from_slice(&c.data),
+                }
+            }
+            (o, e)
+        });
+        let outcome = run_local(&req, None, tx, CancellationToken::new())
+            .await
+            .unwrap();
+        let (o, e) = collect.await.unwrap();
+        (outcome, o, e)
+    }
+
+    #[tokio::test]
+    async fn streams_are_kept_apart() {
+        let (r, o, e) = run(
+            CommandSpec::Shell("echo out; echo err >&2; exit 3".into()),
+            None,
+        )
+        .await;
+        assert_eq!(r.exit_code, Some(3));
+        assert_eq!(o, b"out\n");
+        assert_eq!(e, b"err\n");
+    }
+
+    #[tokio::test]
+    async fn argv_is_not_split_or_quoted() {
+        let arg = "it's a \"quoted\" $HOME `x` arg";
+        let (r, o, _) = run(
+            CommandSpec::Argv(vec!["printf".into(), "%s".into(), arg.into()]),
+            None,
+        )
+        .await;
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(o, arg.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_127() {
+        let (r, _, e) = run(CommandSpec::Argv(vec!["no-such-program-xyz".into()]), None).await;
+        assert_eq!(r.shell_exit_code(), 127);
+        assert!(String::from_utf8_lossy(&e).contains("command not found"));
+    }
+
+    #[tokio::test]
+    async fn timeout_is_124() {
+        let (r, _, _) = run(
+            CommandSpec::Shell("sleep 30".into()),
+            Some(Duration::from_millis(200)),
+        )
+        .await;
+        assert!(r.timed_out);
+        assert_eq!(r.shell_exit_code(), 124);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let mut req = ExecRequest {
+            command: CommandSpec::Argv(vec![]),
+            cwd: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            timeout: None,
+        };
+        assert_eq!(req.validate().unwrap_err().code, ErrorCode::InvalidRequest);
+        req.command = CommandSpec::Shell("true".into());
+        req.cwd = PathBuf::from("/no/such/dir");
+        assert_eq!(req.validate().unwrap_err().code, ErrorCode::CwdNotFound);
+        req.cwd = PathBuf::from("relative");
+        assert_eq!(req.validate().unwrap_err().code, ErrorCode::InvalidRequest);
+    }
+}

@@ -1,0 +1,19 @@
+//! The Stigmer engine: settings and mode, tool detection, command execution and the local API
+//! server. No GUI dependency: the `stigmer` CLI and the desktop app both build on it.
+
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod exec;
+pub mod logging;
+pub mod paths;
+pub mod runner;
+pub mod runs;
+pub mod server;
+pub mod settings;
+pub mod tools;
+
+pub use error::{Error, ErrorCode, Result};
+
+/// The version of stigmer, shared by the CLI, the server and the API.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

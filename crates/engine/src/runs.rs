@@ -1,0 +1,390 @@
+//! Runs in the server: start, stream, cancel, and remember the recent ones.
+//!
+//! Each run's requester gets every output byte (a slow requester slows the command down, it
+//! never loses bytes). The event bus gets a copy for the desktop app. The history keeps the
+//! last runs with the head and tail of their output and an exact count of what was left out.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::{now_ms, Event, EventBus};
+use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
+use crate::runner::{execute, Target};
+use crate::settings::Mode;
+use crate::tools::user_path;
+
+/// How many finished runs the history keeps.
+pub const HISTORY_LEN: usize = 200;
+/// Bytes of each stream kept from the start and from the end of a run's output.
+pub const HEAD_BYTES: usize = 8 * 1024;
+pub const TAIL_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+}
+
+/// The start and the end of one output stream, and exactly what lies between.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputSummary {
+    pub total_bytes: u64,
+    pub total_lines: u64,
+    /// The first bytes (lossy UTF-8).
+    pub head: String,
+    /// The last bytes (lossy UTF-8); empty when everything fits in `head`.
+    pub tail: String,
+    pub omitted_bytes: u64,
+    pub omitted_lines: u64,
+}
+
+/// One run as listed by the API and shown in the app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    /// The command as one line (argv shell-quoted).
+    pub command: String,
+    pub mode: Mode,
+    /// The sandbox image, in sandbox mode.
+    pub image: Option<String>,
+    pub cwd: PathBuf,
+    /// Who asked for the run (for example `stigmer-cli`), when the client said.
+    pub client: Option<String>,
+    pub state: RunState,
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub outcome: Option<ExecOutcome>,
+    pub error: Option<Error>,
+    pub stdout: OutputSummary,
+    pub stderr: OutputSummary,
+}
+
+/// What the requester of a run receives, in order.
+#[derive(Debug)]
+pub enum RunEvent {
+    Started(RunSummary),
+    Output(Chunk),
+    Finished(RunSummary),
+}
+
+pub struct StartedRun {
+    pub id: String,
+    pub events: mpsc::Receiver<RunEvent>,
+}
+
+#[derive(Default)]
+struct Inner {
+    active: HashMap<String, CancellationToken>,
+    history: VecDeque<RunSummary>,
+}
+
+#[derive(Default)]
+pub struct RunRegistry {
+    inner: Mutex<Inner>,
+    bus: EventBus,
+}
+
+impl RunRegistry {
+    pub fn new(bus: EventBus) -> Arc<RunRegistry> {
+        Arc::new(RunRegistry {
+            inner: Mutex::default(),
+            bus,
+        })
+    }
+
+    /// Validate and start a run. Nothing is started when this returns an error. Dropping the
+    /// returned receiver cancels the run.
+    pub fn start(
+        self: &Arc<Self>,
+        target: Target,
+        req: ExecRequest,
+        client: Option<String>,
+    ) -> Result<StartedRun> {
+        req.validate()?;
+        target.check_available()?;
+        let id = new_run_id()?;
+        let cancel = CancellationToken::new();
+        let summary = RunSummary {
+            id: id.clone(),
+            command: req.command.display(),
+            mode: target.mode,
+            image: (target.mode == Mode::Sandbox).then(|| target.image.clone()),
+            cwd: req.cwd.clone(),
+            client,
+            state: RunState::Running,
+            started_at_ms: now_ms(),
+            finished_at_ms: None,
+            outcome: None,
+            error: None,
+            stdout: OutputSummary::default(),
+            stderr: OutputSummary::default(),
+        };
+        {
+            let mut inner = self.lock();
+            inner.active.insert(id.clone(), cancel.clone());
+            inner.history.push_back(summary.clone());
+            while inner.history.len() > HISTORY_LEN {
+                // Never forget a run that is still going.
+                match inner
+                    .history
+                    .iter()
+                    .position(|r| r.state != RunState::Running)
+                {
+                    Some(i) => {
+                        inner.history.remove(i);
+                    }
+                    None => break,
+                }
+            }
+        }
+        tracing::info!(run = %id, mode = %target.mode, command = %summary.command, "run started");
+        self.bus.publish(Event::RunStarted {
+            run: summary.clone(),
+        });
+        let (tx, rx) = mpsc::channel(32);
+        let _ = tx.try_send(RunEvent::Started(summary.clone()));
+        tokio::spawn(self.clone().drive(summary, target, req, cancel, tx));
+        Ok(StartedRun { id, events: rx })
+    }
+
+    async fn drive(
+        self: Arc<Self>,
+        mut summary: RunSummary,
+        target: Target,
+        req: ExecRequest,
+        cancel: CancellationToken,
+        tx: mpsc::Sender<RunEvent>,
+    ) {
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(16);
+        let exec = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let path = &user_path().0;
+                execute(&target, &req, Some(path.as_os_str()), chunk_tx, cancel).await
+            })
+        };
+        let (mut out, mut err) = (Capture::default(), Capture::default());
+        let mut requester = Some(tx);
+        loop {
+            let gone = async {
+                match &requester {
+                    Some(t) => t.closed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let chunk = tokio::select! {
+                c = chunk_rx.recv() => c,
+                _ = gone => {
+                    // The client hung up: stop the command, keep the record.
+                    cancel.cancel();
+                    requester = None;
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            match chunk.stream {
+                Stream::Stdout => out.push(&chunk.data),
+                Stream::Stderr => err.push(&chunk.data),
+            }
+            if self.bus.has_subscribers() {
+                self.bus.publish(Event::RunOutput {
+                    run_id: summary.id.clone(),
+                    stream: chunk.stream,
+                    data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
+                });
+            }
+            if let Some(t) = &requester {
+                if t.send(RunEvent::Output(chunk)).await.is_err() {
+                    cancel.cancel();
+                    requester = None;
+                }
+            }
+        }
+        let result = exec
+            .await
+            .unwrap_or_else(|e| Err(Error::internal(format!("run task failed: {e}"))));
+        summary.finished_at_ms = Some(now_ms());
+        summary.stdout = out.summary();
+        summary.stderr = err.summary();
+        match result {
+            Ok(outcome) => {
+                summary.state = RunState::Finished;
+                summary.outcome = Some(outcome);
+            }
+            Err(e) => {
+                summary.state = RunState::Failed;
+                summary.error = Some(e);
+            }
+        }
+        tracing::info!(
+            run = %summary.id,
+            exit = ?summary.outcome.as_ref().map(|o| o.shell_exit_code()),
+            duration_ms = ?summary.outcome.as_ref().map(|o| o.duration_ms.round()),
+            "run finished"
+        );
+        {
+            let mut inner = self.lock();
+            inner.active.remove(&summary.id);
+            if let Some(r) = inner.history.iter_mut().find(|r| r.id == summary.id) {
+                *r = summary.clone();
+            }
+        }
+        self.bus.publish(Event::RunFinished {
+            run: summary.clone(),
+        });
+        if let Some(t) = requester {
+            let _ = t.send(RunEvent::Finished(summary)).await;
+        }
+    }
+
+    /// Ask a run to stop. Returns false when the run exists but already ended.
+    pub fn cancel(&self, id: &str) -> Result<bool> {
+        let inner = self.lock();
+        if let Some(c) = inner.active.get(id) {
+            c.cancel();
+            return Ok(true);
+        }
+        if inner.history.iter().any(|r| r.id == id) {
+            return Ok(false);
+        }
+        Err(Error::new(
+            ErrorCode::RunNotFound,
+            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
+        ))
+    }
+
+    pub fn cancel_all(&self) {
+        for c in self.lock().active.values() {
+            c.cancel();
+        }
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.lock().active.len()
+    }
+
+    /// Wait until no run is active, at most `limit`.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let until = std::time::Instant::now() + limit;
+        while self.active_count() > 0 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The most recent runs first.
+    pub fn list(&self, limit: usize) -> Vec<RunSummary> {
+        self.lock()
+            .history
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<RunSummary> {
+        self.lock().history.iter().find(|r| r.id == id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_run_id() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    Ok(format!(
+        "run_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Keeps the first [`HEAD_BYTES`] and the last [`TAIL_BYTES`] of a stream and counts the rest.
+#[derive(Debug, Default)]
+pub struct Capture {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: u64,
+    lines: u64,
+}
+
+impl Capture {
+    pub fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        self.lines += data.iter().filter(|b| **b == b'\n').count() as u64;
+        let room = HEAD_BYTES - self.head.len();
+        if room > 0 {
+            let n = room.min(data.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        if data.len() >= TAIL_BYTES {
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - TAIL_BYTES..]);
+        } else {
+            self.tail.extend(data);
+            let excess = self.tail.len().saturating_sub(TAIL_BYTES);
+            self.tail.drain(..excess);
+        }
+    }
+
+    pub fn summary(&self) -> OutputSummary {
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let count = |b: &[u8]| b.iter().filter(|c| **c == b'\n').count() as u64;
+        OutputSummary {
+            total_bytes: self.total,
+            total_lines: self.lines,
+            head: String::from_utf8_lossy(&self.head).into_owned(),
+            tail: String::from_utf8_lossy(&tail).into_owned(),
+            omitted_bytes: self.total - self.head.len() as u64 - tail.len() as u64,
+            omitted_lines: self.lines - count(&self.head) - count(&tail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_counts_exactly_what_it_leaves_out() {
+        let mut c = Capture::default();
+        let line = b"0123456789abcde\n"; // 16 bytes
+        for _ in 0..10_000 {
+            c.push(line);
+        }
+        let s = c.summary();
+        assert_eq!(s.total_bytes, 160_000);
+        assert_eq!(s.total_lines, 10_000);
+        assert_eq!(s.head.len(), HEAD_BYTES);
+        assert_eq!(s.tail.len(), TAIL_BYTES);
+        assert_eq!(s.omitted_bytes, 160_000 - (HEAD_BYTES + TAIL_BYTES) as u64);
+        assert_eq!(
+            s.omitted_lines,
+            10_000 - ((HEAD_BYTES + TAIL_BYTES) / 16) as u64
+        );
+        assert!(s.tail.ends_with("abcde\n"));
+    }
+
+    #[test]
+    fn small_output_is_all_head() {
+        let mut c = Capture::default();
+        c.push(b"hello\n");
+        let s = c.summary();
+        assert_eq!(
+            (s.head.as_str(), s.tail.as_str(), s.omitted_bytes),
+            ("hello\n", "", 0)
+        );
+    }
+}

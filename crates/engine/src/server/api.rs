@@ -1,0 +1,489 @@
+//! The HTTP+JSON API. Described by `openapi.json` (served at `/v1/openapi.json`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use futures_util::stream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use crate::error::{Error, ErrorCode};
+use crate::events::Event;
+use crate::exec::{CommandSpec, ExecRequest};
+use crate::runner::Target;
+use crate::runs::{RunEvent, RunSummary};
+use crate::settings::{self, Key, Mode, Value};
+use crate::tools::{detect, user_path};
+
+/// The longest timeout a run may ask for: a week.
+const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// An error as the API returns it: `{"error": {"code": "...", "message": "..."}}`.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "error": self.0 }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json` whose rejections are API errors with codes.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError(json_rejection(rejection))),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Error {
+    let text = r.body_text();
+    match r {
+        JsonRejection::JsonDataError(_) => Error::new(ErrorCode::InvalidRequest, text),
+        JsonRejection::JsonSyntaxError(_) => Error::new(ErrorCode::InvalidJson, text),
+        JsonRejection::MissingJsonContentType(_) => Error::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::new(
+                ErrorCode::BodyTooLarge,
+                format!(
+                    "the request body is over the {} KiB limit",
+                    super::BODY_LIMIT / 1024
+                ),
+            )
+        }
+        _ => Error::new(ErrorCode::InvalidRequest, text),
+    }
+}
+
+/// `Query` whose rejections are API errors with codes.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(ApiQuery(q.0)),
+            Err(r @ QueryRejection::FailedToDeserializeQueryString(_)) | Err(r) => Err(ApiError(
+                Error::new(ErrorCode::InvalidRequest, r.body_text()),
+            )),
+        }
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(Error::new(
+        ErrorCode::NotFound,
+        "no such API route; the routes are listed at /v1/openapi.json",
+    ))
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(
+        ErrorCode::MethodNotAllowed,
+        "this method is not allowed here; see /v1/openapi.json",
+    ))
+}
+
+pub async fn openapi() -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+pub struct EngineState {
+    /// `not_checked` until sandbox support lands.
+    pub state: &'static str,
+    pub message: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub pid: u32,
+    pub url: String,
+    pub uptime_secs: f64,
+    pub mode: Mode,
+    pub image: String,
+    pub tier: settings::Tier,
+    pub engine: EngineState,
+    pub active_runs: usize,
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
+    let s = state.settings();
+    Json(Status {
+        version: crate::VERSION,
+        pid: std::process::id(),
+        url: state.url.clone(),
+        uptime_secs: state.started.elapsed().as_secs_f64(),
+        mode: s.mode,
+        tier: s.tier(),
+        image: s.sandbox_image,
+        engine: EngineState {
+            state: "not_checked",
+            message: "container engine support arrives with sandbox mode",
+        },
+        active_runs: state.runs.active_count(),
+        config_file: state.paths.config_file(),
+        data_dir: state.paths.data_dir.clone(),
+        log_dir: state.paths.log_dir.clone(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct ModeView {
+    pub mode: Mode,
+    pub image: String,
+    pub tier: settings::Tier,
+}
+
+pub async fn get_mode(State(state): State<Arc<AppState>>) -> Json<ModeView> {
+    let s = state.settings();
+    Json(ModeView {
+        mode: s.mode,
+        tier: s.tier(),
+        image: s.sandbox_image,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeChange {
+    pub mode: String,
+    pub image: Option<String>,
+}
+
+/// Change the mode (and image) live. Validated first, persisted to the config file, then
+/// applied; on any error nothing changes.
+pub async fn put_mode(
+    State(state): State<Arc<AppState>>,
+    ApiJson(change): ApiJson<ModeChange>,
+) -> ApiResult<Json<ModeView>> {
+    let Value::Mode(mode) = Key::Mode.parse(&change.mode, "mode")? else {
+        unreachable!("Key::Mode parses to Value::Mode")
+    };
+    let image = match &change.image {
+        Some(raw) => Some(Key::SandboxImage.parse(raw, "image")?),
+        None => None,
+    };
+    {
+        let _write = state.settings_write_lock.lock().await;
+        let (mut file, _) = settings::ConfigFile::load(&state.paths.config_file())?;
+        file.set(&Value::Mode(mode));
+        if let Some(i) = &image {
+            file.set(i);
+        }
+        file.save()?;
+        let mut s = state.settings.write().unwrap_or_else(|p| p.into_inner());
+        s.mode = mode;
+        if let Some(Value::Image(i)) = image {
+            s.sandbox_image = i;
+        }
+    }
+    let s = state.settings();
+    tracing::info!(mode = %s.mode, image = %s.sandbox_image, "mode changed");
+    state.write_discovery();
+    state.bus.publish(Event::ModeChanged {
+        mode: s.mode,
+        image: s.sandbox_image.clone(),
+        tier: s.tier(),
+    });
+    Ok(Json(ModeView {
+        mode: s.mode,
+        tier: s.tier(),
+        image: s.sandbox_image,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsQuery {
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+pub async fn tools(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<ToolsQuery>,
+) -> Response {
+    let mut cache = state.tools.lock().await;
+    if q.refresh || cache.is_none() {
+        let (path, from_login) = user_path();
+        *cache = Some(detect(path, *from_login).await);
+    }
+    Json(cache.clone()).into_response()
+}
+
+/// The body of `POST /v1/runs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Program and arguments, run without a shell. Exactly one of `argv` and `shell`.
+    pub argv: Option<Vec<String>>,
+    /// A command line for `/bin/sh -c`.
+    pub shell: Option<String>,
+    /// Absolute working directory; the user's home directory when absent.
+    pub cwd: Option<PathBuf>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: Option<f64>,
+    /// Overrides the server's mode for this run.
+    pub mode: Option<String>,
+    /// Overrides the sandbox image for this run.
+    pub image: Option<String>,
+    /// Who is asking, shown in the app's activity (for example `stigmer-cli`).
+    pub client: Option<String>,
+}
+
+impl RunBody {
+    fn into_request(
+        self,
+        state: &AppState,
+    ) -> Result<(Target, ExecRequest, Option<String>), Error> {
+        let invalid = |m: &str| Error::new(ErrorCode::InvalidRequest, m);
+        let command = match (self.argv, self.shell) {
+            (Some(argv), None) => CommandSpec::Argv(argv),
+            (None, Some(shell)) => CommandSpec::Shell(shell),
+            (Some(_), Some(_)) => return Err(invalid("give either `argv` or `shell`, not both")),
+            (None, None) => {
+                return Err(invalid(
+                    "give the command as `argv` (a list) or `shell` (a string)",
+                ))
+            }
+        };
+        let timeout = match self.timeout_secs {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECS => {
+                Some(Duration::from_secs_f64(t))
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "`timeout_secs` must be a number of seconds above 0 and at most 604800",
+                ))
+            }
+        };
+        let cwd = match self.cwd {
+            Some(c) => c,
+            None => directories::BaseDirs::new()
+                .map(|b| b.home_dir().to_path_buf())
+                .unwrap_or_else(std::env::temp_dir),
+        };
+        let settings = state.settings();
+        let mut target = Target {
+            mode: settings.mode,
+            image: settings.sandbox_image,
+        };
+        if let Some(m) = &self.mode {
+            if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
+                target.mode = m;
+            }
+        }
+        if let Some(i) = &self.image {
+            if let Value::Image(i) = Key::SandboxImage.parse(i, "image")? {
+                target.image = i;
+            }
+        }
+        if let Some(c) = &self.client {
+            if c.len() > 100 || c.chars().any(char::is_control) {
+                return Err(invalid("`client` is at most 100 printable characters"));
+            }
+        }
+        let req = ExecRequest {
+            command,
+            cwd,
+            env: self.env,
+            timeout,
+        };
+        Ok((target, req, self.client))
+    }
+}
+
+/// The lines of a run's output stream (NDJSON, or SSE `data:` payloads).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamLine<'a> {
+    Started {
+        run: &'a RunSummary,
+    },
+    Output {
+        stream: crate::exec::Stream,
+        data: String,
+    },
+    Finished {
+        run: &'a RunSummary,
+    },
+}
+
+/// Start a run and stream its output. Every check happens before the command starts; a
+/// refused request runs nothing. Hanging up cancels the run.
+pub async fn start_run(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RunBody>,
+) -> ApiResult<Response> {
+    let (target, req, client) = body.into_request(&state)?;
+    let sse = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let started = state.runs.start(target, req, client)?;
+    let body = stream::unfold(started.events, move |mut rx| async move {
+        let event = rx.recv().await?;
+        let line = match &event {
+            RunEvent::Started(run) => StreamLine::Started { run },
+            RunEvent::Output(chunk) => StreamLine::Output {
+                stream: chunk.stream,
+                data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
+            },
+            RunEvent::Finished(run) => StreamLine::Finished { run },
+        };
+        let bytes = encode_line(&line, sse);
+        Some((Ok::<_, std::convert::Infallible>(bytes), rx))
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "no-cache"),
+            (
+                axum::http::HeaderName::from_static("x-run-id"),
+                started.id.as_str(),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn encode_line<T: Serialize>(value: &T, sse: bool) -> Bytes {
+    let mut out = Vec::with_capacity(128);
+    if sse {
+        out.extend_from_slice(b"data: ");
+    }
+    // Serializing our own types cannot fail.
+    let _ = serde_json::to_writer(&mut out, value);
+    out.extend_from_slice(if sse { b"\n\n" } else { b"\n" });
+    Bytes::from(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+}
+
+pub async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Json<serde_json::Value> {
+    let limit = q.limit.unwrap_or(50).min(crate::runs::HISTORY_LEN);
+    Json(json!({ "runs": state.runs.list(limit) }))
+}
+
+pub async fn get_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSummary>> {
+    state.runs.get(&id).map(Json).ok_or_else(|| {
+        ApiError(Error::new(
+            ErrorCode::RunNotFound,
+            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
+        ))
+    })
+}
+
+pub async fn cancel_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let was_running = state.runs.cancel(&id)?;
+    let status = if was_running {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "id": id, "cancelled": was_running }))).into_response())
+}
+
+/// Everything that happens in the server, as NDJSON or SSE, until the server stops.
+pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let sse = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let rx = state.bus.subscribe();
+    let shutdown = state.shutdown.clone();
+    let body = stream::unfold((rx, shutdown), move |(mut rx, shutdown)| async move {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            e = rx.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(encode_line(&event, sse)),
+            (rx, shutdown),
+        ))
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    (
+        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+pub async fn shutdown(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
+    tracing::info!("shutdown requested through the API");
+    state.shutdown.cancel();
+    (StatusCode::ACCEPTED, Json(json!({ "stopping": true })))
+}

@@ -1,0 +1,189 @@
+//! The agent runner: an HTTP+JSON API on 127.0.0.1 that runs commands and streams their output.
+
+pub mod api;
+pub mod guard;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery::{load_or_create_token, Discovery, ServerLock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::EventBus;
+use crate::paths::Paths;
+use crate::runs::RunRegistry;
+use crate::settings::Settings;
+use crate::tools::ToolReport;
+
+/// Request bodies above this are refused (BODY_TOO_LARGE).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// How long a stopping server waits for cancelled runs to end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct AppState {
+    pub paths: Paths,
+    pub token: String,
+    pub url: String,
+    pub port: u16,
+    pub started: Instant,
+    pub started_at: u64,
+    pub settings: RwLock<Settings>,
+    /// Serializes config-file writes from concurrent mode changes.
+    pub settings_write_lock: tokio::sync::Mutex<()>,
+    pub runs: Arc<RunRegistry>,
+    pub bus: EventBus,
+    pub tools: tokio::sync::Mutex<Option<ToolReport>>,
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn discovery(&self) -> Discovery {
+        let s = self.settings();
+        Discovery {
+            pid: std::process::id(),
+            url: self.url.clone(),
+            port: self.port,
+            version: crate::VERSION.to_string(),
+            mode: s.mode,
+            image: s.sandbox_image,
+            started_at: self.started_at,
+            log_dir: self.paths.log_dir.clone(),
+        }
+    }
+
+    pub fn write_discovery(&self) {
+        if let Err(e) = self.discovery().write(&self.paths) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+pub struct ServeOptions {
+    pub paths: Paths,
+    pub settings: Settings,
+    /// 0 picks any free port.
+    pub port: u16,
+    /// Also log to stderr (foreground use).
+    pub log_to_stderr: bool,
+    /// Warnings from settings resolution, logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// Build the router (used by [`serve`] and by tests that want an in-process server).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/status", get(api::status))
+        .route("/v1/mode", get(api::get_mode).put(api::put_mode))
+        .route("/v1/tools", get(api::tools))
+        .route("/v1/runs", post(api::start_run).get(api::list_runs))
+        .route("/v1/runs/{id}", get(api::get_run))
+        .route("/v1/runs/{id}/cancel", post(api::cancel_run))
+        .route("/v1/events", get(api::events))
+        .route("/v1/openapi.json", get(api::openapi))
+        .route("/v1/shutdown", post(api::shutdown))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// Run the server until it is asked to stop (API, SIGTERM or Ctrl-C). Writes the discovery
+/// file once it accepts connections and removes it on the way out.
+pub async fn serve(opts: ServeOptions) -> Result<()> {
+    let paths = opts.paths;
+    let lock = ServerLock::acquire(&paths)?;
+    let token = load_or_create_token(&paths)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::ServerUnavailable,
+                format!(
+                    "cannot listen on 127.0.0.1:{}: {e}; choose another port with --port (0 picks a free one)",
+                    opts.port
+                ),
+            )
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))?
+        .port();
+    let bus = EventBus::default();
+    let _log_guard = crate::logging::init(&paths.log_dir, opts.log_to_stderr, bus.clone())?;
+    for w in &opts.warnings {
+        tracing::warn!("{w}");
+    }
+    let state = Arc::new(AppState {
+        token,
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+        started: Instant::now(),
+        started_at: crate::events::now_ms() / 1000,
+        settings: RwLock::new(opts.settings),
+        settings_write_lock: tokio::sync::Mutex::new(()),
+        runs: RunRegistry::new(bus.clone()),
+        bus,
+        tools: tokio::sync::Mutex::new(None),
+        shutdown: CancellationToken::new(),
+        paths,
+    });
+    spawn_signal_watch(state.shutdown.clone());
+    let app = router(state.clone());
+    state.discovery().write(&state.paths)?;
+    let s = state.settings();
+    tracing::info!(url = %state.url, mode = %s.mode, version = crate::VERSION, "server ready");
+
+    let stop = state.shutdown.clone();
+    let runs = state.runs.clone();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.cancelled().await;
+        // Runs end first, so their streams finish and connections can close.
+        runs.cancel_all();
+    });
+    let result = serving.await;
+    state.runs.cancel_all();
+    state.runs.wait_idle(STOP_GRACE).await;
+    Discovery::remove_own(&state.paths);
+    tracing::info!("server stopped");
+    drop(lock);
+    result.map_err(|e| Error::internal(format!("server error: {e}")))
+}
+
+fn spawn_signal_watch(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+                _ = int.recv() => tracing::info!("interrupt received, stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}

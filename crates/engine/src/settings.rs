@@ -1,0 +1,773 @@
+//! Settings and the execution mode.
+//!
+//! Resolution order, highest first: command-line flag > environment variable > config file >
+//! default. Every value is validated wherever it comes from: an invalid one is an error that
+//! names where it came from and the valid values, never a silent default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use toml_edit::{DocumentMut, Item, Table};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::paths::{write_atomic, Paths};
+
+/// The basic sandbox image (tier 2). Any other image is a custom image (tier 3).
+pub const BASIC_IMAGE: &str = "ghcr.io/stigmer/agent-sandbox-basic:latest";
+
+/// Where commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Directly on this machine (the default).
+    #[default]
+    Local,
+    /// In a container made from the sandbox image.
+    Sandbox,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(Mode::Local),
+            "sandbox" => Ok(Mode::Sandbox),
+            "auto" => Err(Error::new(
+                ErrorCode::InvalidMode,
+                "mode `auto` is not supported: choose `local` or `sandbox` explicitly",
+            )),
+            _ => Err(Error::new(
+                ErrorCode::InvalidMode,
+                format!("`{s}` is not an execution mode; valid modes are `local` and `sandbox`"),
+            )),
+        }
+    }
+}
+
+/// The three tiers users choose between, derived from mode and image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Local,
+    Basic,
+    Custom,
+}
+
+impl Tier {
+    pub fn of(mode: Mode, image: &str) -> Tier {
+        match mode {
+            Mode::Local => Tier::Local,
+            Mode::Sandbox if image == BASIC_IMAGE => Tier::Basic,
+            Mode::Sandbox => Tier::Custom,
+        }
+    }
+}
+
+/// Every setting, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub mode: Mode,
+    pub sandbox_image: String,
+    pub sandbox_auto_pull: bool,
+    pub sandbox_cleanup: bool,
+    pub sandbox_ttl_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Local,
+            sandbox_image: BASIC_IMAGE.to_string(),
+            sandbox_auto_pull: true,
+            sandbox_cleanup: true,
+            sandbox_ttl_secs: 3600,
+        }
+    }
+}
+
+impl Settings {
+    pub fn tier(&self) -> Tier {
+        Tier::of(self.mode, &self.sandbox_image)
+    }
+
+    /// The value of one setting, as text.
+    pub fn get(&self, key: Key) -> String {
+        match key {
+            Key::Mode => self.mode.to_string(),
+            Key::SandboxImage => self.sandbox_image.clone(),
+            Key::SandboxAutoPull => self.sandbox_auto_pull.to_string(),
+            Key::SandboxCleanup => self.sandbox_cleanup.to_string(),
+            Key::SandboxTtl => self.sandbox_ttl_secs.to_string(),
+        }
+    }
+
+    fn apply(&mut self, value: Value) {
+        match value {
+            Value::Mode(m) => self.mode = m,
+            Value::Image(i) => self.sandbox_image = i,
+            Value::AutoPull(b) => self.sandbox_auto_pull = b,
+            Value::Cleanup(b) => self.sandbox_cleanup = b,
+            Value::Ttl(t) => self.sandbox_ttl_secs = t,
+        }
+    }
+}
+
+/// The name of a setting, as typed in `stigmer config` and the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Mode,
+    SandboxImage,
+    SandboxAutoPull,
+    SandboxCleanup,
+    SandboxTtl,
+}
+
+/// A validated setting value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Mode(Mode),
+    Image(String),
+    AutoPull(bool),
+    Cleanup(bool),
+    Ttl(u64),
+}
+
+impl Key {
+    pub const ALL: [Key; 5] = [
+        Key::Mode,
+        Key::SandboxImage,
+        Key::SandboxAutoPull,
+        Key::SandboxCleanup,
+        Key::SandboxTtl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Mode => "mode",
+            Key::SandboxImage => "sandbox.image",
+            Key::SandboxAutoPull => "sandbox.auto_pull",
+            Key::SandboxCleanup => "sandbox.cleanup",
+            Key::SandboxTtl => "sandbox.ttl",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Key::Mode => "STIGMER_EXECUTION_MODE",
+            Key::SandboxImage => "STIGMER_SANDBOX_IMAGE",
+            Key::SandboxAutoPull => "STIGMER_SANDBOX_AUTO_PULL",
+            Key::SandboxCleanup => "STIGMER_SANDBOX_CLEANUP",
+            Key::SandboxTtl => "STIGMER_SANDBOX_TTL",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Key::Mode => "where commands run: local or sandbox",
+            Key::SandboxImage => "container image used in sandbox mode",
+            Key::SandboxAutoPull => "download the basic sandbox image when missing (true/false)",
+            Key::SandboxCleanup => "remove sandbox containers when idle or on stop (true/false)",
+            Key::SandboxTtl => "seconds a sandbox container may stay idle before removal",
+        }
+    }
+
+    /// The accepted values, for error messages.
+    pub fn valid_values(self) -> &'static str {
+        match self {
+            Key::Mode => "`local` or `sandbox`",
+            Key::SandboxImage => "an image reference such as `ghcr.io/org/image:tag`",
+            Key::SandboxAutoPull | Key::SandboxCleanup => "`true` or `false`",
+            Key::SandboxTtl => {
+                "a whole number of seconds (0 removes a container after each command)"
+            }
+        }
+    }
+
+    /// Table and key of this setting in the config file.
+    fn file_location(self) -> (Option<&'static str>, &'static str) {
+        match self {
+            Key::Mode => (None, "mode"),
+            Key::SandboxImage => (Some("sandbox"), "image"),
+            Key::SandboxAutoPull => (Some("sandbox"), "auto_pull"),
+            Key::SandboxCleanup => (Some("sandbox"), "cleanup"),
+            Key::SandboxTtl => (Some("sandbox"), "ttl"),
+        }
+    }
+
+    /// Parse and validate a value. `origin` says where it came from, for the error message.
+    pub fn parse(self, raw: &str, origin: &str) -> Result<Value> {
+        let invalid = |why: String| {
+            let code = if self == Key::Mode {
+                ErrorCode::InvalidMode
+            } else {
+                ErrorCode::InvalidSetting
+            };
+            Error::new(
+                code,
+                format!(
+                    "{origin}: `{raw}` is not a valid value for {}{why}; expected {}",
+                    self.name(),
+                    self.valid_values()
+                ),
+            )
+        };
+        match self {
+            Key::Mode => match raw.parse::<Mode>() {
+                Ok(m) => Ok(Value::Mode(m)),
+                Err(_) if raw.trim().eq_ignore_ascii_case("auto") => Err(invalid(
+                    " (`auto` is not supported: choose explicitly)".into(),
+                )),
+                Err(_) => Err(invalid(String::new())),
+            },
+            Key::SandboxImage => validate_image_ref(raw)
+                .map(|()| Value::Image(raw.trim().to_string()))
+                .map_err(|why| invalid(format!(" ({why})"))),
+            Key::SandboxAutoPull => parse_bool(raw)
+                .map(Value::AutoPull)
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxCleanup => parse_bool(raw)
+                .map(Value::Cleanup)
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxTtl => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|t| *t <= 365 * 24 * 3600)
+                .map(Value::Ttl)
+                .ok_or_else(|| invalid(String::new())),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Key {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Key> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Key::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted || k.env_var().eq_ignore_ascii_case(&wanted))
+            .ok_or_else(|| {
+                let names: Vec<_> = Key::ALL.iter().map(|k| k.name()).collect();
+                Error::new(
+                    ErrorCode::InvalidSetting,
+                    format!(
+                        "`{s}` is not a setting; known settings: {}",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Check that `s` looks like a container image reference:
+/// `[registry[:port]/]name[/name...][:tag][@algo:hex]`, names in lower case.
+pub fn validate_image_ref(s: &str) -> std::result::Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an image reference cannot be empty".into());
+    }
+    if s.len() > 512 {
+        return Err("an image reference is at most 512 characters".into());
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let ok = d.split_once(':').is_some_and(|(algo, hex)| {
+            !algo.is_empty()
+                && algo
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c))
+                && hex.len() >= 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err(format!("`{d}` is not a valid digest"));
+        }
+    }
+    // A tag follows the last colon that comes after the last slash (a colon before it is a port).
+    let last_slash = rest.rfind('/');
+    let (name, tag) = match rest.rfind(':') {
+        Some(c) if last_slash.is_none_or(|sl| c > sl) => (&rest[..c], Some(&rest[c + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            return Err(format!("`{tag}` is not a valid tag"));
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // The first part is a registry host when it has a dot, a colon or is `localhost`.
+    if parts.len() > 1
+        && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
+    {
+        let host = parts.remove(0);
+        let ok = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+        if !ok {
+            return Err(format!("`{host}` is not a valid registry host"));
+        }
+    }
+    for part in parts {
+        let ok = !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(format!(
+                "`{part}` is not a valid image name component (lower-case letters, digits and . _ - only)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a resolved setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Default,
+    File,
+    Env,
+    Flag,
+}
+
+/// Values given on the command line, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub mode: Option<String>,
+    pub image: Option<String>,
+}
+
+/// Settings after resolution, with where each came from and any warnings to show the user.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub settings: Settings,
+    pub sources: BTreeMap<Key, Source>,
+    pub warnings: Vec<String>,
+}
+
+/// Resolve settings from flags, the process environment, the config file and defaults.
+pub fn resolve(paths: &Paths, overrides: &Overrides) -> Result<Resolved> {
+    resolve_with(paths, overrides, |name| std::env::var(name).ok())
+}
+
+/// [`resolve`] with an explicit environment (for tests).
+pub fn resolve_with(
+    paths: &Paths,
+    overrides: &Overrides,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Resolved> {
+    let (file, mut warnings) = ConfigFile::load(&paths.config_file())?;
+    let mut settings = Settings::default();
+    let mut sources: BTreeMap<Key, Source> =
+        Key::ALL.iter().map(|k| (*k, Source::Default)).collect();
+
+    for key in Key::ALL {
+        if let Some(raw) = file.get(key) {
+            let origin = format!("config file {} ({})", file.path.display(), key.name());
+            settings.apply(key.parse(&raw, &origin)?);
+            sources.insert(key, Source::File);
+        }
+    }
+    warnings.extend(file.unknown_keys().into_iter().map(|k| {
+        format!(
+            "unknown setting `{k}` in config file {} (ignored)",
+            file.path.display()
+        )
+    }));
+    for key in Key::ALL {
+        if let Some(raw) = env(key.env_var()).filter(|v| !v.is_empty()) {
+            let origin = format!("environment variable {}", key.env_var());
+            settings.apply(key.parse(&raw, &origin)?);
+            sources.insert(key, Source::Env);
+        }
+    }
+    if let Some(raw) = &overrides.mode {
+        settings.apply(Key::Mode.parse(raw, "--mode")?);
+        sources.insert(Key::Mode, Source::Flag);
+    }
+    if let Some(raw) = &overrides.image {
+        settings.apply(Key::SandboxImage.parse(raw, "--image")?);
+        sources.insert(Key::SandboxImage, Source::Flag);
+    }
+    Ok(Resolved {
+        settings,
+        sources,
+        warnings,
+    })
+}
+
+/// The TOML config file, edited in place so the user's comments and layout survive.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    doc: DocumentMut,
+}
+
+impl ConfigFile {
+    /// Load the file. A missing file is empty. A file that does not parse is kept, renamed
+    /// aside, and a warning says so; defaults then apply.
+    pub fn load(path: &Path) -> Result<(ConfigFile, Vec<String>)> {
+        let mut warnings = Vec::new();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::ConfigError,
+                    format!("cannot read config file {}: {e}", path.display()),
+                ))
+            }
+        };
+        let doc = match text.parse::<DocumentMut>() {
+            Ok(doc) => doc,
+            Err(e) => {
+                let aside = set_aside(path)?;
+                let reason = e.to_string().lines().next().unwrap_or_default().to_string();
+                warnings.push(format!(
+                    "config file {} could not be parsed ({reason}); it was kept as {} and defaults apply",
+                    path.display(),
+                    aside.display()
+                ));
+                DocumentMut::new()
+            }
+        };
+        Ok((
+            ConfigFile {
+                path: path.to_path_buf(),
+                doc,
+            },
+            warnings,
+        ))
+    }
+
+    /// The raw text of a setting in the file, if present.
+    pub fn get(&self, key: Key) -> Option<String> {
+        let (table, name) = key.file_location();
+        let item = match table {
+            Some(t) => self.doc.get(t)?.as_table_like()?.get(name)?,
+            None => self.doc.get(name)?,
+        };
+        let v = item.as_value()?;
+        Some(match v.as_str() {
+            Some(s) => s.to_string(),
+            None => v.to_string().trim().to_string(),
+        })
+    }
+
+    /// Keys in the file that are not settings.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for (k, item) in self.doc.iter() {
+            match k {
+                "mode" => {}
+                "sandbox" => {
+                    if let Some(t) = item.as_table_like() {
+                        for (sub, _) in t.iter() {
+                            if !["image", "auto_pull", "cleanup", "ttl"].contains(&sub) {
+                                unknown.push(format!("sandbox.{sub}"));
+                            }
+                        }
+                    }
+                }
+                other => unknown.push(other.to_string()),
+            }
+        }
+        unknown
+    }
+
+    pub fn set(&mut self, value: &Value) {
+        let (key, item) = match value {
+            Value::Mode(m) => (Key::Mode, toml_edit::value(m.as_str())),
+            Value::Image(i) => (Key::SandboxImage, toml_edit::value(i.as_str())),
+            Value::AutoPull(b) => (Key::SandboxAutoPull, toml_edit::value(*b)),
+            Value::Cleanup(b) => (Key::SandboxCleanup, toml_edit::value(*b)),
+            Value::Ttl(t) => (Key::SandboxTtl, toml_edit::value(*t as i64)),
+        };
+        let (table, name) = key.file_location();
+        match table {
+            Some(t) => {
+                if !self.doc.get(t).is_some_and(|i| i.is_table_like()) {
+                    self.doc.insert(t, Item::Table(Table::new()));
+                }
+                if let Some(tbl) = self.doc.get_mut(t).and_then(|i| i.as_table_like_mut()) {
+                    tbl.insert(name, item);
+                }
+            }
+            None => {
+                // Top-level keys must come before any table: move the key to the front.
+                self.doc.remove(name);
+                let rest: Vec<(String, Item)> = self
+                    .doc
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                self.doc.clear();
+                self.doc.insert(name, item);
+                for (k, v) in rest {
+                    self.doc.insert(&k, v);
+                }
+            }
+        }
+    }
+
+    pub fn unset(&mut self, key: Key) {
+        let (table, name) = key.file_location();
+        match table {
+            Some(t) => {
+                if let Some(tbl) = self.doc.get_mut(t).and_then(|i| i.as_table_like_mut()) {
+                    tbl.remove(name);
+                }
+            }
+            None => {
+                self.doc.remove(name);
+            }
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            Paths::ensure_private_dir(dir)?;
+        }
+        write_atomic(&self.path, self.doc.to_string().as_bytes(), false).map_err(|e| {
+            Error::new(
+                ErrorCode::ConfigError,
+                format!("cannot write config file {}: {e}", self.path.display()),
+            )
+        })
+    }
+}
+
+/// Rename an unreadable config file to `config.toml.corrupt-<unix time>` and return the new path.
+fn set_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("config.toml");
+    let mut aside = path.with_file_name(format!("{name}.corrupt-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = path.with_file_name(format!("{name}.corrupt-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside).map_err(|e| {
+        Error::new(
+            ErrorCode::ConfigError,
+            format!(
+                "config file {} could not be parsed and could not be set aside: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(aside)
+}
+
+/// Validate `raw` for `key` and save it to the config file. Returns the saved value.
+pub fn set_in_file(paths: &Paths, key: Key, raw: &str) -> Result<Value> {
+    let value = key.parse(raw, "stigmer config set")?;
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    file.set(&value);
+    file.save()?;
+    Ok(value)
+}
+
+/// Remove `key` from the config file (its default or environment value applies again).
+pub fn unset_in_file(paths: &Paths, key: Key) -> Result<()> {
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    file.unset(key);
+    file.save()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> (tempfile::TempDir, Paths) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Paths::under(dir.path());
+        (dir, p)
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let (_d, p) = paths();
+        let r = resolve_with(&p, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(r.settings, Settings::default());
+        assert_eq!(r.settings.tier(), Tier::Local);
+        assert!(r.sources.values().all(|s| *s == Source::Default));
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        let (_d, p) = paths();
+        std::fs::create_dir_all(&p.config_dir).unwrap();
+        std::fs::write(
+            p.config_file(),
+            "mode = \"sandbox\"\n[sandbox]\nttl = 10\nimage = \"file/img:1\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "STIGMER_SANDBOX_TTL" => Some("20".to_string()),
+            "STIGMER_SANDBOX_IMAGE" => Some("env/img:2".to_string()),
+            _ => None,
+        };
+        let over = Overrides {
+            mode: Some("local".into()),
+            image: None,
+        };
+        let r = resolve_with(&p, &over, env).unwrap();
+        assert_eq!(r.settings.mode, Mode::Local);
+        assert_eq!(r.sources[&Key::Mode], Source::Flag);
+        assert_eq!(r.settings.sandbox_ttl_secs, 20);
+        assert_eq!(r.sources[&Key::SandboxTtl], Source::Env);
+        assert_eq!(r.settings.sandbox_image, "env/img:2");
+        assert_eq!(r.settings.tier(), Tier::Local);
+    }
+
+    #[test]
+    fn invalid_values_name_their_origin_and_valid_values() {
+        let (_d, p) = paths();
+        let e = resolve_with(&p, &Overrides::default(), |k| {
+            (k == "STIGMER_EXECUTION_MODE").then(|| "bogus".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidMode);
+        assert!(
+            e.message.contains("STIGMER_EXECUTION_MODE"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("`local` or `sandbox`"), "{}", e.message);
+
+        let e = resolve_with(&p, &Overrides::default(), |k| {
+            (k == "STIGMER_SANDBOX_TTL").then(|| "abc".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSetting);
+        assert!(e.message.contains("STIGMER_SANDBOX_TTL"), "{}", e.message);
+
+        let e = Key::Mode.parse("auto", "--mode").unwrap_err();
+        assert!(e.message.contains("auto"), "{}", e.message);
+    }
+
+    #[test]
+    fn corrupt_file_is_set_aside_not_deleted() {
+        let (_d, p) = paths();
+        std::fs::create_dir_all(&p.config_dir).unwrap();
+        std::fs::write(p.config_file(), "mode = = broken [").unwrap();
+        let r = resolve_with(&p, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(r.settings, Settings::default());
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        let kept: Vec<_> = std::fs::read_dir(&p.config_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&kept[0]).unwrap(),
+            "mode = = broken ["
+        );
+    }
+
+    #[test]
+    fn set_keeps_comments_and_other_keys() {
+        let (_d, p) = paths();
+        std::fs::create_dir_all(&p.config_dir).unwrap();
+        std::fs::write(
+            p.config_file(),
+            "# my settings\n[sandbox]\nttl = 5 # short\n",
+        )
+        .unwrap();
+        set_in_file(&p, Key::Mode, "sandbox").unwrap();
+        set_in_file(&p, Key::SandboxImage, "my/img:v1").unwrap();
+        let text = std::fs::read_to_string(p.config_file()).unwrap();
+        assert!(text.contains("# my settings"), "{text}");
+        assert!(text.contains("ttl = 5 # short"), "{text}");
+        let r = resolve_with(&p, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(r.settings.mode, Mode::Sandbox);
+        assert_eq!(r.settings.sandbox_image, "my/img:v1");
+        assert_eq!(r.settings.tier(), Tier::Custom);
+        assert_eq!(r.settings.sandbox_ttl_secs, 5);
+        let e = set_in_file(&p, Key::SandboxTtl, "-1").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSetting);
+        assert_eq!(std::fs::read_to_string(p.config_file()).unwrap(), text);
+    }
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "alpine",
+            "alpine:3.20",
+            "ghcr.io/stigmer/agent-sandbox-basic:latest",
+            "127.0.0.1:5000/stigmer/basic:test",
+            "localhost/x",
+            "my-custom-sandbox:latest",
+            "repo@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(validate_image_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Alpine",
+            "a b",
+            "img:",
+            "img:-x",
+            "/img",
+            "img//x",
+            "repo@sha256:zz",
+        ] {
+            assert!(validate_image_ref(bad).is_err(), "{bad}");
+        }
+    }
+}
