@@ -297,9 +297,14 @@ async fn spawn_failure(
     out: &mpsc::Sender<Chunk>,
     started: Instant,
 ) -> Result<ExecOutcome> {
+    #[cfg(unix)]
+    let not_executable_format = e.raw_os_error() == Some(libc::ENOEXEC);
+    #[cfg(not(unix))]
+    let not_executable_format = false;
     let (code, why) = match e.kind() {
         std::io::ErrorKind::NotFound => (127, "command not found"),
         std::io::ErrorKind::PermissionDenied => (126, "permission denied (not executable)"),
+        _ if not_executable_format => (126, "cannot execute (not a program or script)"),
         _ => {
             return Err(Error::new(
                 ErrorCode::SpawnFailed,

@@ -1,0 +1,237 @@
+//! Shared helpers for the integration tests: the real `stigmer` binary, a real server on
+//! 127.0.0.1, raw HTTP for requests a polite client would never send.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stigmer");
+
+/// A private STIGMER_HOME for one test.
+pub struct TestEnv {
+    pub home: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.path().join("config/config.toml")
+    }
+
+    pub fn discovery_file(&self) -> PathBuf {
+        self.path().join("data/server.json")
+    }
+
+    /// `stigmer` with this environment and none of the user's stigmer settings.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("STIGMER_HOME", self.path());
+        for v in [
+            "STIGMER_EXECUTION_MODE",
+            "STIGMER_SANDBOX_IMAGE",
+            "STIGMER_SANDBOX_AUTO_PULL",
+            "STIGMER_SANDBOX_CLEANUP",
+            "STIGMER_SANDBOX_TTL",
+        ] {
+            c.env_remove(v);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn stigmer(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run stigmer")
+    }
+
+    /// A server in the foreground, as the desktop app runs it. Stopped on drop.
+    pub fn start_server(&self) -> Server {
+        let child = self
+            .cmd()
+            .args(["server", "start", "--foreground", "--port", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let pid = child.id();
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.discovery_file()) {
+                let d: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if d["pid"] == pid {
+                    let url = d["url"].as_str().unwrap().to_string();
+                    let token = std::fs::read_to_string(self.path().join("data/token")).unwrap();
+                    let port = d["port"].as_u64().unwrap() as u16;
+                    return Server {
+                        child,
+                        url,
+                        port,
+                        token: token.trim().to_string(),
+                    };
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+    pub token: String,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    pub fn post(&self, c: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        c.post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn get(&self, c: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        c.get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    /// Send raw bytes, read the whole answer: (status, body).
+    pub fn raw(&self, request: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut reader = BufReader::new(s);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut content_length = None;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                content_length = v.trim().parse::<usize>().ok();
+            }
+        }
+        let mut body = vec![0; content_length.unwrap_or(0)];
+        let _ = reader.read_exact(&mut body);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Stop with SIGTERM and wait.
+    pub fn stop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// Processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies have an empty cmdline and are gone already in all but name.
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(marker) && !text.contains("stigmer") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Wait up to `limit` for no process to carry `marker`.
+pub fn wait_no_process(marker: &str, limit: Duration) -> Vec<u32> {
+    let until = Instant::now() + limit;
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A number unlikely to appear in any other process's command line.
+pub fn marker() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}.{}", 900 + (n % 97), n % 100_000)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Decode an NDJSON run stream into (stdout, stderr, finished line).
+pub fn decode_stream(body: &[u8]) -> (Vec<u8>, Vec<u8>, serde_json::Value) {
+    use base64::Engine as _;
+    let (mut out, mut err, mut finished) = (Vec::new(), Vec::new(), serde_json::Value::Null);
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        match v["type"].as_str().unwrap() {
+            "output" => {
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(v["data"].as_str().unwrap())
+                    .unwrap();
+                if v["stream"] == "stdout" {
+                    out.extend(data)
+                } else {
+                    err.extend(data)
+                }
+            }
+            "finished" => finished = v,
+            _ => {}
+        }
+    }
+    (out, err, finished)
+}
