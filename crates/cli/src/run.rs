@@ -234,6 +234,7 @@ fn exit_code(outcome: &ExecOutcome, broken: bool, interrupted: bool) -> i32 {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
     Started { run: RunSummary },
+    Heartbeat,
     Output { stream: Stream, data: String },
     Finished { run: RunSummary },
 }
@@ -291,6 +292,7 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
                 .map_err(|e| lost(format!("unreadable stream line: {e}")))?;
             match line {
                 Line::Started { run } => run_id = Some(run.id),
+                Line::Heartbeat => {}
                 Line::Output { stream, data } => {
                     let bytes = decode
                         .decode(data)

@@ -76,7 +76,9 @@ pub fn pid_alive(pid: u32) -> bool {
         }
         // SAFETY: signal 0 only checks that the process exists.
         let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        // A zombie has exited; it only waits for its parent to notice.
+        exists && !crate::exec::is_zombie(pid)
     }
     #[cfg(not(unix))]
     {

@@ -39,6 +39,8 @@ pub enum Event {
         /// Milliseconds since the Unix epoch.
         time_ms: u64,
     },
+    /// Sent when nothing happened for a while (keeps idle connections alive).
+    Heartbeat,
     /// Sent to a subscriber that fell behind: this many events were skipped.
     Lagged {
         missed: u64,

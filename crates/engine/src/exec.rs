@@ -399,10 +399,57 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
     }
 }
 
+/// Whether any process of the group still runs. Zombies do not count: they are dead and
+/// only wait for their (new) parent to reap them.
 #[cfg(unix)]
 fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 checks for existence without sending anything.
-    unsafe { libc::killpg(pgid as libc::pid_t, 0) == 0 }
+    if unsafe { libc::killpg(pgid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // Only reached when the group still has members: scan them.
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return true;
+        };
+        dir.flatten().any(|e| {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
+            stat_fields(&stat).is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z')
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
+}
+
+/// State and process group from a `/proc/PID/stat` line. The command name may contain spaces
+/// and parentheses, so fields are counted from the last `)`.
+#[cfg(target_os = "linux")]
+fn stat_fields(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Whether `pid` is a zombie (exited, not yet reaped).
+pub fn is_zombie(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| stat_fields(&s))
+            .is_some_and(|(state, _)| state == 'Z')
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,11 @@ impl TestEnv {
             .cmd()
             .args(["server", "start", "--foreground", "--port", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("TEST_SERVER_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn server");
         let pid = child.id();

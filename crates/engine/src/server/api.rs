@@ -29,6 +29,9 @@ use crate::runs::{RunEvent, RunSummary};
 use crate::settings::{self, Key, Mode, Value};
 use crate::tools::{detect, user_path};
 
+/// Streams send a heartbeat line after this long without anything else.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// The longest timeout a run may ask for: a week.
 const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -323,7 +326,7 @@ impl RunBody {
             }
         }
         if let Some(c) = &self.client {
-            if c.len() > 100 || c.chars().any(char::is_control) {
+            if c.chars().count() > 100 || c.chars().any(char::is_control) {
                 return Err(invalid("`client` is at most 100 printable characters"));
             }
         }
@@ -351,6 +354,9 @@ enum StreamLine<'a> {
     Finished {
         run: &'a RunSummary,
     },
+    /// Sent when nothing else was for a while: proves the stream alive and lets the server
+    /// notice a client that hung up (which cancels the run).
+    Heartbeat,
 }
 
 /// Start a run and stream its output. Every check happens before the command starts; a
@@ -367,14 +373,20 @@ pub async fn start_run(
         .is_some_and(|v| v.contains("text/event-stream"));
     let started = state.runs.start(target, req, client)?;
     let body = stream::unfold(started.events, move |mut rx| async move {
-        let event = rx.recv().await?;
+        let event = tokio::select! {
+            e = rx.recv() => Some(e?),
+            _ = tokio::time::sleep(HEARTBEAT) => None,
+        };
         let line = match &event {
-            RunEvent::Started(run) => StreamLine::Started { run },
-            RunEvent::Output(chunk) => StreamLine::Output {
-                stream: chunk.stream,
-                data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
+            None => StreamLine::Heartbeat,
+            Some(event) => match event {
+                RunEvent::Started(run) => StreamLine::Started { run },
+                RunEvent::Output(chunk) => StreamLine::Output {
+                    stream: chunk.stream,
+                    data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
+                },
+                RunEvent::Finished(run) => StreamLine::Finished { run },
             },
-            RunEvent::Finished(run) => StreamLine::Finished { run },
         };
         let bytes = encode_line(&line, sse);
         Some((Ok::<_, std::convert::Infallible>(bytes), rx))
@@ -464,6 +476,7 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
                 Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
                 Err(RecvError::Closed) => return None,
             },
+            _ = tokio::time::sleep(HEARTBEAT) => Event::Heartbeat,
         };
         Some((
             Ok::<_, std::convert::Infallible>(encode_line(&event, sse)),
