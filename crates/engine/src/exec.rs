@@ -460,7 +460,7 @@ mod tests {
         command: CommandSpec,
         timeout: Option<Duration>,
     ) -> (ExecOutcome, Vec<u8>, Vec<u8>) {
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = mpsc::channel::<Chunk>(16);
         let req = ExecRequest {
             command,
             cwd: std::env::temp_dir(),

@@ -494,10 +494,12 @@ impl ConfigFile {
             Some(t) => self.doc.get(t)?.as_table_like()?.get(name)?,
             None => self.doc.get(name)?,
         };
-        let v = item.as_value()?;
+        // The raw value without its decor (spaces, comments), as the user typed it.
+        let mut v = item.as_value()?.clone();
+        v.decor_mut().clear();
         Some(match v.as_str() {
             Some(s) => s.to_string(),
-            None => v.to_string().trim().to_string(),
+            None => v.to_string(),
         })
     }
 

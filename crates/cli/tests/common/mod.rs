@@ -57,6 +57,8 @@ impl TestEnv {
     }
 
     /// A server in the foreground, as the desktop app runs it. Stopped on drop.
+    // The child is waited for by `Server`'s drop.
+    #[allow(clippy::zombie_processes)]
     pub fn start_server(&self) -> Server {
         let child = self
             .cmd()
