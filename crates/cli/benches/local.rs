@@ -1,1 +1,419 @@
-fn main() {}
+//! Side-by-side benchmark of local mode: stigmer's path against the plain baseline, in one run.
+//!
+//! `cargo bench -p stigmer-cli --bench local` (add `-- --quick` for fewer iterations).
+//! Prints a Markdown table: latency of a trivial command (through the server API, through the
+//! `stigmer run` CLI, and spawned directly), output throughput (server vs a plain pipe),
+//! server start-to-ready, tool detection, and the server's idle memory.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stigmer");
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 60 } else { 400 };
+    let home = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+
+    // Start-to-ready, foreground server (what the desktop app does), several times.
+    let mut ready = Vec::new();
+    for _ in 0..if quick { 5 } else { 15 } {
+        let (mut child, t) = start_server(home.path());
+        ready.push(t);
+        stop(&mut child);
+    }
+    let mut bg = Vec::new();
+    for _ in 0..if quick { 3 } else { 8 } {
+        let t = Instant::now();
+        let o = cmd(home.path()).args(["server", "start"]).output().unwrap();
+        assert!(o.status.success());
+        bg.push(t.elapsed());
+        cmd(home.path()).args(["server", "stop"]).output().unwrap();
+    }
+    rows.push((
+        "server start-to-ready (`server start --foreground`, median)".into(),
+        fmt_ms(median(&mut ready)),
+        "-".into(),
+        "goal < 100 ms".into(),
+    ));
+    rows.push((
+        "`stigmer server start` (background, CLI included, median)".into(),
+        fmt_ms(median(&mut bg)),
+        "-".into(),
+        String::new(),
+    ));
+
+    let (mut server, _) = start_server(home.path());
+    let (url, token) = discovery(home.path());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let pid = server.id();
+    let rss_idle = rss_kib(pid);
+
+    // Trivial command: direct spawn vs through the API (keep-alive client) vs the CLI.
+    let mut direct = Vec::new();
+    let mut api = Vec::new();
+    let mut cli = Vec::new();
+    let cli_n = n / 4;
+    rt.block_on(async {
+        for _ in 0..20 {
+            api_run(
+                &client,
+                &url,
+                &token,
+                json!({"argv": ["true"], "cwd": "/tmp"}),
+            )
+            .await;
+        }
+        for i in 0..n {
+            // Interleave, so drift hits both sides alike.
+            let t = Instant::now();
+            let status = tokio::process::Command::new("true")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .status()
+                .await
+                .unwrap();
+            assert!(status.success());
+            direct.push(t.elapsed());
+            let t = Instant::now();
+            let (_, code) = api_run(
+                &client,
+                &url,
+                &token,
+                json!({"argv": ["true"], "cwd": "/tmp"}),
+            )
+            .await;
+            assert_eq!(code, 0);
+            api.push(t.elapsed());
+            if i < cli_n {
+                let t = Instant::now();
+                let s = cmd(home.path())
+                    .args(["run", "--", "true"])
+                    .status()
+                    .unwrap();
+                assert!(s.success());
+                cli.push(t.elapsed());
+            }
+        }
+    });
+    let mut plain_cli = Vec::new();
+    for _ in 0..cli_n {
+        let t = Instant::now();
+        Command::new("true").status().unwrap();
+        plain_cli.push(t.elapsed());
+    }
+    let (dm, d99) = (median(&mut direct), p99(&mut direct));
+    let (am, a99) = (median(&mut api), p99(&mut api));
+    rows.push((
+        format!("trivial command `true`, through the server API vs direct spawn (median, n={n})"),
+        fmt_ms(am),
+        fmt_ms(dm),
+        format!("added {} (goal < 2 ms)", fmt_ms(am.saturating_sub(dm))),
+    ));
+    rows.push((
+        format!("same, p99 (n={n})"),
+        fmt_ms(a99),
+        fmt_ms(d99),
+        format!("added {}", fmt_ms(a99.saturating_sub(d99))),
+    ));
+    let (cm, pm) = (median(&mut cli), median(&mut plain_cli));
+    rows.push((
+        format!("`stigmer run -- true` (new CLI process + server) vs `true` from a shell (median, n={cli_n})"),
+        fmt_ms(cm),
+        fmt_ms(pm),
+        format!("added {}", fmt_ms(cm.saturating_sub(pm))),
+    ));
+
+    // Throughput: a large stream through the server vs a plain pipe.
+    let mib: u64 = if quick { 100 } else { 500 };
+    let produce = format!("head -c {} /dev/zero", mib * 1024 * 1024);
+    let t = Instant::now();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&produce)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = child.stdout.take().unwrap();
+    loop {
+        let k = out.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+    }
+    child.wait().unwrap();
+    let pipe_secs = t.elapsed().as_secs_f64();
+    assert_eq!(total, mib * 1024 * 1024);
+    let t = Instant::now();
+    let (bytes, code) = rt.block_on(api_run(
+        &client,
+        &url,
+        &token,
+        json!({"shell": produce, "cwd": "/tmp"}),
+    ));
+    let api_secs = t.elapsed().as_secs_f64();
+    assert_eq!((bytes, code), (mib * 1024 * 1024, 0));
+    let t = Instant::now();
+    let (bytes, code) = rt.block_on(api_run_frames(
+        &client,
+        &url,
+        &token,
+        json!({"shell": produce, "cwd": "/tmp"}),
+    ));
+    let frames_secs = t.elapsed().as_secs_f64();
+    assert_eq!((bytes, code), (mib * 1024 * 1024, 0));
+    let t = Instant::now();
+    let o = cmd(home.path())
+        .args(["run", "-c", &produce])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let cli_secs = t.elapsed().as_secs_f64();
+    let rate = |s: f64| format!("{:.0} MiB/s", mib as f64 / s);
+    rows.push((
+        format!(
+            "output throughput, {mib} MiB through the server API, binary frames, vs a plain pipe"
+        ),
+        rate(frames_secs),
+        rate(pipe_secs),
+        format!(
+            "{:.0}% of the pipe (goal >= 50%)",
+            100.0 * pipe_secs / frames_secs
+        ),
+    ));
+    rows.push((
+        "same, NDJSON with base64 (client decodes every byte)".to_string(),
+        rate(api_secs),
+        rate(pipe_secs),
+        format!("{:.0}% of the pipe", 100.0 * pipe_secs / api_secs),
+    ));
+    rows.push((
+        "same through `stigmer run` (CLI writes to /dev/null)".to_string(),
+        rate(cli_secs),
+        rate(pipe_secs),
+        format!("{:.0}% of the pipe", 100.0 * pipe_secs / cli_secs),
+    ));
+
+    // Tool detection (all probes in parallel).
+    let mut detect = Vec::new();
+    for _ in 0..3 {
+        let v: Value = rt.block_on(async {
+            client
+                .get(format!("{url}/v1/tools?refresh=true"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        detect.push(Duration::from_secs_f64(
+            v["duration_ms"].as_f64().unwrap() / 1000.0,
+        ));
+    }
+    rows.push((
+        "tool detection, 22 tools with version probes (median of 3)".into(),
+        fmt_ms(median(&mut detect)),
+        "-".into(),
+        String::new(),
+    ));
+
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = rss_kib(pid);
+    rows.push((
+        "server RSS: idle after start / idle after the runs above".into(),
+        format!(
+            "{:.1} MiB / {:.1} MiB",
+            rss_idle as f64 / 1024.0,
+            rss_after as f64 / 1024.0
+        ),
+        "-".into(),
+        "goal < 20 MiB".into(),
+    ));
+    stop(&mut server);
+
+    println!();
+    println!("| measure | stigmer | baseline | note |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+    println!();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel()
+    );
+}
+
+fn cmd(home: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("STIGMER_HOME", home).stdin(Stdio::null());
+    c
+}
+
+// The caller waits for the child in `stop`.
+#[allow(clippy::zombie_processes)]
+fn start_server(home: &std::path::Path) -> (std::process::Child, Duration) {
+    let disc = home.join("data/server.json");
+    let _ = std::fs::remove_file(&disc);
+    let t = Instant::now();
+    let child = cmd(home)
+        .args([
+            "server",
+            "start",
+            "--foreground",
+            "--port",
+            "0",
+            "--detached",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Ok(text) = std::fs::read(&disc) {
+            if serde_json::from_slice::<Value>(&text).is_ok_and(|v| v["pid"] == child.id()) {
+                return (child, t.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn stop(child: &mut std::process::Child) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap();
+}
+
+fn discovery(home: &std::path::Path) -> (String, String) {
+    let d: Value =
+        serde_json::from_slice(&std::fs::read(home.join("data/server.json")).unwrap()).unwrap();
+    let token = std::fs::read_to_string(home.join("data/token")).unwrap();
+    (
+        d["url"].as_str().unwrap().to_string(),
+        token.trim().to_string(),
+    )
+}
+
+/// Run through the API, decode every output byte; returns (bytes, exit code).
+async fn api_run(client: &reqwest::Client, url: &str, token: &str, body: Value) -> (u64, i64) {
+    let mut resp = client
+        .post(format!("{url}/v1/runs"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let mut total = 0u64;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        pending.extend_from_slice(&chunk);
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let v: Value = serde_json::from_slice(&line).unwrap();
+            match v["type"].as_str() {
+                Some("output") => {
+                    total += b64.decode(v["data"].as_str().unwrap()).unwrap().len() as u64
+                }
+                Some("finished") => {
+                    return (
+                        total,
+                        v["run"]["outcome"]["exit_code"].as_i64().unwrap_or(-1),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("stream ended without a finished line");
+}
+
+/// Run through the API with binary frames; returns (bytes, exit code).
+async fn api_run_frames(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (u64, i64) {
+    use stigmer_engine::server::frames;
+    let mut resp = client
+        .post(format!("{url}/v1/runs"))
+        .bearer_auth(token)
+        .header("Accept", frames::MEDIA_TYPE)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut decoder = frames::Decoder::default();
+    let mut total = 0u64;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        decoder.push(&chunk);
+        while let Some((kind, payload)) = decoder.next_frame() {
+            if kind == frames::KIND_JSON {
+                let v: Value = serde_json::from_slice(&payload).unwrap();
+                if v["type"] == "finished" {
+                    return (
+                        total,
+                        v["run"]["outcome"]["exit_code"].as_i64().unwrap_or(-1),
+                    );
+                }
+            } else {
+                total += payload.len() as u64;
+            }
+        }
+    }
+    panic!("stream ended without a finished frame");
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p99(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * 0.99).ceil() as usize).min(v.len()) - 1]
+}
+
+fn fmt_ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_default()
+}

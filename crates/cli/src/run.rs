@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,6 +12,7 @@ use stigmer_engine::exec::{CommandSpec, ExecOutcome, ExecRequest, Stream};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::runner::{execute, Target};
 use stigmer_engine::runs::{RunState, RunSummary};
+use stigmer_engine::server::frames;
 use stigmer_engine::settings::{self, Mode, Overrides, Source};
 use stigmer_engine::tools::user_path;
 use stigmer_engine::{Error, ErrorCode, Result};
@@ -235,7 +235,6 @@ fn exit_code(outcome: &ExecOutcome, broken: bool, interrupted: bool) -> i32 {
 enum Line {
     Started { run: RunSummary },
     Heartbeat,
-    Output { stream: Stream, data: String },
     Finished { run: RunSummary },
 }
 
@@ -258,15 +257,15 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
         .send(
             client
                 .request(reqwest::Method::POST, "/v1/runs")
+                .header(reqwest::header::ACCEPT, frames::MEDIA_TYPE)
                 .json(&body),
         )
         .await?;
     let mut stream = resp.bytes_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let mut decoder = frames::Decoder::default();
     let mut out = Output { broken: false };
     let mut run_id: Option<String> = None;
     let mut interrupted = false;
-    let decode = base64::engine::general_purpose::STANDARD;
     let lost = |e: String| {
         Error::new(
             ErrorCode::ServerUnavailable,
@@ -285,31 +284,32 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
         let Some(bytes) = next else {
             return Err(lost("the stream ended before the run finished".into()));
         };
-        pending.extend_from_slice(&bytes.map_err(|e| lost(e.to_string()))?);
-        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=nl).collect();
-            let line: Line = serde_json::from_slice(&line)
-                .map_err(|e| lost(format!("unreadable stream line: {e}")))?;
-            match line {
-                Line::Started { run } => run_id = Some(run.id),
-                Line::Heartbeat => {}
-                Line::Output { stream, data } => {
-                    let bytes = decode
-                        .decode(data)
-                        .map_err(|e| lost(format!("bad output encoding: {e}")))?;
-                    out.write(stream, &bytes);
-                    if out.broken {
-                        // Dropping the response cancels the run on the server.
-                        return Ok(BROKEN_PIPE);
+        decoder.push(&bytes.map_err(|e| lost(e.to_string()))?);
+        while let Some((kind, payload)) = decoder.next_frame() {
+            let stream = match kind {
+                frames::KIND_STDOUT => Stream::Stdout,
+                frames::KIND_STDERR => Stream::Stderr,
+                _ => {
+                    let line: Line = serde_json::from_slice(&payload)
+                        .map_err(|e| lost(format!("unreadable stream frame: {e}")))?;
+                    match line {
+                        Line::Started { run } => run_id = Some(run.id),
+                        Line::Heartbeat => {}
+                        Line::Finished { run } => {
+                            if let (RunState::Failed, Some(e)) = (run.state, run.error) {
+                                return Err(e);
+                            }
+                            let outcome = run.outcome.unwrap_or_default();
+                            return Ok(exit_code(&outcome, false, interrupted));
+                        }
                     }
+                    continue;
                 }
-                Line::Finished { run } => {
-                    if let (RunState::Failed, Some(e)) = (run.state, run.error) {
-                        return Err(e);
-                    }
-                    let outcome = run.outcome.unwrap_or_default();
-                    return Ok(exit_code(&outcome, false, interrupted));
-                }
+            };
+            out.write(stream, &payload);
+            if out.broken {
+                // Dropping the response cancels the run on the server.
+                return Ok(BROKEN_PIPE);
             }
         }
     }

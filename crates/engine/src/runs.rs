@@ -151,7 +151,7 @@ impl RunRegistry {
         self.bus.publish(Event::RunStarted {
             run: summary.clone(),
         });
-        let (tx, rx) = mpsc::channel(32);
+        let (tx, rx) = mpsc::channel(8);
         let _ = tx.try_send(RunEvent::Started(summary.clone()));
         tokio::spawn(self.clone().drive(summary, target, req, cancel, tx));
         Ok(StartedRun { id, events: rx })
@@ -165,7 +165,8 @@ impl RunRegistry {
         cancel: CancellationToken,
         tx: mpsc::Sender<RunEvent>,
     ) {
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(16);
+        // Small queues: a slow reader holds back the command, not megabytes of our memory.
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
         let exec = {
             let cancel = cancel.clone();
             tokio::spawn(async move {

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::AppState;
+use super::{frames, AppState};
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
-use crate::exec::{CommandSpec, ExecRequest};
+use crate::exec::{Chunk, CommandSpec, ExecRequest, Stream};
 use crate::runner::Target;
 use crate::runs::{RunEvent, RunSummary};
 use crate::settings::{self, Key, Mode, Value};
@@ -367,38 +367,24 @@ pub async fn start_run(
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Response> {
     let (target, req, client) = body.into_request(&state)?;
-    let sse = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
+    let framing = Framing::from_headers(&headers);
     let started = state.runs.start(target, req, client)?;
     let body = stream::unfold(started.events, move |mut rx| async move {
         let event = tokio::select! {
             e = rx.recv() => Some(e?),
             _ = tokio::time::sleep(HEARTBEAT) => None,
         };
-        let line = match &event {
-            None => StreamLine::Heartbeat,
-            Some(event) => match event {
-                RunEvent::Started(run) => StreamLine::Started { run },
-                RunEvent::Output(chunk) => StreamLine::Output {
-                    stream: chunk.stream,
-                    data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
-                },
-                RunEvent::Finished(run) => StreamLine::Finished { run },
-            },
+        let bytes = match &event {
+            None => framing.json(&StreamLine::Heartbeat),
+            Some(RunEvent::Started(run)) => framing.json(&StreamLine::Started { run }),
+            Some(RunEvent::Output(chunk)) => framing.output(chunk),
+            Some(RunEvent::Finished(run)) => framing.json(&StreamLine::Finished { run }),
         };
-        let bytes = encode_line(&line, sse);
         Some((Ok::<_, std::convert::Infallible>(bytes), rx))
     });
-    let content_type = if sse {
-        "text/event-stream"
-    } else {
-        "application/x-ndjson"
-    };
     Ok((
         [
-            (CONTENT_TYPE, content_type),
+            (CONTENT_TYPE, framing.content_type()),
             (CACHE_CONTROL, "no-cache"),
             (
                 axum::http::HeaderName::from_static("x-run-id"),
@@ -408,6 +394,69 @@ pub async fn start_run(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// How a stream is framed, chosen by the request's `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// One JSON object per line (the default).
+    Ndjson,
+    /// Server-Sent Events: `data: <json>` and a blank line.
+    Sse,
+    /// Binary frames with raw output bytes (see [`frames`]).
+    Frames,
+}
+
+impl Framing {
+    fn from_headers(headers: &HeaderMap) -> Framing {
+        let accept = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if accept.contains(frames::MEDIA_TYPE) {
+            Framing::Frames
+        } else if accept.contains("text/event-stream") {
+            Framing::Sse
+        } else {
+            Framing::Ndjson
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Framing::Ndjson => "application/x-ndjson",
+            Framing::Sse => "text/event-stream",
+            Framing::Frames => frames::MEDIA_TYPE,
+        }
+    }
+
+    fn json<T: Serialize>(self, value: &T) -> Bytes {
+        match self {
+            Framing::Ndjson => encode_line(value, false),
+            Framing::Sse => encode_line(value, true),
+            // Serializing our own types cannot fail.
+            Framing::Frames => frames::encode(
+                frames::KIND_JSON,
+                &serde_json::to_vec(value).unwrap_or_default(),
+            ),
+        }
+    }
+
+    fn output(self, chunk: &Chunk) -> Bytes {
+        match self {
+            Framing::Frames => {
+                let kind = match chunk.stream {
+                    Stream::Stdout => frames::KIND_STDOUT,
+                    Stream::Stderr => frames::KIND_STDERR,
+                };
+                frames::encode(kind, &chunk.data)
+            }
+            _ => self.json(&StreamLine::Output {
+                stream: chunk.stream,
+                data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
+            }),
+        }
+    }
 }
 
 fn encode_line<T: Serialize>(value: &T, sse: bool) -> Bytes {
@@ -462,10 +511,11 @@ pub async fn cancel_run(
 
 /// Everything that happens in the server, as NDJSON or SSE, until the server stops.
 pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let sse = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
+    // The event stream is JSON only: binary frames are for a run's own output.
+    let framing = match Framing::from_headers(&headers) {
+        Framing::Sse => Framing::Sse,
+        _ => Framing::Ndjson,
+    };
     let rx = state.bus.subscribe();
     let shutdown = state.shutdown.clone();
     let body = stream::unfold((rx, shutdown), move |(mut rx, shutdown)| async move {
@@ -479,17 +529,15 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
             _ = tokio::time::sleep(HEARTBEAT) => Event::Heartbeat,
         };
         Some((
-            Ok::<_, std::convert::Infallible>(encode_line(&event, sse)),
+            Ok::<_, std::convert::Infallible>(framing.json(&event)),
             (rx, shutdown),
         ))
     });
-    let content_type = if sse {
-        "text/event-stream"
-    } else {
-        "application/x-ndjson"
-    };
     (
-        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        [
+            (CONTENT_TYPE, framing.content_type()),
+            (CACHE_CONTROL, "no-cache"),
+        ],
         Body::from_stream(body),
     )
         .into_response()

@@ -1,6 +1,7 @@
 //! The agent runner: an HTTP+JSON API on 127.0.0.1 that runs commands and streams their output.
 
 pub mod api;
+pub mod frames;
 pub mod guard;
 
 use std::sync::{Arc, RwLock};
@@ -150,6 +151,10 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
 
     let stop = state.shutdown.clone();
     let runs = state.runs.clone();
+    // No Nagle: a run's stream is many small writes that must not wait for ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.cancelled().await;
         // Runs end first, so their streams finish and connections can close.
