@@ -83,14 +83,10 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
     let live = matches!(key, Key::Mode | Key::SandboxImage);
     match Client::find(paths)? {
         Some(client) if live => {
-            let mut body = serde_json::Map::new();
-            if let settings::Value::Mode(m) = &value {
-                body.insert("mode".into(), json!(m));
-            } else {
-                let current: serde_json::Value = client.get("/v1/mode").await?;
-                body.insert("mode".into(), current["mode"].clone());
-                body.insert("image".into(), json!(raw.trim()));
-            }
+            let body = match &value {
+                settings::Value::Mode(m) => json!({ "mode": m }),
+                _ => json!({ "image": raw.trim() }),
+            };
             let _: serde_json::Value = client
                 .send_json(reqwest::Method::PUT, "/v1/mode", &body)
                 .await?;

@@ -3,18 +3,18 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use stigmer_engine::exec::{CommandSpec, ExecOutcome, ExecRequest, Stream};
+use stigmer_engine::exec::{timeout_from_secs, CommandSpec, ExecOutcome, ExecRequest, Stream};
 use stigmer_engine::paths::Paths;
-use stigmer_engine::runner::{execute, Target};
+use stigmer_engine::runner::{spawn_execute, Target};
 use stigmer_engine::runs::{RunState, RunSummary};
 use stigmer_engine::server::frames;
 use stigmer_engine::settings::{self, Mode, Overrides, Source};
-use stigmer_engine::tools::user_path;
 use stigmer_engine::{Error, ErrorCode, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,6 @@ use crate::client::Client;
 pub const OWN_ERROR: i32 = 125;
 /// Exit code when our stdout was closed by the reader (like a shell's SIGPIPE death).
 const BROKEN_PIPE: i32 = 141;
-const INTERRUPTED: i32 = 130;
 
 /// Everything the user asked for, validated.
 struct Prepared {
@@ -80,15 +79,10 @@ fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
             _ => return Err(invalid(format!("--env `{pair}` must look like KEY=VALUE"))),
         }
     }
-    let timeout = match args.timeout {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t <= 604_800.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return Err(invalid(format!(
-                "--timeout {t} is not valid: give seconds above 0 (at most 604800)"
-            )))
-        }
-    };
+    let timeout = args
+        .timeout
+        .map(|t| timeout_from_secs(t, "--timeout"))
+        .transpose()?;
     let request = ExecRequest {
         command,
         cwd,
@@ -188,17 +182,11 @@ fn own_error(e: &Error) -> i32 {
 
 async fn in_process(p: Prepared) -> Result<i32> {
     p.target.check_available()?;
-    let (tx, mut rx) = mpsc::channel(16);
+    let interrupt = Interrupt::watch();
+    let (tx, mut rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
-    let exec = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let path = &user_path().0;
-            execute(&p.target, &p.request, Some(path.as_os_str()), tx, cancel).await
-        })
-    };
+    let exec = spawn_execute(p.target, p.request, tx, cancel.clone());
     let mut out = Output { broken: false };
-    let mut interrupted = false;
     loop {
         tokio::select! {
             chunk = rx.recv() => match chunk {
@@ -208,23 +196,72 @@ async fn in_process(p: Prepared) -> Result<i32> {
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                cancel.cancel();
-            }
+            _ = interrupt.token.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
         }
     }
     let outcome = exec
         .await
         .map_err(|e| Error::internal(format!("run task failed: {e}")))??;
-    Ok(exit_code(&outcome, out.broken, interrupted))
+    Ok(exit_code(&outcome, out.broken, &interrupt))
 }
 
-fn exit_code(outcome: &ExecOutcome, broken: bool, interrupted: bool) -> i32 {
+/// SIGINT, SIGTERM and SIGHUP (Ctrl-C on Windows) while a run is going: the command must not
+/// outlive us. Handlers are installed once, before the run starts, so no signal is missed.
+struct Interrupt {
+    token: CancellationToken,
+    signal: Arc<AtomicI32>,
+}
+
+impl Interrupt {
+    fn watch() -> Interrupt {
+        let token = CancellationToken::new();
+        let signal = Arc::new(AtomicI32::new(0));
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal as listen, SignalKind};
+            for (kind, number) in [
+                (SignalKind::interrupt(), libc::SIGINT),
+                (SignalKind::terminate(), libc::SIGTERM),
+                (SignalKind::hangup(), libc::SIGHUP),
+            ] {
+                if let Ok(mut stream) = listen(kind) {
+                    let (token, signal) = (token.clone(), signal.clone());
+                    tokio::spawn(async move {
+                        if stream.recv().await.is_some() {
+                            signal.store(number, Ordering::SeqCst);
+                            token.cancel();
+                        }
+                    });
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let (token, signal) = (token.clone(), signal.clone());
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    signal.store(2, Ordering::SeqCst);
+                    token.cancel();
+                }
+            });
+        }
+        Interrupt { token, signal }
+    }
+
+    /// 128 + the signal that interrupted us, if one did.
+    fn exit_code(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(128 + n),
+        }
+    }
+}
+
+fn exit_code(outcome: &ExecOutcome, broken: bool, interrupt: &Interrupt) -> i32 {
     if broken {
         BROKEN_PIPE
-    } else if interrupted && outcome.cancelled {
-        INTERRUPTED
+    } else if let (Some(code), true) = (interrupt.exit_code(), outcome.cancelled) {
+        code
     } else {
         outcome.shell_exit_code()
     }
@@ -233,9 +270,9 @@ fn exit_code(outcome: &ExecOutcome, broken: bool, interrupted: bool) -> i32 {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
-    Started { run: RunSummary },
+    Started {},
     Heartbeat,
-    Finished { run: RunSummary },
+    Finished { run: Box<RunSummary> },
 }
 
 async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
@@ -253,6 +290,7 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
         "image": p.chosen_image,
         "client": "stigmer-cli",
     });
+    let interrupt = Interrupt::watch();
     let resp = client
         .send(
             client
@@ -261,11 +299,15 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
                 .json(&body),
         )
         .await?;
+    let run_id = resp
+        .headers()
+        .get("x-run-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut stream = resp.bytes_stream();
     let mut decoder = frames::Decoder::default();
     let mut out = Output { broken: false };
-    let mut run_id: Option<String> = None;
-    let mut interrupted = false;
+    let mut cancelled = false;
     let lost = |e: String| {
         Error::new(
             ErrorCode::ServerUnavailable,
@@ -275,8 +317,8 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
     loop {
         let next = tokio::select! {
             n = stream.next() => n,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
+            _ = interrupt.token.cancelled(), if !cancelled => {
+                cancelled = true;
                 cancel(client, run_id.as_deref()).await;
                 continue;
             }
@@ -293,14 +335,13 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
                     let line: Line = serde_json::from_slice(&payload)
                         .map_err(|e| lost(format!("unreadable stream frame: {e}")))?;
                     match line {
-                        Line::Started { run } => run_id = Some(run.id),
-                        Line::Heartbeat => {}
+                        Line::Started { .. } | Line::Heartbeat => {}
                         Line::Finished { run } => {
                             if let (RunState::Failed, Some(e)) = (run.state, run.error) {
                                 return Err(e);
                             }
                             let outcome = run.outcome.unwrap_or_default();
-                            return Ok(exit_code(&outcome, false, interrupted));
+                            return Ok(exit_code(&outcome, false, &interrupt));
                         }
                     }
                     continue;

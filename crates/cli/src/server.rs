@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stigmer_engine::discovery::{pid_alive, Discovery};
+use stigmer_engine::discovery::{server_lock_held, Discovery};
 use stigmer_engine::logging::current_log_file;
 use stigmer_engine::paths::Paths;
 use stigmer_engine::server::{serve, ServeOptions};
@@ -19,7 +19,7 @@ use crate::client::Client;
 /// How long `server start` waits for a background server to be ready.
 const READY_LIMIT: Duration = Duration::from_secs(15);
 /// How long `server stop` waits for the server to exit before forcing it.
-const STOP_LIMIT: Duration = Duration::from_secs(10);
+const STOP_LIMIT: Duration = Duration::from_secs(20);
 /// Exit code of `server status` when no server runs (the LSB convention).
 pub const NOT_RUNNING: i32 = 3;
 
@@ -188,9 +188,12 @@ async fn stop(paths: &Paths) -> Result<i32> {
         terminate(pid);
     }
     let started = Instant::now();
-    while pid_alive(pid) {
+    // Stopped when the lock is free: the OS releases it as the process exits.
+    while server_lock_held(paths) {
         if started.elapsed() > STOP_LIMIT {
-            terminate(pid);
+            if server_lock_held(paths) {
+                terminate(pid);
+            }
             return Err(Error::new(
                 ErrorCode::ServerUnavailable,
                 format!(

@@ -1,6 +1,6 @@
 //! `stigmer tools`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use stigmer_engine::paths::{write_atomic, Paths};
 use stigmer_engine::tools::{detect, user_path, ToolReport};
@@ -33,10 +33,7 @@ pub async fn tools(args: ToolsArgs, paths: &Paths) -> Result<i32> {
 
 async fn in_process(paths: &Paths, refresh: bool) -> ToolReport {
     let cache = paths.tools_cache_file();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = stigmer_engine::util::now_secs();
     if !refresh {
         let cached = std::fs::read(&cache)
             .ok()

@@ -209,7 +209,7 @@ fn first_output_arrives_while_the_command_still_runs() {
     both_ways(|env, how| {
         let mut child = env
             .cmd()
-            .args(["run", "-c", "echo first; sleep 3; echo second"])
+            .args(["run", "-c", "echo first; sleep 5; echo second"])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -219,7 +219,7 @@ fn first_output_arrives_while_the_command_still_runs() {
         reader.read_line(&mut line).unwrap();
         assert_eq!(line, "first\n", "{how}");
         assert!(
-            child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(3),
+            child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5),
             "{how}: first line came only after the command ended"
         );
         let mut rest = String::new();
@@ -241,7 +241,7 @@ fn timeout_kills_the_whole_tree() {
         let o = env.stigmer(&["run", "--timeout", "1", "-c", &script]);
         assert_eq!(o.status.code(), Some(124), "{how}: {}", stderr(&o));
         assert!(
-            started.elapsed() < Duration::from_secs(8),
+            started.elapsed() < Duration::from_secs(5),
             "{how}: took {:?}",
             started.elapsed()
         );
@@ -295,5 +295,34 @@ fn interrupting_the_cli_cancels_the_run() {
             left.is_empty(),
             "{how}: command survived the interrupt: {left:?}"
         );
+    });
+}
+
+#[test]
+fn terminating_the_cli_takes_the_command_with_it() {
+    both_ways(|env, how| {
+        for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+            let m = marker();
+            let mut child = env
+                .cmd()
+                .args(["run", "-c", &format!("echo up; sleep {m}")])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+            assert_eq!(
+                child.wait().unwrap().code(),
+                Some(code),
+                "{how} signal {signal}"
+            );
+            let left = wait_no_process(&m, Duration::from_secs(5));
+            assert!(left.is_empty(), "{how}: command outlived the CLI: {left:?}");
+        }
     });
 }

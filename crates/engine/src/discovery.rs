@@ -40,22 +40,16 @@ impl Discovery {
         serde_json::from_slice(&text).ok()
     }
 
-    /// The running server, if any. A file left by a dead process is removed.
+    /// The running server, if any. A server is running exactly when someone holds the server
+    /// lock (the OS releases it when the process dies, however it dies), so a discovery file
+    /// without a lock holder is stale and is removed.
     pub fn find_running(paths: &Paths) -> Option<Discovery> {
-        let file = paths.discovery_file();
-        match Discovery::read(paths) {
-            Some(d) if pid_alive(d.pid) => Some(d),
-            Some(_) => {
-                let _ = std::fs::remove_file(&file);
-                None
-            }
-            None => {
-                // Unreadable: either being written right now, or garbage. Only garbage goes.
-                if file.exists() && !server_lock_held(paths) {
-                    let _ = std::fs::remove_file(&file);
-                }
-                None
-            }
+        if server_lock_held(paths) {
+            // None while a starting server has not written its file yet.
+            Discovery::read(paths)
+        } else {
+            let _ = std::fs::remove_file(paths.discovery_file());
+            None
         }
     }
 
@@ -64,26 +58,6 @@ impl Discovery {
         if Discovery::read(paths).is_some_and(|d| d.pid == std::process::id()) {
             let _ = std::fs::remove_file(paths.discovery_file());
         }
-    }
-}
-
-/// Whether a process with this pid exists.
-pub fn pid_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        if pid == 0 || pid > i32::MAX as u32 {
-            return false;
-        }
-        // SAFETY: signal 0 only checks that the process exists.
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        // A zombie has exited; it only waits for its parent to notice.
-        exists && !crate::exec::is_zombie(pid)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
     }
 }
 
@@ -108,7 +82,7 @@ impl ServerLock {
                     format!("cannot open {}: {e}", paths.lock_file().display()),
                 )
             })?;
-        if !try_lock(&file) {
+        if !try_lock(&file)? {
             let hint = Discovery::read(paths)
                 .map(|d| format!(" at {} (pid {})", d.url, d.pid))
                 .unwrap_or_default();
@@ -121,23 +95,25 @@ impl ServerLock {
     }
 }
 
-fn server_lock_held(paths: &Paths) -> bool {
+/// Whether a server holds the lock of this data dir right now.
+pub fn server_lock_held(paths: &Paths) -> bool {
     match File::open(paths.lock_file()) {
-        Ok(f) => !try_lock(&f),
+        // Our probe lock, if we got it, is released when `f` is dropped.
+        Ok(f) => matches!(try_lock(&f), Ok(false)),
         Err(_) => false,
     }
 }
 
-#[cfg(unix)]
-fn try_lock(file: &File) -> bool {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-#[cfg(not(unix))]
-fn try_lock(_file: &File) -> bool {
-    true
+/// Take the exclusive lock without waiting: Ok(false) when someone else holds it.
+fn try_lock(file: &File) -> Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::new(
+            ErrorCode::ConfigError,
+            format!("cannot lock {}: {e}", "the server lock file"),
+        )),
+    }
 }
 
 /// The API token: read it, or create a random one readable by the user only.
@@ -149,9 +125,7 @@ pub fn load_or_create_token(paths: &Paths) -> Result<String> {
             return Ok(t.to_string());
         }
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::util::random_hex(32)?;
     Paths::ensure_private_dir(&paths.data_dir)?;
     write_atomic(&file, token.as_bytes(), true).map_err(|e| {
         Error::new(

@@ -129,6 +129,13 @@ impl Error {
         Error::new(ErrorCode::Internal, message)
     }
 
+    pub fn run_not_found(id: &str) -> Self {
+        Error::new(
+            ErrorCode::RunNotFound,
+            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
+        )
+    }
+
     /// The error stigmer gives for sandbox mode until container execution lands. It never runs
     /// the command on the host instead.
     pub fn sandbox_unavailable() -> Self {

@@ -10,7 +10,7 @@ use crate::runs::RunSummary;
 use crate::settings::{Mode, Tier};
 
 /// How many events a subscriber may fall behind before it starts missing some.
-const CAPACITY: usize = 4096;
+pub const CAPACITY: usize = 1024;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -73,11 +73,4 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -26,6 +26,7 @@ pub const KILL_GRACE: Duration = Duration::from_millis(1000);
 /// that escaped the group (setsid) and still holds the pipe can make reading take this long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 256 * 1024;
+const SMALL_READ: usize = 16 * 1024;
 /// Output pipes are enlarged to this (Linux), so a fast writer wakes us less often.
 #[cfg(target_os = "linux")]
 const PIPE_SIZE: libc::c_int = 1024 * 1024;
@@ -118,6 +119,21 @@ impl ExecRequest {
             }
         }
         check_cwd(&self.cwd)
+    }
+}
+
+/// The longest timeout a run may ask for: a week.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A timeout given in seconds, validated. `what` names it in the error (a flag or a field).
+pub fn timeout_from_secs(secs: f64, what: &str) -> Result<Duration> {
+    if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidRequest,
+            format!("{what} {secs} is not valid: give seconds above 0, at most {MAX_TIMEOUT_SECS}"),
+        ))
     }
 }
 
@@ -355,8 +371,11 @@ async fn pump(
 ) {
     let Some(mut reader) = reader else { return };
     let mut receiver_gone = false;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        if buf.capacity() < READ_CHUNK / 4 {
+            buf = BytesMut::with_capacity(READ_CHUNK);
+        }
         let n = tokio::select! {
             biased;
             r = reader.read_buf(&mut buf) => r,
@@ -364,14 +383,18 @@ async fn pump(
         };
         match n {
             Ok(0) | Err(_) => return,
-            Ok(_) if receiver_gone => {}
-            Ok(_) => {
-                let chunk = Chunk {
-                    stream,
-                    data: buf.freeze(),
+            // Keep draining when nobody listens, so the command never blocks on a full pipe.
+            Ok(_) if receiver_gone => buf.clear(),
+            Ok(n) => {
+                // A small read is copied out, so it does not pin a whole read buffer.
+                let data = if n <= SMALL_READ {
+                    let d = Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    d
+                } else {
+                    buf.split().freeze()
                 };
-                // Keep draining when nobody listens, so the command never blocks on a full pipe.
-                receiver_gone = out.send(chunk).await.is_err();
+                receiver_gone = out.send(Chunk { stream, data }).await.is_err();
             }
         }
     }
@@ -453,22 +476,6 @@ fn stat_fields(stat: &str) -> Option<(char, u32)> {
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, pgrp))
-}
-
-/// Whether `pid` is a zombie (exited, not yet reaped).
-pub fn is_zombie(pid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| stat_fields(&s))
-            .is_some_and(|(state, _)| state == 'Z')
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        false
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod runs;
 pub mod server;
 pub mod settings;
 pub mod tools;
+pub mod util;
 
 pub use error::{Error, ErrorCode, Result};
 

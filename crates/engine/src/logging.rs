@@ -13,7 +13,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::events::{now_ms, Event, EventBus};
+use crate::events::{Event, EventBus};
+use crate::util::now_ms;
 
 pub const LOG_PREFIX: &str = "stigmer";
 pub const LOG_SUFFIX: &str = "log";

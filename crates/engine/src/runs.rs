@@ -15,11 +15,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::events::{now_ms, Event, EventBus};
+use crate::events::{Event, EventBus};
 use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
-use crate::runner::{execute, Target};
+use crate::runner::{spawn_execute, Target};
 use crate::settings::Mode;
-use crate::tools::user_path;
+use crate::util::{now_ms, random_hex};
+
+/// Output events on the bus carry at most this many bytes each.
+const EVENT_OUTPUT_BYTES: usize = 16 * 1024;
+/// How long the final `finished` message may wait for a client that does not read.
+const FINISH_SEND_LIMIT: Duration = Duration::from_secs(5);
 
 /// How many finished runs the history keeps.
 pub const HISTORY_LEN: usize = 200;
@@ -84,6 +89,8 @@ pub struct StartedRun {
 
 #[derive(Default)]
 struct Inner {
+    /// Set when the server stops: no new run may start.
+    closed: bool,
     active: HashMap<String, CancellationToken>,
     history: VecDeque<RunSummary>,
 }
@@ -131,6 +138,12 @@ impl RunRegistry {
         };
         {
             let mut inner = self.lock();
+            if inner.closed {
+                return Err(Error::new(
+                    ErrorCode::ServerUnavailable,
+                    "the server is stopping; nothing was run",
+                ));
+            }
             inner.active.insert(id.clone(), cancel.clone());
             inner.history.push_back(summary.clone());
             while inner.history.len() > HISTORY_LEN {
@@ -167,13 +180,7 @@ impl RunRegistry {
     ) {
         // Small queues: a slow reader holds back the command, not megabytes of our memory.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
-        let exec = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let path = &user_path().0;
-                execute(&target, &req, Some(path.as_os_str()), chunk_tx, cancel).await
-            })
-        };
+        let exec = spawn_execute(target, req, chunk_tx, cancel.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
         let mut requester = Some(tx);
         loop {
@@ -198,14 +205,23 @@ impl RunRegistry {
                 Stream::Stderr => err.push(&chunk.data),
             }
             if self.bus.has_subscribers() {
-                self.bus.publish(Event::RunOutput {
-                    run_id: summary.id.clone(),
-                    stream: chunk.stream,
-                    data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
-                });
+                // Small pieces: a stalled subscriber holds at most CAPACITY of them.
+                for piece in chunk.data.chunks(EVENT_OUTPUT_BYTES) {
+                    self.bus.publish(Event::RunOutput {
+                        run_id: summary.id.clone(),
+                        stream: chunk.stream,
+                        data: base64::engine::general_purpose::STANDARD.encode(piece),
+                    });
+                }
             }
-            if let Some(t) = &requester {
-                if t.send(RunEvent::Output(chunk)).await.is_err() {
+            // Once cancelled, output is no longer forwarded: the client may not be reading, and
+            // waiting for it would keep the command's pipes from draining.
+            if let (Some(t), false) = (&requester, cancel.is_cancelled()) {
+                let hung_up = tokio::select! {
+                    r = t.send(RunEvent::Output(chunk)) => r.is_err(),
+                    _ = cancel.cancelled() => false,
+                };
+                if hung_up {
                     cancel.cancel();
                     requester = None;
                 }
@@ -244,7 +260,8 @@ impl RunRegistry {
             run: summary.clone(),
         });
         if let Some(t) = requester {
-            let _ = t.send(RunEvent::Finished(summary)).await;
+            let _ =
+                tokio::time::timeout(FINISH_SEND_LIMIT, t.send(RunEvent::Finished(summary))).await;
         }
     }
 
@@ -258,14 +275,14 @@ impl RunRegistry {
         if inner.history.iter().any(|r| r.id == id) {
             return Ok(false);
         }
-        Err(Error::new(
-            ErrorCode::RunNotFound,
-            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
-        ))
+        Err(Error::run_not_found(id))
     }
 
-    pub fn cancel_all(&self) {
-        for c in self.lock().active.values() {
+    /// Cancel every run and refuse new ones (server stop).
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        for c in inner.active.values() {
             c.cancel();
         }
     }
@@ -303,12 +320,7 @@ impl RunRegistry {
 }
 
 fn new_run_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
-    Ok(format!(
-        "run_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("run_{}", random_hex(8)?))
 }
 
 /// Keeps the first [`HEAD_BYTES`] and the last [`TAIL_BYTES`] of a stream and counts the rest.

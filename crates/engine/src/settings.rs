@@ -119,7 +119,8 @@ impl Settings {
         }
     }
 
-    fn apply(&mut self, value: Value) {
+    /// Set one validated value.
+    pub fn apply(&mut self, value: Value) {
         match value {
             Value::Mode(m) => self.mode = m,
             Value::Image(i) => self.sandbox_image = i,
@@ -588,10 +589,7 @@ impl ConfigFile {
 
 /// Rename an unreadable config file to `config.toml.corrupt-<unix time>` and return the new path.
 fn set_aside(path: &Path) -> Result<PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = crate::util::now_secs();
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -9,7 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -123,10 +123,7 @@ pub async fn detect(path: &OsStr, path_from_login_shell: bool) -> ToolReport {
         }
     }
     ToolReport {
-        detected_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        detected_at: crate::util::now_secs(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         path_from_login_shell,
         tools,

@@ -153,12 +153,23 @@ impl Server {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// Stop with SIGTERM and wait.
+    /// Stop with SIGTERM and wait; SIGKILL if it does not stop within 30 s (and fail).
     pub fn stop(&mut self) {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            panic!("the server did not stop within 30 s of SIGTERM");
+        }
     }
 }
 
@@ -201,13 +212,33 @@ pub fn wait_no_process(marker: &str, limit: Duration) -> Vec<u32> {
     }
 }
 
-/// A number unlikely to appear in any other process's command line.
+/// A number (valid for `sleep`) unlikely to appear in any other process's command line. All
+/// markers have the same width, so one is never a substring of another.
 pub fn marker() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{}.{}", 900 + (n % 97), n % 100_000)
+    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{}.{:04}{:02}",
+        900 + (std::process::id() % 97),
+        n % 10_000,
+        c % 100
+    )
+}
+
+/// Wait up to `limit` for at least `count` processes to carry `marker`.
+pub fn wait_for_processes(marker: &str, count: usize, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if processes_with(marker).len() >= count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 pub fn stderr(o: &Output) -> String {

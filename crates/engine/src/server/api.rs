@@ -23,7 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{frames, AppState};
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
-use crate::exec::{Chunk, CommandSpec, ExecRequest, Stream};
+use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
 use crate::runner::Target;
 use crate::runs::{RunEvent, RunSummary};
 use crate::settings::{self, Key, Mode, Value};
@@ -31,9 +31,6 @@ use crate::tools::{detect, user_path};
 
 /// Streams send a heartbeat line after this long without anything else.
 const HEARTBEAT: Duration = Duration::from_secs(2);
-
-/// The longest timeout a run may ask for: a week.
-const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// An error as the API returns it: `{"error": {"code": "...", "message": "..."}}`.
 pub struct ApiError(pub Error);
@@ -179,62 +176,70 @@ pub struct ModeView {
     pub tier: settings::Tier,
 }
 
-pub async fn get_mode(State(state): State<Arc<AppState>>) -> Json<ModeView> {
-    let s = state.settings();
-    Json(ModeView {
-        mode: s.mode,
-        tier: s.tier(),
-        image: s.sandbox_image,
-    })
+impl ModeView {
+    fn of(s: &settings::Settings) -> Json<ModeView> {
+        Json(ModeView {
+            mode: s.mode,
+            image: s.sandbox_image.clone(),
+            tier: s.tier(),
+        })
+    }
 }
 
+pub async fn get_mode(State(state): State<Arc<AppState>>) -> Json<ModeView> {
+    ModeView::of(&state.settings())
+}
+
+/// The body of `PUT /v1/mode`: either field or both.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeChange {
-    pub mode: String,
+    pub mode: Option<String>,
     pub image: Option<String>,
 }
 
-/// Change the mode (and image) live. Validated first, persisted to the config file, then
-/// applied; on any error nothing changes.
+/// Change the mode and/or the image live. Validated first, persisted to the config file (only
+/// the fields given), then applied; on any error nothing changes.
 pub async fn put_mode(
     State(state): State<Arc<AppState>>,
     ApiJson(change): ApiJson<ModeChange>,
 ) -> ApiResult<Json<ModeView>> {
-    let Value::Mode(mode) = Key::Mode.parse(&change.mode, "mode")? else {
-        unreachable!("Key::Mode parses to Value::Mode")
-    };
-    let image = match &change.image {
-        Some(raw) => Some(Key::SandboxImage.parse(raw, "image")?),
-        None => None,
-    };
-    {
+    let mut values = Vec::new();
+    if let Some(raw) = &change.mode {
+        values.push(Key::Mode.parse(raw, "mode")?);
+    }
+    if let Some(raw) = &change.image {
+        values.push(Key::SandboxImage.parse(raw, "image")?);
+    }
+    if values.is_empty() {
+        return Err(ApiError(Error::new(
+            ErrorCode::InvalidRequest,
+            "give `mode` (`local` or `sandbox`), `image`, or both",
+        )));
+    }
+    let s = {
         let _write = state.settings_write_lock.lock().await;
         let (mut file, _) = settings::ConfigFile::load(&state.paths.config_file())?;
-        file.set(&Value::Mode(mode));
-        if let Some(i) = &image {
-            file.set(i);
+        for v in &values {
+            file.set(v);
         }
         file.save()?;
-        let mut s = state.settings.write().unwrap_or_else(|p| p.into_inner());
-        s.mode = mode;
-        if let Some(Value::Image(i)) = image {
-            s.sandbox_image = i;
+        {
+            let mut s = state.settings.write().unwrap_or_else(|p| p.into_inner());
+            for v in values {
+                s.apply(v);
+            }
         }
-    }
-    let s = state.settings();
+        state.write_discovery();
+        state.settings()
+    };
     tracing::info!(mode = %s.mode, image = %s.sandbox_image, "mode changed");
-    state.write_discovery();
     state.bus.publish(Event::ModeChanged {
         mode: s.mode,
         image: s.sandbox_image.clone(),
         tier: s.tier(),
     });
-    Ok(Json(ModeView {
-        mode: s.mode,
-        tier: s.tier(),
-        image: s.sandbox_image,
-    }))
+    Ok(ModeView::of(&s))
 }
 
 #[derive(Deserialize)]
@@ -293,17 +298,10 @@ impl RunBody {
                 ))
             }
         };
-        let timeout = match self.timeout_secs {
-            None => None,
-            Some(t) if t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECS => {
-                Some(Duration::from_secs_f64(t))
-            }
-            Some(_) => {
-                return Err(invalid(
-                    "`timeout_secs` must be a number of seconds above 0 and at most 604800",
-                ))
-            }
-        };
+        let timeout = self
+            .timeout_secs
+            .map(|t| timeout_from_secs(t, "`timeout_secs`"))
+            .transpose()?;
         let cwd = match self.cwd {
             Some(c) => c,
             None => directories::BaseDirs::new()
@@ -488,12 +486,11 @@ pub async fn get_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunSummary>> {
-    state.runs.get(&id).map(Json).ok_or_else(|| {
-        ApiError(Error::new(
-            ErrorCode::RunNotFound,
-            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
-        ))
-    })
+    state
+        .runs
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError(Error::run_not_found(&id)))
 }
 
 pub async fn cancel_run(

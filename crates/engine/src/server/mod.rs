@@ -4,6 +4,7 @@ pub mod api;
 pub mod frames;
 pub mod guard;
 
+use std::future::IntoFuture;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ use crate::tools::ToolReport;
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// How long a stopping server waits for cancelled runs to end.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping server waits, once its runs ended, for clients to read what is left.
+const CONNECTION_GRACE: Duration = Duration::from_secs(2);
 
 pub struct AppState {
     pub paths: Paths,
@@ -134,7 +137,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         url: format!("http://127.0.0.1:{port}"),
         port,
         started: Instant::now(),
-        started_at: crate::events::now_ms() / 1000,
+        started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
         runs: RunRegistry::new(bus.clone()),
@@ -158,10 +161,23 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.cancelled().await;
         // Runs end first, so their streams finish and connections can close.
-        runs.cancel_all();
+        runs.close();
     });
-    let result = serving.await;
-    state.runs.cancel_all();
+    // A client that stops reading must not keep the server from stopping.
+    let (stop, runs) = (state.shutdown.clone(), state.runs.clone());
+    let deadline = async move {
+        stop.cancelled().await;
+        runs.wait_idle(STOP_GRACE).await;
+        tokio::time::sleep(CONNECTION_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = serving.into_future() => r,
+        _ = deadline => {
+            tracing::warn!("clients still connected after the runs ended; closing their connections");
+            Ok(())
+        }
+    };
+    state.runs.close();
     state.runs.wait_idle(STOP_GRACE).await;
     Discovery::remove_own(&state.paths);
     tracing::info!("server stopped");
@@ -180,15 +196,19 @@ fn spawn_signal_watch(shutdown: CancellationToken) {
             ) else {
                 return;
             };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-                _ = int.recv() => tracing::info!("interrupt received, stopping"),
+            // Later signals are absorbed: the stop is already bounded in time.
+            loop {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+                    _ = int.recv() => tracing::info!("interrupt received, stopping"),
+                }
+                shutdown.cancel();
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
         }
-        shutdown.cancel();
     });
 }
