@@ -46,6 +46,33 @@ pub enum Command {
     /// Start, stop and inspect the stigmer server (the agent runner)
     #[command(subcommand)]
     Server(ServerCommand),
+    /// The sandbox: engine, image (download or build it ahead of time), containers
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCommand {
+    /// Is a container engine there, is the sandbox image present, which containers run
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the sandbox image now (default: the configured one), with progress
+    Pull {
+        /// Image to pull instead of the configured one
+        image: Option<String>,
+    },
+    /// Build the basic sandbox image from the Dockerfile built into stigmer (works offline when
+    /// its base image is present)
+    Build {
+        /// Tag to give the image (default: the basic image's name)
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+    },
+    /// Remove every sandbox container stigmer made (not images, not other containers)
+    Prune,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod config;
 mod run;
+mod sandbox;
 mod server;
 mod tools;
 
@@ -56,6 +57,7 @@ fn real_main() -> i32 {
             Command::Tools(args) => tools::tools(args, &paths).await,
             Command::Config(cmd) => config::config(cmd, &paths).await,
             Command::Server(cmd) => server::server(cmd, &paths).await,
+            Command::Sandbox(cmd) => sandbox::sandbox(cmd, &paths).await,
         };
         match result {
             Ok(code) => code,

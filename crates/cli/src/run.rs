@@ -9,10 +9,12 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use stigmer_engine::events::EventBus;
 use stigmer_engine::exec::{timeout_from_secs, CommandSpec, ExecOutcome, ExecRequest, Stream};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::runner::{spawn_execute, Target};
 use stigmer_engine::runs::{RunState, RunSummary};
+use stigmer_engine::sandbox::Sandbox;
 use stigmer_engine::server::frames;
 use stigmer_engine::settings::{self, Mode, Overrides, Source};
 use stigmer_engine::{Error, ErrorCode, Result};
@@ -93,10 +95,7 @@ fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
     Ok(Prepared {
         chosen_mode: chosen(settings::Key::Mode).then_some(s.mode),
         chosen_image: chosen(settings::Key::SandboxImage).then(|| s.sandbox_image.clone()),
-        target: Target {
-            mode: s.mode,
-            image: s.sandbox_image,
-        },
+        target: Target::from_settings(&s),
         request,
     })
 }
@@ -167,7 +166,7 @@ pub async fn run(args: RunArgs, paths: &Paths) -> i32 {
     };
     let result = match client {
         Some(client) => through_server(&client, prepared).await,
-        None => in_process(prepared).await,
+        None => in_process(prepared, paths).await,
     };
     match result {
         Ok(code) => code,
@@ -180,12 +179,15 @@ fn own_error(e: &Error) -> i32 {
     OWN_ERROR
 }
 
-async fn in_process(p: Prepared) -> Result<i32> {
-    p.target.check_available()?;
+async fn in_process(p: Prepared, paths: &Paths) -> Result<i32> {
+    let bus = EventBus::default();
+    let sandbox = Sandbox::new(paths, &format!("cli-{}", std::process::id()), bus.clone());
+    p.target.check_available(&sandbox).await?;
     let interrupt = Interrupt::watch();
+    let progress = crate::sandbox::show_image_progress(bus.subscribe());
     let (tx, mut rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
-    let exec = spawn_execute(p.target, p.request, tx, cancel.clone());
+    let exec = spawn_execute(p.target, p.request, tx, cancel.clone(), sandbox.clone());
     let mut out = Output { broken: false };
     loop {
         tokio::select! {
@@ -201,8 +203,11 @@ async fn in_process(p: Prepared) -> Result<i32> {
     }
     let outcome = exec
         .await
-        .map_err(|e| Error::internal(format!("run task failed: {e}")))??;
-    Ok(exit_code(&outcome, out.broken, &interrupt))
+        .map_err(|e| Error::internal(format!("run task failed: {e}")));
+    progress.abort();
+    // Without a server nothing would remove the container later.
+    sandbox.reap(true).await;
+    Ok(exit_code(&outcome??, out.broken, &interrupt))
 }
 
 /// SIGINT, SIGTERM and SIGHUP (Ctrl-C on Windows) while a run is going: the command must not

@@ -16,7 +16,8 @@ fn run_body(shell: &str) -> String {
 #[test]
 fn bad_requests_are_refused_and_run_nothing() {
     let env = TestEnv::new();
-    let server = env.start_server();
+    // No engine: a sandbox run is refused before anything is registered.
+    let server = env.start_server_env(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
     let marker = env.path().join("ran");
     let touch = format!("touch '{}'", marker.display());
     let body = run_body(&touch);
@@ -172,7 +173,7 @@ fn bad_requests_are_refused_and_run_nothing() {
                 &json!({"shell": touch, "mode": "sandbox"}).to_string(),
             ),
             503,
-            "SANDBOX_UNAVAILABLE",
+            "ENGINE_UNAVAILABLE",
         ),
         (
             "not json",
@@ -400,7 +401,7 @@ async fn a_client_that_hangs_up_cancels_its_run() {
 #[tokio::test]
 async fn mode_changes_live_are_persisted_and_validated() {
     let env = TestEnv::new();
-    let server = env.start_server();
+    let server = env.start_server_env(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
     let client = server.client();
     let mut events = server.get(&client, "/v1/events").send().await.unwrap();
     let put = |body: Value| server.post(&client, "/v1/mode").json(&body);

@@ -35,12 +35,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// No run with this id.
     RunNotFound,
-    /// Sandbox mode was asked for but cannot run commands yet.
-    SandboxUnavailable,
     /// The container engine cannot be reached.
     EngineUnavailable,
     /// The sandbox image does not exist.
     ImageNotFound,
+    /// Downloading the sandbox image failed.
+    ImagePullFailed,
+    /// Building the sandbox image failed.
+    ImageBuildFailed,
     /// The stigmer server is not running or not answering.
     ServerUnavailable,
     /// The server is already running.
@@ -69,9 +71,10 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::RunNotFound => "RUN_NOT_FOUND",
-            ErrorCode::SandboxUnavailable => "SANDBOX_UNAVAILABLE",
             ErrorCode::EngineUnavailable => "ENGINE_UNAVAILABLE",
             ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
+            ErrorCode::ImagePullFailed => "IMAGE_PULL_FAILED",
+            ErrorCode::ImageBuildFailed => "IMAGE_BUILD_FAILED",
             ErrorCode::ServerUnavailable => "SERVER_UNAVAILABLE",
             ErrorCode::ServerAlreadyRunning => "SERVER_ALREADY_RUNNING",
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
@@ -95,10 +98,13 @@ impl ErrorCode {
             | ErrorCode::InvalidRequest
             | ErrorCode::CwdNotFound
             | ErrorCode::ImageNotFound => 422,
-            ErrorCode::SandboxUnavailable
+            ErrorCode::ImagePullFailed
             | ErrorCode::EngineUnavailable
             | ErrorCode::ServerUnavailable => 503,
-            ErrorCode::ConfigError | ErrorCode::SpawnFailed | ErrorCode::Internal => 500,
+            ErrorCode::ConfigError
+            | ErrorCode::SpawnFailed
+            | ErrorCode::ImageBuildFailed
+            | ErrorCode::Internal => 500,
         }
     }
 }
@@ -133,16 +139,6 @@ impl Error {
         Error::new(
             ErrorCode::RunNotFound,
             format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
-        )
-    }
-
-    /// The error stigmer gives for sandbox mode until container execution lands. It never runs
-    /// the command on the host instead.
-    pub fn sandbox_unavailable() -> Self {
-        Error::new(
-            ErrorCode::SandboxUnavailable,
-            "sandbox mode cannot run commands in this version of stigmer yet; nothing was run. \
-             Switch to local mode (`stigmer config set mode local`) to run on this machine",
         )
     }
 }

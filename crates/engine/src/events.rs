@@ -5,8 +5,11 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::error::Error;
 use crate::exec::Stream;
 use crate::runs::RunSummary;
+use crate::sandbox::images::ImageAction;
+use crate::sandbox::progress::Progress;
 use crate::settings::{Mode, Tier};
 
 /// How many events a subscriber may fall behind before it starts missing some.
@@ -31,6 +34,25 @@ pub enum Event {
         mode: Mode,
         image: String,
         tier: Tier,
+    },
+    /// A sandbox image starts downloading or building (happens once per image).
+    ImageStarted {
+        image: String,
+        action: ImageAction,
+    },
+    /// How a download or build goes, at most a few times a second.
+    ImageProgress {
+        image: String,
+        action: ImageAction,
+        progress: Progress,
+    },
+    /// A download or build ended: ready, or failed and why.
+    ImageFinished {
+        image: String,
+        action: ImageAction,
+        ok: bool,
+        error: Option<Error>,
+        duration_ms: u64,
     },
     Log {
         level: String,

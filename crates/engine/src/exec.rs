@@ -63,6 +63,14 @@ impl CommandSpec {
         }
     }
 
+    /// The program and arguments for a POSIX system (a sandbox container), whatever the host.
+    pub fn to_argv_posix(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Argv(argv) => argv.clone(),
+            CommandSpec::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        }
+    }
+
     /// The program and arguments actually executed.
     pub fn to_argv(&self) -> Vec<String> {
         match self {

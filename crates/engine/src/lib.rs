@@ -9,6 +9,7 @@ pub mod logging;
 pub mod paths;
 pub mod runner;
 pub mod runs;
+pub mod sandbox;
 pub mod server;
 pub mod settings;
 pub mod tools;

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
 use crate::runner::{spawn_execute, Target};
+use crate::sandbox::Sandbox;
 use crate::settings::Mode;
 use crate::util::{now_ms, random_hex};
 
@@ -95,17 +96,18 @@ struct Inner {
     history: VecDeque<RunSummary>,
 }
 
-#[derive(Default)]
 pub struct RunRegistry {
     inner: Mutex<Inner>,
     bus: EventBus,
+    sandbox: Arc<Sandbox>,
 }
 
 impl RunRegistry {
-    pub fn new(bus: EventBus) -> Arc<RunRegistry> {
+    pub fn new(bus: EventBus, sandbox: Arc<Sandbox>) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             inner: Mutex::default(),
             bus,
+            sandbox,
         })
     }
 
@@ -118,14 +120,13 @@ impl RunRegistry {
         client: Option<String>,
     ) -> Result<StartedRun> {
         req.validate()?;
-        target.check_available()?;
         let id = new_run_id()?;
         let cancel = CancellationToken::new();
         let summary = RunSummary {
             id: id.clone(),
             command: req.command.display(),
             mode: target.mode,
-            image: (target.mode == Mode::Sandbox).then(|| target.image.clone()),
+            image: target.image().map(str::to_string),
             cwd: req.cwd.clone(),
             client,
             state: RunState::Running,
@@ -180,7 +181,7 @@ impl RunRegistry {
     ) {
         // Small queues: a slow reader holds back the command, not megabytes of our memory.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
-        let exec = spawn_execute(target, req, chunk_tx, cancel.clone());
+        let exec = spawn_execute(target, req, chunk_tx, cancel.clone(), self.sandbox.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
         let mut requester = Some(tx);
         loop {

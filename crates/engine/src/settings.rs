@@ -89,6 +89,11 @@ pub struct Settings {
     pub sandbox_auto_pull: bool,
     pub sandbox_cleanup: bool,
     pub sandbox_ttl_secs: u64,
+    /// Memory limit of sandbox containers, e.g. `4g`; `0` for none.
+    pub sandbox_memory: String,
+    /// CPU limit of sandbox containers, e.g. `1.5`; `0` for none.
+    pub sandbox_cpus: String,
+    pub sandbox_network: Network,
 }
 
 impl Default for Settings {
@@ -99,6 +104,9 @@ impl Default for Settings {
             sandbox_auto_pull: true,
             sandbox_cleanup: true,
             sandbox_ttl_secs: 3600,
+            sandbox_memory: "4g".to_string(),
+            sandbox_cpus: "0".to_string(),
+            sandbox_network: Network::Bridge,
         }
     }
 }
@@ -116,6 +124,9 @@ impl Settings {
             Key::SandboxAutoPull => self.sandbox_auto_pull.to_string(),
             Key::SandboxCleanup => self.sandbox_cleanup.to_string(),
             Key::SandboxTtl => self.sandbox_ttl_secs.to_string(),
+            Key::SandboxMemory => self.sandbox_memory.clone(),
+            Key::SandboxCpus => self.sandbox_cpus.clone(),
+            Key::SandboxNetwork => self.sandbox_network.as_str().to_string(),
         }
     }
 
@@ -127,6 +138,9 @@ impl Settings {
             Value::AutoPull(b) => self.sandbox_auto_pull = b,
             Value::Cleanup(b) => self.sandbox_cleanup = b,
             Value::Ttl(t) => self.sandbox_ttl_secs = t,
+            Value::Memory(m) => self.sandbox_memory = m,
+            Value::Cpus(c) => self.sandbox_cpus = c,
+            Value::Network(n) => self.sandbox_network = n,
         }
     }
 }
@@ -139,6 +153,28 @@ pub enum Key {
     SandboxAutoPull,
     SandboxCleanup,
     SandboxTtl,
+    SandboxMemory,
+    SandboxCpus,
+    SandboxNetwork,
+}
+
+/// Network of sandbox containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default bridge: outbound access (package installs, git clone).
+    Bridge,
+    /// No network at all.
+    None,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Bridge => "bridge",
+            Network::None => "none",
+        }
+    }
 }
 
 /// A validated setting value.
@@ -149,15 +185,23 @@ pub enum Value {
     AutoPull(bool),
     Cleanup(bool),
     Ttl(u64),
+    /// Normalized, e.g. `4g` or `0`.
+    Memory(String),
+    /// Normalized, e.g. `1.5` or `0`.
+    Cpus(String),
+    Network(Network),
 }
 
 impl Key {
-    pub const ALL: [Key; 5] = [
+    pub const ALL: [Key; 8] = [
         Key::Mode,
         Key::SandboxImage,
         Key::SandboxAutoPull,
         Key::SandboxCleanup,
         Key::SandboxTtl,
+        Key::SandboxMemory,
+        Key::SandboxCpus,
+        Key::SandboxNetwork,
     ];
 
     pub fn name(self) -> &'static str {
@@ -167,6 +211,9 @@ impl Key {
             Key::SandboxAutoPull => "sandbox.auto_pull",
             Key::SandboxCleanup => "sandbox.cleanup",
             Key::SandboxTtl => "sandbox.ttl",
+            Key::SandboxMemory => "sandbox.memory",
+            Key::SandboxCpus => "sandbox.cpus",
+            Key::SandboxNetwork => "sandbox.network",
         }
     }
 
@@ -177,6 +224,9 @@ impl Key {
             Key::SandboxAutoPull => "STIGMER_SANDBOX_AUTO_PULL",
             Key::SandboxCleanup => "STIGMER_SANDBOX_CLEANUP",
             Key::SandboxTtl => "STIGMER_SANDBOX_TTL",
+            Key::SandboxMemory => "STIGMER_SANDBOX_MEMORY",
+            Key::SandboxCpus => "STIGMER_SANDBOX_CPUS",
+            Key::SandboxNetwork => "STIGMER_SANDBOX_NETWORK",
         }
     }
 
@@ -187,6 +237,9 @@ impl Key {
             Key::SandboxAutoPull => "download the basic sandbox image when missing (true/false)",
             Key::SandboxCleanup => "remove sandbox containers when idle or on stop (true/false)",
             Key::SandboxTtl => "seconds a sandbox container may stay idle before removal",
+            Key::SandboxMemory => "memory limit of a sandbox container (e.g. 4g, 512m; 0 = none)",
+            Key::SandboxCpus => "CPU limit of a sandbox container (e.g. 2, 0.5; 0 = none)",
+            Key::SandboxNetwork => "network of sandbox containers: bridge or none",
         }
     }
 
@@ -199,6 +252,9 @@ impl Key {
             Key::SandboxTtl => {
                 "a whole number of seconds (0 removes a container after each command)"
             }
+            Key::SandboxMemory => "`0` (no limit) or a size such as `512m` or `4g` (at least 6m)",
+            Key::SandboxCpus => "`0` (no limit) or a number of CPUs such as `1` or `0.5`",
+            Key::SandboxNetwork => "`bridge` or `none`",
         }
     }
 
@@ -210,6 +266,9 @@ impl Key {
             Key::SandboxAutoPull => (Some("sandbox"), "auto_pull"),
             Key::SandboxCleanup => (Some("sandbox"), "cleanup"),
             Key::SandboxTtl => (Some("sandbox"), "ttl"),
+            Key::SandboxMemory => (Some("sandbox"), "memory"),
+            Key::SandboxCpus => (Some("sandbox"), "cpus"),
+            Key::SandboxNetwork => (Some("sandbox"), "network"),
         }
     }
 
@@ -254,6 +313,21 @@ impl Key {
                 .filter(|t| *t <= 365 * 24 * 3600)
                 .map(Value::Ttl)
                 .ok_or_else(|| invalid(String::new())),
+            Key::SandboxMemory => parse_memory(raw)
+                .map(|_| Value::Memory(raw.trim().to_ascii_lowercase()))
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxCpus => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite() && *c >= 0.0 && *c <= 1024.0)
+                .map(|c| Value::Cpus(c.to_string()))
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxNetwork => match raw.trim().to_ascii_lowercase().as_str() {
+                "bridge" => Ok(Value::Network(Network::Bridge)),
+                "none" => Ok(Value::Network(Network::None)),
+                _ => Err(invalid(String::new())),
+            },
         }
     }
 }
@@ -282,6 +356,24 @@ impl FromStr for Key {
                 )
             })
     }
+}
+
+/// Bytes of a memory size: `0`, or a whole number with a `k`, `m` or `g` suffix (binary
+/// units), at least 6 MiB (the engines' minimum).
+pub fn parse_memory(raw: &str) -> Option<u64> {
+    let s = raw.trim().to_ascii_lowercase();
+    if s == "0" {
+        return Some(0);
+    }
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let mult: u64 = match unit {
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = num.parse::<u64>().ok()?.checked_mul(mult)?;
+    (bytes >= 6 << 20).then_some(bytes)
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
@@ -513,7 +605,10 @@ impl ConfigFile {
                 "sandbox" => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
-                            if !["image", "auto_pull", "cleanup", "ttl"].contains(&sub) {
+                            let known = Key::ALL
+                                .iter()
+                                .any(|k| k.file_location() == (Some("sandbox"), sub));
+                            if !known {
                                 unknown.push(format!("sandbox.{sub}"));
                             }
                         }
@@ -532,6 +627,9 @@ impl ConfigFile {
             Value::AutoPull(b) => (Key::SandboxAutoPull, toml_edit::value(*b)),
             Value::Cleanup(b) => (Key::SandboxCleanup, toml_edit::value(*b)),
             Value::Ttl(t) => (Key::SandboxTtl, toml_edit::value(*t as i64)),
+            Value::Memory(m) => (Key::SandboxMemory, toml_edit::value(m.as_str())),
+            Value::Cpus(c) => (Key::SandboxCpus, toml_edit::value(c.as_str())),
+            Value::Network(n) => (Key::SandboxNetwork, toml_edit::value(n.as_str())),
         };
         let (table, name) = key.file_location();
         match table {

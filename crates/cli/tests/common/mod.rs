@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -58,10 +60,16 @@ impl TestEnv {
 
     /// A server in the foreground, as the desktop app runs it. Stopped on drop.
     // The child is waited for by `Server`'s drop.
-    #[allow(clippy::zombie_processes)]
     pub fn start_server(&self) -> Server {
+        self.start_server_env(&[])
+    }
+
+    /// [`TestEnv::start_server`] with extra environment (e.g. a DOCKER_HOST).
+    #[allow(clippy::zombie_processes)]
+    pub fn start_server_env(&self, vars: &[(&str, &str)]) -> Server {
         let child = self
             .cmd()
+            .envs(vars.iter().copied())
             .args(["server", "start", "--foreground", "--port", "0"])
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("TEST_SERVER_LOGS").is_some() {

@@ -26,6 +26,8 @@ use crate::events::Event;
 use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
 use crate::runner::Target;
 use crate::runs::{RunEvent, RunSummary};
+use crate::sandbox::connect::EngineState;
+use crate::sandbox::{SandboxSpec, SandboxStatus};
 use crate::settings::{self, Key, Mode, Value};
 use crate::tools::{detect, user_path};
 
@@ -117,19 +119,18 @@ pub async fn method_not_allowed() -> ApiError {
     ))
 }
 
+/// Engine, image and containers of sandbox mode (for the configured image).
+pub async fn sandbox(State(state): State<Arc<AppState>>) -> Json<SandboxStatus> {
+    let spec = SandboxSpec::from_settings(&state.settings());
+    Json(state.sandbox.status(&spec).await)
+}
+
 pub async fn openapi() -> Response {
     (
         [(CONTENT_TYPE, "application/json")],
         include_str!("openapi.json"),
     )
         .into_response()
-}
-
-#[derive(Serialize)]
-pub struct EngineState {
-    /// `not_checked` until sandbox support lands.
-    pub state: &'static str,
-    pub message: &'static str,
 }
 
 #[derive(Serialize)]
@@ -150,6 +151,7 @@ pub struct Status {
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
     let s = state.settings();
+    let engine = state.sandbox.engine_state().await;
     Json(Status {
         version: crate::VERSION,
         pid: std::process::id(),
@@ -158,10 +160,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
         mode: s.mode,
         tier: s.tier(),
         image: s.sandbox_image,
-        engine: EngineState {
-            state: "not_checked",
-            message: "container engine support arrives with sandbox mode",
-        },
+        engine,
         active_runs: state.runs.active_count(),
         config_file: state.paths.config_file(),
         data_dir: state.paths.data_dir.clone(),
@@ -308,11 +307,7 @@ impl RunBody {
                 .map(|b| b.home_dir().to_path_buf())
                 .unwrap_or_else(std::env::temp_dir),
         };
-        let settings = state.settings();
-        let mut target = Target {
-            mode: settings.mode,
-            image: settings.sandbox_image,
-        };
+        let mut target = Target::from_settings(&state.settings());
         if let Some(m) = &self.mode {
             if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
                 target.mode = m;
@@ -320,7 +315,7 @@ impl RunBody {
         }
         if let Some(i) = &self.image {
             if let Value::Image(i) = Key::SandboxImage.parse(i, "image")? {
-                target.image = i;
+                target.sandbox.image = i;
             }
         }
         if let Some(c) = &self.client {
@@ -365,6 +360,8 @@ pub async fn start_run(
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Response> {
     let (target, req, client) = body.into_request(&state)?;
+    // Refused before anything is registered: a sandbox run without an engine never starts.
+    target.check_available(&state.sandbox).await?;
     let framing = Framing::from_headers(&headers);
     let started = state.runs.start(target, req, client)?;
     let body = stream::unfold(started.events, move |mut rx| async move {

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::events::EventBus;
 use crate::paths::Paths;
 use crate::runs::RunRegistry;
+use crate::sandbox::Sandbox;
 use crate::settings::Settings;
 use crate::tools::ToolReport;
 
@@ -25,6 +26,8 @@ use crate::tools::ToolReport;
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// How long a stopping server waits for cancelled runs to end.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often idle sandbox containers are checked against their TTL.
+const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How long a stopping server waits, once its runs ended, for clients to read what is left.
 const CONNECTION_GRACE: Duration = Duration::from_secs(2);
 
@@ -39,6 +42,7 @@ pub struct AppState {
     /// Serializes config-file writes from concurrent mode changes.
     pub settings_write_lock: tokio::sync::Mutex<()>,
     pub runs: Arc<RunRegistry>,
+    pub sandbox: Arc<Sandbox>,
     pub bus: EventBus,
     pub tools: tokio::sync::Mutex<Option<ToolReport>>,
     pub shutdown: CancellationToken,
@@ -90,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", get(api::status))
         .route("/v1/mode", get(api::get_mode).put(api::put_mode))
         .route("/v1/tools", get(api::tools))
+        .route("/v1/sandbox", get(api::sandbox))
         .route("/v1/runs", post(api::start_run).get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
@@ -128,6 +133,11 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .map_err(|e| Error::internal(e.to_string()))?
         .port();
     let bus = EventBus::default();
+    let sandbox = Sandbox::new(
+        &paths,
+        &format!("server-{}", std::process::id()),
+        bus.clone(),
+    );
     let _log_guard = crate::logging::init(&paths.log_dir, opts.log_to_stderr, bus.clone())?;
     for w in &opts.warnings {
         tracing::warn!("{w}");
@@ -140,7 +150,8 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
-        runs: RunRegistry::new(bus.clone()),
+        runs: RunRegistry::new(bus.clone(), sandbox.clone()),
+        sandbox,
         bus,
         tools: tokio::sync::Mutex::new(None),
         shutdown: CancellationToken::new(),
@@ -151,6 +162,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     state.discovery().write(&state.paths)?;
     let s = state.settings();
     tracing::info!(url = %state.url, mode = %s.mode, version = crate::VERSION, "server ready");
+    spawn_sandbox_housekeeping(state.clone());
 
     let stop = state.shutdown.clone();
     let runs = state.runs.clone();
@@ -179,10 +191,36 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     };
     state.runs.close();
     state.runs.wait_idle(STOP_GRACE).await;
+    let removed = state.sandbox.reap(true).await;
+    if removed > 0 {
+        tracing::info!(removed, "sandbox containers removed on stop");
+    }
     Discovery::remove_own(&state.paths);
     tracing::info!("server stopped");
     drop(lock);
     result.map_err(|e| Error::internal(format!("server error: {e}")))
+}
+
+/// After start: remove containers a crashed server left (when an engine is there at all), then
+/// remove containers idle past their TTL, until the server stops.
+fn spawn_sandbox_housekeeping(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        match state.sandbox.remove_orphans().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                "removed sandbox containers left by an earlier server"
+            ),
+            Err(e) => tracing::debug!("no orphan check: {}", e.message),
+        }
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(REAP_EVERY) => {}
+            }
+            state.sandbox.reap(false).await;
+        }
+    });
 }
 
 fn spawn_signal_watch(shutdown: CancellationToken) {

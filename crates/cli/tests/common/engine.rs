@@ -1,0 +1,382 @@
+//! Helpers for tests against the machine's real container engine: images made without a
+//! registry, and a real registry on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const BUSYBOX: &str = "stigmer-test/busybox:1";
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI")
+}
+
+/// Whether a container engine answers. Without one, sandbox tests say SKIPPED loudly; with
+/// STIGMER_TEST_REQUIRE_ENGINE=1 (CI) they fail instead.
+pub fn engine_or_skip(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("STIGMER_TEST_REQUIRE_ENGINE").is_some() {
+            panic!("{test}: no container engine, and STIGMER_TEST_REQUIRE_ENGINE is set");
+        }
+        eprintln!("\n!!!!! SKIPPED {test}: no container engine on this machine !!!!!\n");
+    }
+    ok
+}
+
+static IMAGES: Mutex<()> = Mutex::new(());
+
+/// A tiny image with busybox's applets, made from the host's busybox-static.
+pub fn ensure_busybox() {
+    let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
+    if docker(&["image", "inspect", BUSYBOX]).status.success() {
+        return;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is needed to make test images (apt-get install busybox-static)");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for d in ["bin", "tmp", "run", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    Command::new("chmod")
+        .args(["1777"])
+        .arg(root.join("tmp"))
+        .status()
+        .unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let o = Command::new("docker")
+        .args(["import", "--change", "CMD [\"/bin/sh\"]"])
+        .arg(&tar)
+        .arg(BUSYBOX)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An image on top of busybox with `mb` MiB of random data in one layer (slow to pull).
+pub fn ensure_big_image(tag: &str, mb: usize) {
+    ensure_busybox();
+    let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
+    if docker(&["image", "inspect", tag]).status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nCOPY blob /blob\n"),
+    )
+    .unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c {}M /dev/urandom > '{}'",
+            mb,
+            dir.path().join("blob").display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub fn image_exists(image: &str) -> bool {
+    docker(&["image", "inspect", image]).status.success()
+}
+
+pub fn remove_image(image: &str) {
+    let _ = docker(&["rmi", "-f", image]);
+}
+
+/// Containers with stigmer's labels for one installation (`STIGMER_HOME`).
+pub fn stigmer_containers() -> Vec<String> {
+    let o = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=dev.stigmer.managed=true",
+        "--format",
+        "{{.ID}}",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn inspect(container: &str) -> serde_json::Value {
+    let o = docker(&["inspect", container]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0].clone()
+}
+
+/// Containers whose `dev.stigmer.workspace` label is `workspace`.
+pub fn containers_for(workspace: &Path) -> Vec<String> {
+    let o = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=dev.stigmer.workspace={}", workspace.display()),
+        "--format",
+        "{{.ID}}",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A real registry (the CNCF distribution registry from Debian's docker-registry) on
+/// 127.0.0.1, which the engine trusts over plain HTTP.
+pub struct Registry {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Registry {
+            port,
+            dir,
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("registry.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{}\n",
+                self.dir.path().join("data").display(),
+                self.port
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub fn restart(&mut self) {
+        let bin = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("the registry is needed (apt-get install docker-registry)");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(self.config())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "the registry did not start"
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `127.0.0.1:PORT/NAME`
+    pub fn reference(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Push a local image under `name` and remove the local copy of that name.
+    pub fn push(&self, local: &str, name: &str) -> String {
+        let reference = self.reference(name);
+        assert!(docker(&["tag", local, &reference]).status.success());
+        let o = docker(&["push", &reference]);
+        assert!(
+            o.status.success(),
+            "docker push: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        remove_image(&reference);
+        reference
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of the registry that slows downloads to `bytes_per_sec`, so a pull
+/// lasts long enough to be cut in the middle. `kill` drops every connection at once, like a
+/// registry that dies; `restart` listens again on the same port.
+pub struct SlowProxy {
+    pub port: u16,
+    target: u16,
+    rate: usize,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl SlowProxy {
+    pub fn start(target: u16, bytes_per_sec: usize) -> SlowProxy {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = SlowProxy {
+            port,
+            target,
+            rate: bytes_per_sec,
+            alive: Default::default(),
+            conns: Default::default(),
+        };
+        p.listen();
+        p
+    }
+
+    fn listen(&self) {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.alive.store(true, Ordering::SeqCst);
+        let (alive, conns, target, rate) = (
+            self.alive.clone(),
+            self.conns.clone(),
+            self.target,
+            self.rate,
+        );
+        std::thread::spawn(move || {
+            while alive.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                conns
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), upstream.try_clone().unwrap()]);
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || pipe(c2, u2, usize::MAX));
+                std::thread::spawn(move || pipe(upstream, client, rate));
+            }
+        });
+    }
+
+    pub fn kill(&self) {
+        self.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    pub fn restart(&self) {
+        self.listen();
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Copy `from` to `to`, at most `rate` bytes a second.
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, rate: usize) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n;
+        if rate != usize::MAX {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}

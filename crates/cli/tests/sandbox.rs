@@ -1,0 +1,784 @@
+//! Sandbox mode against the machine's real container engine: the exec contract, images (a
+//! real registry on 127.0.0.1 for pulls, the Dockerfile build path), containers' lifecycle
+//! and security defaults. Without an engine these tests say SKIPPED loudly.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::engine::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// `stigmer run` in sandbox mode with the busybox test image, in the test's own folder.
+fn sandboxed(env: &TestEnv) -> std::process::Command {
+    let mut c = env.cmd();
+    c.current_dir(env.path())
+        .env("STIGMER_SANDBOX_IMAGE", BUSYBOX)
+        .env("STIGMER_EXECUTION_MODE", "sandbox");
+    c
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    sandboxed(env).arg("run").args(args).output().unwrap()
+}
+
+fn both_ways(test: &str, check: impl Fn(&TestEnv, &str)) {
+    if !engine_or_skip(test) {
+        return;
+    }
+    ensure_busybox();
+    let plain = TestEnv::new();
+    check(&plain, "in-process");
+    let served = TestEnv::new();
+    let _server = served.start_server();
+    check(&served, "server");
+}
+
+#[test]
+fn sandbox_exit_codes_streams_and_arguments() {
+    both_ways("sandbox_exit_codes_streams_and_arguments", |env, how| {
+        let code = |args: &[&str]| run(env, args).status.code().unwrap();
+        assert_eq!(code(&["--", "true"]), 0, "{how}");
+        assert_eq!(code(&["-c", "exit 42"]), 42, "{how}");
+        assert_eq!(
+            code(&["--timeout", "0.5", "--", "sleep", "10"]),
+            124,
+            "{how}"
+        );
+        assert_eq!(code(&["-c", "kill -TERM $$"]), 143, "{how}");
+        assert_eq!(code(&["-c", "kill -KILL $$"]), 137, "{how}");
+        assert_eq!(code(&["--", "no-such-program-stigmer"]), 127, "{how}");
+        assert_eq!(code(&["-c", "no-such-program-stigmer"]), 127, "{how}");
+        std::fs::write(env.path().join("plain-file"), "x").unwrap();
+        assert_eq!(code(&["--", "./plain-file"]), 126, "{how}");
+
+        let o = sandboxed(env)
+            .args(["run", "--env", "GREETING=hi there", "-c"])
+            .arg("pwd; echo \"$GREETING\"; echo oops >&2; cat; echo \"stdin:$?\"; env | grep -c '^STIGMER_' || true; if test -e /var/run/docker.sock; then echo SOCKET; fi")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{how}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            format!("{}\nhi there\nstdin:0\n0\n", env.path().display()),
+            "{how}"
+        );
+        assert_eq!(stderr(&o), "oops\n", "{how}");
+
+        let tricky = "it's \"quoted\" $HOME `id` ; | & * \\ \n end";
+        let o = run(env, &["--", "printf", "%s", tricky]);
+        assert_eq!(stdout(&o), tricky, "{how}");
+
+        let all_bytes: Vec<u8> = (0..=255u8).cycle().take(256 * 64).collect();
+        std::fs::write(env.path().join("bytes.bin"), &all_bytes).unwrap();
+        let o = run(env, &["-c", "cat bytes.bin; cat bytes.bin >&2"]);
+        assert!(
+            o.stdout == all_bytes && o.stderr == all_bytes,
+            "{how}: binary output changed"
+        );
+    });
+}
+
+#[test]
+fn sandbox_fifty_megabytes_and_streaming() {
+    both_ways("sandbox_fifty_megabytes_and_streaming", |env, how| {
+        let file = env.path().join("big.bin");
+        assert!(std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c 52428800 /dev/urandom > '{}'",
+                file.display()
+            ))
+            .status()
+            .unwrap()
+            .success());
+        let expected = std::fs::read(&file).unwrap();
+        let o = run(env, &["-c", "cat big.bin; cat big.bin >&2"]);
+        assert_eq!(o.status.code(), Some(0), "{how}");
+        assert!(
+            o.stdout == expected,
+            "{how}: stdout differs ({} bytes)",
+            o.stdout.len()
+        );
+        assert!(
+            o.stderr == expected,
+            "{how}: stderr differs ({} bytes)",
+            o.stderr.len()
+        );
+
+        let mut child = sandboxed(env)
+            .args(["run", "-c", "echo first; sleep 5; echo second"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "first\n", "{how}");
+        assert!(
+            child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5),
+            "{how}: not streamed"
+        );
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "second\n");
+        assert!(child.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn sandbox_timeout_and_leftovers_leave_no_process() {
+    both_ways(
+        "sandbox_timeout_and_leftovers_leave_no_process",
+        |env, how| {
+            let m = marker();
+            let script = format!("sleep {m} & (sleep {m} & sleep {m}) & sh -c 'trap \"\" TERM; sleep {m}' & sleep {m}");
+            let o = run(env, &["--timeout", "1", "-c", &script]);
+            assert_eq!(o.status.code(), Some(124), "{how}: {}", stderr(&o));
+            // Container processes are the host kernel's: /proc sees them.
+            let left = wait_no_process(&m, Duration::from_secs(5));
+            assert!(
+                left.is_empty(),
+                "{how}: processes left in the container: {left:?}"
+            );
+
+            let m = marker();
+            let started = Instant::now();
+            let o = run(env, &["-c", &format!("sleep {m} & echo done")]);
+            assert_eq!(
+                (o.status.code(), stdout(&o).as_str()),
+                (Some(0), "done\n"),
+                "{how}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "{how}: run kept open by a leftover"
+            );
+            assert!(
+                wait_no_process(&m, Duration::from_secs(5)).is_empty(),
+                "{how}: leftover survived"
+            );
+        },
+    );
+}
+
+#[test]
+fn files_made_in_the_workspace_belong_to_the_user_and_the_container_is_locked_down() {
+    if !engine_or_skip("files_made_in_the_workspace_belong_to_the_user") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let _server = env.start_server();
+    let project = env.path().join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    let o = sandboxed(&env)
+        .current_dir(project.join("src"))
+        .args([
+            "run",
+            "-c",
+            "echo made > made.txt; mkdir sub; touch sub/x; id -u; id -g",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    assert_eq!(stdout(&o), format!("{uid}\n{gid}\n"));
+    for f in ["src/made.txt", "src/sub", "src/sub/x"] {
+        let meta = std::fs::metadata(project.join(f)).unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&meta),
+                std::os::unix::fs::MetadataExt::gid(&meta)
+            ),
+            (uid, gid),
+            "{f}"
+        );
+    }
+    // The project root is the workspace, mounted at the same path.
+    let ids = containers_for(&project);
+    assert_eq!(ids.len(), 1, "one container for the project");
+    let c = inspect(&ids[0]);
+    let host = &c["HostConfig"];
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["Init"], true);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert!(host["SecurityOpt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o.as_str().unwrap().starts_with("no-new-privileges")));
+    assert!(host["PidsLimit"].as_i64().unwrap() > 0);
+    assert!(host["Memory"].as_i64().unwrap() > 0);
+    let binds: Vec<String> = host["Binds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(binds, [format!("{0}:{0}:rw", project.display())]);
+    assert!(!binds.iter().any(|b| b.contains("docker.sock")));
+    assert_eq!(c["Config"]["User"], format!("{uid}:{gid}"));
+    assert_eq!(c["Config"]["Labels"]["dev.stigmer.managed"], "true");
+}
+
+#[test]
+fn no_engine_means_no_run_anywhere() {
+    let env = TestEnv::new();
+    let marker = env.path().join("ran-on-host");
+    for host in ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:9"] {
+        let o = sandboxed(&env)
+            .env("DOCKER_HOST", host)
+            .args(["run", "--", "touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(125), "{host}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("ENGINE_UNAVAILABLE"),
+            "{host}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("not running"), "{host}: {}", stderr(&o));
+        assert!(!marker.exists(), "{host}: the command ran on the host");
+    }
+    let o = sandboxed(&env)
+        .env("DOCKER_HOST", "ftp://x")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("DOCKER_HOST"), "{}", stderr(&o));
+    // Through a server whose engine is unreachable: 503 before anything is registered.
+    let mut server_env = env.cmd();
+    server_env.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let server = {
+        let child = server_env
+            .args([
+                "server",
+                "start",
+                "--foreground",
+                "--port",
+                "0",
+                "--mode",
+                "sandbox",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || env
+            .discovery_file()
+            .exists()));
+        child
+    };
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.discovery_file()).unwrap()).unwrap();
+    let token = std::fs::read_to_string(env.path().join("data/token")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = c
+            .post(format!("{}/v1/runs", d["url"].as_str().unwrap()))
+            .bearer_auth(token.trim())
+            .json(&json!({"argv": ["touch", marker], "cwd": env.path()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "ENGINE_UNAVAILABLE"
+        );
+        let s: Value = c
+            .get(format!("{}/v1/status", d["url"].as_str().unwrap()))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(s["engine"]["state"], "not_running", "{s}");
+    });
+    assert!(!marker.exists());
+    let mut server = server;
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_missing_custom_image_is_image_not_found_and_never_built() {
+    if !engine_or_skip("a_missing_custom_image_is_image_not_found") {
+        return;
+    }
+    let env = TestEnv::new();
+    let o = env
+        .cmd()
+        .current_dir(env.path())
+        .args([
+            "run",
+            "--image",
+            "stigmer-test/does-not-exist:1",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("IMAGE_NOT_FOUND") && err.contains("stigmer-test/does-not-exist:1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("docker build -f sandbox/Dockerfile.sandbox.full"),
+        "{err}"
+    );
+    assert!(!image_exists("stigmer-test/does-not-exist:1"));
+}
+
+/// The one-time download through a real registry: progress events, then cached. A registry
+/// that dies mid-pull is a clear error, and the retry succeeds.
+#[test]
+fn pulls_show_progress_once_and_survive_a_dying_registry() {
+    if !engine_or_skip("pulls_show_progress_once_and_survive_a_dying_registry") {
+        return;
+    }
+    let local = format!("stigmer-test/big-{}:1", std::process::id());
+    ensure_big_image(&local, 96);
+    let registry = Registry::start();
+    // Downloads at 16 MiB/s through a proxy that can die like a registry does.
+    let proxy = SlowProxy::start(registry.port, 16 << 20);
+    let image = format!(
+        "127.0.0.1:{}/stigmer/big-{}:test",
+        proxy.port,
+        std::process::id()
+    );
+    let pushed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker tag {local} {image} && docker push {image} >/dev/null && docker rmi {image} {local} >/dev/null"))
+        .status()
+        .unwrap();
+    assert!(pushed.success());
+    assert!(!image_exists(&image), "the pull must really download");
+    let env = TestEnv::new();
+    let server = env.start_server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = server.client();
+        let mut events = server.get(&client, "/v1/events").send().await.unwrap();
+        // Kill the registry as soon as bytes flow.
+        let run = {
+            let rb = server.post(&client, "/v1/runs").json(&json!({"argv": ["true"], "cwd": env.path(), "mode": "sandbox", "image": image}));
+            tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
+        };
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        'watch: loop {
+            assert!(Instant::now() < deadline, "no download progress: {seen:?}");
+            let chunk = tokio::time::timeout(Duration::from_secs(60), events.chunk()).await.unwrap().unwrap().unwrap();
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let v: Value = serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+                if v["type"] == "image_progress" && v["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0 {
+                    proxy.kill();
+                    seen.push(v);
+                    break 'watch;
+                }
+                if v["type"].as_str().unwrap_or("").starts_with("image_") {
+                    seen.push(v);
+                }
+            }
+        }
+        let (_, _, finished) = decode_stream(&run.await.unwrap());
+        let error = &finished["run"]["error"];
+        assert_eq!(error["code"], "IMAGE_NOT_FOUND", "{finished}");
+        assert!(error["message"].as_str().unwrap().contains("could not be pulled"), "{error}");
+        assert_eq!(seen[0]["type"], "image_started", "{seen:?}");
+        assert!(!image_exists(&image));
+        // The failed attempt's end, with the reason.
+        let failed = loop {
+            if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let v: Value = serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+                if v["type"] == "image_finished" {
+                    break v;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(60), events.chunk()).await.unwrap().unwrap().unwrap();
+            buf.extend_from_slice(&chunk);
+        };
+        assert_eq!(failed["ok"], false, "{failed}");
+        assert_eq!(failed["error"]["code"], "IMAGE_PULL_FAILED", "{failed}");
+
+        // The registry is back: the retry downloads, with progress, then runs.
+        proxy.restart();
+        let body = server
+            .post(&client, "/v1/runs")
+            .json(&json!({"shell": "cat /blob | wc -c", "cwd": env.path(), "mode": "sandbox", "image": image}))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (out, _, finished) = decode_stream(&body);
+        assert_eq!(finished["run"]["outcome"]["exit_code"], 0, "{finished}");
+        assert_eq!(String::from_utf8_lossy(&out).trim(), (96 * 1024 * 1024).to_string());
+        let mut types = Vec::new();
+        while !types.contains(&"image_finished".to_string()) {
+            assert!(Instant::now() < deadline + Duration::from_secs(120), "no image_finished: {types:?}");
+            let chunk = tokio::time::timeout(Duration::from_secs(60), events.chunk()).await.unwrap().unwrap().unwrap();
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let v: Value = serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+                let t = v["type"].as_str().unwrap_or("").to_string();
+                if t == "image_finished" {
+                    assert_eq!(v["ok"], true, "{v}");
+                }
+                if t == "image_progress" {
+                    let p = &v["progress"];
+                    assert!(p["bytes_total"].as_u64().unwrap() >= p["bytes_done"].as_u64().unwrap());
+                }
+                if t.starts_with("image_") {
+                    types.push(t);
+                }
+            }
+        }
+        assert_eq!(types[0], "image_started");
+        assert!(types.iter().any(|t| t == "image_progress"), "{types:?}");
+
+        // Cached now: the next run downloads nothing.
+        let body = server
+            .post(&client, "/v1/runs")
+            .json(&json!({"argv": ["true"], "cwd": env.path(), "mode": "sandbox", "image": image}))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (_, _, finished) = decode_stream(&body);
+        assert_eq!(finished["run"]["outcome"]["exit_code"], 0);
+        let more = tokio::time::timeout(Duration::from_millis(500), events.chunk()).await;
+        if let Ok(Ok(Some(chunk))) = more {
+            assert!(!String::from_utf8_lossy(&chunk).contains("image_started"), "downloaded again");
+        }
+    });
+    drop(server);
+    remove_image(&image);
+}
+
+/// The basic image when no registry has it: built from its Dockerfile (a test one whose base
+/// is a local image), once, even with concurrent first runs.
+#[test]
+fn the_basic_image_is_built_when_it_cannot_be_pulled() {
+    if !engine_or_skip("the_basic_image_is_built_when_it_cannot_be_pulled") {
+        return;
+    }
+    ensure_busybox();
+    let basic = "ghcr.io/stigmer/agent-sandbox-basic:latest";
+    remove_image(basic);
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile.sandbox.basic"),
+        format!("FROM {BUSYBOX}\nCOPY requirements.txt /requirements.txt\nRUN echo built-from-dockerfile > /built\n"),
+    )
+    .unwrap();
+    std::fs::write(context.path().join("requirements.txt"), "pyyaml\n").unwrap();
+    let env = TestEnv::new();
+    let mut cmd = env.cmd();
+    cmd.env("STIGMER_SANDBOX_BUILD_CONTEXT", context.path());
+    let server = {
+        let child = cmd
+            .args([
+                "server",
+                "start",
+                "--foreground",
+                "--port",
+                "0",
+                "--mode",
+                "sandbox",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || env
+            .discovery_file()
+            .exists()));
+        child
+    };
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.discovery_file()).unwrap()).unwrap();
+    let url = d["url"].as_str().unwrap().to_string();
+    let token = std::fs::read_to_string(env.path().join("data/token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut events = c
+            .get(format!("{url}/v1/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let rb = c
+                    .post(format!("{url}/v1/runs"))
+                    .bearer_auth(&token)
+                    .json(&json!({"argv": ["cat", "/built"], "cwd": env.path()}));
+                tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
+            })
+            .collect();
+        for r in runs {
+            let (out, _, finished) = decode_stream(&r.await.unwrap());
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                "built-from-dockerfile\n",
+                "{finished}"
+            );
+        }
+        let mut text = String::new();
+        while let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), events.chunk()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let started: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "image_started")
+            .collect();
+        // One pull attempt (fails: no registry), then one build: never once per run.
+        let actions: Vec<&str> = started
+            .iter()
+            .map(|v| v["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["pull", "build"], "{text}");
+        let finished: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "image_finished")
+            .collect();
+        assert_eq!(finished.len(), 2);
+        assert_eq!(
+            (finished[0]["ok"].clone(), finished[1]["ok"].clone()),
+            (json!(false), json!(true))
+        );
+    });
+    let mut server = server;
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    server.wait().unwrap();
+    remove_image(basic);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_runs_share_one_container() {
+    if !engine_or_skip("thirty_two_concurrent_runs_share_one_container") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let server = env.start_server();
+    let client = server.client();
+    let ws = env.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let rb = server.post(&client, "/v1/runs").json(&json!({
+                "argv": ["sh", "-c", "sleep 0.3; printf 'out-%s' \"$1\"; printf 'err-%s' \"$1\" >&2; exit $(($1 % 5))", "sh", i.to_string()],
+                "cwd": ws, "mode": "sandbox", "image": BUSYBOX,
+            }));
+            tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (out, err, finished) = decode_stream(&t.await.unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("out-{i}"),
+            "{finished}"
+        );
+        assert_eq!(String::from_utf8(err).unwrap(), format!("err-{i}"));
+        assert_eq!(finished["run"]["outcome"]["exit_code"], (i % 5) as u64);
+        assert_eq!(finished["run"]["mode"], "sandbox");
+        assert_eq!(finished["run"]["image"], BUSYBOX);
+    }
+    assert_eq!(
+        containers_for(&ws).len(),
+        1,
+        "runs did not share one container"
+    );
+}
+
+#[test]
+fn containers_go_after_their_ttl_on_stop_and_after_a_crash() {
+    if !engine_or_skip("containers_go_after_their_ttl_on_stop_and_after_a_crash") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let ws = |n: &str| {
+        let p = env.path().join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (a, b, c) = (ws("a"), ws("b"), ws("c"));
+    // TTL: removed once idle past it.
+    let mut server = {
+        let mut cmd = env.cmd();
+        cmd.env("STIGMER_SANDBOX_TTL", "1");
+        let child = cmd
+            .args(["server", "start", "--foreground", "--port", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(10), || env
+            .discovery_file()
+            .exists()));
+        child
+    };
+    let o = sandboxed(&env)
+        .current_dir(&a)
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(containers_for(&a).len(), 1);
+    assert!(
+        wait_until(Duration::from_secs(15), || containers_for(&a).is_empty()),
+        "TTL did not remove the container"
+    );
+    // Stop with cleanup on: removed.
+    assert!(sandboxed(&env)
+        .current_dir(&b)
+        .args(["run", "--", "true"])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(containers_for(&b).len(), 1);
+    assert!(env.stigmer(&["server", "stop"]).status.success());
+    server.wait().unwrap();
+    assert!(containers_for(&b).is_empty(), "stop left the container");
+
+    // A crash (SIGKILL) leaves one; the next server removes it, and nothing that is not its own.
+    let mut server = env.start_server();
+    assert!(sandboxed(&env)
+        .current_dir(&c)
+        .args(["run", "--", "true"])
+        .status()
+        .unwrap()
+        .success());
+    let orphan = containers_for(&c);
+    assert_eq!(orphan.len(), 1);
+    let foreign = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--label",
+            "dev.stigmer.managed=true",
+            "--label",
+            "dev.stigmer.home=someone-else",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    let foreign = String::from_utf8_lossy(&foreign.stdout).trim().to_string();
+    let plain = std::process::Command::new("docker")
+        .args(["run", "-d", BUSYBOX, "sleep", "600"])
+        .output()
+        .unwrap();
+    let plain = String::from_utf8_lossy(&plain.stdout).trim().to_string();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert_eq!(
+        containers_for(&c),
+        orphan,
+        "the crash removed the container?"
+    );
+    let _next = env.start_server();
+    assert!(
+        wait_until(Duration::from_secs(15), || containers_for(&c).is_empty()),
+        "orphan not removed"
+    );
+    for other in [&foreign, &plain] {
+        assert_eq!(
+            inspect(other)["State"]["Running"],
+            true,
+            "touched a container that is not ours"
+        );
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", other])
+            .output();
+    }
+}
+
+#[test]
+fn sandbox_cli_status_pull_and_prune() {
+    if !engine_or_skip("sandbox_cli_status_pull_and_prune") {
+        return;
+    }
+    ensure_busybox();
+    let registry = Registry::start();
+    let image = registry.push(BUSYBOX, &format!("stigmer/cli-{}:test", std::process::id()));
+    let env = TestEnv::new();
+    let o = env
+        .cmd()
+        .env("STIGMER_SANDBOX_IMAGE", &image)
+        .args(["sandbox", "status", "--json"])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["engine"]["state"], "connected", "{s}");
+    assert_eq!(
+        (s["image_present"].clone(), s["tier"].clone()),
+        (json!(false), json!("custom"))
+    );
+    let o = env
+        .cmd()
+        .env("STIGMER_SANDBOX_IMAGE", &image)
+        .args(["sandbox", "pull"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pulling") && stderr(&o).contains("ready"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env
+        .cmd()
+        .env("STIGMER_SANDBOX_IMAGE", &image)
+        .args(["sandbox", "status", "--json"])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["image_present"], true);
+    // A bad image reference is refused before any engine call.
+    let o = env.stigmer(&["sandbox", "pull", "Not An Image"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("INVALID_SETTING"), "{}", stderr(&o));
+    // Prune removes this installation's containers only.
+    let _server = env.start_server();
+    assert!(sandboxed(&env)
+        .args(["run", "--", "true"])
+        .status()
+        .unwrap()
+        .success());
+    let o = env.stigmer(&["sandbox", "prune"]);
+    assert!(stdout(&o).contains("removed 1"), "{}", stdout(&o));
+    remove_image(&image);
+}

@@ -1,0 +1,405 @@
+//! Finding the container engine the way users have it, and saying clearly why when it is not
+//! there: not installed, not running and permission denied are different problems with
+//! different fixes.
+//!
+//! Order: `DOCKER_HOST` (unix, tcp, with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH` where set) when
+//! given, else the usual sockets: Docker Engine, Docker Desktop's user socket, rootless Docker,
+//! Podman (rootful and rootless), Colima, Rancher Desktop, OrbStack; the named pipe on Windows.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorCode};
+
+/// Seconds bollard waits for one API call.
+const API_TIMEOUT_SECS: u64 = 600;
+/// How long the reachability check of an endpoint may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The engine stigmer talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    /// `docker` or `podman`.
+    pub kind: String,
+    pub endpoint: String,
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+/// Why there is no engine, for the UI: each has its own fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    NotInstalled,
+    NotRunning,
+    PermissionDenied,
+}
+
+/// The engine as last seen: connected, or why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineState {
+    /// `connected`, `not_installed`, `not_running` or `permission_denied`.
+    pub state: String,
+    pub message: String,
+    pub engine: Option<EngineInfo>,
+}
+
+impl EngineState {
+    pub fn connected(info: EngineInfo) -> EngineState {
+        EngineState {
+            state: "connected".into(),
+            message: format!(
+                "{} {} (API {}) at {}",
+                info.kind, info.version, info.api_version, info.endpoint
+            ),
+            engine: Some(info),
+        }
+    }
+
+    pub fn unavailable(e: &EngineError) -> EngineState {
+        EngineState {
+            state: serde_json::to_value(e.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            message: e.message.clone(),
+            engine: None,
+        }
+    }
+}
+
+/// No engine, and what to do about it.
+#[derive(Debug, Clone)]
+pub struct EngineError {
+    pub reason: Unavailable,
+    pub message: String,
+}
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Error {
+        Error::new(ErrorCode::EngineUnavailable, e.message)
+    }
+}
+
+/// One place an engine may listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Endpoint {
+    Unix(PathBuf),
+    Tcp {
+        url: String,
+        tls: Option<PathBuf>,
+    },
+    #[cfg_attr(not(windows), allow(dead_code))]
+    Pipe(String),
+}
+
+impl Endpoint {
+    fn display(&self) -> String {
+        match self {
+            Endpoint::Unix(p) => format!("unix://{}", p.display()),
+            Endpoint::Tcp { url, .. } => url.clone(),
+            Endpoint::Pipe(p) => p.clone(),
+        }
+    }
+}
+
+/// Connect to the first engine that answers. A failure says why in the user's terms.
+pub async fn connect() -> std::result::Result<(Docker, EngineInfo), EngineError> {
+    let explicit = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let candidates = match &explicit {
+        Some(host) => vec![parse_docker_host(host)?],
+        None => default_endpoints(),
+    };
+    let mut first_problem: Option<EngineError> = None;
+    for endpoint in &candidates {
+        match try_endpoint(endpoint).await {
+            Ok(found) => return Ok(found),
+            Err(Some(problem)) => {
+                // Permission denied is the most useful thing to report; keep the first of it.
+                let better = match &first_problem {
+                    None => true,
+                    Some(p) => {
+                        p.reason != Unavailable::PermissionDenied
+                            && problem.reason == Unavailable::PermissionDenied
+                    }
+                };
+                if better {
+                    first_problem = Some(problem);
+                }
+            }
+            Err(None) => {}
+        }
+    }
+    if let Some(p) = first_problem {
+        return Err(p);
+    }
+    if let Some(host) = explicit {
+        return Err(not_running(&host));
+    }
+    Err(if engine_installed() {
+        not_running("/var/run/docker.sock")
+    } else {
+        EngineError {
+            reason: Unavailable::NotInstalled,
+            message: "no container engine is installed: sandbox mode needs Docker \
+                (https://docs.docker.com/engine/install/) or Podman (https://podman.io). \
+                Install one, or switch to local mode: `stigmer config set mode local`"
+                .into(),
+        }
+    })
+}
+
+fn not_running(where_: &str) -> EngineError {
+    EngineError {
+        reason: Unavailable::NotRunning,
+        message: format!(
+            "the container engine is not running (nothing answers at {where_}). Start it \
+             (`sudo systemctl start docker`, or open Docker Desktop; for Podman \
+             `systemctl --user start podman.socket`), or switch to local mode: \
+             `stigmer config set mode local`"
+        ),
+    }
+}
+
+fn permission_denied(where_: &str) -> EngineError {
+    EngineError {
+        reason: Unavailable::PermissionDenied,
+        message: format!(
+            "permission denied on the container engine's socket {where_}. Add yourself to the \
+             `docker` group (`sudo usermod -aG docker $USER`, then log out and in again), use \
+             rootless Docker or Podman, or switch to local mode: `stigmer config set mode local`"
+        ),
+    }
+}
+
+/// `Err(None)`: nothing there at all (try the next candidate).
+async fn try_endpoint(
+    endpoint: &Endpoint,
+) -> std::result::Result<(Docker, EngineInfo), Option<EngineError>> {
+    let shown = endpoint.display();
+    let docker = match endpoint {
+        Endpoint::Unix(path) => {
+            reachable_unix(path).await?;
+            Docker::connect_with_unix(
+                &format!("unix://{}", path.display()),
+                API_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+        }
+        Endpoint::Tcp { url, tls } => {
+            reachable_tcp(url).await?;
+            match tls {
+                Some(dir) => Docker::connect_with_ssl(
+                    url,
+                    &dir.join("key.pem"),
+                    &dir.join("cert.pem"),
+                    &dir.join("ca.pem"),
+                    API_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                None => {
+                    Docker::connect_with_http(url, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                }
+            }
+        }
+        Endpoint::Pipe(name) => {
+            #[cfg(windows)]
+            {
+                Docker::connect_with_named_pipe(
+                    name,
+                    API_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            #[cfg(not(windows))]
+            {
+                let _ = name;
+                return Err(None);
+            }
+        }
+    }
+    .map_err(|e| {
+        Some(EngineError {
+            reason: Unavailable::NotRunning,
+            message: format!("cannot connect to the container engine at {shown}: {e}"),
+        })
+    })?;
+    let docker = tokio::time::timeout(PROBE_TIMEOUT * 2, docker.negotiate_version())
+        .await
+        .map_err(|_| Some(not_running(&shown)))?
+        .map_err(|_| Some(not_running(&shown)))?;
+    let version = tokio::time::timeout(PROBE_TIMEOUT * 2, docker.version())
+        .await
+        .map_err(|_| Some(not_running(&shown)))?
+        .map_err(|e| {
+            Some(EngineError {
+                reason: Unavailable::NotRunning,
+                message: format!("the container engine at {shown} does not answer properly: {e}"),
+            })
+        })?;
+    let podman = version.components.as_ref().is_some_and(|c| {
+        c.iter()
+            .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+    }) || version
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.name.to_ascii_lowercase().contains("podman"));
+    let info = EngineInfo {
+        kind: if podman { "podman" } else { "docker" }.into(),
+        endpoint: shown,
+        version: version.version.unwrap_or_default(),
+        api_version: version.api_version.unwrap_or_default(),
+        os: version.os.unwrap_or_default(),
+        arch: version.arch.unwrap_or_default(),
+    };
+    Ok((docker, info))
+}
+
+/// Check a socket before handing it to bollard, to tell "nobody listens" from "not allowed".
+async fn reachable_unix(path: &Path) -> std::result::Result<(), Option<EngineError>> {
+    #[cfg(unix)]
+    {
+        let shown = format!("unix://{}", path.display());
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::UnixStream::connect(path)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => match e.kind() {
+                std::io::ErrorKind::NotFound => Err(None),
+                std::io::ErrorKind::PermissionDenied => {
+                    Err(Some(permission_denied(&path.display().to_string())))
+                }
+                _ => Err(Some(not_running(&shown))),
+            },
+            Err(_) => Err(Some(not_running(&shown))),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Err(None)
+    }
+}
+
+async fn reachable_tcp(url: &str) -> std::result::Result<(), Option<EngineError>> {
+    let addr = url
+        .trim_start_matches("tcp://")
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(Some(not_running(url))),
+    }
+}
+
+/// `DOCKER_HOST` as an endpoint; an unusable value is an error naming it.
+fn parse_docker_host(host: &str) -> std::result::Result<Endpoint, EngineError> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        return Ok(Endpoint::Unix(PathBuf::from(path)));
+    }
+    if let Some(pipe) = host.strip_prefix("npipe://") {
+        return Ok(Endpoint::Pipe(format!("npipe://{pipe}")));
+    }
+    if host.starts_with("tcp://") || host.starts_with("http://") || host.starts_with("https://") {
+        let tls_wanted = host.starts_with("https://")
+            || std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0");
+        let tls = tls_wanted.then(|| {
+            std::env::var_os("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().join(".docker")))
+                .unwrap_or_else(|| PathBuf::from(".docker"))
+        });
+        return Ok(Endpoint::Tcp {
+            url: host.to_string(),
+            tls,
+        });
+    }
+    Err(EngineError {
+        reason: Unavailable::NotRunning,
+        message: format!(
+            "DOCKER_HOST=`{host}` is not supported: use unix:///path/to.sock, tcp://HOST:PORT \
+             (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS) or npipe:// on Windows"
+        ),
+    })
+}
+
+fn default_endpoints() -> Vec<Endpoint> {
+    #[cfg(windows)]
+    {
+        vec![
+            Endpoint::Pipe("npipe:////./pipe/docker_engine".into()),
+            Endpoint::Pipe("npipe:////./pipe/podman-machine-default".into()),
+        ]
+    }
+    #[cfg(not(windows))]
+    {
+        let mut paths = vec![PathBuf::from("/var/run/docker.sock")];
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                #[cfg(unix)]
+                {
+                    // SAFETY: getuid has no failure mode.
+                    Some(PathBuf::from(format!("/run/user/{}", unsafe {
+                        libc::getuid()
+                    })))
+                }
+                #[cfg(not(unix))]
+                None
+            });
+        if let Some(h) = &home {
+            paths.push(h.join(".docker/run/docker.sock")); // Docker Desktop
+        }
+        if let Some(r) = &runtime {
+            paths.push(r.join("docker.sock")); // rootless Docker
+            paths.push(r.join("podman/podman.sock")); // rootless Podman
+        }
+        paths.push(PathBuf::from("/run/podman/podman.sock")); // rootful Podman
+        if let Some(h) = &home {
+            paths.push(h.join(".colima/default/docker.sock"));
+            paths.push(h.join(".colima/docker.sock"));
+            paths.push(h.join(".rd/docker.sock")); // Rancher Desktop
+            paths.push(h.join(".orbstack/run/docker.sock"));
+            paths.push(h.join(".local/share/containers/podman/machine/podman.sock"));
+        }
+        paths.dedup();
+        paths.into_iter().map(Endpoint::Unix).collect()
+    }
+}
+
+/// Whether an engine seems installed (its CLI or daemon on PATH), to tell "install it" from
+/// "start it".
+fn engine_installed() -> bool {
+    ["docker", "dockerd", "podman", "colima"]
+        .iter()
+        .any(|b| which::which(b).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_host_forms() {
+        assert_eq!(
+            parse_docker_host("unix:///tmp/x.sock").unwrap(),
+            Endpoint::Unix(PathBuf::from("/tmp/x.sock"))
+        );
+        assert!(matches!(
+            parse_docker_host("tcp://127.0.0.1:2375").unwrap(),
+            Endpoint::Tcp { tls: None, .. }
+        ));
+        assert!(matches!(
+            parse_docker_host("https://h:2376").unwrap(),
+            Endpoint::Tcp { tls: Some(_), .. }
+        ));
+        let e = parse_docker_host("ftp://nope").unwrap_err();
+        assert!(e.message.contains("DOCKER_HOST"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Sandbox containers: one long-lived container per (image, workspace), labelled as stigmer's,
+//! with defaults a security reviewer accepts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+
+use super::images::engine_error;
+use crate::error::{Error, ErrorCode, Result};
+use crate::settings::{parse_memory, Network};
+
+pub const LABEL_MANAGED: &str = "dev.stigmer.managed";
+/// Which stigmer installation (data dir) made the container.
+pub const LABEL_HOME: &str = "dev.stigmer.home";
+/// `server-PID`, or `cli-PID` for a run without a server.
+pub const LABEL_OWNER: &str = "dev.stigmer.owner";
+pub const LABEL_IMAGE: &str = "dev.stigmer.image";
+pub const LABEL_WORKSPACE: &str = "dev.stigmer.workspace";
+
+/// Where run bookkeeping (process group ids) lives in a container: a private tmpfs, never the
+/// user's workspace.
+pub const RUN_DIR: &str = "/run/stigmer";
+/// Most processes one sandbox container may have (fork bombs stop here).
+const PIDS_LIMIT: i64 = 1024;
+/// Capabilities kept: what a shell and package managers need as root; everything else goes.
+const CAPS: [&str; 8] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+];
+/// PID 2 under the engine's init: waits forever, stops at once on TERM.
+const KEEPALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
+
+/// Who owns the containers a process makes.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Short hash of the data dir: containers of other installations are never touched.
+    pub home: String,
+    pub owner: String,
+}
+
+/// The limits and image of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub workspace: PathBuf,
+    pub memory: String,
+    pub cpus: String,
+    pub network: Network,
+}
+
+/// The user commands run as: the host user's uid:gid on Linux, so files they create are the
+/// user's. Elsewhere the engine's VM maps ownership itself.
+pub fn run_as_user() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getuid/getgid cannot fail.
+        Some(format!("{}:{}", unsafe { libc::getuid() }, unsafe {
+            libc::getgid()
+        }))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// The folder to mount for a run in `cwd`: its project root (the nearest folder with `.git`,
+/// below the home directory), else `cwd` itself.
+pub fn workspace_for(cwd: &Path) -> Result<PathBuf> {
+    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+    let mut dir = Some(cwd);
+    while let Some(d) = dir {
+        if Some(d) == home.as_deref() || d.parent().is_none() {
+            break;
+        }
+        if d.join(".git").exists() {
+            return Ok(d.to_path_buf());
+        }
+        dir = d.parent();
+    }
+    if cwd.parent().is_none() {
+        return Err(Error::new(
+            ErrorCode::InvalidRequest,
+            "sandbox mode cannot mount / as the workspace: run from a project folder (--cwd DIR)",
+        ));
+    }
+    Ok(cwd.to_path_buf())
+}
+
+/// Create and start a container for `spec`.
+pub async fn create(docker: &Docker, spec: &ContainerSpec, owner: &Owner) -> Result<String> {
+    let ws = spec.workspace.display().to_string();
+    let labels = HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_HOME.to_string(), owner.home.clone()),
+        (LABEL_OWNER.to_string(), owner.owner.clone()),
+        (LABEL_IMAGE.to_string(), spec.image.clone()),
+        (LABEL_WORKSPACE.to_string(), ws.clone()),
+    ]);
+    let memory = parse_memory(&spec.memory).unwrap_or(0) as i64;
+    let nano_cpus = (spec.cpus.parse::<f64>().unwrap_or(0.0) * 1e9) as i64;
+    let host = HostConfig {
+        binds: Some(vec![format!("{ws}:{ws}:rw")]),
+        init: Some(true),
+        privileged: Some(false),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(CAPS.iter().map(|c| c.to_string()).collect()),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        pids_limit: Some(PIDS_LIMIT),
+        memory: (memory > 0).then_some(memory),
+        nano_cpus: (nano_cpus > 0).then_some(nano_cpus),
+        network_mode: Some(spec.network.as_str().into()),
+        tmpfs: Some(HashMap::from([(
+            RUN_DIR.to_string(),
+            "mode=1777,size=1m".to_string(),
+        )])),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), KEEPALIVE.into()]),
+        cmd: Some(vec![]),
+        user: run_as_user(),
+        working_dir: Some(ws),
+        labels: Some(labels),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    let name = format!("stigmer-{}-{}", owner.home, crate::util::random_hex(4)?);
+    let options = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| container_error(&spec.image, e))?;
+    if let Err(e) = docker
+        .start_container(
+            &created.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+    {
+        remove(docker, &created.id).await;
+        return Err(container_error(&spec.image, e));
+    }
+    tracing::info!(container = %name, image = %spec.image, workspace = %spec.workspace.display(), "sandbox container started");
+    Ok(created.id)
+}
+
+fn container_error(image: &str, e: bollard::errors::Error) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } if status_code < 500 || message.contains("mount") => Error::new(
+            ErrorCode::EngineUnavailable,
+            format!("the container engine refused to start a sandbox from {image}: {message}"),
+        ),
+        other => engine_error(other),
+    }
+}
+
+/// Remove a container, running or not. Errors are logged: there is nothing left to do.
+pub async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => tracing::info!(container = %short(id), "sandbox container removed"),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => {
+            tracing::warn!(container = %short(id), "removing a sandbox container failed: {e}")
+        }
+    }
+}
+
+/// A container of this installation: id and owner label.
+#[derive(Debug, Clone)]
+pub struct OwnContainer {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub image: String,
+    pub workspace: String,
+    pub state: String,
+}
+
+/// Every container made by this installation (`home`), running or not.
+pub async fn list_own(docker: &Docker, home: &str) -> Result<Vec<OwnContainer>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_HOME}={home}"),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(engine_error)?;
+    Ok(list
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            OwnContainer {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                owner: label(LABEL_OWNER),
+                image: label(LABEL_IMAGE),
+                workspace: label(LABEL_WORKSPACE),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_is_the_project_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("proj");
+        std::fs::create_dir_all(project.join(".git")).unwrap();
+        std::fs::create_dir_all(project.join("src/deep")).unwrap();
+        assert_eq!(workspace_for(&project.join("src/deep")).unwrap(), project);
+        let plain = dir.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        assert_eq!(workspace_for(&plain).unwrap(), plain);
+        assert!(workspace_for(Path::new("/")).is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! Sandbox images, made present once: used if present; the basic image pulled (with progress)
+//! or, if that fails, built from the Dockerfile embedded in stigmer; a custom image pulled if
+//! it can be, never built behind the user's back.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::progress::{build_step, Phase, Progress, PullProgress};
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventBus};
+use crate::settings::Tier;
+
+/// The basic image's Dockerfile and Python requirements, as shipped in `sandbox/`.
+pub const BASIC_DOCKERFILE: &str = include_str!("../../../../sandbox/Dockerfile.sandbox.basic");
+pub const BASIC_REQUIREMENTS: &str = include_str!("../../../../sandbox/requirements.txt");
+/// Where the basic image's Dockerfile is taken from instead of the embedded copy (a folder
+/// with `Dockerfile.sandbox.basic` and its context): mirrors, air-gapped sites, tests.
+pub const BUILD_CONTEXT_ENV: &str = "STIGMER_SANDBOX_BUILD_CONTEXT";
+/// The command users run to build a custom image from the reference Dockerfile.
+pub const FULL_BUILD_COMMAND: &str =
+    "docker build -f sandbox/Dockerfile.sandbox.full -t my-custom-sandbox:latest sandbox/";
+/// A pull with no progress for this long is given up.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Progress events are published at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What is being done to an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageAction {
+    Pull,
+    Build,
+}
+
+/// Whether `image` is present in the engine.
+pub async fn present(docker: &Docker, image: &str) -> Result<bool> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(engine_error(e)),
+    }
+}
+
+/// Size in bytes of a present image.
+pub async fn size(docker: &Docker, image: &str) -> Option<u64> {
+    docker
+        .inspect_image(image)
+        .await
+        .ok()?
+        .size
+        .map(|s| s.max(0) as u64)
+}
+
+/// Make `image` present, the way its tier allows. Runs nothing else.
+pub async fn ensure(
+    docker: &Docker,
+    image: &str,
+    tier: Tier,
+    auto_pull: bool,
+    bus: &EventBus,
+) -> Result<()> {
+    if present(docker, image).await? {
+        return Ok(());
+    }
+    if !auto_pull {
+        return Err(Error::new(
+            ErrorCode::ImageNotFound,
+            format!(
+                "the sandbox image {image} is not on this machine and automatic download is off \
+                 (sandbox.auto_pull = false). Run `stigmer sandbox pull`{}",
+                if tier == Tier::Basic {
+                    " or `stigmer sandbox build`"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    match (pull(docker, image, bus).await, tier) {
+        (Ok(()), _) => Ok(()),
+        (Err(pull_error), Tier::Basic) => build_basic(docker, image, bus).await.map_err(|build_error| {
+            Error::new(
+                ErrorCode::ImageNotFound,
+                format!(
+                    "the basic sandbox image {image} could not be downloaded ({}) nor built from \
+                     its Dockerfile ({}). Check your network and that the container engine can \
+                     reach the registry, then retry; or use local mode: `stigmer config set mode local`",
+                    pull_error.message, build_error.message
+                ),
+            )
+        }),
+        (Err(pull_error), _) => Err(Error::new(
+            ErrorCode::ImageNotFound,
+            format!(
+                "the sandbox image {image} is not on this machine and could not be pulled ({}). \
+                 Build it first, e.g. `{FULL_BUILD_COMMAND}` with `-t {image}`, or set \
+                 STIGMER_SANDBOX_IMAGE to an image you have",
+                pull_error.message
+            ),
+        )),
+    }
+}
+
+/// Split `repo[:tag]` / `repo@digest` for the pull API.
+fn split_reference(image: &str) -> (&str, Option<&str>) {
+    if image.contains('@') {
+        return (image, None);
+    }
+    let slash = image.rfind('/').unwrap_or(0);
+    match image.rfind(':') {
+        Some(c) if c > slash => (image, Some(&image[c + 1..])),
+        _ => (image, Some("latest")),
+    }
+}
+
+/// Pull `image`, publishing aggregated progress.
+pub async fn pull(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
+    bus.publish(Event::ImageStarted {
+        image: image.to_string(),
+        action: ImageAction::Pull,
+    });
+    tracing::info!(image, "pulling sandbox image");
+    let (from_image, tag) = split_reference(image);
+    let options = CreateImageOptions {
+        // The whole reference in `fromImage` too: Podman ignores `tag`.
+        from_image: Some(from_image.to_string()),
+        tag: tag.map(str::to_string),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut progress = PullProgress::new(started);
+    let mut last_sent = started - PROGRESS_EVERY;
+    let mut stream = docker.create_image(Some(options), None, None);
+    let mut failure = None;
+    // A download that makes no progress for STALL_LIMIT fails instead of hanging (the engine
+    // may retry a dead registry for minutes, saying "Retrying in N seconds").
+    let mut last_marker = (0, 0);
+    let mut last_change = Instant::now();
+    loop {
+        let item = match tokio::time::timeout(STALL_LIMIT, stream.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                failure = Some(stalled(image));
+                break;
+            }
+        };
+        match item {
+            Ok(info) => {
+                let detail = info.progress_detail.as_ref();
+                progress.update(
+                    info.status.as_deref().unwrap_or_default(),
+                    info.id.as_deref(),
+                    detail.and_then(|d| d.current),
+                    detail.and_then(|d| d.total),
+                );
+                let now = Instant::now();
+                let marker = progress.marker();
+                if marker != last_marker {
+                    (last_marker, last_change) = (marker, now);
+                } else if now.duration_since(last_change) >= STALL_LIMIT {
+                    failure = Some(stalled(image));
+                    break;
+                }
+                if now.duration_since(last_sent) >= PROGRESS_EVERY {
+                    last_sent = now;
+                    publish_progress(bus, image, ImageAction::Pull, progress.snapshot(now));
+                }
+            }
+            Err(e) => {
+                failure = Some(pull_error(image, e));
+                break;
+            }
+        }
+    }
+    // A pull that ended without error must have produced the image.
+    if failure.is_none() && !present(docker, image).await? {
+        failure = Some(Error::new(
+            ErrorCode::ImagePullFailed,
+            format!("the pull of {image} ended but the image is not there"),
+        ));
+    }
+    finish(bus, image, ImageAction::Pull, started, failure)
+}
+
+fn stalled(image: &str) -> Error {
+    Error::new(
+        ErrorCode::ImagePullFailed,
+        format!(
+            "pulling {image} stalled: no progress for {} s (registry unreachable or network down)",
+            STALL_LIMIT.as_secs()
+        ),
+    )
+}
+
+/// Build the basic image from its Dockerfile (embedded, or from [`BUILD_CONTEXT_ENV`]).
+pub async fn build_basic(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
+    bus.publish(Event::ImageStarted {
+        image: image.to_string(),
+        action: ImageAction::Build,
+    });
+    let started = Instant::now();
+    let context = match build_context() {
+        Ok(c) => c,
+        Err(e) => return finish(bus, image, ImageAction::Build, started, Some(e)),
+    };
+    tracing::info!(
+        image,
+        "building the basic sandbox image from its Dockerfile"
+    );
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile.sandbox.basic".into(),
+        t: Some(image.to_string()),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut failure = None;
+    let mut last_line = String::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    failure = Some(e);
+                    break;
+                }
+                if let Some(line) = info.stream {
+                    let line = line.trim_end().to_string();
+                    if let Some((n, m, step)) = build_step(&line) {
+                        publish_progress(
+                            bus,
+                            image,
+                            ImageAction::Build,
+                            Progress {
+                                phase: Phase::Building,
+                                percent: Some((1000.0 * (n - 1) as f64 / m as f64).round() / 10.0),
+                                bytes_done: 0,
+                                bytes_total: 0,
+                                rate_bytes_per_sec: 0,
+                                elapsed_ms: started.elapsed().as_millis() as u64,
+                                detail: Some(step),
+                            },
+                        );
+                    }
+                    if !line.trim().is_empty() {
+                        tracing::debug!(image, "build: {line}");
+                        last_line = line;
+                    }
+                }
+            }
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let failure = match failure {
+        Some(f) => Some(f),
+        None if !present(docker, image).await? => {
+            Some(format!("the build ended without an image ({last_line})"))
+        }
+        None => None,
+    };
+    let failure = failure.map(|f| {
+        Error::new(
+            ErrorCode::ImageBuildFailed,
+            format!("building {image} from its Dockerfile failed: {}", f.trim()),
+        )
+    });
+    finish(bus, image, ImageAction::Build, started, failure)
+}
+
+fn finish(
+    bus: &EventBus,
+    image: &str,
+    action: ImageAction,
+    started: Instant,
+    failure: Option<Error>,
+) -> Result<()> {
+    let secs = started.elapsed().as_secs_f64();
+    match &failure {
+        None => tracing::info!(image, ?action, secs, "sandbox image ready"),
+        Some(e) => tracing::warn!(image, ?action, "sandbox image not made: {}", e.message),
+    }
+    bus.publish(Event::ImageFinished {
+        image: image.to_string(),
+        action,
+        ok: failure.is_none(),
+        error: failure.clone(),
+        duration_ms: (secs * 1000.0) as u64,
+    });
+    match failure {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn publish_progress(bus: &EventBus, image: &str, action: ImageAction, progress: Progress) {
+    bus.publish(Event::ImageProgress {
+        image: image.to_string(),
+        action,
+        progress,
+    });
+}
+
+/// The build context as a tar archive made in memory.
+fn build_context() -> Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        archive.append_data(&mut header, name, data)
+    };
+    let io = |e: std::io::Error| {
+        Error::new(
+            ErrorCode::ImageBuildFailed,
+            format!("cannot make the build context: {e}"),
+        )
+    };
+    match std::env::var_os(BUILD_CONTEXT_ENV).filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            for (name, data) in read_dir_files(&dir).map_err(io)? {
+                add(&name, &data).map_err(io)?;
+            }
+        }
+        None => {
+            add("Dockerfile.sandbox.basic", BASIC_DOCKERFILE.as_bytes()).map_err(io)?;
+            add("requirements.txt", BASIC_REQUIREMENTS.as_bytes()).map_err(io)?;
+        }
+    }
+    archive.into_inner().map_err(io)
+}
+
+/// The regular files directly in `dir` (a build context folder).
+fn read_dir_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            files.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path())?,
+            ));
+        }
+    }
+    Ok(files)
+}
+
+fn pull_error(image: &str, e: bollard::errors::Error) -> Error {
+    let text = match &e {
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Error::new(
+        ErrorCode::ImagePullFailed,
+        format!("pulling {image} failed: {}", text.trim()),
+    )
+}
+
+/// A failed engine call that is not about a missing thing: the engine went away.
+pub fn engine_error(e: bollard::errors::Error) -> Error {
+    Error::new(
+        ErrorCode::EngineUnavailable,
+        format!("the container engine did not answer as expected: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_for_the_pull_api() {
+        assert_eq!(split_reference("alpine"), ("alpine", Some("latest")));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b:test"),
+            ("127.0.0.1:5000/a/b:test", Some("test"))
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", Some("latest"))
+        );
+        assert_eq!(split_reference("a@sha256:00"), ("a@sha256:00", None));
+    }
+
+    #[test]
+    fn the_embedded_context_has_the_dockerfile_and_requirements() {
+        let tar = build_context().unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["Dockerfile.sandbox.basic", "requirements.txt"]);
+        assert!(BASIC_DOCKERFILE.contains("ARG BASE_IMAGE"));
+    }
+}

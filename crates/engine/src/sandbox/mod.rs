@@ -1,0 +1,433 @@
+//! Sandbox mode: commands run in containers made from the sandbox image, never on the host.
+//!
+//! [`Sandbox`] keeps the engine connection (re-made when the engine comes back), makes images
+//! present once (concurrent first runs share one download), and keeps one long-lived container
+//! per (image, workspace), removed after `sandbox.ttl` idle seconds and on stop.
+
+pub mod connect;
+pub mod containers;
+pub mod exec;
+pub mod images;
+pub mod progress;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::connect::{EngineInfo, EngineState};
+use self::containers::{ContainerSpec, OwnContainer, Owner};
+use crate::error::{Error, Result};
+use crate::events::EventBus;
+use crate::exec::{Chunk, ExecOutcome, ExecRequest};
+use crate::paths::Paths;
+use crate::settings::{Network, Settings, Tier};
+
+/// Everything about a sandbox run that comes from settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub image: String,
+    pub auto_pull: bool,
+    pub cleanup: bool,
+    pub ttl_secs: u64,
+    pub memory: String,
+    pub cpus: String,
+    pub network: Network,
+}
+
+impl SandboxSpec {
+    pub fn from_settings(s: &Settings) -> SandboxSpec {
+        SandboxSpec {
+            image: s.sandbox_image.clone(),
+            auto_pull: s.sandbox_auto_pull,
+            cleanup: s.sandbox_cleanup,
+            ttl_secs: s.sandbox_ttl_secs,
+            memory: s.sandbox_memory.clone(),
+            cpus: s.sandbox_cpus.clone(),
+            network: s.sandbox_network,
+        }
+    }
+
+    pub fn tier(&self) -> Tier {
+        Tier::of(crate::settings::Mode::Sandbox, &self.image)
+    }
+}
+
+type ContainerKey = (String, PathBuf);
+
+/// A container in use or kept warm.
+struct Slot {
+    id: Option<String>,
+    active: usize,
+    last_used: Instant,
+    ttl: Duration,
+    cleanup: bool,
+    /// Held while the container is being created, so concurrent runs make one.
+    creating: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One image's download gate: the last failure, so runs that queued behind a failed attempt
+/// get its error instead of starting another download.
+type ImageGate = Arc<tokio::sync::Mutex<Option<(Instant, Error)>>>;
+
+pub struct Sandbox {
+    owner: Owner,
+    bus: EventBus,
+    conn: tokio::sync::Mutex<Option<(Docker, EngineInfo)>>,
+    images: Mutex<HashMap<String, ImageGate>>,
+    slots: Mutex<HashMap<ContainerKey, Slot>>,
+}
+
+/// What `GET /v1/sandbox` and `stigmer sandbox status` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxStatus {
+    pub engine: EngineState,
+    pub image: String,
+    pub tier: Tier,
+    /// None when the engine cannot be asked.
+    pub image_present: Option<bool>,
+    pub image_size_bytes: Option<u64>,
+    pub containers: Vec<ContainerView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub image: String,
+    pub workspace: String,
+    pub state: String,
+}
+
+impl From<OwnContainer> for ContainerView {
+    fn from(c: OwnContainer) -> Self {
+        ContainerView {
+            id: containers::short(&c.id).to_string(),
+            name: c.name,
+            owner: c.owner,
+            image: c.image,
+            workspace: c.workspace,
+            state: c.state,
+        }
+    }
+}
+
+impl Sandbox {
+    /// `owner` is `server-PID` for the server, `cli-PID` for a run without one.
+    pub fn new(paths: &Paths, owner: &str, bus: EventBus) -> Arc<Sandbox> {
+        Arc::new(Sandbox {
+            owner: Owner {
+                home: home_id(&paths.data_dir),
+                owner: owner.to_string(),
+            },
+            bus,
+            conn: tokio::sync::Mutex::new(None),
+            images: Mutex::default(),
+            slots: Mutex::default(),
+        })
+    }
+
+    /// The engine, connecting (again) when needed. A lost engine is noticed here and a
+    /// returning one is picked up without restarting stigmer.
+    pub async fn docker(&self) -> Result<Docker> {
+        let mut conn = self.conn.lock().await;
+        if let Some((docker, _)) = conn.as_ref() {
+            if docker.ping().await.is_ok() {
+                return Ok(docker.clone());
+            }
+            tracing::warn!("the container engine stopped answering; looking for it again");
+            *conn = None;
+        }
+        let (docker, info) = connect::connect().await?;
+        tracing::info!(kind = %info.kind, version = %info.version, endpoint = %info.endpoint, "container engine connected");
+        *conn = Some((docker.clone(), info));
+        Ok(docker)
+    }
+
+    pub async fn engine_state(&self) -> EngineState {
+        match self.docker().await {
+            Ok(_) => match self.conn.lock().await.as_ref() {
+                Some((_, info)) => EngineState::connected(info.clone()),
+                None => EngineState::unavailable(&connect::EngineError {
+                    reason: connect::Unavailable::NotRunning,
+                    message: "the container engine went away".into(),
+                }),
+            },
+            Err(_) => match connect::connect().await {
+                Ok((_, info)) => EngineState::connected(info),
+                Err(e) => EngineState::unavailable(&e),
+            },
+        }
+    }
+
+    pub async fn status(&self, spec: &SandboxSpec) -> SandboxStatus {
+        let engine = self.engine_state().await;
+        let docker = if engine.engine.is_some() {
+            self.docker().await.ok()
+        } else {
+            None
+        };
+        let (present, size, list) = match &docker {
+            Some(d) => (
+                images::present(d, &spec.image).await.ok(),
+                images::size(d, &spec.image).await,
+                containers::list_own(d, &self.owner.home)
+                    .await
+                    .unwrap_or_default(),
+            ),
+            None => (None, None, Vec::new()),
+        };
+        SandboxStatus {
+            engine,
+            tier: spec.tier(),
+            image: spec.image.clone(),
+            image_present: present,
+            image_size_bytes: size,
+            containers: list.into_iter().map(ContainerView::from).collect(),
+        }
+    }
+
+    /// Make the image present (pull, or build the basic one). Concurrent callers share one
+    /// attempt; callers that waited behind a failed attempt get its error.
+    pub async fn ensure_image(&self, spec: &SandboxSpec) -> Result<()> {
+        let docker = self.docker().await?;
+        let gate = {
+            let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+            images.entry(spec.image.clone()).or_default().clone()
+        };
+        let asked = Instant::now();
+        let mut last = gate.lock().await;
+        if let Some((when, e)) = last.as_ref() {
+            if *when > asked {
+                return Err(e.clone());
+            }
+        }
+        let result =
+            images::ensure(&docker, &spec.image, spec.tier(), spec.auto_pull, &self.bus).await;
+        *last = result.as_ref().err().map(|e| (Instant::now(), e.clone()));
+        result
+    }
+
+    /// Pull `image` now (`stigmer sandbox pull`).
+    pub async fn pull(&self, image: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        images::pull(&docker, image, &self.bus).await
+    }
+
+    /// Build the basic image from its Dockerfile now (`stigmer sandbox build`).
+    pub async fn build(&self, image: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        images::build_basic(&docker, image, &self.bus).await
+    }
+
+    /// Run `req` in the sandbox. Nothing ever runs on the host: every failure is an error.
+    pub async fn run(
+        &self,
+        spec: &SandboxSpec,
+        req: &ExecRequest,
+        out: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+    ) -> Result<ExecOutcome> {
+        req.validate()?;
+        let workspace = containers::workspace_for(&req.cwd)?;
+        self.ensure_image(spec).await?;
+        let docker = self.docker().await?;
+        let key = crate::util::random_hex(8)?;
+        let user = containers::run_as_user();
+        // A container removed behind our back is replaced once.
+        for attempt in 0..2 {
+            let id = self.acquire(&docker, spec, &workspace).await?;
+            let result = exec::run(&docker, &id, user.as_deref(), req, &key, &out, &cancel).await;
+            self.release(spec, &workspace);
+            match result {
+                Ok(outcome) => return outcome,
+                Err(exec::ContainerGone) if attempt == 0 => {
+                    tracing::warn!(container = %containers::short(&id), "sandbox container gone; making a new one");
+                    self.forget(spec, &workspace, &id);
+                }
+                Err(exec::ContainerGone) => break,
+            }
+        }
+        Err(Error::new(
+            crate::error::ErrorCode::EngineUnavailable,
+            "the sandbox container disappeared twice while starting the command; nothing ran",
+        ))
+    }
+
+    /// The container for (image, workspace), made if needed; counts as in use until released.
+    async fn acquire(
+        &self,
+        docker: &Docker,
+        spec: &SandboxSpec,
+        workspace: &Path,
+    ) -> Result<String> {
+        let key = (spec.image.clone(), workspace.to_path_buf());
+        let creating = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
+                id: None,
+                active: 0,
+                last_used: Instant::now(),
+                ttl: Duration::from_secs(spec.ttl_secs),
+                cleanup: spec.cleanup,
+                creating: Arc::default(),
+            });
+            slot.active += 1;
+            slot.ttl = Duration::from_secs(spec.ttl_secs);
+            slot.cleanup = spec.cleanup;
+            slot.creating.clone()
+        };
+        let _one_at_a_time = creating.lock().await;
+        if let Some(id) = self.slot_id(&key) {
+            return Ok(id);
+        }
+        let cspec = ContainerSpec {
+            image: spec.image.clone(),
+            workspace: workspace.to_path_buf(),
+            memory: spec.memory.clone(),
+            cpus: spec.cpus.clone(),
+            network: spec.network,
+        };
+        match containers::create(docker, &cspec, &self.owner).await {
+            Ok(id) => {
+                if let Some(slot) = self
+                    .slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&key)
+                {
+                    slot.id = Some(id.clone());
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                self.release(spec, workspace);
+                Err(e)
+            }
+        }
+    }
+
+    fn slot_id(&self, key: &ContainerKey) -> Option<String> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .and_then(|s| s.id.clone())
+    }
+
+    fn release(&self, spec: &SandboxSpec, workspace: &Path) {
+        let key = (spec.image.clone(), workspace.to_path_buf());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(&key) {
+            slot.active = slot.active.saturating_sub(1);
+            slot.last_used = Instant::now();
+        }
+    }
+
+    fn forget(&self, spec: &SandboxSpec, workspace: &Path, id: &str) {
+        let key = (spec.image.clone(), workspace.to_path_buf());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(&key) {
+            if slot.id.as_deref() == Some(id) {
+                slot.id = None;
+            }
+        }
+    }
+
+    /// Remove containers idle for longer than their TTL (all idle ones with `all`, when
+    /// cleanup is on for them). Returns how many were removed.
+    pub async fn reap(&self, all: bool) -> usize {
+        let expired: Vec<String> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let keys: Vec<ContainerKey> = slots
+                .iter()
+                .filter(|(_, s)| s.id.is_some() && s.active == 0)
+                .filter(|(_, s)| {
+                    if all {
+                        s.cleanup
+                    } else {
+                        now.duration_since(s.last_used) >= s.ttl
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| slots.remove(&k).and_then(|s| s.id))
+                .collect()
+        };
+        if expired.is_empty() {
+            return 0;
+        }
+        let Ok(docker) = self.docker().await else {
+            return 0;
+        };
+        for id in &expired {
+            containers::remove(&docker, id).await;
+        }
+        expired.len()
+    }
+
+    /// Remove this installation's containers left by a server or CLI run that is gone (a
+    /// crash). Containers of other installations, and of live CLI runs, are never touched.
+    pub async fn remove_orphans(&self) -> Result<usize> {
+        let docker = self.docker().await?;
+        let mut removed = 0;
+        for c in containers::list_own(&docker, &self.owner.home).await? {
+            let dead_cli = c
+                .owner
+                .strip_prefix("cli-")
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !process_alive(pid));
+            // This installation's lock is ours: any other server of it is gone.
+            let dead_server = c.owner.starts_with("server-") && c.owner != self.owner.owner;
+            if dead_server || dead_cli {
+                containers::remove(&docker, &c.id).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove every container of this installation (`stigmer sandbox prune`).
+    pub async fn prune(&self) -> Result<usize> {
+        let docker = self.docker().await?;
+        let list = containers::list_own(&docker, &self.owner.home).await?;
+        for c in &list {
+            containers::remove(&docker, &c.id).await;
+        }
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(list.len())
+    }
+}
+
+/// A short, stable name for a data dir, put on containers as their owner's home.
+fn home_id(data_dir: &Path) -> String {
+    // FNV-1a: stable across versions and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data_dir.to_string_lossy().as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
