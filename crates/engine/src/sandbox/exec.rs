@@ -201,13 +201,13 @@ async fn drive(
     }
     outcome.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The stream ends as the wrapper exits; its exit code may take a moment to be recorded.
-    for _ in 0..100 {
+    for attempt in 0..200u64 {
         let inspect = docker.inspect_exec(exec_id).await.map_err(engine_error)?;
         if inspect.running != Some(true) {
             outcome.exit_code = inspect.exit_code.map(|c| c as i32);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(1 + attempt.min(9))).await;
     }
     if outcome.exit_code.is_none() && !(outcome.timed_out || outcome.cancelled) {
         return Err(Error::new(

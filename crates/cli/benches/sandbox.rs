@@ -1,0 +1,155 @@
+//! Side-by-side benchmark of sandbox mode against the Docker CLI on the same engine, in one run.
+//!
+//! `cargo bench -p stigmer-cli --bench sandbox` (add `-- --quick` for fewer iterations). Needs
+//! a running Docker Engine and busybox-static (the test image is made from it). Prints a
+//! Markdown table: warm exec through stigmer vs `docker exec` on the same container, the first
+//! command with the image cached (container create + start + exec) vs `docker run --rm`, and
+//! output throughput from a container vs `docker exec ... cat`.
+
+mod common;
+
+#[path = "../tests/common/engine.rs"]
+mod engine;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::*;
+use serde_json::json;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    if !Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        println!("SKIPPED: no container engine");
+        return;
+    }
+    engine::ensure_busybox();
+    let image = engine::BUSYBOX;
+    let n = if quick { 30 } else { 150 };
+    let firsts = if quick { 5 } else { 20 };
+    let home = tempfile::tempdir().unwrap();
+    let ws = home.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut server, _) = start_server(home.path());
+    let (url, token) = discovery(home.path());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let body = |cwd: &std::path::Path, shell: &str| json!({"shell": shell, "cwd": cwd, "mode": "sandbox", "image": image});
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+
+    // Warm exec: the container exists; stigmer's exec vs `docker exec` on that same container.
+    rt.block_on(api_run_frames(&client, &url, &token, body(&ws, "true")));
+    let id = engine::containers_for(&ws)
+        .pop()
+        .expect("stigmer's container");
+    let (mut ours, mut cli) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, body(&ws, "true")));
+        assert_eq!(code, 0);
+        ours.push(t.elapsed());
+        let t = Instant::now();
+        assert!(Command::new("docker")
+            .args(["exec", &id, "true"])
+            .status()
+            .unwrap()
+            .success());
+        cli.push(t.elapsed());
+    }
+    rows.push((
+        format!("warm exec of `true` (median, n={n}), stigmer API vs `docker exec`"),
+        fmt_ms(median(&mut ours)),
+        fmt_ms(median(&mut cli)),
+        "goal: faster than the docker CLI".into(),
+    ));
+    rows.push((
+        format!("same, p99 (n={n})"),
+        fmt_ms(p99(&mut ours)),
+        fmt_ms(p99(&mut cli)),
+        String::new(),
+    ));
+
+    // First command with the image cached: a new workspace means a new container.
+    let (mut ours, mut cli) = (Vec::new(), Vec::new());
+    for i in 0..firsts {
+        let fresh = home.path().join(format!("fresh-{i}"));
+        std::fs::create_dir_all(&fresh).unwrap();
+        let t = Instant::now();
+        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, body(&fresh, "true")));
+        assert_eq!(code, 0);
+        ours.push(t.elapsed());
+        let t = Instant::now();
+        assert!(Command::new("docker")
+            .args(["run", "--rm", image, "true"])
+            .status()
+            .unwrap()
+            .success());
+        cli.push(t.elapsed());
+    }
+    rows.push((
+        format!("first command, image cached: create + start + exec (median, n={firsts}) vs `docker run --rm IMAGE true`"),
+        fmt_ms(median(&mut ours)),
+        fmt_ms(median(&mut cli)),
+        "goal: no slower than docker run".into(),
+    ));
+
+    // Throughput out of the container.
+    let mib: u64 = if quick { 100 } else { 400 };
+    let produce = format!("head -c {} /dev/zero", mib << 20);
+    let t = Instant::now();
+    let (bytes, _) = rt.block_on(api_run_frames(&client, &url, &token, body(&ws, &produce)));
+    let ours_secs = t.elapsed().as_secs_f64();
+    assert_eq!(bytes, mib << 20);
+    let t = Instant::now();
+    let mut child = Command::new("docker")
+        .args(["exec", &id, "sh", "-c", &produce])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut total, mut buf) = (0u64, vec![0u8; 1 << 16]);
+    loop {
+        let k = out.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+    }
+    child.wait().unwrap();
+    let cli_secs = t.elapsed().as_secs_f64();
+    assert_eq!(total, mib << 20);
+    let rate = |s: f64| format!("{:.0} MiB/s", mib as f64 / s);
+    rows.push((
+        format!("output throughput, {mib} MiB from the container, stigmer API (frames) vs `docker exec ... head`"),
+        rate(ours_secs),
+        rate(cli_secs),
+        format!("{:.0}% of docker exec", 100.0 * cli_secs / ours_secs),
+    ));
+
+    stop(&mut server);
+    println!();
+    println!("| measure (sandbox) | stigmer | docker CLI | note |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+    println!();
+    let v = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    println!(
+        "engine: Docker {}, {}",
+        String::from_utf8_lossy(&v.stdout).trim(),
+        kernel()
+    );
+}
