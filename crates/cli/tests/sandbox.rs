@@ -782,3 +782,93 @@ fn sandbox_cli_status_pull_and_prune() {
     assert!(stdout(&o).contains("removed 1"), "{}", stdout(&o));
     remove_image(&image);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_comes_back_is_noticed_without_a_restart() {
+    if !engine_or_skip("an_engine_that_comes_back_is_noticed_without_a_restart") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let engine = EngineSocket::start(&env.path().join("engine.sock"));
+    let host = format!("unix://{}", engine.path.display());
+    let server = env.start_server_env(&[("DOCKER_HOST", &host)]);
+    let client = server.client();
+    let state = || async {
+        let s: Value = server
+            .get(&client, "/v1/status")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["engine"]["state"].as_str().unwrap().to_string()
+    };
+    let run = || async {
+        server
+            .post(&client, "/v1/runs")
+            .json(&json!({"argv": ["echo", "in the box"], "cwd": env.path(), "mode": "sandbox", "image": BUSYBOX}))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(state().await, "connected");
+    let (out, _, _) = decode_stream(&run().await.bytes().await.unwrap());
+    assert_eq!(out, b"in the box\n");
+
+    engine.down();
+    assert_eq!(state().await, "not_running");
+    let r = run().await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "ENGINE_UNAVAILABLE"
+    );
+
+    engine.up();
+    assert_eq!(state().await, "connected");
+    let (out, _, finished) = decode_stream(&run().await.bytes().await.unwrap());
+    assert_eq!(out, b"in the box\n", "{finished}");
+}
+
+#[test]
+fn sandbox_build_builds_the_basic_dockerfile_on_demand() {
+    if !engine_or_skip("sandbox_build_builds_the_basic_dockerfile_on_demand") {
+        return;
+    }
+    ensure_busybox();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile.sandbox.basic"),
+        format!("FROM {BUSYBOX}\nRUN echo step-two\nRUN echo step-three\n"),
+    )
+    .unwrap();
+    let env = TestEnv::new();
+    let tag = format!("stigmer-test/built-{}:1", std::process::id());
+    let o = env
+        .cmd()
+        .env("STIGMER_SANDBOX_BUILD_CONTEXT", context.path())
+        .args(["sandbox", "build", "--image", &tag])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("building"), "{}", stderr(&o));
+    assert!(image_exists(&tag));
+    remove_image(&tag);
+    // A Dockerfile that fails: the error says so, and nothing is tagged.
+    std::fs::write(
+        context.path().join("Dockerfile.sandbox.basic"),
+        format!("FROM {BUSYBOX}\nRUN exit 3\n"),
+    )
+    .unwrap();
+    let o = env
+        .cmd()
+        .env("STIGMER_SANDBOX_BUILD_CONTEXT", context.path())
+        .args(["sandbox", "build", "--image", &tag])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("IMAGE_BUILD_FAILED"), "{}", stderr(&o));
+    assert!(!image_exists(&tag));
+}

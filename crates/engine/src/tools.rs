@@ -326,6 +326,38 @@ mod tests {
         );
     }
 
+    /// The catalog's "provided by basic / full" columns say what the Dockerfiles install.
+    #[test]
+    fn catalog_matches_the_dockerfiles() {
+        let basic = include_str!("../../../sandbox/Dockerfile.sandbox.basic");
+        let full = include_str!("../../../sandbox/Dockerfile.sandbox.full");
+        // The full image's last step prints every tool's version: one line per tool it has.
+        let smoke = &full[full
+            .rfind("RUN set -eux")
+            .expect("the full image's smoke test")..];
+        for e in CATALOG {
+            let in_smoke = smoke
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{} ", e.name)));
+            assert_eq!(
+                in_smoke, e.in_full,
+                "{}: full column vs Dockerfile.sandbox.full",
+                e.name
+            );
+            let in_basic = match e.name {
+                // From the python:3.11-slim base image.
+                "python3" | "pip" => basic.contains("BASE_IMAGE=python:3.11"),
+                "node" => basic.contains("        nodejs"),
+                name => basic.lines().any(|l| l.trim() == format!("{name} \\")),
+            };
+            assert_eq!(
+                in_basic, e.in_basic,
+                "{}: basic column vs Dockerfile.sandbox.basic",
+                e.name
+            );
+        }
+    }
+
     #[test]
     fn merge_keeps_order_without_duplicates() {
         let merged = merge_paths(OsStr::new("/a:/b"), OsStr::new("/b:/c"));

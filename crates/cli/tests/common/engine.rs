@@ -380,3 +380,72 @@ fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, rate: usize)
     }
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
+
+/// A unix socket that forwards to the engine's, and can vanish and come back: an engine that
+/// stops and starts again, without touching the machine's real one.
+pub struct EngineSocket {
+    pub path: PathBuf,
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl EngineSocket {
+    pub fn start(path: &Path) -> EngineSocket {
+        let s = EngineSocket {
+            path: path.to_path_buf(),
+            alive: Default::default(),
+            conns: Default::default(),
+        };
+        s.up();
+        s
+    }
+
+    pub fn up(&self) {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.alive.store(true, Ordering::SeqCst);
+        let (alive, conns) = (self.alive.clone(), self.conns.clone());
+        std::thread::spawn(move || {
+            while alive.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                conns
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), engine.try_clone().unwrap()]);
+                let (c2, e2) = (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                std::thread::spawn(move || copy_unix(c2, e2));
+                std::thread::spawn(move || copy_unix(engine, client));
+            }
+        });
+    }
+
+    pub fn down(&self) {
+        self.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::fs::remove_file(&self.path);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for EngineSocket {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn copy_unix(mut from: std::os::unix::net::UnixStream, mut to: std::os::unix::net::UnixStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
