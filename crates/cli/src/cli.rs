@@ -175,4 +175,7 @@ pub struct StartArgs {
     /// Internal: started in the background by `stigmer server start`
     #[arg(long, hide = true)]
     pub detached: bool,
+    /// Stop when the process that started the server exits (for the desktop app)
+    #[arg(long, requires = "foreground")]
+    pub exit_with_parent: bool,
 }

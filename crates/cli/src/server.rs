@@ -52,9 +52,33 @@ async fn foreground(args: StartArgs, paths: &Paths) -> Result<i32> {
         port: args.port,
         log_to_stderr: !args.detached,
         warnings: resolved.warnings,
+        stop: args.exit_with_parent.then(parent_gone),
     })
     .await?;
     Ok(0)
+}
+
+/// Cancelled when the process that started us is gone (the desktop app crashed or was killed):
+/// a supervised server must not outlive its supervisor.
+fn parent_gone() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    #[cfg(unix)]
+    {
+        // SAFETY: getppid cannot fail.
+        let parent = unsafe { libc::getppid() };
+        let t = token.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // SAFETY: as above.
+                if unsafe { libc::getppid() } != parent {
+                    t.cancel();
+                    return;
+                }
+            }
+        });
+    }
+    token
 }
 
 /// Start a detached server and return once it is ready (its discovery file is written).

@@ -86,6 +86,8 @@ pub struct ServeOptions {
     pub log_to_stderr: bool,
     /// Warnings from settings resolution, logged once logging is up.
     pub warnings: Vec<String>,
+    /// Cancelled from outside to stop the server (like SIGTERM).
+    pub stop: Option<CancellationToken>,
 }
 
 /// Build the router (used by [`serve`] and by tests that want an in-process server).
@@ -158,6 +160,13 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         paths,
     });
     spawn_signal_watch(state.shutdown.clone());
+    if let Some(stop) = opts.stop {
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            shutdown.cancel();
+        });
+    }
     let app = router(state.clone());
     state.discovery().write(&state.paths)?;
     let s = state.settings();

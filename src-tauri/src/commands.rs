@@ -1,0 +1,169 @@
+//! Commands the window calls through `window.__TAURI__.core.invoke`. Each is a thin call into
+//! [`crate::actions`] or the server's API; errors keep their stable codes.
+
+use serde_json::{json, Value};
+use stigmer_engine::server::frames;
+use stigmer_engine::{Error, ErrorCode, Result};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Manager, State};
+use tauri_plugin_autostart::ManagerExt;
+
+use crate::actions::{self, Shared};
+use crate::model::AppModel;
+use crate::prefs::{self, Prefs};
+
+#[tauri::command]
+pub fn get_model(shared: State<'_, Shared>) -> AppModel {
+    shared.model()
+}
+
+#[tauri::command]
+pub async fn start_server(app: AppHandle) -> Result<AppModel> {
+    actions::start(&app).await
+}
+
+#[tauri::command]
+pub async fn stop_server(app: AppHandle) -> Result<AppModel> {
+    actions::stop(&app).await
+}
+
+#[tauri::command]
+pub async fn set_mode(app: AppHandle, tier: String, image: Option<String>) -> Result<AppModel> {
+    actions::set_mode(&app, &tier, image).await
+}
+
+#[tauri::command]
+pub async fn get_status(shared: State<'_, Shared>) -> Result<Value> {
+    shared.api()?.get("/v1/status").await
+}
+
+#[tauri::command]
+pub async fn get_sandbox(shared: State<'_, Shared>) -> Result<Value> {
+    shared.api()?.get("/v1/sandbox").await
+}
+
+#[tauri::command]
+pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<Value> {
+    let q = if refresh { "?refresh=true" } else { "" };
+    shared.api()?.get(&format!("/v1/tools{q}")).await
+}
+
+#[tauri::command]
+pub async fn get_runs(shared: State<'_, Shared>) -> Result<Value> {
+    shared.api()?.get("/v1/runs?limit=50").await
+}
+
+#[tauri::command]
+pub async fn cancel_run(shared: State<'_, Shared>, id: String) -> Result<()> {
+    shared.api()?.post(&format!("/v1/runs/{id}/cancel")).await
+}
+
+/// Run a shell command through the server in the current mode. Output reaches the window
+/// through `on_output` in pieces of at most 64 KiB of text; the result is the finished run.
+#[tauri::command]
+pub async fn run_command(
+    shared: State<'_, Shared>,
+    shell: String,
+    on_output: Channel<Value>,
+) -> Result<Value> {
+    if shell.trim().is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidRequest,
+            "type a command first",
+        ));
+    }
+    let api = shared.api()?;
+    let cwd = shared.paths.data_dir.parent().map(|p| p.to_path_buf());
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .or(cwd);
+    let resp = api
+        .send(
+            api.request(reqwest::Method::POST, "/v1/runs")
+                .header("Accept", frames::MEDIA_TYPE)
+                .json(&json!({ "shell": shell, "cwd": home, "client": "stigmer-desktop" })),
+        )
+        .await?;
+    let mut stream = resp.bytes_stream();
+    let mut decoder = frames::Decoder::default();
+    use futures_util::StreamExt;
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(|e| {
+            Error::new(
+                ErrorCode::ServerUnavailable,
+                format!("lost the server: {e}"),
+            )
+        })?;
+        decoder.push(&bytes);
+        while let Some((kind, payload)) = decoder.next_frame() {
+            match kind {
+                frames::KIND_JSON => {
+                    let line: Value = serde_json::from_slice(&payload).unwrap_or_default();
+                    if line["type"] == "finished" {
+                        return Ok(line["run"].clone());
+                    }
+                    if line["type"] == "started" {
+                        let _ = on_output.send(json!({ "started": line["run"]["id"] }));
+                    }
+                }
+                kind => {
+                    let stream = if kind == frames::KIND_STDERR {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    };
+                    for piece in payload.chunks(64 * 1024) {
+                        let _ = on_output.send(
+                            json!({ "stream": stream, "text": String::from_utf8_lossy(piece) }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Err(Error::new(
+        ErrorCode::ServerUnavailable,
+        "the run's stream ended early",
+    ))
+}
+
+#[tauri::command]
+pub fn get_logs(app: AppHandle, shared: State<'_, Shared>) -> Value {
+    let paths = actions::paths(&app);
+    json!({
+        "lines": shared.logs(),
+        "log_dir": paths.log_dir,
+        "log_file": stigmer_engine::logging::current_log_file(&paths.log_dir),
+    })
+}
+
+#[tauri::command]
+pub fn get_prefs(shared: State<'_, Shared>) -> Prefs {
+    shared
+        .prefs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+#[tauri::command]
+pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Result<Prefs> {
+    let autostart = app.autolaunch();
+    let result = if prefs.start_at_login {
+        autostart.enable()
+    } else {
+        autostart.disable()
+    };
+    if let Err(e) = result {
+        tracing::warn!("start at login not changed: {e}");
+    }
+    prefs::save(&shared.paths, &prefs).map_err(|e| {
+        Error::new(
+            ErrorCode::ConfigError,
+            format!("cannot save preferences: {e}"),
+        )
+    })?;
+    *shared.prefs.lock().unwrap_or_else(|p| p.into_inner()) = prefs.clone();
+    let _ = app.get_webview_window("main");
+    Ok(prefs)
+}

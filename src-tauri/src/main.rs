@@ -1,0 +1,122 @@
+//! Stigmer's desktop app: a window and a tray around the stigmer server, for people who never
+//! open a terminal. A thin shell: the engine and the server do the work; this starts and
+//! watches the server, shows its state, and lets the user choose where commands run.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod actions;
+mod api;
+mod commands;
+mod model;
+mod notify;
+mod prefs;
+mod tray;
+
+use stigmer_engine::paths::Paths;
+use tauri::{Manager, RunEvent, WindowEvent};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STIGMER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let paths = match Paths::resolve() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stigmer: {}", e.message);
+            std::process::exit(1);
+        }
+    };
+    let app = tauri::Builder::default()
+        // A second launch focuses the first window instead of starting another app.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            actions::show_window(app)
+        }))
+        .plugin(tauri_plugin_shell::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .manage(actions::Shared::new(paths))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_model,
+            commands::start_server,
+            commands::stop_server,
+            commands::set_mode,
+            commands::get_status,
+            commands::get_sandbox,
+            commands::get_tools,
+            commands::get_runs,
+            commands::cancel_run,
+            commands::run_command,
+            commands::get_logs,
+            commands::get_prefs,
+            commands::set_prefs,
+        ])
+        .setup(|app| {
+            let handle = app.handle().clone();
+            // Logout or `kill`: quit like the tray's Quit, stopping a server we started.
+            #[cfg(unix)]
+            {
+                let handle = handle.clone();
+                tauri::async_runtime::spawn(async move {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    let (Ok(mut term), Ok(mut int)) = (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::interrupt()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                    actions::quit(&handle).await;
+                });
+            }
+            let shared = app.state::<actions::Shared>();
+            tray::install(&handle, &shared.model())?;
+            if shared
+                .prefs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .start_server_on_launch
+            {
+                tauri::async_runtime::spawn(async move {
+                    if let Err(e) = actions::start(&handle).await {
+                        tracing::warn!("server not started: {}", e.message);
+                    }
+                });
+            }
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                let close_to_tray = window
+                    .state::<actions::Shared>()
+                    .prefs
+                    .lock()
+                    .map(|p| p.close_to_tray)
+                    .unwrap_or(true);
+                if close_to_tray {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
+        .build(tauri::generate_context!())
+        .unwrap_or_else(|e| {
+            eprintln!("stigmer: the desktop app cannot start: {e}");
+            std::process::exit(1);
+        });
+    app.run(|handle, event| {
+        if let RunEvent::ExitRequested { api, code, .. } = event {
+            // Closing the last window (with close-to-tray off) quits: stop a server we started.
+            if code.is_none() {
+                api.prevent_exit();
+                let handle = handle.clone();
+                tauri::async_runtime::spawn(async move { actions::quit(&handle).await });
+            }
+        }
+    });
+}

@@ -1,0 +1,90 @@
+//! The tray: its menu is built from [`model::tray_menu`], and its items call the same functions
+//! as the window's buttons.
+
+use tauri::image::Image;
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Wry};
+
+use crate::model::{self, ids, Item, TrayIcon};
+
+pub const TRAY_ID: &str = "main-tray";
+
+fn icon(state: TrayIcon) -> Image<'static> {
+    let bytes: &[u8] = match state {
+        TrayIcon::Stopped => include_bytes!("../../icons/tray-stopped.png"),
+        TrayIcon::Running => include_bytes!("../../icons/tray-running.png"),
+        TrayIcon::Downloading => include_bytes!("../../icons/tray-downloading.png"),
+        TrayIcon::Error => include_bytes!("../../icons/tray-error.png"),
+    };
+    Image::from_bytes(bytes).expect("tray icons are valid PNGs")
+}
+
+fn build_menu(app: &AppHandle, items: &[Item]) -> tauri::Result<Menu<Wry>> {
+    let mut built: Vec<Box<dyn IsMenuItem<Wry>>> = Vec::new();
+    for item in items {
+        match item {
+            Item::Label { id, text } => built.push(Box::new(MenuItem::with_id(
+                app,
+                *id,
+                text,
+                false,
+                None::<&str>,
+            )?)),
+            Item::Action { id, text, enabled } => built.push(Box::new(MenuItem::with_id(
+                app,
+                *id,
+                text,
+                *enabled,
+                None::<&str>,
+            )?)),
+            Item::Check {
+                id,
+                text,
+                checked,
+                enabled,
+            } => built.push(Box::new(CheckMenuItem::with_id(
+                app,
+                *id,
+                text,
+                *enabled,
+                *checked,
+                None::<&str>,
+            )?)),
+            Item::Separator => built.push(Box::new(PredefinedMenuItem::separator(app)?)),
+        }
+    }
+    let refs: Vec<&dyn IsMenuItem<Wry>> = built.iter().map(|b| b.as_ref()).collect();
+    Menu::with_items(app, &refs)
+}
+
+pub fn install(app: &AppHandle, m: &model::AppModel) -> tauri::Result<()> {
+    let menu = build_menu(app, &model::tray_menu(m))?;
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(icon(model::tray_icon(m)))
+        .tooltip("Stigmer")
+        .menu(&menu)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| crate::actions::tray_clicked(app, event.id().as_ref()))
+        .build(app)?;
+    Ok(())
+}
+
+/// Rebuild menu and icon from the state. Check items are rebuilt too, so the three modes stay
+/// mutually exclusive whatever was clicked.
+pub fn update(app: &AppHandle, m: &model::AppModel) {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else {
+        return;
+    };
+    match build_menu(app, &model::tray_menu(m)) {
+        Ok(menu) => {
+            let _ = tray.set_menu(Some(menu));
+        }
+        Err(e) => tracing::warn!("tray menu not updated: {e}"),
+    }
+    let _ = tray.set_icon(Some(icon(model::tray_icon(m))));
+}
+
+pub fn is_mode_item(id: &str) -> bool {
+    [ids::MODE_LOCAL, ids::MODE_BASIC, ids::MODE_CUSTOM].contains(&id)
+}
