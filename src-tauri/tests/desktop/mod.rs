@@ -1,0 +1,302 @@
+//! A desktop for end-to-end tests on a headless machine: Xvfb, a private session bus, a tray
+//! host (StatusNotifierWatcher), a real notification daemon (dunst) watched with dbus-monitor,
+//! and tauri-driver in front of WebKitWebDriver.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const APP: &str = env!("CARGO_BIN_EXE_stigmer-desktop");
+
+pub struct Desktop {
+    pub home: tempfile::TempDir,
+    pub display: String,
+    pub bus: String,
+    children: Vec<Child>,
+    pub notifications_log: PathBuf,
+}
+
+fn which(bin: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl Desktop {
+    /// None (with a loud SKIPPED) when the machine lacks the tools, unless
+    /// STIGMER_TEST_REQUIRE_DESKTOP is set, which makes that a failure.
+    pub fn start(test: &str) -> Option<Desktop> {
+        let missing: Vec<&str> = [
+            "Xvfb",
+            "dbus-daemon",
+            "tauri-driver",
+            "WebKitWebDriver",
+            "dunst",
+            "dbus-monitor",
+            "gdbus",
+            "gtk-sni-tray-standalone",
+        ]
+        .into_iter()
+        .filter(|b| !which(b))
+        .collect();
+        if !missing.is_empty() {
+            if std::env::var_os("STIGMER_TEST_REQUIRE_DESKTOP").is_some() {
+                panic!("{test}: missing {missing:?} (scripts/test.sh installs them)");
+            }
+            eprintln!("\n!!!!! SKIPPED {test}: missing {missing:?} (scripts/test.sh installs them) !!!!!\n");
+            return None;
+        }
+        let sidecar = Path::new(APP).with_file_name("stigmer");
+        assert!(
+            sidecar.exists(),
+            "the server binary {} is missing: cargo build -p stigmer-cli",
+            sidecar.display()
+        );
+        let home = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+        // A display of our own: Xvfb picks a free number and tells it (no race between tests).
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut number = String::new();
+        BufReader::new(xvfb.stdout.take().unwrap())
+            .read_line(&mut number)
+            .unwrap();
+        let display = format!(":{}", number.trim());
+        children.push(xvfb);
+        // A session bus of our own.
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut bus = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut bus)
+            .unwrap();
+        let bus = bus.trim().to_string();
+        children.push(dbus);
+        let mut d = Desktop {
+            notifications_log: home.path().join("notifications.log"),
+            home,
+            display,
+            bus,
+            children,
+        };
+        std::fs::create_dir_all(d.home.path().join("runtime")).unwrap();
+        // The tray host first: an app started before it never registers.
+        let tray_log = d.home.path().join("tray.log");
+        let tray = d
+            .command("gtk-sni-tray-standalone")
+            .args(["--watcher", "--bottom", "--size", "32"])
+            .stderr(std::fs::File::create(&tray_log).unwrap())
+            .spawn()
+            .unwrap();
+        d.children.push(tray);
+        assert!(
+            wait_for(Duration::from_secs(30), || d
+                .bus_has("org.kde.StatusNotifierWatcher")),
+            "no tray watcher: {}",
+            std::fs::read_to_string(&tray_log).unwrap_or_default()
+        );
+        let dunst = d.command("dunst").spawn().unwrap();
+        d.children.push(dunst);
+        let log = std::fs::File::create(&d.notifications_log).unwrap();
+        let monitor = d
+            .command("dbus-monitor")
+            .args([
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(log)
+            .spawn()
+            .unwrap();
+        d.children.push(monitor);
+        Some(d)
+    }
+
+    /// A command with this desktop's display, bus and a private STIGMER_HOME.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.env("DISPLAY", &self.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("XDG_RUNTIME_DIR", self.home.path().join("runtime"))
+            .env("HOME", self.home.path())
+            .env("STIGMER_HOME", self.home.path().join("stigmer"))
+            .env("NO_AT_BRIDGE", "1")
+            .env_remove("STIGMER_EXECUTION_MODE")
+            .env_remove("STIGMER_SANDBOX_IMAGE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    pub fn gdbus(&self, args: &[&str]) -> String {
+        let o = self
+            .command("gdbus")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    pub fn bus_has(&self, name: &str) -> bool {
+        self.gdbus(&[
+            "call",
+            "--session",
+            "--dest",
+            "org.freedesktop.DBus",
+            "--object-path",
+            "/org/freedesktop/DBus",
+            "--method",
+            "org.freedesktop.DBus.ListNames",
+        ])
+        .contains(name)
+    }
+
+    /// tauri-driver for this desktop, listening on a free port; returns (child, port).
+    pub fn driver(&self, extra_env: &[(&str, &str)]) -> (Child, u16) {
+        let (port, native) = (free_port(), free_port());
+        let child = self
+            .command("tauri-driver")
+            .envs(extra_env.iter().copied())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for(Duration::from_secs(15), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "tauri-driver did not start"
+        );
+        (child, port)
+    }
+
+    /// Notifications shown so far: their summaries.
+    pub fn notifications(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.notifications_log).unwrap_or_default();
+        // Notify(app_name, replaces_id, icon, summary, body, ...): the summary is the 3rd string.
+        let mut out = Vec::new();
+        for call in text.split("method call").skip(1) {
+            let strings: Vec<&str> = call
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("string \""))
+                .map(|s| s.trim_end_matches('"'))
+                .collect();
+            if strings.len() >= 3 {
+                out.push(strings[2].to_string());
+            }
+        }
+        out
+    }
+
+    pub fn screenshot(&self, path: &Path) {
+        let _ = std::fs::create_dir_all(path.parent().unwrap());
+        let ok = self
+            .command("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "screenshot failed");
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One item of a dbusmenu layout: (id, label, toggle-state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MenuItem {
+    pub id: i32,
+    pub label: String,
+    pub checked: Option<bool>,
+    pub enabled: bool,
+}
+
+/// Parse `gdbus`'s text of com.canonical.dbusmenu.GetLayout.
+pub fn parse_layout(text: &str) -> Vec<MenuItem> {
+    let mut items = Vec::new();
+    for part in text.split("<(").skip(1) {
+        let Some((id, rest)) = part.split_once(',') else {
+            continue;
+        };
+        let Ok(id) = id.trim().parse::<i32>() else {
+            continue;
+        };
+        let props = rest.split("}, [").next().unwrap_or("");
+        let label = props
+            .split("'label': <'")
+            .nth(1)
+            .and_then(|s| s.split("'>").next())
+            .unwrap_or("")
+            .replace('_', "");
+        let checked = props
+            .split("'toggle-state': <")
+            .nth(1)
+            .and_then(|s| s.chars().next())
+            .map(|c| c == '1');
+        let enabled = !props.contains("'enabled': <false>");
+        items.push(MenuItem {
+            id,
+            label,
+            checked,
+            enabled,
+        });
+    }
+    items
+}

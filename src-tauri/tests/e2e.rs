@@ -1,0 +1,374 @@
+//! The real app under Xvfb: its window driven through WebDriver, its tray menu over D-Bus
+//! (dbusmenu, as a desktop panel uses it), with the real server behind both.
+
+mod desktop;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use desktop::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
+}
+
+async fn connect(port: u16) -> Client {
+    let caps = json!({ "tauri:options": { "application": APP } });
+    // Plain HTTP on loopback: no TLS needed to talk to tauri-driver.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with the app")
+}
+
+/// The page as WebKit renders it.
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::create_dir_all(screenshots()).unwrap();
+    std::fs::write(screenshots().join(name), png).unwrap();
+}
+
+async fn text(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
+async fn wait_text(c: &Client, id: &str, want: &str) {
+    for _ in 0..200 {
+        if text(c, id).await.contains(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "#{id} never showed {want:?}; it shows {:?}",
+        text(c, id).await
+    );
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// The server the app runs, through its own API.
+struct ServerApi {
+    url: String,
+    token: String,
+}
+
+impl ServerApi {
+    fn of(d: &Desktop) -> Option<ServerApi> {
+        let home = d.home.path().join("stigmer/data");
+        let disc: Value =
+            serde_json::from_slice(&std::fs::read(home.join("server.json")).ok()?).ok()?;
+        Some(ServerApi {
+            url: disc["url"].as_str()?.to_string(),
+            token: std::fs::read_to_string(home.join("token"))
+                .ok()?
+                .trim()
+                .to_string(),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The app's tray menu, read over D-Bus: (bus name, menu path).
+fn tray_menu_address(d: &Desktop) -> (String, String) {
+    let mut found = None;
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let items = d.gdbus(&[
+                "call",
+                "--session",
+                "--dest",
+                "org.kde.StatusNotifierWatcher",
+                "--object-path",
+                "/StatusNotifierWatcher",
+                "--method",
+                "org.freedesktop.DBus.Properties.Get",
+                "org.kde.StatusNotifierWatcher",
+                "RegisteredStatusNotifierItems",
+            ]);
+            // e.g. (<['sender/org/ayatana/NotificationItem/...']>,)
+            found = items
+                .split('\'')
+                .find(|s| s.starts_with(':'))
+                .map(str::to_string);
+            found.is_some()
+        }),
+        "the app's tray item never registered"
+    );
+    let bus = found.unwrap();
+    // Registered by bus name alone (libayatana-appindicator): find the object that serves
+    // com.canonical.dbusmenu.
+    let tree = d.gdbus(&[
+        "introspect",
+        "--session",
+        "--dest",
+        &bus,
+        "--object-path",
+        "/",
+        "--recurse",
+    ]);
+    let mut node = None;
+    let mut menu_path = None;
+    for line in tree.lines() {
+        let line = line.trim();
+        if let Some(p) = line.strip_prefix("node ") {
+            node = Some(p.trim_end_matches(" {").trim().to_string());
+        }
+        if line.starts_with("interface com.canonical.dbusmenu") {
+            menu_path = node.clone();
+            break;
+        }
+    }
+    (
+        bus,
+        menu_path.unwrap_or_else(|| panic!("no dbusmenu object in {tree}")),
+    )
+}
+
+fn tray_layout(d: &Desktop, addr: &(String, String)) -> Vec<MenuItem> {
+    parse_layout(&d.gdbus(&[
+        "call",
+        "--session",
+        "--dest",
+        &addr.0,
+        "--object-path",
+        &addr.1,
+        "--method",
+        "com.canonical.dbusmenu.GetLayout",
+        "--",
+        "0",
+        "-1",
+        "[]",
+    ]))
+}
+
+fn tray_click(d: &Desktop, addr: &(String, String), label: &str) {
+    let item = tray_layout(d, addr)
+        .into_iter()
+        .find(|i| i.label.starts_with(label))
+        .unwrap_or_else(|| panic!("no tray item {label}"));
+    d.gdbus(&[
+        "call",
+        "--session",
+        "--dest",
+        &addr.0,
+        "--object-path",
+        &addr.1,
+        "--method",
+        "com.canonical.dbusmenu.Event",
+        "--",
+        &item.id.to_string(),
+        "clicked",
+        "<int32 0>",
+        "0",
+    ]);
+}
+
+fn checked(items: &[MenuItem]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.checked == Some(true))
+        .map(|i| i.label.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_tray_and_server_work_together() {
+    let Some(d) = Desktop::start("window_tray_and_server_work_together") else {
+        return;
+    };
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    let api = ServerApi::of(&d).expect("the app started a server");
+    wait_text(&c, "tools-advice", "Local").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shot(&c, "window-light.png").await;
+    d.screenshot(&screenshots().join("desktop-light.png"));
+
+    // The tray shows the state and the three modes, Local checked.
+    let addr = tray_menu_address(&d);
+    let menu = tray_layout(&d, &addr);
+    let labels: Vec<&str> = menu.iter().map(|i| i.label.as_str()).collect();
+    for want in [
+        "Running · Local",
+        "Stop server",
+        "Local",
+        "Basic sandbox",
+        "Custom image…",
+        "Open Stigmer",
+        "Quit",
+    ] {
+        assert!(labels.contains(&want), "tray menu lacks {want}: {labels:?}");
+    }
+    assert_eq!(checked(&menu), ["Local"]);
+
+    // The window switches the mode: the server and the tray follow.
+    c.find(Locator::Css("input[name=tier][value=basic]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || checked(&tray_layout(&d, &addr))
+            == ["Basic sandbox"]),
+        "tray did not follow"
+    );
+    let mode = api.get("/v1/mode").await;
+    assert_eq!(
+        (mode["mode"].as_str(), mode["tier"].as_str()),
+        (Some("sandbox"), Some("basic"))
+    );
+
+    // The tray switches it back: the server and the window follow.
+    tray_click(&d, &addr, "Local");
+    for _ in 0..100 {
+        if js(
+            &c,
+            "return document.querySelector('input[name=tier][value=local]').checked",
+        )
+        .await
+            == json!(true)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('input[name=tier][value=local]').checked"
+        )
+        .await,
+        json!(true)
+    );
+    assert_eq!(api.get("/v1/mode").await["mode"], "local");
+    assert_eq!(checked(&tray_layout(&d, &addr)), ["Local"]);
+
+    // An invalid image reference is refused with a message, and nothing changes.
+    c.find(Locator::Css("input[name=tier][value=custom]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let input = c.find(Locator::Id("custom-image")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("Not An Image!").await.unwrap();
+    c.find(Locator::Id("custom-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "mode-error", "not an image reference").await;
+    assert_eq!(api.get("/v1/mode").await["mode"], "local");
+
+    // A command runs through the server, its streams told apart, and shows in the activity.
+    let input = c.find(Locator::Id("try-input")).await.unwrap();
+    input
+        .send_keys("echo hello-e2e; echo oops >&2")
+        .await
+        .unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "try-result", "exit code 0").await;
+    assert!(text(&c, "try-output").await.contains("hello-e2e"));
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('#try-output .err').textContent"
+        )
+        .await,
+        json!("oops\n")
+    );
+    wait_text(&c, "runs", "echo hello-e2e").await;
+    // Let the page paint the change before the picture (a shot can show the previous frame).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shot(&c, "window-after-run.png").await;
+
+    // Stop and start from the window.
+    c.find(Locator::Id("server-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "server-state", "Stopped").await;
+    assert!(
+        ServerApi::of(&d).is_none()
+            || !std::path::Path::new(&d.home.path().join("stigmer/data/server.json")).exists()
+    );
+    c.find(Locator::Id("server-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "server-state", "Running").await;
+    let api = ServerApi::of(&d).expect("a new server");
+    let pid = api.get("/v1/status").await["pid"].as_u64().unwrap() as i32;
+
+    // Quit from the tray: the app exits and takes the server it started with it. (Closing the
+    // WebDriver session would end the app itself: it comes after.)
+    // The menu object is re-made with the menu: look it up again.
+    let addr = tray_menu_address(&d);
+    tray_click(&d, &addr, "Quit");
+    assert!(
+        wait_for(Duration::from_secs(15), || unsafe { libc::kill(pid, 0) }
+            != 0),
+        "the server outlived the app"
+    );
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
+    let Some(d) = Desktop::start("a_missing_engine_is_shown_and_dark_mode_is_readable") else {
+        return;
+    };
+    let (mut driver, port) = d.driver(&[
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ("GTK_THEME", "Adwaita:dark"),
+    ]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    c.find(Locator::Css("input[name=tier][value=basic]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "engine-note", "No container engine").await;
+    assert!(text(&c, "engine-note")
+        .await
+        .contains("never run on this computer"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shot(&c, "window-dark-no-engine.png").await;
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
