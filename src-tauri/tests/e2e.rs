@@ -374,7 +374,6 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
 }
 
 #[path = "../../crates/cli/tests/common/engine.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
 mod engine;
 
 /// Notifications, observed on the session bus with a real daemon: the one-time download
@@ -382,24 +381,39 @@ mod engine;
 /// the image is already there; a crashed server announced once, and restartable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_for_the_download_and_a_crash() {
-    let Some(d) = Desktop::start("notifications_for_the_download_and_a_crash") else { return };
+    let Some(d) = Desktop::start("notifications_for_the_download_and_a_crash") else {
+        return;
+    };
     if !engine::engine_or_skip("notifications_for_the_download_and_a_crash") {
         return;
     }
     engine::ensure_busybox();
     let registry = engine::Registry::start();
-    let image = registry.push(engine::BUSYBOX, &format!("stigmer/desktop-{}:test", std::process::id()));
+    let image = registry.push(
+        engine::BUSYBOX,
+        &format!("stigmer/desktop-{}:test", std::process::id()),
+    );
     let (mut driver, port) = d.driver(&[]);
     let c = connect(port).await;
     wait_text(&c, "server-state", "Running").await;
     assert!(d.notifications().is_empty(), "{:?}", d.notifications());
 
     // Choose the custom image in the window, then run a command: the image downloads once.
-    c.find(Locator::Css("input[name=tier][value=custom]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("input[name=tier][value=custom]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let input = c.find(Locator::Id("custom-image")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(&image).await.unwrap();
-    c.find(Locator::Id("custom-apply")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("custom-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let api = ServerApi::of(&d).unwrap();
     for _ in 0..50 {
         if api.get("/v1/mode").await["image"] == json!(image) {
@@ -409,7 +423,12 @@ async fn notifications_for_the_download_and_a_crash() {
     }
     let run = c.find(Locator::Id("try-input")).await.unwrap();
     run.send_keys("echo in-the-sandbox").await.unwrap();
-    c.find(Locator::Id("try-run")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(&c, "try-result", "exit code 0").await;
     assert!(text(&c, "try-result").await.contains(&image));
     assert!(
@@ -417,10 +436,18 @@ async fn notifications_for_the_download_and_a_crash() {
         "{:?}",
         d.notifications()
     );
-    assert_eq!(d.notifications(), ["Downloading the sandbox image", "Sandbox ready"]);
+    assert_eq!(
+        d.notifications(),
+        ["Downloading the sandbox image", "Sandbox ready"]
+    );
 
     // Cached now: another command, no notification.
-    c.find(Locator::Id("try-run")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     wait_text(&c, "try-result", "exit code 0").await;
     assert_eq!(d.notifications().len(), 2, "{:?}", d.notifications());
@@ -432,7 +459,12 @@ async fn notifications_for_the_download_and_a_crash() {
     assert!(wait_for(Duration::from_secs(5), || d.notifications().len() == 3));
     assert_eq!(d.notifications()[2], "Stigmer server stopped");
     assert_eq!(text(&c, "server-toggle").await, "Restart");
-    c.find(Locator::Id("server-toggle")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("server-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(&c, "server-state", "Running").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(d.notifications().len(), 3, "{:?}", d.notifications());
