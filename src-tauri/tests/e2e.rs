@@ -16,12 +16,21 @@ fn screenshots() -> PathBuf {
 
 async fn connect(port: u16) -> Client {
     let caps = json!({ "tauri:options": { "application": APP } });
-    // Plain HTTP on loopback: no TLS needed to talk to tauri-driver.
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with the app")
+    let mut last = None;
+    // WebKitWebDriver can refuse the very first session while it starts: try again.
+    for _ in 0..3 {
+        // Plain HTTP on loopback: no TLS needed to talk to tauri-driver.
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no WebDriver session with the app: {last:?}");
 }
 
 /// The page as WebKit renders it.

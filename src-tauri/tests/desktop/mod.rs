@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 
 pub const APP: &str = env!("CARGO_BIN_EXE_stigmer-desktop");
 
+/// One desktop at a time: parallel ones raced for ports and displays.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Desktop {
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub home: tempfile::TempDir,
     pub display: String,
     pub bus: String,
@@ -71,6 +75,7 @@ impl Desktop {
             eprintln!("\n!!!!! SKIPPED {test}: missing {missing:?} (scripts/test.sh installs them) !!!!!\n");
             return None;
         }
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let sidecar = Path::new(APP).with_file_name("stigmer");
         assert!(
             sidecar.exists(),
@@ -114,6 +119,7 @@ impl Desktop {
         let bus = bus.trim().to_string();
         children.push(dbus);
         let mut d = Desktop {
+            _serial: serial,
             notifications_log: home.path().join("notifications.log"),
             home,
             display,

@@ -1,0 +1,180 @@
+//! The desktop app, measured under Xvfb: launch to an interactive window, idle memory (the app
+//! and its WebKit processes), and how the page responds while a command prints 100 MB, side
+//! by side with the same page idle.
+//!
+//! `cargo bench -p stigmer-desktop --bench desktop` (needs what `scripts/test.sh` installs).
+
+#[path = "../tests/desktop/mod.rs"]
+mod desktop;
+
+use std::time::{Duration, Instant};
+
+use desktop::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+async fn connect(port: u16) -> Client {
+    let caps = json!({ "tauri:options": { "application": APP } });
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with the app")
+}
+
+/// Resident memory of `pid` and all its descendants, in KiB, leaving out the stigmer server.
+fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
+    let mut total = 0;
+    let mut names = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let name = status
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("Name:")
+            .trim()
+            .to_string();
+        if name == "stigmer" {
+            continue;
+        }
+        total += status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        names.push(name);
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(p) {
+                stack.push(child);
+            }
+        }
+    }
+    (total, names)
+}
+
+fn app_pid() -> Option<u32> {
+    let o = std::process::Command::new("pgrep")
+        .args(["-n", "-f", APP])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+/// Round trips of a tiny script through the page's event loop, `n` times: (median, max).
+async fn responsiveness(c: &Client, n: usize) -> (Duration, Duration) {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        c.execute("return document.querySelectorAll('*').length", vec![])
+            .await
+            .unwrap();
+        v.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    v.sort();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Some(d) = Desktop::start("desktop benchmark") else {
+        return;
+    };
+    let (mut driver, port) = d.driver(&[]);
+    let t0 = Instant::now();
+    let c = connect(port).await;
+    let window = t0.elapsed();
+    loop {
+        let t = c
+            .find(Locator::Id("server-state"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if t == "Running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let running = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = app_pid().expect("the app's pid");
+    let (idle_kib, procs) = tree_rss_kib(pid);
+
+    let (idle_med, idle_max) = responsiveness(&c, 40).await;
+    // 100 MB of output through "Try a command", measured while it streams.
+    let input = c.find(Locator::Id("try-input")).await.unwrap();
+    input
+        .send_keys("head -c 75000000 /dev/urandom | base64")
+        .await
+        .unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let flood_started = Instant::now();
+    let (flood_med, flood_max) = responsiveness(&c, 40).await;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(tree_rss_kib(pid).0);
+        let r = c
+            .find(Locator::Id("try-result"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if r.contains("exit code") || flood_started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let flood_secs = flood_started.elapsed().as_secs_f64();
+    let (after_kib, _) = tree_rss_kib(pid);
+
+    println!();
+    println!("| measure (desktop, release build, Xvfb) | value | note |");
+    println!("|---|---|---|");
+    println!(
+        "| launch to an interactive window (WebDriver session ready) | {} | goal < 1.5 s |",
+        ms(window)
+    );
+    println!(
+        "| launch to server running, shown in the window | {} | |",
+        ms(running)
+    );
+    println!("| idle memory: app + WebKit processes ({}) | {:.0} MiB | goal < 150 MB; the server is apart |", procs.join(", "), idle_kib as f64 / 1024.0);
+    println!(
+        "| page script round trip, idle (median / max of 40) | {} / {} | |",
+        ms(idle_med),
+        ms(idle_max)
+    );
+    println!("| same while a command prints 100 MB (median / max of 40) | {} / {} | the page stays interactive |", ms(flood_med), ms(flood_max));
+    println!("| 100 MB run, start to exit shown | {flood_secs:.1} s | |");
+    println!(
+        "| memory during the 100 MB run: peak / after | {:.0} MiB / {:.0} MiB | bounded buffers |",
+        peak as f64 / 1024.0,
+        after_kib as f64 / 1024.0
+    );
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
