@@ -8,7 +8,7 @@ install_deps() {
              libxdo-dev libssl-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev)
   # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, and a
   # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver).
-  local test=(busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick webkit2gtk-driver
+  local test=(busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
               dunst libnotify-bin haskell-gtk-sni-tray-utils)
   local wanted=("${app[@]}")
   [ "$1" = "test" ] && wanted+=("${test[@]}")

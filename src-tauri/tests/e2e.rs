@@ -227,6 +227,16 @@ async fn window_tray_and_server_work_together() {
         assert!(labels.contains(&want), "tray menu lacks {want}: {labels:?}");
     }
     assert_eq!(checked(&menu), ["Local"]);
+    // And as a person sees it: the tray host's menu, opened with a right click on the icon.
+    let opened = d
+        .command("xdotool")
+        .args(["mousemove", "16", "884", "click", "3"])
+        .status();
+    if opened.is_ok_and(|s| s.success()) {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        d.screenshot(&screenshots().join("desktop-tray-menu.png"));
+        let _ = d.command("xdotool").args(["key", "Escape"]).status();
+    }
 
     // The window switches the mode: the server and the tray follow.
     c.find(Locator::Css("input[name=tier][value=basic]"))
