@@ -229,6 +229,9 @@ async function init() {
     }
   });
   $("tools-refresh").addEventListener("click", () => loadTools(true));
+  $("download-cancel").addEventListener("click", async () => {
+    try { await invoke("cancel_download"); } catch (e) { showError($("mode-error"), e); }
+  });
 
   const prefs = await invoke("get_prefs");
   $("pref-start").checked = prefs.start_server_on_launch;

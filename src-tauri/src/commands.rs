@@ -43,6 +43,11 @@ pub async fn get_sandbox(shared: State<'_, Shared>) -> Result<Value> {
 }
 
 #[tauri::command]
+pub async fn cancel_download(shared: State<'_, Shared>) -> Result<()> {
+    shared.api()?.post("/v1/sandbox/cancel-download").await
+}
+
+#[tauri::command]
 pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<Value> {
     let q = if refresh { "?refresh=true" } else { "" };
     shared.api()?.get(&format!("/v1/tools{q}")).await

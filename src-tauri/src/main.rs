@@ -49,6 +49,7 @@ fn main() {
             commands::get_status,
             commands::get_sandbox,
             commands::get_tools,
+            commands::cancel_download,
             commands::get_runs,
             commands::cancel_run,
             commands::run_command,

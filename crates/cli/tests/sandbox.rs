@@ -872,3 +872,101 @@ fn sandbox_build_builds_the_basic_dockerfile_on_demand() {
     assert!(stderr(&o).contains("IMAGE_BUILD_FAILED"), "{}", stderr(&o));
     assert!(!image_exists(&tag));
 }
+
+/// The Cancel of a download: the pull stops, the waiting run fails clearly, nothing is built
+/// or run, and the image is not there.
+#[test]
+fn a_download_can_be_cancelled() {
+    if !engine_or_skip("a_download_can_be_cancelled") {
+        return;
+    }
+    let local = format!("stigmer-test/cancel-{}:1", std::process::id());
+    ensure_big_image(&local, 64);
+    let registry = Registry::start();
+    let proxy = SlowProxy::start(registry.port, 4 << 20);
+    let image = format!(
+        "127.0.0.1:{}/stigmer/cancel-{}:test",
+        proxy.port,
+        std::process::id()
+    );
+    assert!(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker tag {local} {image} && docker push {image} >/dev/null && docker rmi {image} {local} >/dev/null"))
+        .status()
+        .unwrap()
+        .success());
+    let env = TestEnv::new();
+    let server = env.start_server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = server.client();
+        let mut events = server.get(&client, "/v1/events").send().await.unwrap();
+        let run = {
+            let rb = server.post(&client, "/v1/runs").json(
+                &json!({"argv": ["true"], "cwd": env.path(), "mode": "sandbox", "image": image}),
+            );
+            tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
+        };
+        let mut buf = Vec::new();
+        let mut types = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "{types:?}");
+            let chunk = tokio::time::timeout(Duration::from_secs(30), events.chunk())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            buf.extend_from_slice(&chunk);
+            let mut done = false;
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let v: Value =
+                    serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+                let t = v["type"].as_str().unwrap_or("").to_string();
+                if t == "image_progress"
+                    && v["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0
+                    && !types.contains(&"cancel".to_string())
+                {
+                    let r = server
+                        .post(&client, "/v1/sandbox/cancel-download")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                    types.push("cancel".to_string());
+                }
+                if t == "image_finished" {
+                    assert_eq!(v["ok"], false, "{v}");
+                    assert!(
+                        v["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("cancelled"),
+                        "{v}"
+                    );
+                    done = true;
+                }
+                if t.starts_with("image_") {
+                    types.push(format!("{t}:{}", v["action"].as_str().unwrap_or("")));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let (_, _, finished) = decode_stream(&run.await.unwrap());
+        assert_eq!(
+            finished["run"]["error"]["code"], "IMAGE_NOT_FOUND",
+            "{finished}"
+        );
+        assert!(finished["run"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"));
+        assert!(
+            !types.iter().any(|t| t.ends_with(":build")),
+            "built after a cancel: {types:?}"
+        );
+    });
+    assert!(!image_exists(&image));
+}

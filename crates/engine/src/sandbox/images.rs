@@ -14,6 +14,7 @@ use super::progress::{build_step, Phase, Progress, PullProgress};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::settings::Tier;
+use tokio_util::sync::CancellationToken;
 
 /// The basic image's Dockerfile and Python requirements, as shipped in `sandbox/`.
 pub const BASIC_DOCKERFILE: &str = include_str!("../../../../sandbox/Dockerfile.sandbox.basic");
@@ -65,6 +66,7 @@ pub async fn ensure(
     tier: Tier,
     auto_pull: bool,
     bus: &EventBus,
+    cancel: &CancellationToken,
 ) -> Result<()> {
     if present(docker, image).await? {
         return Ok(());
@@ -83,9 +85,14 @@ pub async fn ensure(
             ),
         ));
     }
-    match (pull(docker, image, bus).await, tier) {
+    match (pull(docker, image, bus, cancel).await, tier) {
         (Ok(()), _) => Ok(()),
-        (Err(pull_error), Tier::Basic) => build_basic(docker, image, bus).await.map_err(|build_error| {
+        // The user said stop: no build behind their back either.
+        (Err(_), _) if cancel.is_cancelled() => Err(Error::new(
+            ErrorCode::ImageNotFound,
+            format!("the download of {image} was cancelled; nothing was run"),
+        )),
+        (Err(pull_error), Tier::Basic) => build_basic(docker, image, bus, cancel).await.map_err(|build_error| {
             Error::new(
                 ErrorCode::ImageNotFound,
                 format!(
@@ -121,7 +128,12 @@ fn split_reference(image: &str) -> (&str, Option<&str>) {
 }
 
 /// Pull `image`, publishing aggregated progress.
-pub async fn pull(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
+pub async fn pull(
+    docker: &Docker,
+    image: &str,
+    bus: &EventBus,
+    cancel: &CancellationToken,
+) -> Result<()> {
     bus.publish(Event::ImageStarted {
         image: image.to_string(),
         action: ImageAction::Pull,
@@ -144,7 +156,15 @@ pub async fn pull(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
     let mut last_marker = (0, 0);
     let mut last_change = Instant::now();
     loop {
-        let item = match tokio::time::timeout(STALL_LIMIT, stream.next()).await {
+        let next = tokio::select! {
+            n = tokio::time::timeout(STALL_LIMIT, stream.next()) => n,
+            _ = cancel.cancelled() => {
+                // Dropping the stream ends the request: the engine stops pulling.
+                failure = Some(cancelled(image));
+                break;
+            }
+        };
+        let item = match next {
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(_) => {
@@ -190,6 +210,13 @@ pub async fn pull(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
     finish(bus, image, ImageAction::Pull, started, failure)
 }
 
+fn cancelled(image: &str) -> Error {
+    Error::new(
+        ErrorCode::ImagePullFailed,
+        format!("the download of {image} was cancelled"),
+    )
+}
+
 fn stalled(image: &str) -> Error {
     Error::new(
         ErrorCode::ImagePullFailed,
@@ -201,7 +228,12 @@ fn stalled(image: &str) -> Error {
 }
 
 /// Build the basic image from its Dockerfile (embedded, or from [`BUILD_CONTEXT_ENV`]).
-pub async fn build_basic(docker: &Docker, image: &str, bus: &EventBus) -> Result<()> {
+pub async fn build_basic(
+    docker: &Docker,
+    image: &str,
+    bus: &EventBus,
+    cancel: &CancellationToken,
+) -> Result<()> {
     bus.publish(Event::ImageStarted {
         image: image.to_string(),
         action: ImageAction::Build,
@@ -225,7 +257,14 @@ pub async fn build_basic(docker: &Docker, image: &str, bus: &EventBus) -> Result
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     let mut failure = None;
     let mut last_line = String::new();
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = tokio::select! {
+            i = stream.next() => match i { Some(i) => i, None => break },
+            _ = cancel.cancelled() => {
+                failure = Some("cancelled".to_string());
+                break;
+            }
+        };
         match item {
             Ok(info) => {
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {

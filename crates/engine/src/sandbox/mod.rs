@@ -80,6 +80,8 @@ pub struct Sandbox {
     bus: EventBus,
     conn: tokio::sync::Mutex<Option<(Docker, EngineInfo)>>,
     images: Mutex<HashMap<String, ImageGate>>,
+    /// Cancels the downloads and builds in progress (the app's Cancel button).
+    downloads: Mutex<CancellationToken>,
     slots: Mutex<HashMap<ContainerKey, Slot>>,
 }
 
@@ -129,6 +131,7 @@ impl Sandbox {
             bus,
             conn: tokio::sync::Mutex::new(None),
             images: Mutex::default(),
+            downloads: Mutex::new(CancellationToken::new()),
             slots: Mutex::default(),
         })
     }
@@ -208,8 +211,20 @@ impl Sandbox {
                 return Err(e.clone());
             }
         }
-        let result =
-            images::ensure(&docker, &spec.image, spec.tier(), spec.auto_pull, &self.bus).await;
+        let cancel = self
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let result = images::ensure(
+            &docker,
+            &spec.image,
+            spec.tier(),
+            spec.auto_pull,
+            &self.bus,
+            &cancel,
+        )
+        .await;
         *last = result.as_ref().err().map(|e| (Instant::now(), e.clone()));
         result
     }
@@ -217,13 +232,31 @@ impl Sandbox {
     /// Pull `image` now (`stigmer sandbox pull`).
     pub async fn pull(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
-        images::pull(&docker, image, &self.bus).await
+        let cancel = self
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        images::pull(&docker, image, &self.bus, &cancel).await
     }
 
     /// Build the basic image from its Dockerfile now (`stigmer sandbox build`).
     pub async fn build(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
-        images::build_basic(&docker, image, &self.bus).await
+        let cancel = self
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        images::build_basic(&docker, image, &self.bus, &cancel).await
+    }
+
+    /// Stop every download and build in progress; the runs waiting for them fail with a
+    /// clear error and nothing runs. Later downloads are not affected.
+    pub fn cancel_downloads(&self) {
+        let mut token = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        token.cancel();
+        *token = CancellationToken::new();
     }
 
     /// Run `req` in the sandbox. Nothing ever runs on the host: every failure is an error.

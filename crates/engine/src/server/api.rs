@@ -125,6 +125,14 @@ pub async fn sandbox(State(state): State<Arc<AppState>>) -> Json<SandboxStatus> 
     Json(state.sandbox.status(&spec).await)
 }
 
+/// Cancel the sandbox image download (or build) in progress.
+pub async fn cancel_download(
+    State(state): State<Arc<AppState>>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    state.sandbox.cancel_downloads();
+    (StatusCode::ACCEPTED, Json(json!({ "cancelled": true })))
+}
+
 pub async fn openapi() -> Response {
     (
         [(CONTENT_TYPE, "application/json")],

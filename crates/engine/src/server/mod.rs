@@ -97,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/mode", get(api::get_mode).put(api::put_mode))
         .route("/v1/tools", get(api::tools))
         .route("/v1/sandbox", get(api::sandbox))
+        .route("/v1/sandbox/cancel-download", post(api::cancel_download))
         .route("/v1/runs", post(api::start_run).get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
