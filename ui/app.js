@@ -218,12 +218,17 @@ async function init() {
     out.replaceChildren();
     $("try-result").textContent = "Running…";
     const channel = new Channel();
-    channel.onmessage = (m) => { if (m.text !== undefined) appendOutput(out, m.stream, m.text, MAX_TRY_TEXT); };
+    let skipped = 0;
+    channel.onmessage = (m) => {
+      if (m.skipped) { skipped += m.skipped; return; }
+      if (m.text !== undefined) appendOutput(out, m.stream, m.text, MAX_TRY_TEXT);
+    };
     try {
       const run = await invoke("run_command", { shell, onOutput: channel });
       const o = run.outcome;
+      const cut = skipped ? ` · ${humanBytes(skipped)} of output not shown (the full head and tail are in the activity)` : "";
       $("try-result").textContent = run.error ? `${run.error.message} (${run.error.code})`
-        : `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : "ran in " + run.image}`;
+        : `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : "ran in " + run.image}${cut}`;
     } catch (err) {
       $("try-result").textContent = `${err.message || err}${err.code ? " (" + err.code + ")" : ""}`;
     }

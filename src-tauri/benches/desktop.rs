@@ -22,7 +22,7 @@ async fn connect(port: u16) -> Client {
         .expect("a WebDriver session with the app")
 }
 
-/// Resident memory of `pid` and all its descendants, in KiB, leaving out the stigmer server.
+/// Proportional memory (PSS) of `pid` and all its descendants, in KiB, without the server.
 fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
     let mut total = 0;
     let mut names = Vec::new();
@@ -39,9 +39,11 @@ fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
         if name == "stigmer" {
             continue;
         }
-        total += status
+        // PSS: shared pages (libraries, WebKit's shared memory) split between the processes.
+        let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
+        total += rollup
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with("Pss:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);

@@ -28,7 +28,7 @@ const READY_LIMIT: Duration = Duration::from_secs(20);
 /// Events reach the window at most this often, in batches (never one event per byte).
 const BATCH_EVERY: Duration = Duration::from_millis(100);
 /// Output bytes forwarded to the window per batch; the rest is counted, not sent.
-const BATCH_OUTPUT_BYTES: usize = 256 * 1024;
+const BATCH_OUTPUT_BYTES: usize = 32 * 1024;
 
 pub struct Shared {
     pub paths: Paths,

@@ -64,7 +64,8 @@ pub async fn cancel_run(shared: State<'_, Shared>, id: String) -> Result<()> {
 }
 
 /// Run a shell command through the server in the current mode. Output reaches the window
-/// through `on_output` in pieces of at most 64 KiB of text; the result is the finished run.
+/// through `on_output` ten times a second at most, its last 64 KiB each time (with a count of
+/// what was skipped); the result is the finished run.
 #[tauri::command]
 pub async fn run_command(
     shared: State<'_, Shared>,
@@ -91,8 +92,18 @@ pub async fn run_command(
         .await?;
     let mut stream = resp.bytes_stream();
     let mut decoder = frames::Decoder::default();
+    let mut tail = OutputTail::default();
+    let mut tick = tokio::time::interval(UI_EVERY);
     use futures_util::StreamExt;
-    while let Some(bytes) = stream.next().await {
+    loop {
+        let bytes = tokio::select! {
+            b = stream.next() => b,
+            _ = tick.tick() => {
+                tail.flush(&on_output);
+                continue;
+            }
+        };
+        let Some(bytes) = bytes else { break };
         let bytes = bytes.map_err(|e| {
             Error::new(
                 ErrorCode::ServerUnavailable,
@@ -105,24 +116,18 @@ pub async fn run_command(
                 frames::KIND_JSON => {
                     let line: Value = serde_json::from_slice(&payload).unwrap_or_default();
                     if line["type"] == "finished" {
+                        tail.flush(&on_output);
                         return Ok(line["run"].clone());
                     }
-                    if line["type"] == "started" {
-                        let _ = on_output.send(json!({ "started": line["run"]["id"] }));
-                    }
                 }
-                kind => {
-                    let stream = if kind == frames::KIND_STDERR {
+                kind => tail.push(
+                    if kind == frames::KIND_STDERR {
                         "stderr"
                     } else {
                         "stdout"
-                    };
-                    for piece in payload.chunks(64 * 1024) {
-                        let _ = on_output.send(
-                            json!({ "stream": stream, "text": String::from_utf8_lossy(piece) }),
-                        );
-                    }
-                }
+                    },
+                    &payload,
+                ),
             }
         }
     }
@@ -130,6 +135,47 @@ pub async fn run_command(
         ErrorCode::ServerUnavailable,
         "the run's stream ended early",
     ))
+}
+
+/// How often output reaches the page, and how much at most each time: the page shows the
+/// tail, so a flood of output is cut here (with a count) instead of drowning the webview.
+const UI_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const UI_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct OutputTail {
+    pieces: std::collections::VecDeque<(&'static str, Vec<u8>)>,
+    size: usize,
+    skipped: u64,
+}
+
+impl OutputTail {
+    fn push(&mut self, stream: &'static str, data: &[u8]) {
+        let data = if data.len() > UI_BYTES {
+            self.skipped += (data.len() - UI_BYTES) as u64;
+            &data[data.len() - UI_BYTES..]
+        } else {
+            data
+        };
+        self.size += data.len();
+        self.pieces.push_back((stream, data.to_vec()));
+        while self.size > UI_BYTES {
+            let (_, old) = self.pieces.pop_front().expect("size > 0 means pieces");
+            self.size -= old.len();
+            self.skipped += old.len() as u64;
+        }
+    }
+
+    fn flush(&mut self, to: &Channel<Value>) {
+        if self.skipped > 0 {
+            let _ = to.send(json!({ "skipped": self.skipped }));
+            self.skipped = 0;
+        }
+        for (stream, data) in self.pieces.drain(..) {
+            let _ = to.send(json!({ "stream": stream, "text": String::from_utf8_lossy(&data) }));
+        }
+        self.size = 0;
+    }
 }
 
 #[tauri::command]

@@ -327,6 +327,36 @@ async fn window_tray_and_server_work_together() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-after-run.png").await;
 
+    // Readable at 200% zoom: one column, nothing cut off sideways.
+    js(&c, "document.documentElement.style.zoom = '2'; return true").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = js(
+        &c,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    assert!(
+        overflow.as_f64().unwrap_or(0.0) <= 1.0,
+        "horizontal overflow at 200%: {overflow}"
+    );
+    shot(&c, "window-zoom-200.png").await;
+    js(&c, "document.documentElement.style.zoom = '1'; return true").await;
+
+    // A second launch does not start a second app: it hands over to this one and exits.
+    let mut second = d.command(APP).spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || second
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "a second instance kept running"
+    );
+    assert_eq!(
+        text(&c, "server-state").await,
+        "Running",
+        "the first instance is gone"
+    );
+
     // Stop and start from the window.
     c.find(Locator::Id("server-toggle"))
         .await
