@@ -16,6 +16,12 @@ use stigmer_engine::paths::Paths;
 use tauri::{Manager, RunEvent, WindowEvent};
 
 fn main() {
+    // A status page needs no GPU compositing; without it WebKitGTK uses ~80 MB less, and avoids
+    // blank windows on some drivers. Set WEBKIT_DISABLE_COMPOSITING_MODE=0 to keep it.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STIGMER_LOG")

@@ -142,6 +142,25 @@ impl Desktop {
             "no tray watcher: {}",
             std::fs::read_to_string(&tray_log).unwrap_or_default()
         );
+        // An app whose tray starts before a host is registered falls back and never shows.
+        assert!(
+            wait_for(Duration::from_secs(30), || d
+                .gdbus(&[
+                    "call",
+                    "--session",
+                    "--dest",
+                    "org.kde.StatusNotifierWatcher",
+                    "--object-path",
+                    "/StatusNotifierWatcher",
+                    "--method",
+                    "org.freedesktop.DBus.Properties.Get",
+                    "org.kde.StatusNotifierWatcher",
+                    "IsStatusNotifierHostRegistered",
+                ])
+                .contains("true")),
+            "the tray host never registered"
+        );
+        std::thread::sleep(Duration::from_millis(300));
         let dunst = d.command("dunst").spawn().unwrap();
         d.children.push(dunst);
         let log = std::fs::File::create(&d.notifications_log).unwrap();
