@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use stigmer_engine::server::frames;
 use stigmer_engine::{Error, ErrorCode, Result};
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager, State};
+use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
 use crate::actions::{self, Shared};
@@ -79,10 +79,8 @@ pub async fn run_command(
         ));
     }
     let api = shared.api()?;
-    let cwd = shared.paths.data_dir.parent().map(|p| p.to_path_buf());
-    let home = std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .or(cwd);
+    // Commands typed in the window start in the user's home folder, like a new terminal.
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let resp = api
         .send(
             api.request(reqwest::Method::POST, "/v1/runs")
@@ -215,6 +213,5 @@ pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Res
         )
     })?;
     *shared.prefs.lock().unwrap_or_else(|p| p.into_inner()) = prefs.clone();
-    let _ = app.get_webview_window("main");
     Ok(prefs)
 }
