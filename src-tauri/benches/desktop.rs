@@ -10,17 +10,7 @@ mod desktop;
 use std::time::{Duration, Instant};
 
 use desktop::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
-
-async fn connect(port: u16) -> Client {
-    let caps = json!({ "tauri:options": { "application": APP } });
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with the app")
-}
+use fantoccini::{Client, Locator};
 
 /// Proportional memory (PSS) of `pid` and all its descendants, in KiB, without the server.
 fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {

@@ -7,30 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use desktop::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
-}
-
-async fn connect(port: u16) -> Client {
-    let caps = json!({ "tauri:options": { "application": APP } });
-    let mut last = None;
-    // WebKitWebDriver can refuse the very first session while it starts: try again.
-    for _ in 0..3 {
-        // Plain HTTP on loopback: no TLS needed to talk to tauri-driver.
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.as_object().unwrap().clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => return c,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!("no WebDriver session with the app: {last:?}");
 }
 
 /// The page as WebKit renders it.

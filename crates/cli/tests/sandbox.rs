@@ -254,37 +254,15 @@ fn no_engine_means_no_run_anywhere() {
         .unwrap();
     assert!(stderr(&o).contains("DOCKER_HOST"), "{}", stderr(&o));
     // Through a server whose engine is unreachable: 503 before anything is registered.
-    let mut server_env = env.cmd();
-    server_env.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let server = {
-        let child = server_env
-            .args([
-                "server",
-                "start",
-                "--foreground",
-                "--port",
-                "0",
-                "--mode",
-                "sandbox",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        assert!(wait_until(Duration::from_secs(10), || env
-            .discovery_file()
-            .exists()));
-        child
-    };
-    let d: Value =
-        serde_json::from_str(&std::fs::read_to_string(env.discovery_file()).unwrap()).unwrap();
-    let token = std::fs::read_to_string(env.path().join("data/token")).unwrap();
+    let server = env.start_server_env(&[
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+    ]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = reqwest::Client::new();
-        let r = c
-            .post(format!("{}/v1/runs", d["url"].as_str().unwrap()))
-            .bearer_auth(token.trim())
+        let c = server.client();
+        let r = server
+            .post(&c, "/v1/runs")
             .json(&json!({"argv": ["touch", marker], "cwd": env.path()}))
             .send()
             .await
@@ -294,9 +272,8 @@ fn no_engine_means_no_run_anywhere() {
             r.json::<Value>().await.unwrap()["error"]["code"],
             "ENGINE_UNAVAILABLE"
         );
-        let s: Value = c
-            .get(format!("{}/v1/status", d["url"].as_str().unwrap()))
-            .bearer_auth(token.trim())
+        let s: Value = server
+            .get(&c, "/v1/status")
             .send()
             .await
             .unwrap()
@@ -306,9 +283,6 @@ fn no_engine_means_no_run_anywhere() {
         assert_eq!(s["engine"]["state"], "not_running", "{s}");
     });
     assert!(!marker.exists());
-    let mut server = server;
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    server.wait().unwrap();
 }
 
 #[test]
@@ -493,49 +467,21 @@ fn the_basic_image_is_built_when_it_cannot_be_pulled() {
     .unwrap();
     std::fs::write(context.path().join("requirements.txt"), "pyyaml\n").unwrap();
     let env = TestEnv::new();
-    let mut cmd = env.cmd();
-    cmd.env("STIGMER_SANDBOX_BUILD_CONTEXT", context.path());
-    let server = {
-        let child = cmd
-            .args([
-                "server",
-                "start",
-                "--foreground",
-                "--port",
-                "0",
-                "--mode",
-                "sandbox",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        assert!(wait_until(Duration::from_secs(10), || env
-            .discovery_file()
-            .exists()));
-        child
-    };
-    let d: Value =
-        serde_json::from_str(&std::fs::read_to_string(env.discovery_file()).unwrap()).unwrap();
-    let url = d["url"].as_str().unwrap().to_string();
-    let token = std::fs::read_to_string(env.path().join("data/token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let server = env.start_server_env(&[
+        (
+            "STIGMER_SANDBOX_BUILD_CONTEXT",
+            context.path().to_str().unwrap(),
+        ),
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+    ]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = reqwest::Client::new();
-        let mut events = c
-            .get(format!("{url}/v1/events"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let c = server.client();
+        let mut events = server.get(&c, "/v1/events").send().await.unwrap();
         let runs: Vec<_> = (0..4)
             .map(|_| {
-                let rb = c
-                    .post(format!("{url}/v1/runs"))
-                    .bearer_auth(&token)
+                let rb = server
+                    .post(&c, "/v1/runs")
                     .json(&json!({"argv": ["cat", "/built"], "cwd": env.path()}));
                 tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
             })
@@ -576,9 +522,7 @@ fn the_basic_image_is_built_when_it_cannot_be_pulled() {
             (json!(false), json!(true))
         );
     });
-    let mut server = server;
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    server.wait().unwrap();
+    drop(server);
     remove_image(basic);
 }
 
@@ -635,20 +579,7 @@ fn containers_go_after_their_ttl_on_stop_and_after_a_crash() {
     };
     let (a, b, c) = (ws("a"), ws("b"), ws("c"));
     // TTL: removed once idle past it.
-    let mut server = {
-        let mut cmd = env.cmd();
-        cmd.env("STIGMER_SANDBOX_TTL", "1");
-        let child = cmd
-            .args(["server", "start", "--foreground", "--port", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        assert!(wait_until(Duration::from_secs(10), || env
-            .discovery_file()
-            .exists()));
-        child
-    };
+    let mut server = env.start_server_env(&[("STIGMER_SANDBOX_TTL", "1")]);
     let o = sandboxed(&env)
         .current_dir(&a)
         .args(["run", "--", "true"])
@@ -669,7 +600,7 @@ fn containers_go_after_their_ttl_on_stop_and_after_a_crash() {
         .success());
     assert_eq!(containers_for(&b).len(), 1);
     assert!(env.stigmer(&["server", "stop"]).status.success());
-    server.wait().unwrap();
+    server.child.wait().unwrap();
     assert!(containers_for(&b).is_empty(), "stop left the container");
 
     // A crash (SIGKILL) leaves one; the next server removes it, and nothing that is not its own.

@@ -325,3 +325,25 @@ pub fn parse_layout(text: &str) -> Vec<MenuItem> {
     }
     items
 }
+
+/// A WebDriver session with the app (tauri-driver on `port` starts it).
+pub async fn connect(port: u16) -> fantoccini::Client {
+    let caps = serde_json::json!({ "tauri:options": { "application": APP } });
+    let mut last = None;
+    // WebKitWebDriver can refuse the very first session while it starts: try again.
+    for _ in 0..3 {
+        // Plain HTTP on loopback: no TLS needed to talk to tauri-driver.
+        match fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no WebDriver session with the app: {last:?}");
+}
