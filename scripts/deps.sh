@@ -8,7 +8,7 @@ install_deps() {
              libxdo-dev libssl-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev)
   # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, and a
   # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver).
-  local test=(busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
+  local test=(python3-venv busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
               dunst libnotify-bin haskell-gtk-sni-tray-utils)
   local wanted=("${app[@]}")
   [ "$1" = "test" ] && wanted+=("${test[@]}")
@@ -20,8 +20,27 @@ install_deps() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
   fi
+  if [ "$1" = "test" ]; then
+    # The MCP tests' client (the official MCP Python SDK) and the API fuzzer, in a venv.
+    python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt
+  fi
   if [ "$1" = "test" ] && ! command -v tauri-driver >/dev/null 2>&1; then
     # tauri-driver bridges WebDriver to the app (a crate; builds in about a minute).
     cargo install tauri-driver --locked --quiet
+  fi
+}
+
+# python_env DIR REQUIREMENTS...: a virtualenv in DIR with the pinned requirements (reinstalled
+# only when a requirements file changes).
+python_env() {
+  local dir="$1" stamp
+  shift
+  stamp=$(cat "$@" | sha256sum | cut -c1-16)
+  if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "== python test tools into $dir"
+    python3 -m venv "$dir"
+    local req
+    for req in "$@"; do "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"; done
+    echo "$stamp" > "$dir/.stamp"
   fi
 }

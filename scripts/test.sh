@@ -18,7 +18,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
-# One closing line for the whole suite, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# The MCP server driven by a real MCP client (the official Python SDK), over stdio and HTTP.
+STIGMER_BIN="$PWD/target/debug/stigmer" target/pyenv/bin/python -m pytest tests/mcp -q 2>&1 | tee -a "$log" || status=$?
+# One closing line for the whole suite, summed over every test binary and pytest.
+awk '/^test result:/ || /^(=+ )?[0-9]+ (passed|failed|error)/ {
+       for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit $status

@@ -162,7 +162,10 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Api> {
         .shell()
         .sidecar("stigmer")
         .map_err(|e| spawn_error(e.to_string()))?;
+    let own = crate::OWN_ENV_VARS.get().cloned().unwrap_or_default();
     let (mut events, child) = command
+        .env_clear()
+        .envs(std::env::vars().filter(|(k, _)| !own.contains(&k.as_str())))
         .args([
             "server",
             "start",

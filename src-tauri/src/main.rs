@@ -15,13 +15,20 @@ mod tray;
 use stigmer_engine::paths::Paths;
 use tauri::{Manager, RunEvent, WindowEvent};
 
+/// Variables the app set in its own environment for itself: the server it starts (and so the
+/// commands it runs) must not inherit them.
+pub static OWN_ENV_VARS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+
 fn main() {
+    let mut own = Vec::new();
     // A status page needs no GPU compositing; without it WebKitGTK uses ~80 MB less, and avoids
     // blank windows on some drivers. Set WEBKIT_DISABLE_COMPOSITING_MODE=0 to keep it.
     #[cfg(target_os = "linux")]
     if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
         std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+        own.push("WEBKIT_DISABLE_COMPOSITING_MODE");
     }
+    let _ = OWN_ENV_VARS.set(own);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STIGMER_LOG")

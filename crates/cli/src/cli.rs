@@ -49,6 +49,26 @@ pub enum Command {
     /// The sandbox: engine, image (download or build it ahead of time), containers
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Serve MCP over stdio, for AI agents (Claude, Cursor, Codex...) to run commands through
+    /// stigmer
+    #[command(
+        after_help = "Agents launch this themselves: add it to the agent's MCP configuration \
+        (command `stigmer`, arguments `mcp`). See the README's \"Connect an agent\" section.\n\n\
+        Tools: run_command, get_run_output, get_environment. Commands run in the mode the user \
+        chose (the app, the tray or `stigmer config set mode`); agents cannot change it.\n\n\
+        Uses the running stigmer server (the app's, or `stigmer server start`); when none runs, \
+        one is started for the session and stops with it. The same tools are served over \
+        Streamable HTTP at http://127.0.0.1:PORT/mcp, behind the server's bearer token."
+    )]
+    Mcp(McpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// Working directory of commands that name none (default: the current directory, or the
+    /// home folder when that is `/`)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,7 +141,8 @@ pub enum ConfigCommand {
         /// mode, sandbox.image, sandbox.auto_pull, sandbox.cleanup or sandbox.ttl
         key: String,
     },
-    /// Validate and save a setting in the config file (applied live to a running server)
+    /// Validate and save a setting in the config file (mode and image apply live to a running
+    /// server). `env.NAME VALUE` sets a variable of the commands' environment ("" removes it)
     Set { key: String, value: String },
     /// Remove a setting from the config file (its default applies again)
     Unset { key: String },
@@ -156,6 +177,8 @@ pub enum ServerCommand {
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
         lines: usize,
     },
+    /// Print the bearer token API and MCP-over-HTTP clients send (`Authorization: Bearer ...`)
+    Token,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,39 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
         ConfigCommand::Path => {
             println!("{}", paths.config_file().display());
         }
+        ConfigCommand::Get { key } if env_name(&key).is_some() => {
+            let name = env_name(&key).unwrap_or_default();
+            let env = resolve(paths)?.settings.command_env();
+            match env.set.get(name) {
+                Some(v) => println!("{v}"),
+                None => println!(),
+            }
+        }
+        ConfigCommand::Set { key, value } if env_name(&key).is_some() => {
+            let name = env_name(&key).unwrap_or_default();
+            settings::set_env_in_file(paths, name, &value)?;
+            if value.is_empty() {
+                println!(
+                    "env.{name} = \"\" (commands run without {name}; saved in {})",
+                    paths.config_file().display()
+                );
+            } else {
+                println!(
+                    "env.{name} = {value} (saved in {})",
+                    paths.config_file().display()
+                );
+            }
+            note_server_restart_for(paths, &format!("env.{name}"));
+        }
+        ConfigCommand::Unset { key } if env_name(&key).is_some() => {
+            let name = env_name(&key).unwrap_or_default();
+            settings::unset_env_in_file(paths, name)?;
+            println!(
+                "env.{name} removed from {} (its default applies)",
+                paths.config_file().display()
+            );
+            note_server_restart_for(paths, &format!("env.{name}"));
+        }
         ConfigCommand::Get { key } => {
             let key: Key = key.parse()?;
             let resolved = resolve(paths)?;
@@ -33,7 +66,12 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                         })
                     })
                     .collect();
-                let doc = json!({ "config_file": paths.config_file(), "settings": items });
+                let env = resolved.settings.command_env();
+                let doc = json!({
+                    "config_file": paths.config_file(),
+                    "settings": items,
+                    "command_env": env,
+                });
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             } else {
                 for k in Key::ALL {
@@ -47,6 +85,22 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                         "{:<18} = {:<45} ({source})",
                         k.name(),
                         resolved.settings.get(k)
+                    );
+                }
+                let env = resolved.settings.command_env();
+                for (k, v) in &env.set {
+                    let source = if resolved.settings.env.contains_key(k) {
+                        "config file"
+                    } else {
+                        "default"
+                    };
+                    println!("{:<18} = {:<45} ({source})", format!("env.{k}"), v);
+                }
+                for k in &env.unset {
+                    println!(
+                        "{:<18} = {:<45} (config file)",
+                        format!("env.{k}"),
+                        "(removed)"
                     );
                 }
             }
@@ -118,10 +172,18 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
 }
 
 fn note_server_restart(paths: &Paths, key: Key) {
+    note_server_restart_for(paths, key.name());
+}
+
+fn note_server_restart_for(paths: &Paths, name: &str) {
     if stigmer_engine::discovery::Discovery::find_running(paths).is_some() {
-        eprintln!(
-            "stigmer: note: the running server uses the new {} after a restart",
-            key.name()
-        );
+        eprintln!("stigmer: note: the running server uses the new {name} after a restart");
     }
+}
+
+/// `NAME` of an `env.NAME` key (the commands' environment), matched case-insensitively.
+fn env_name(key: &str) -> Option<&str> {
+    key.get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("env."))
+        .map(|_| &key[4..])
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod config;
+mod mcp;
 mod run;
 mod sandbox;
 mod server;
@@ -58,6 +59,7 @@ fn real_main() -> i32 {
             Command::Config(cmd) => config::config(cmd, &paths).await,
             Command::Server(cmd) => server::server(cmd, &paths).await,
             Command::Sandbox(cmd) => sandbox::sandbox(cmd, &paths).await,
+            Command::Mcp(args) => mcp::mcp(args, &paths).await,
         };
         match result {
             Ok(code) => code,

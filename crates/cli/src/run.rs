@@ -86,6 +86,7 @@ fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
         .map(|t| timeout_from_secs(t, "--timeout"))
         .transpose()?;
     let request = ExecRequest {
+        unset_env: Vec::new(),
         command,
         cwd,
         env,
@@ -272,9 +273,10 @@ fn exit_code(outcome: &ExecOutcome, broken: bool, interrupt: &Interrupt) -> i32 
     }
 }
 
+/// A JSON frame of a run's stream.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Line {
+pub enum Line {
     Started {},
     Heartbeat,
     Finished { run: Box<RunSummary> },

@@ -30,6 +30,10 @@ pub async fn server(cmd: ServerCommand, paths: &Paths) -> Result<i32> {
         ServerCommand::Stop => stop(paths).await,
         ServerCommand::Status { json } => status(paths, json).await,
         ServerCommand::Logs { follow, lines } => logs(paths, follow, lines).await,
+        ServerCommand::Token => {
+            println!("{}", stigmer_engine::discovery::read_token(paths)?);
+            Ok(0)
+        }
     }
 }
 
@@ -101,6 +105,40 @@ async fn background(args: StartArgs, paths: &Paths) -> Result<i32> {
     for w in &resolved.warnings {
         eprintln!("stigmer: warning: {w}");
     }
+    let started = Instant::now();
+    match spawn_detached(paths, &args, false).await? {
+        Spawned::Started(d) => {
+            println!(
+                "stigmer server started at {} (pid {}, mode {}) in {} ms",
+                d.url,
+                d.pid,
+                d.mode,
+                started.elapsed().as_millis()
+            );
+            println!("logs: {}", d.log_dir.display());
+        }
+        Spawned::AlreadyRunning(d) => println!(
+            "stigmer server is already running at {} (pid {}, mode {})",
+            d.url, d.pid, d.mode
+        ),
+    }
+    Ok(0)
+}
+
+/// What [`spawn_detached`] found.
+pub enum Spawned {
+    Started(Discovery),
+    /// Another start won the race.
+    AlreadyRunning(Discovery),
+}
+
+/// Start a server process in its own session (its output to the log folder) and wait until it
+/// is ready. With `exit_with_parent` it stops when this process is gone.
+pub async fn spawn_detached(
+    paths: &Paths,
+    args: &StartArgs,
+    exit_with_parent: bool,
+) -> Result<Spawned> {
     Paths::ensure_private_dir(&paths.log_dir)?;
     let out_file = paths.server_output_file();
     let out = std::fs::File::create(&out_file).map_err(|e| {
@@ -114,6 +152,9 @@ async fn background(args: StartArgs, paths: &Paths) -> Result<i32> {
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["server", "start", "--foreground", "--detached", "--port"])
         .arg(args.port.to_string());
+    if exit_with_parent {
+        cmd.arg("--exit-with-parent");
+    }
     if let Some(m) = &args.mode {
         cmd.args(["--mode", m]);
     }
@@ -137,25 +178,13 @@ async fn background(args: StartArgs, paths: &Paths) -> Result<i32> {
     let pid = child.id();
     loop {
         if let Some(d) = Discovery::read(paths).filter(|d| d.pid == pid) {
-            println!(
-                "stigmer server started at {} (pid {}, mode {}) in {} ms",
-                d.url,
-                d.pid,
-                d.mode,
-                started.elapsed().as_millis()
-            );
-            println!("logs: {}", d.log_dir.display());
-            return Ok(0);
+            return Ok(Spawned::Started(d));
         }
         if let Ok(Some(status)) = child.try_wait() {
             let tail = last_lines(&out_file, 5).join("\n");
             // Lost a race with another start: report the winner.
             if let Some(d) = Discovery::find_running(paths) {
-                println!(
-                    "stigmer server is already running at {} (pid {}, mode {})",
-                    d.url, d.pid, d.mode
-                );
-                return Ok(0);
+                return Ok(Spawned::AlreadyRunning(d));
             }
             return Err(Error::new(
                 ErrorCode::ServerUnavailable,

@@ -141,10 +141,15 @@ pub fn read_token(paths: &Paths) -> Result<String> {
     std::fs::read_to_string(paths.token_file())
         .map(|t| t.trim().to_string())
         .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; the first `stigmer server start` creates it"
+            } else {
+                ""
+            };
             Error::new(
                 ErrorCode::ServerUnavailable,
                 format!(
-                    "cannot read the server token {}: {e}",
+                    "cannot read the server token {}: {e}{hint}",
                     paths.token_file().display()
                 ),
             )

@@ -89,6 +89,9 @@ pub struct ExecRequest {
     pub command: CommandSpec,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Variables removed from the command's environment (local mode; a container starts from
+    /// its image's environment, where they are set empty instead).
+    pub unset_env: Vec<String>,
     pub timeout: Option<Duration>,
 }
 
@@ -180,6 +183,15 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
 /// A piece of output, exactly as the command wrote it.
 #[derive(Debug, Clone)]
 pub struct Chunk {
@@ -243,9 +255,22 @@ pub async fn run_local(
     if let Some(path) = path {
         cmd.env("PATH", path);
     }
+    for k in &req.unset_env {
+        cmd.env_remove(k);
+    }
     cmd.envs(&req.env);
+    // A session of its own: the command's process group is the session (so the whole tree can
+    // be signalled), and it has no controlling terminal, so ssh, sudo and friends cannot
+    // prompt on the terminal stigmer was started from: they fail at once instead of hanging.
     #[cfg(unix)]
-    cmd.process_group(0);
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 
     let started = Instant::now();
     let mut child = match cmd.spawn() {
@@ -499,6 +524,7 @@ mod tests {
             command,
             cwd: std::env::temp_dir(),
             env: BTreeMap::new(),
+            unset_env: Vec::new(),
             timeout,
         };
         let collect = tokio::spawn(async move {
@@ -566,6 +592,7 @@ mod tests {
             command: CommandSpec::Argv(vec![]),
             cwd: std::env::temp_dir(),
             env: BTreeMap::new(),
+            unset_env: Vec::new(),
             timeout: None,
         };
         assert_eq!(req.validate().unwrap_err().code, ErrorCode::InvalidRequest);

@@ -1,17 +1,20 @@
 //! The Stigmer engine: settings and mode, tool detection, command execution and the local API
 //! server. No GUI dependency: the `stigmer` CLI and the desktop app both build on it.
 
+pub mod command_env;
 pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod exec;
 pub mod logging;
+pub mod mcp;
 pub mod paths;
 pub mod runner;
 pub mod runs;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod spool;
 pub mod tools;
 pub mod util;
 

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::command_env::CommandEnv;
 use crate::error::Result;
 use crate::exec::{run_local, Chunk, ExecOutcome, ExecRequest};
 use crate::sandbox::{Sandbox, SandboxSpec};
@@ -18,6 +19,8 @@ use crate::tools::user_path;
 pub struct Target {
     pub mode: Mode,
     pub sandbox: SandboxSpec,
+    /// The environment every command starts from (before the run's own variables).
+    pub env: CommandEnv,
 }
 
 impl Target {
@@ -25,6 +28,7 @@ impl Target {
         Target {
             mode: s.mode,
             sandbox: SandboxSpec::from_settings(s),
+            env: s.command_env(),
         }
     }
 
@@ -52,6 +56,7 @@ pub fn spawn_execute(
     cancel: CancellationToken,
     sandbox: Arc<Sandbox>,
 ) -> JoinHandle<Result<ExecOutcome>> {
+    let req = with_base_env(&target.env, target.mode, req);
     tokio::spawn(async move {
         match target.mode {
             Mode::Sandbox => sandbox.run(&target.sandbox, &req, out, cancel).await,
@@ -64,6 +69,27 @@ pub fn spawn_execute(
             }
         }
     })
+}
+
+/// The run's variables on top of the base environment (the run's own win).
+fn with_base_env(base: &CommandEnv, mode: Mode, mut req: ExecRequest) -> ExecRequest {
+    let mut env = base.set.clone();
+    let mut unset: Vec<String> = Vec::new();
+    for k in &base.unset {
+        if !req.env.contains_key(k) {
+            match mode {
+                Mode::Local => unset.push(k.clone()),
+                // An exec cannot remove what the image sets; empty is the closest.
+                Mode::Sandbox => {
+                    env.insert(k.clone(), String::new());
+                }
+            }
+        }
+    }
+    env.append(&mut req.env);
+    req.env = env;
+    req.unset_env.extend(unset);
+    req
 }
 
 /// Run `req` on this machine (local mode).

@@ -2,7 +2,8 @@
 //!
 //! Each run's requester gets every output byte (a slow requester slows the command down, it
 //! never loses bytes). The event bus gets a copy for the desktop app. The history keeps the
-//! last runs with the head and tail of their output and an exact count of what was left out.
+//! last runs with the head and tail of their output and an exact count of what was left out;
+//! the whole output of recent runs is kept on disk ([`Spool`]) and can be read back by page.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
 use crate::runner::{spawn_execute, Target};
 use crate::sandbox::Sandbox;
 use crate::settings::Mode;
+use crate::spool::{OutputPage, Spool, SpoolWriter, TOTAL_BUDGET};
 use crate::util::{now_ms, random_hex};
 
 /// Output events on the bus carry at most this many bytes each.
@@ -52,6 +54,10 @@ pub struct OutputSummary {
     pub tail: String,
     pub omitted_bytes: u64,
     pub omitted_lines: u64,
+    /// Bytes kept on disk and readable by page (`GET /v1/runs/{id}/output`): all of them
+    /// unless the stream passed the spool's limit or older runs' output made room for newer.
+    #[serde(default)]
+    pub stored_bytes: u64,
 }
 
 /// One run as listed by the API and shown in the app.
@@ -100,14 +106,17 @@ pub struct RunRegistry {
     inner: Mutex<Inner>,
     bus: EventBus,
     sandbox: Arc<Sandbox>,
+    /// Where whole outputs are kept; none when the directory could not be made.
+    spool: Option<Spool>,
 }
 
 impl RunRegistry {
-    pub fn new(bus: EventBus, sandbox: Arc<Sandbox>) -> Arc<RunRegistry> {
+    pub fn new(bus: EventBus, sandbox: Arc<Sandbox>, spool: Option<Spool>) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             inner: Mutex::default(),
             bus,
             sandbox,
+            spool,
         })
     }
 
@@ -155,7 +164,9 @@ impl RunRegistry {
                     .position(|r| r.state != RunState::Running)
                 {
                     Some(i) => {
-                        inner.history.remove(i);
+                        if let (Some(old), Some(spool)) = (inner.history.remove(i), &self.spool) {
+                            spool.remove(&old.id);
+                        }
                     }
                     None => break,
                 }
@@ -183,6 +194,12 @@ impl RunRegistry {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
         let exec = spawn_execute(target, req, chunk_tx, cancel.clone(), self.sandbox.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
+        let mut kept = self.spool.as_ref().map(|s| {
+            (
+                s.writer(&summary.id, Stream::Stdout),
+                s.writer(&summary.id, Stream::Stderr),
+            )
+        });
         let mut requester = Some(tx);
         loop {
             let gone = async {
@@ -204,6 +221,10 @@ impl RunRegistry {
             match chunk.stream {
                 Stream::Stdout => out.push(&chunk.data),
                 Stream::Stderr => err.push(&chunk.data),
+            }
+            if let Some((o, e)) = &mut kept {
+                let w: &mut SpoolWriter = if chunk.stream == Stream::Stdout { o } else { e };
+                w.push(&chunk.data);
             }
             if self.bus.has_subscribers() {
                 // Small pieces: a stalled subscriber holds at most CAPACITY of them.
@@ -234,6 +255,10 @@ impl RunRegistry {
         summary.finished_at_ms = Some(now_ms());
         summary.stdout = out.summary();
         summary.stderr = err.summary();
+        if let Some((o, e)) = &kept {
+            summary.stdout.stored_bytes = o.written();
+            summary.stderr.stored_bytes = e.written();
+        }
         match result {
             Ok(outcome) => {
                 summary.state = RunState::Finished;
@@ -256,6 +281,7 @@ impl RunRegistry {
             if let Some(r) = inner.history.iter_mut().find(|r| r.id == summary.id) {
                 *r = summary.clone();
             }
+            self.keep_within_budget(&mut inner);
         }
         self.bus.publish(Event::RunFinished {
             run: summary.clone(),
@@ -288,6 +314,13 @@ impl RunRegistry {
         }
     }
 
+    /// Delete the kept output of every run (server stop).
+    pub fn discard_output(&self) {
+        if let Some(spool) = &self.spool {
+            spool.clear();
+        }
+    }
+
     pub fn active_count(&self) -> usize {
         self.lock().active.len()
     }
@@ -313,6 +346,80 @@ impl RunRegistry {
 
     pub fn get(&self, id: &str) -> Option<RunSummary> {
         self.lock().history.iter().find(|r| r.id == id).cloned()
+    }
+
+    /// Read a page of a run's whole output: `limit` bytes (at most [`crate::spool::MAX_PAGE`])
+    /// from `offset`. Works while the run is going on.
+    pub fn read_output(
+        &self,
+        id: &str,
+        stream: Stream,
+        offset: u64,
+        limit: u64,
+    ) -> Result<OutputPage> {
+        let run = self.get(id).ok_or_else(|| Error::run_not_found(id))?;
+        let spool = self.spool.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                "this server keeps no run output (its cache directory could not be created); see the server log",
+            )
+        })?;
+        let running = run.state == RunState::Running;
+        let of = |s: &OutputSummary| (s.total_bytes, s.stored_bytes);
+        let (total, stored) = match (running, stream) {
+            (true, _) => {
+                // Still being written: what is on disk is what there is so far.
+                let n = spool.len(id, stream);
+                (n, n)
+            }
+            (false, Stream::Stdout) => of(&run.stdout),
+            (false, Stream::Stderr) => of(&run.stderr),
+        };
+        if offset > stored {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "offset {offset} is past the end of the kept {} output ({stored} bytes)",
+                    stream.name()
+                ),
+            ));
+        }
+        if limit == 0 {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                "limit must be at least 1 byte",
+            ));
+        }
+        let data = spool.read(id, stream, offset, limit.min(stored - offset))?;
+        let next_offset = offset + data.len() as u64;
+        Ok(OutputPage {
+            run_id: id.to_string(),
+            stream,
+            offset,
+            next_offset,
+            total_bytes: total,
+            stored_bytes: stored,
+            eof: !running && next_offset >= stored,
+            text: String::from_utf8_lossy(&data).into_owned(),
+        })
+    }
+
+    /// Drop the oldest runs' kept output until all of it fits in [`TOTAL_BUDGET`].
+    fn keep_within_budget(&self, inner: &mut Inner) {
+        let Some(spool) = &self.spool else { return };
+        let kept = |r: &RunSummary| r.stdout.stored_bytes + r.stderr.stored_bytes;
+        let mut total: u64 = inner.history.iter().map(kept).sum();
+        for r in inner.history.iter_mut() {
+            if total <= TOTAL_BUDGET {
+                break;
+            }
+            if r.state != RunState::Running && kept(r) > 0 {
+                total -= kept(r);
+                spool.remove(&r.id);
+                r.stdout.stored_bytes = 0;
+                r.stderr.stored_bytes = 0;
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -363,6 +470,7 @@ impl Capture {
             tail: String::from_utf8_lossy(&tail).into_owned(),
             omitted_bytes: self.total - self.head.len() as u64 - tail.len() as u64,
             omitted_lines: self.lines - count(&self.head) - count(&tail),
+            stored_bytes: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use toml_edit::{DocumentMut, Item, Table};
 
+use crate::command_env::{self, CommandEnv};
 use crate::error::{Error, ErrorCode, Result};
 use crate::paths::{write_atomic, Paths};
 
@@ -94,6 +95,9 @@ pub struct Settings {
     /// CPU limit of sandbox containers, e.g. `1.5`; `0` for none.
     pub sandbox_cpus: String,
     pub sandbox_network: Network,
+    /// The `[env]` table: changes to the commands' default environment
+    /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -107,6 +111,7 @@ impl Default for Settings {
             sandbox_memory: "4g".to_string(),
             sandbox_cpus: "0".to_string(),
             sandbox_network: Network::Bridge,
+            env: BTreeMap::new(),
         }
     }
 }
@@ -114,6 +119,11 @@ impl Default for Settings {
 impl Settings {
     pub fn tier(&self) -> Tier {
         Tier::of(self.mode, &self.sandbox_image)
+    }
+
+    /// The environment commands get before their own variables.
+    pub fn command_env(&self) -> CommandEnv {
+        CommandEnv::with_overrides(&self.env)
     }
 
     /// The value of one setting, as text.
@@ -350,7 +360,7 @@ impl FromStr for Key {
                 Error::new(
                     ErrorCode::InvalidSetting,
                     format!(
-                        "`{s}` is not a setting; known settings: {}",
+                        "`{s}` is not a setting; known settings: {}, and env.NAME for a variable of the commands' environment",
                         names.join(", ")
                     ),
                 )
@@ -508,6 +518,7 @@ pub fn resolve_with(
             sources.insert(key, Source::File);
         }
     }
+    settings.env = file.env_entries()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(
             "unknown setting `{k}` in config file {} (ignored)",
@@ -601,7 +612,7 @@ impl ConfigFile {
         let mut unknown = Vec::new();
         for (k, item) in self.doc.iter() {
             match k {
-                "mode" => {}
+                "mode" | "env" => {}
                 "sandbox" => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
@@ -618,6 +629,68 @@ impl ConfigFile {
             }
         }
         unknown
+    }
+
+    /// The `[env]` table, validated. Numbers and booleans are taken as their text.
+    pub fn env_entries(&self) -> Result<BTreeMap<String, String>> {
+        let mut entries = BTreeMap::new();
+        let Some(item) = self.doc.get("env") else {
+            return Ok(entries);
+        };
+        let origin = |k: &str| format!("config file {} (env.{k})", self.path.display());
+        let table = item.as_table_like().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "config file {}: `env` must be a table of NAME = \"value\"",
+                    self.path.display()
+                ),
+            )
+        })?;
+        for (k, v) in table.iter() {
+            let with_origin =
+                |e: Error| Error::new(e.code, format!("{}: {}", origin(k), e.message));
+            command_env::validate_name(k).map_err(with_origin)?;
+            let mut v = v.as_value().cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidSetting,
+                    format!("{}: the value must be text, e.g. {k} = \"1\"", origin(k)),
+                )
+            })?;
+            v.decor_mut().clear();
+            let text = match &v {
+                toml_edit::Value::String(s) => s.value().clone(),
+                toml_edit::Value::Integer(_)
+                | toml_edit::Value::Float(_)
+                | toml_edit::Value::Boolean(_) => v.to_string(),
+                _ => {
+                    return Err(Error::new(
+                        ErrorCode::InvalidSetting,
+                        format!("{}: the value must be text, e.g. {k} = \"1\"", origin(k)),
+                    ))
+                }
+            };
+            command_env::validate_value(k, &text).map_err(with_origin)?;
+            entries.insert(k.to_string(), text);
+        }
+        Ok(entries)
+    }
+
+    /// Set `env.NAME` (an empty value removes the variable from commands).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        if !self.doc.get("env").is_some_and(|i| i.is_table_like()) {
+            self.doc.insert("env", Item::Table(Table::new()));
+        }
+        if let Some(t) = self.doc.get_mut("env").and_then(|i| i.as_table_like_mut()) {
+            t.insert(name, toml_edit::value(value));
+        }
+    }
+
+    /// Remove `env.NAME` (its default applies again).
+    pub fn unset_env(&mut self, name: &str) {
+        if let Some(t) = self.doc.get_mut("env").and_then(|i| i.as_table_like_mut()) {
+            t.remove(name);
+        }
     }
 
     pub fn set(&mut self, value: &Value) {
@@ -719,6 +792,24 @@ pub fn set_in_file(paths: &Paths, key: Key, raw: &str) -> Result<Value> {
     Ok(value)
 }
 
+/// Validate and save `env.NAME = value` in the config file.
+pub fn set_env_in_file(paths: &Paths, name: &str, value: &str) -> Result<()> {
+    command_env::validate_name(name)?;
+    command_env::validate_value(name, value)?;
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    file.env_entries()?;
+    file.set_env(name, value);
+    file.save()
+}
+
+/// Remove `env.NAME` from the config file.
+pub fn unset_env_in_file(paths: &Paths, name: &str) -> Result<()> {
+    command_env::validate_name(name)?;
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    file.unset_env(name);
+    file.save()
+}
+
 /// Remove `key` from the config file (its default or environment value applies again).
 pub fn unset_in_file(paths: &Paths, key: Key) -> Result<()> {
     let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
@@ -734,6 +825,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Paths::under(dir.path());
         (dir, p)
+    }
+
+    #[test]
+    fn env_table_is_read_validated_and_edited_in_place() {
+        let (_d, p) = paths();
+        std::fs::create_dir_all(&p.config_dir).unwrap();
+        std::fs::write(p.config_file(), "# mine\n[env]\nCI = 1\nNO_COLOR = \"\"\n").unwrap();
+        let r = resolve_with(&p, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(r.settings.env["CI"], "1");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let env = r.settings.command_env();
+        assert!(env.unset.contains("NO_COLOR"));
+        assert_eq!(env.set["CI"], "1");
+
+        set_env_in_file(&p, "PAGER", "less -R").unwrap();
+        unset_env_in_file(&p, "CI").unwrap();
+        let text = std::fs::read_to_string(p.config_file()).unwrap();
+        assert!(text.starts_with("# mine"), "{text}");
+        let r = resolve_with(&p, &Overrides::default(), |_| None).unwrap();
+        assert_eq!(r.settings.command_env().set["PAGER"], "less -R");
+        assert!(!r.settings.env.contains_key("CI"));
+
+        let before = std::fs::read_to_string(p.config_file()).unwrap();
+        assert!(set_env_in_file(&p, "STIGMER_HOME", "/x").is_err());
+        assert!(set_env_in_file(&p, "BAD NAME", "x").is_err());
+        assert_eq!(std::fs::read_to_string(p.config_file()).unwrap(), before);
+
+        std::fs::write(p.config_file(), "[env]\nX = [1, 2]\n").unwrap();
+        let e = resolve_with(&p, &Overrides::default(), |_| None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSetting);
+        assert!(e.message.contains("env.X"), "{}", e.message);
     }
 
     #[test]

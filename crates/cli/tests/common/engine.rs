@@ -37,53 +37,16 @@ pub fn engine_or_skip(test: &str) -> bool {
 
 static IMAGES: Mutex<()> = Mutex::new(());
 
-/// A tiny image with busybox's applets, made from the host's busybox-static.
+/// A tiny image with busybox's applets, made from the host's busybox-static by the script the
+/// Python tests use too.
 pub fn ensure_busybox() {
     let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    if docker(&["image", "inspect", BUSYBOX]).status.success() {
-        return;
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox-static is needed to make test images (apt-get install busybox-static)");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "tmp", "run", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-        }
-    }
-    Command::new("chmod")
-        .args(["1777"])
-        .arg(root.join("tmp"))
-        .status()
-        .unwrap();
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    let tar = dir.path().join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    let o = Command::new("docker")
-        .args(["import", "--change", "CMD [\"/bin/sh\"]"])
-        .arg(&tar)
-        .arg(BUSYBOX)
-        .output()
-        .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/busybox.sh");
+    let o = Command::new(&script).arg(BUSYBOX).output().unwrap();
     assert!(
         o.status.success(),
-        "docker import: {}",
+        "{}: {}",
+        script.display(),
         String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{frames, AppState};
+use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
 use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
@@ -29,8 +30,11 @@ use crate::runs::{RunEvent, RunSummary};
 use crate::sandbox::connect::EngineState;
 use crate::sandbox::{SandboxSpec, SandboxStatus};
 use crate::settings::{self, Key, Mode, Value};
-use crate::tools::{detect, user_path};
+use crate::spool::OutputPage;
+use crate::tools::{detect, user_path, ToolReport};
 
+/// Bytes of output in one page when the client does not say.
+pub const DEFAULT_PAGE: u64 = 64 * 1024;
 /// Streams send a heartbeat line after this long without anything else.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -155,12 +159,19 @@ pub struct Status {
     pub config_file: PathBuf,
     pub data_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// The environment every command starts from (agent-ready defaults and `[env]`).
+    pub command_env: CommandEnv,
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
+    Json(status_of(&state).await)
+}
+
+pub async fn status_of(state: &AppState) -> Status {
     let s = state.settings();
     let engine = state.sandbox.engine_state().await;
-    Json(Status {
+    let command_env = s.command_env();
+    Status {
         version: crate::VERSION,
         pid: std::process::id(),
         url: state.url.clone(),
@@ -173,7 +184,8 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
         config_file: state.paths.config_file(),
         data_dir: state.paths.data_dir.clone(),
         log_dir: state.paths.log_dir.clone(),
-    })
+        command_env,
+    }
 }
 
 #[derive(Serialize)]
@@ -259,17 +271,33 @@ pub struct ToolsQuery {
 pub async fn tools(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<ToolsQuery>,
-) -> Response {
+) -> Json<ToolReport> {
+    Json(tool_report(&state, q.refresh).await)
+}
+
+/// The tools on this machine, detected once and then cached until `refresh`.
+pub async fn tool_report(state: &AppState, refresh: bool) -> ToolReport {
     let mut cache = state.tools.lock().await;
-    if q.refresh || cache.is_none() {
-        let (path, from_login) = user_path();
-        *cache = Some(detect(path, *from_login).await);
+    match &*cache {
+        Some(report) if !refresh => report.clone(),
+        _ => {
+            let (path, from_login) = user_path();
+            let report = detect(path, *from_login).await;
+            *cache = Some(report.clone());
+            report
+        }
     }
-    Json(cache.clone()).into_response()
+}
+
+/// The working directory of a run that names none: the user's home.
+pub fn default_cwd() -> PathBuf {
+    directories::BaseDirs::new()
+        .map(|b| b.home_dir().to_path_buf())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// The body of `POST /v1/runs`.
-#[derive(Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// Program and arguments, run without a shell. Exactly one of `argv` and `shell`.
@@ -290,7 +318,7 @@ pub struct RunBody {
 }
 
 impl RunBody {
-    fn into_request(
+    pub fn into_request(
         self,
         state: &AppState,
     ) -> Result<(Target, ExecRequest, Option<String>), Error> {
@@ -309,12 +337,7 @@ impl RunBody {
             .timeout_secs
             .map(|t| timeout_from_secs(t, "`timeout_secs`"))
             .transpose()?;
-        let cwd = match self.cwd {
-            Some(c) => c,
-            None => directories::BaseDirs::new()
-                .map(|b| b.home_dir().to_path_buf())
-                .unwrap_or_else(std::env::temp_dir),
-        };
+        let cwd = self.cwd.unwrap_or_else(default_cwd);
         let mut target = Target::from_settings(&state.settings());
         if let Some(m) = &self.mode {
             if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
@@ -332,6 +355,7 @@ impl RunBody {
             }
         }
         let req = ExecRequest {
+            unset_env: Vec::new(),
             command,
             cwd,
             env: self.env,
@@ -496,6 +520,29 @@ pub async fn get_run(
         .get(&id)
         .map(Json)
         .ok_or_else(|| ApiError(Error::run_not_found(&id)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    stream: Option<Stream>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// A page of a run's whole output (what the head and tail of the summary left out, too).
+pub async fn run_output(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<OutputQuery>,
+) -> ApiResult<Json<OutputPage>> {
+    let page = state.runs.read_output(
+        &id,
+        q.stream.unwrap_or(Stream::Stdout),
+        q.offset.unwrap_or(0),
+        q.limit.unwrap_or(DEFAULT_PAGE),
+    )?;
+    Ok(Json(page))
 }
 
 pub async fn cancel_run(

@@ -100,10 +100,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sandbox/cancel-download", post(api::cancel_download))
         .route("/v1/runs", post(api::start_run).get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
+        .route("/v1/runs/{id}/output", get(api::run_output))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
         .route("/v1/events", get(api::events))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/shutdown", post(api::shutdown))
+        .nest_service("/mcp", crate::mcp::http_service(state.clone()))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -145,6 +147,9 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     for w in &opts.warnings {
         tracing::warn!("{w}");
     }
+    let spool = crate::spool::Spool::open(&paths)
+        .map_err(|e| tracing::warn!("run output will not be kept: {}", e.message))
+        .ok();
     let state = Arc::new(AppState {
         token,
         url: format!("http://127.0.0.1:{port}"),
@@ -153,7 +158,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
-        runs: RunRegistry::new(bus.clone(), sandbox.clone()),
+        runs: RunRegistry::new(bus.clone(), sandbox.clone(), spool),
         sandbox,
         bus,
         tools: tokio::sync::Mutex::new(None),
@@ -201,6 +206,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     };
     state.runs.close();
     state.runs.wait_idle(STOP_GRACE).await;
+    state.runs.discard_output();
     let removed = state.sandbox.reap(true).await;
     if removed > 0 {
         tracing::info!(removed, "sandbox containers removed on stop");

@@ -1,0 +1,187 @@
+//! `stigmer mcp`: the MCP server over stdio, as agent configs launch it.
+//!
+//! The tools run commands through the stigmer server, so runs use the mode the user chose and
+//! show in the app. When no server runs, one is started for the session and stops with it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use rmcp::ServiceExt;
+use stigmer_engine::exec::Stream;
+use stigmer_engine::mcp::{Backend, BoxFuture, StigmerMcp};
+use stigmer_engine::paths::Paths;
+use stigmer_engine::runs::RunSummary;
+use stigmer_engine::server::api::RunBody;
+use stigmer_engine::server::frames;
+use stigmer_engine::spool::OutputPage;
+use stigmer_engine::{Error, ErrorCode, Result};
+use tokio::sync::Mutex;
+
+use crate::cli::{McpArgs, StartArgs};
+use crate::client::Client;
+use crate::run::Line;
+use crate::server::spawn_detached;
+
+pub async fn mcp(args: McpArgs, paths: &Paths) -> Result<i32> {
+    let default_cwd = default_cwd(args.cwd)?;
+    let remote = Remote {
+        paths: paths.clone(),
+        client: Mutex::new(None),
+        default_cwd,
+    };
+    // Fail now, with a message on stderr, rather than on the agent's first call.
+    remote.client().await?;
+    let service = StigmerMcp::new(Arc::new(remote))
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| Error::internal(format!("MCP session could not start: {e}")))?;
+    service
+        .waiting()
+        .await
+        .map_err(|e| Error::internal(format!("MCP session failed: {e}")))?;
+    Ok(0)
+}
+
+/// The working directory of commands that name none: `--cwd`, else where the agent started
+/// us (its project), unless that is `/` (some apps start servers there), then the home folder.
+fn default_cwd(flag: Option<PathBuf>) -> Result<PathBuf> {
+    let here = std::env::current_dir().ok();
+    let dir = match flag {
+        Some(d) => here.map(|h| h.join(&d)).unwrap_or(d),
+        None => match here {
+            Some(h) if h.parent().is_some() => h,
+            _ => stigmer_engine::server::api::default_cwd(),
+        },
+    };
+    if !dir.is_dir() {
+        return Err(Error::new(
+            ErrorCode::CwdNotFound,
+            format!("--cwd {}: no such directory", dir.display()),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The tools' backend: the running server's HTTP API.
+struct Remote {
+    paths: Paths,
+    /// The server in use; looked up again when it went away (restarted from the app).
+    client: Mutex<Option<Arc<Client>>>,
+    default_cwd: PathBuf,
+}
+
+impl Remote {
+    /// The running server, started for this session when there is none.
+    async fn client(&self) -> Result<Arc<Client>> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            if stigmer_engine::discovery::Discovery::find_running(&self.paths)
+                .is_some_and(|d| d.pid == c.discovery.pid)
+            {
+                return Ok(c.clone());
+            }
+        }
+        let client = match Client::find(&self.paths)? {
+            Some(c) => c,
+            None => {
+                let start = StartArgs {
+                    foreground: false,
+                    port: 0,
+                    mode: None,
+                    image: None,
+                    detached: false,
+                    exit_with_parent: false,
+                };
+                spawn_detached(&self.paths, &start, true).await?;
+                Client::find(&self.paths)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::ServerUnavailable,
+                        "the server started but cannot be found; see `stigmer server logs`",
+                    )
+                })?
+            }
+        };
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        self.client().await?.get(path).await
+    }
+}
+
+impl Backend for Remote {
+    fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let resp = client
+                .send(
+                    client
+                        .request(reqwest::Method::POST, "/v1/runs")
+                        .header(reqwest::header::ACCEPT, frames::MEDIA_TYPE)
+                        .json(&body),
+                )
+                .await?;
+            let lost = |e: String| {
+                Error::new(
+                    ErrorCode::ServerUnavailable,
+                    format!("lost the connection to the server during the run ({e})"),
+                )
+            };
+            // Output frames are skipped: the server keeps the output, the summary has its
+            // head and tail. Dropping this future drops the response, which cancels the run.
+            let mut stream = resp.bytes_stream();
+            let mut decoder = frames::Decoder::default();
+            while let Some(bytes) = stream.next().await {
+                decoder.push(&bytes.map_err(|e| lost(e.to_string()))?);
+                while let Some((kind, payload)) = decoder.next_frame() {
+                    if kind != frames::KIND_JSON {
+                        continue;
+                    }
+                    let line: Line = serde_json::from_slice(&payload)
+                        .map_err(|e| lost(format!("unreadable stream frame: {e}")))?;
+                    if let Line::Finished { run } = line {
+                        return Ok(*run);
+                    }
+                }
+            }
+            Err(lost("the stream ended before the run finished".into()))
+        })
+    }
+
+    fn output(
+        &self,
+        run_id: String,
+        stream: Stream,
+        offset: u64,
+        limit: u64,
+    ) -> BoxFuture<'_, OutputPage> {
+        Box::pin(async move {
+            if !run_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::run_not_found(&run_id));
+            }
+            let path = format!(
+                "/v1/runs/{run_id}/output?stream={}&offset={offset}&limit={limit}",
+                stream.name()
+            );
+            self.client().await?.get(&path).await
+        })
+    }
+
+    fn status(&self) -> BoxFuture<'_, serde_json::Value> {
+        Box::pin(self.get_json("/v1/status"))
+    }
+
+    fn tools(&self) -> BoxFuture<'_, serde_json::Value> {
+        Box::pin(self.get_json("/v1/tools"))
+    }
+
+    fn default_cwd(&self) -> PathBuf {
+        self.default_cwd.clone()
+    }
+}

@@ -1,0 +1,87 @@
+//! The tools inside the server: runs go straight to the run registry, and the MCP endpoint is
+//! served over Streamable HTTP at `/mcp`, behind the same Host, Origin and token checks as the
+//! rest of the API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use super::{Backend, BoxFuture, StigmerMcp};
+use crate::error::Error;
+use crate::exec::Stream;
+use crate::runs::{RunEvent, RunSummary};
+use crate::server::api::{self, RunBody};
+use crate::server::AppState;
+use crate::spool::OutputPage;
+
+/// A session nobody used for this long is closed (the client starts a new one).
+const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+pub struct InServer {
+    pub state: Arc<AppState>,
+}
+
+impl Backend for InServer {
+    fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
+        Box::pin(async move {
+            let (target, req, client) = body.into_request(&self.state)?;
+            target.check_available(&self.state.sandbox).await?;
+            let mut started = self.state.runs.start(target, req, client)?;
+            // Output is kept by the registry; the reply only needs the summary at the end.
+            while let Some(event) = started.events.recv().await {
+                if let RunEvent::Finished(run) = event {
+                    return Ok(run);
+                }
+            }
+            Err(Error::internal(
+                "the run ended without a result; see the server log",
+            ))
+        })
+    }
+
+    fn output(
+        &self,
+        run_id: String,
+        stream: Stream,
+        offset: u64,
+        limit: u64,
+    ) -> BoxFuture<'_, OutputPage> {
+        Box::pin(async move { self.state.runs.read_output(&run_id, stream, offset, limit) })
+    }
+
+    fn status(&self) -> BoxFuture<'_, serde_json::Value> {
+        Box::pin(async move {
+            let status = api::status_of(&self.state).await;
+            serde_json::to_value(status).map_err(|e| Error::internal(e.to_string()))
+        })
+    }
+
+    fn tools(&self) -> BoxFuture<'_, serde_json::Value> {
+        Box::pin(async move {
+            let report = api::tool_report(&self.state, false).await;
+            serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))
+        })
+    }
+
+    fn default_cwd(&self) -> PathBuf {
+        api::default_cwd()
+    }
+}
+
+/// The `/mcp` endpoint: one MCP session per client, all on the server's runs.
+pub fn http_service(
+    state: Arc<AppState>,
+) -> StreamableHttpService<StigmerMcp, LocalSessionManager> {
+    let shutdown = state.shutdown.child_token();
+    let backend: Arc<dyn Backend> = Arc::new(InServer { state });
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    StreamableHttpService::new(
+        move || Ok(StigmerMcp::new(backend.clone())),
+        Arc::new(sessions),
+        StreamableHttpServerConfig::default().with_cancellation_token(shutdown),
+    )
+}

@@ -1,0 +1,210 @@
+//! The full output of recent runs, kept on disk, so that what was cut from a reply (the middle
+//! of a long output) can be read back by run id, page by page.
+//!
+//! One file per run and stream under the cache directory. Spooling never fails a run: when a
+//! file cannot be written, the run goes on and its summary says how much was kept.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::exec::Stream;
+use crate::paths::Paths;
+
+/// Bytes kept of one stream of one run; the head and tail of the summary cover the rest.
+pub const STREAM_LIMIT: u64 = 256 * 1024 * 1024;
+/// Bytes kept for all recent runs together; the oldest runs' output goes first.
+pub const TOTAL_BUDGET: u64 = 1024 * 1024 * 1024;
+/// The largest page one read returns.
+pub const MAX_PAGE: u64 = 1024 * 1024;
+
+/// The spool directory of one server.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// Open the spool under `paths`, emptied: runs of an earlier server are not listed any more,
+    /// so their output could not be asked for.
+    pub fn open(paths: &Paths) -> Result<Spool> {
+        let dir = paths.cache_dir.join("runs");
+        let _ = std::fs::remove_dir_all(&dir);
+        Paths::ensure_private_dir(&dir)?;
+        Ok(Spool { dir })
+    }
+
+    fn file(&self, run_id: &str, stream: Stream) -> PathBuf {
+        self.dir.join(format!("{run_id}.{}", stream.name()))
+    }
+
+    /// A writer for one stream of a new run.
+    pub fn writer(&self, run_id: &str, stream: Stream) -> SpoolWriter {
+        let path = self.file(run_id, stream);
+        let file = File::create(&path)
+            .map_err(|e| tracing::warn!("cannot keep the output in {}: {e}", path.display()))
+            .ok();
+        SpoolWriter {
+            file,
+            path,
+            written: 0,
+        }
+    }
+
+    /// Up to `limit` bytes of a stream from `offset`, cut back to a UTF-8 character boundary
+    /// when a character straddles the end of the page.
+    pub fn read(&self, run_id: &str, stream: Stream, offset: u64, limit: u64) -> Result<Vec<u8>> {
+        let path = self.file(run_id, stream);
+        let unreadable = |e: std::io::Error| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("cannot read the output kept in {}: {e}", path.display()),
+            )
+        };
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(unreadable(e)),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
+        let mut buf = Vec::new();
+        file.take(limit.min(MAX_PAGE))
+            .read_to_end(&mut buf)
+            .map_err(unreadable)?;
+        let full = buf.len() as u64 == limit.min(MAX_PAGE);
+        if full {
+            buf.truncate(utf8_safe_len(&buf));
+        }
+        Ok(buf)
+    }
+
+    /// Delete every kept output (the server stops: nobody can ask for it any more).
+    pub fn clear(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Bytes kept of one stream so far.
+    pub fn len(&self, run_id: &str, stream: Stream) -> u64 {
+        std::fs::metadata(self.file(run_id, stream)).map_or(0, |m| m.len())
+    }
+
+    /// Forget a run's output.
+    pub fn remove(&self, run_id: &str) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let _ = std::fs::remove_file(self.file(run_id, stream));
+        }
+    }
+}
+
+/// Appends one stream's output to its file, up to [`STREAM_LIMIT`].
+#[derive(Debug)]
+pub struct SpoolWriter {
+    file: Option<File>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl SpoolWriter {
+    /// Unbuffered on purpose: what was written can be read back while the run goes on.
+    pub fn push(&mut self, data: &[u8]) {
+        let Some(file) = &mut self.file else { return };
+        let room = (STREAM_LIMIT - self.written).min(data.len() as u64) as usize;
+        match file.write_all(&data[..room]) {
+            Ok(()) => self.written += room as u64,
+            Err(e) => {
+                tracing::warn!("stopped keeping the output in {}: {e}", self.path.display());
+                self.file = None;
+            }
+        }
+        if self.written >= STREAM_LIMIT {
+            self.file = None;
+        }
+    }
+
+    /// Bytes kept so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// One page of a run's output, as the API and the MCP tool return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputPage {
+    pub run_id: String,
+    pub stream: Stream,
+    /// Where this page starts, in bytes from the start of the stream.
+    pub offset: u64,
+    /// Where the next page starts; equal to `offset` when there is nothing more (yet).
+    pub next_offset: u64,
+    /// Bytes the stream has so far.
+    pub total_bytes: u64,
+    /// Bytes of the stream that are kept and can be read.
+    pub stored_bytes: u64,
+    /// True when the run has ended and this page reaches the end of what is kept.
+    pub eof: bool,
+    /// The page (UTF-8; invalid bytes are shown as U+FFFD).
+    pub text: String,
+}
+
+/// The length of `buf` without a UTF-8 sequence cut at its end (so that the next page starts
+/// on a character). Never cuts more than 3 bytes, so invalid data still makes progress.
+fn utf8_safe_len(buf: &[u8]) -> usize {
+    let n = buf.len();
+    for back in 1..=3.min(n) {
+        let b = buf[n - back];
+        if b & 0xC0 != 0x80 {
+            // A lead byte (or ASCII): is its sequence complete?
+            let need = match b {
+                0x00..=0x7F => 1,
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => return n,
+            };
+            return if need > back { n - back } else { n };
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_end_on_character_boundaries() {
+        let s = "aé€😀".as_bytes(); // 1 + 2 + 3 + 4 bytes
+        assert_eq!(utf8_safe_len(s), s.len());
+        assert_eq!(utf8_safe_len(&s[..2]), 1); // half of é
+        assert_eq!(utf8_safe_len(&s[..5]), 3); // two thirds of €
+        assert_eq!(utf8_safe_len(&s[..9]), 6); // three quarters of 😀
+        assert_eq!(utf8_safe_len(&[0x80, 0x80, 0x80, 0x80]), 4); // garbage still advances
+    }
+
+    #[test]
+    fn writes_up_to_the_limit_and_reads_back_pages() {
+        let home = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&Paths::under(home.path())).unwrap();
+        let mut w = spool.writer("run_1", Stream::Stdout);
+        w.push(b"hello ");
+        w.push("wörld".as_bytes());
+        assert_eq!(w.written(), 12);
+        let page = spool.read("run_1", Stream::Stdout, 0, 8).unwrap();
+        assert_eq!(page, b"hello w"); // the ö is not cut in half
+        let rest = spool.read("run_1", Stream::Stdout, 7, 100).unwrap();
+        assert_eq!(String::from_utf8(rest).unwrap(), "örld");
+        assert!(spool
+            .read("run_2", Stream::Stderr, 0, 10)
+            .unwrap()
+            .is_empty());
+        spool.remove("run_1");
+        assert!(!w.path().exists());
+    }
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Fuzz the stigmer server's HTTP API from its own OpenAPI document with schemathesis.
+#
+#   tests/fuzz/run.sh PATH_TO_STIGMER_BINARY
+#
+# Phase 1: a server in sandbox mode (commands run in throwaway busybox containers); every
+#   operation but POST /v1/shutdown (stops the server), GET /v1/events (an endless stream) and
+#   PUT /v1/mode (could switch it to local mode). All checks, plus the hooks' own
+#   `no_run_from_invalid_request`. The server must still be up afterwards.
+# Phase 2: a server in local mode; only GET/PUT /v1/mode and GET /v1/status (no run can start),
+#   then `stigmer config list` must still accept the config file the fuzzing wrote.
+#
+# Needs Docker, busybox-static (for the test image) and PyPI. Reports (JUnit, JSON) go to
+# target/fuzz-report/. FUZZ_MAX_EXAMPLES and FUZZ_SEED override the defaults.
+# Exits non-zero when a phase fails; the servers are always stopped.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 PATH_TO_STIGMER_BINARY" >&2
+  exit 2
+fi
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+[ -x "$bin" ] || { echo "not an executable: $1" >&2; exit 2; }
+cd "$root"
+
+max_examples="${FUZZ_MAX_EXAMPLES:-100}"
+seed="${FUZZ_SEED:-20261127}"
+
+venv="$root/target/fuzzenv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
+st="$venv/bin/schemathesis"
+
+image="$(tests/images/busybox.sh)"
+
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/stigmer-fuzz.XXXXXX")"
+report="$root/target/fuzz-report"
+rm -rf "$report"
+mkdir -p "$report"
+homes=()
+cleanup() {
+  local h
+  for h in ${homes[@]+"${homes[@]}"}; do
+    STIGMER_HOME="$h" "$bin" server stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# Starts a server with a fresh STIGMER_HOME (printed). The server's HOME is a scratch folder and
+# so is its working directory: a run without `cwd` works in (and in sandbox mode mounts) HOME.
+start_server() {
+  local name="$1"
+  shift
+  local h="$scratch/$name"
+  mkdir -p "$h/stigmer" "$h/home" "$h/cwd"
+  homes+=("$h/stigmer")
+  (cd "$h" && HOME="$h/home" STIGMER_HOME="$h/stigmer" "$bin" server start "$@") >"$h/start.log" 2>&1 || {
+    cat "$h/start.log" >&2
+    return 1
+  }
+}
+
+# Runs schemathesis against the server of STIGMER_HOME $1 with the remaining arguments; returns
+# its exit code. The run's JSON report is $report/$name.json.
+fuzz() {
+  local name="$1"
+  shift
+  local h="$scratch/$name"
+  local url token
+  url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$h/stigmer/data/server.json")"
+  token="$(cat "$h/stigmer/data/token")"
+  STIGMER_FUZZ_URL="$url" STIGMER_FUZZ_TOKEN="$token" STIGMER_FUZZ_CWD="$h/cwd" \
+    STIGMER_FUZZ_IMAGE="$image" SCHEMATHESIS_HOOKS="$root/tests/fuzz/hooks.py" \
+    "$st" run "$url/v1/openapi.json" \
+    --header "Authorization: Bearer $token" \
+    --checks all \
+    --workers 1 \
+    --phases examples,coverage,fuzzing \
+    --max-examples "$max_examples" \
+    --seed "$seed" \
+    --generation-database none \
+    --request-timeout 30 \
+    --continue-on-failure \
+    --no-color \
+    --report junit,json \
+    --report-junit-path "$report/$name.junit.xml" \
+    --report-json-path "$report/$name.json" \
+    "$@" 2>&1 | tee "$report/$name.log"
+  return "${PIPESTATUS[0]}"
+}
+
+# One line from a phase's JSON report: how many cases ran and how many failures were found.
+counts() {
+  python3 - "$1" <<'EOF' 2>/dev/null || echo "no report"
+import json, sys
+d = json.load(open(sys.argv[1]))
+def find(o, key):
+    if isinstance(o, dict):
+        if key in o:
+            return o[key]
+        for v in o.values():
+            r = find(v, key)
+            if r is not None:
+                return r
+    elif isinstance(o, list):
+        for v in o:
+            r = find(v, key)
+            if r is not None:
+                return r
+    return None
+parts = []
+for key in ("total_cases", "cases", "total_failures", "failures", "errors"):
+    v = find(d, key)
+    if isinstance(v, (int, float)):
+        parts.append(f"{key}={v}")
+    elif isinstance(v, (list, dict)):
+        parts.append(f"{key}={len(v)}")
+print(" ".join(parts) or "see report")
+EOF
+}
+
+summary=()
+failed=0
+
+# Phase 1: everything that cannot stop the server, stream forever or leave sandbox mode.
+t0=$SECONDS
+start_server phase1 --mode sandbox --image "$image"
+p1=0
+fuzz phase1 \
+  --exclude-name "POST /v1/shutdown" \
+  --exclude-name "GET /v1/events" \
+  --exclude-name "PUT /v1/mode" || p1=$?
+alive=0
+STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
+STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server stop >/dev/null 2>&1 || true
+if [ "$p1" -eq 0 ] && [ "$alive" -eq 0 ]; then
+  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): PASS in $((SECONDS - t0)) s, $(counts "$report/phase1.json")")
+else
+  failed=1
+  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): FAIL in $((SECONDS - t0)) s (schemathesis exit $p1, server status exit $alive), $(counts "$report/phase1.json"); see $report/phase1.log")
+fi
+
+# Phase 2: the mode routes against a local-mode server (no operation here can start a run).
+t0=$SECONDS
+start_server phase2 --mode local
+p2=0
+fuzz phase2 \
+  --include-name "GET /v1/mode" \
+  --include-name "PUT /v1/mode" \
+  --include-name "GET /v1/status" || p2=$?
+alive=0
+STIGMER_HOME="$scratch/phase2/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
+STIGMER_HOME="$scratch/phase2/stigmer" "$bin" server stop >/dev/null 2>&1 || true
+cfg=0
+STIGMER_HOME="$scratch/phase2/stigmer" HOME="$scratch/phase2/home" "$bin" config list >"$report/phase2.config.txt" 2>&1 || cfg=$?
+if [ "$p2" -eq 0 ] && [ "$alive" -eq 0 ] && [ "$cfg" -eq 0 ]; then
+  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status): PASS in $((SECONDS - t0)) s, $(counts "$report/phase2.json")")
+else
+  failed=1
+  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status): FAIL in $((SECONDS - t0)) s (schemathesis exit $p2, server status exit $alive, config list exit $cfg), $(counts "$report/phase2.json"); see $report/phase2.log")
+fi
+
+echo
+printf '%s\n' "${summary[@]}"
+exit "$failed"

@@ -1,0 +1,271 @@
+"""stigmer's MCP server, driven by the official MCP Python SDK over stdio and Streamable HTTP,
+in local and sandbox mode, against the real binary, server and container engine."""
+
+import contextlib
+import json
+import subprocess
+import time
+
+import httpx2
+import pytest
+from mcp import MCPError
+
+from conftest import CLIENT_NAME, http_session, readme_http_config, stdio_session
+
+pytestmark = pytest.mark.anyio
+
+HEAD = TAIL = 8192
+MODES = ["local", "sandbox"]
+TRANSPORTS = ["stdio", "http"]
+
+
+def text(result):
+    return "".join(c.text for c in result.content if c.type == "text")
+
+
+@contextlib.asynccontextmanager
+async def agent(transport, home, cwd):
+    """A session with the server running in `home`, the way the README connects each kind."""
+    if transport == "stdio":
+        async with stdio_session(home, cwd) as session:
+            yield session
+    else:
+        status = json.loads(home.cli("server", "status", "--json").stdout)
+        token = home.cli("server", "token").stdout.strip()
+        url, headers = readme_http_config(port_of(status), token)
+        async with http_session(url, headers) as session:
+            await session.initialize()
+            yield session
+
+
+def port_of(status):
+    return int(status["url"].rsplit(":", 1)[1])
+
+
+def start(home, mode, image=None):
+    args = ["--mode", mode] + (["--image", image] if image else [])
+    return home.start_server(*args)
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param
+
+
+@pytest.fixture
+def server(home, mode, request):
+    """A server in `mode` (sandbox mode uses the busybox test image)."""
+    image = request.getfixturevalue("sandbox_image") if mode == "sandbox" else None
+    start(home, mode, image)
+    return image
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tools_are_described_for_a_model(home, tmp_path, transport):
+    start(home, "local")
+    async with agent(transport, home, tmp_path) as s:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        assert set(tools) == {"run_command", "get_run_output", "get_environment"}
+        for t in tools.values():
+            assert len(t.description) > 80, t.name
+            assert t.input_schema["type"] == "object"
+        props = tools["run_command"].input_schema["properties"]
+        assert {"command", "argv", "cwd", "env", "timeout_secs"} <= set(props)
+        # The mode is the user's: no tool offers it.
+        assert "mode" not in props and "image" not in props
+        for p in props.values():
+            assert p.get("description"), props
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_run_command_in_each_mode(home, tmp_path, transport, mode, server):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.txt").write_text("from the host\n")
+    async with agent(transport, home, work) as s:
+        r = await s.call_tool(
+            "run_command",
+            {"command": "cat in.txt; echo oops >&2; echo $GREETING; exit 3", "cwd": str(work), "env": {"GREETING": "hello"}},
+        )
+    assert not r.is_error, text(r)
+    out = r.structured_content
+    assert out["exit_code"] == 3 and out["timed_out"] is False
+    assert out["stdout"]["text"] == "from the host\nhello\n"
+    assert out["stderr"]["text"] == "oops\n"
+    assert out["mode"] == mode and out["image"] == server
+    assert "exit code 3" in text(r) and f"{mode} mode" in text(r)
+    # The run is an ordinary run: it is in the activity, labelled with the agent's name.
+    (run,) = [x for x in home.runs() if x["id"] == out["run_id"]]
+    assert run["client"] == f"{CLIENT_NAME} (MCP)"
+    assert run["mode"] == mode
+
+
+async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, tmp_path, mode, server):
+    expected = "".join(f"{i}\n" for i in range(1, 300_001)).encode()
+    async with stdio_session(home, tmp_path) as s:
+        r = await s.call_tool("run_command", {"argv": ["seq", "1", "300000"], "cwd": str(tmp_path)})
+        assert not r.is_error, text(r)
+        out = r.structured_content["stdout"]
+        omitted = expected[HEAD:-TAIL]
+        omitted_lines = omitted.count(b"\n")
+        assert out["total_bytes"] == len(expected)
+        assert out["total_lines"] == 300_000
+        assert out["omitted_bytes"] == len(omitted)
+        assert out["omitted_lines"] == omitted_lines
+        marker = f"[... {len(omitted)} bytes / {omitted_lines} lines omitted;"
+        assert marker in text(r)
+        head, _, tail = out["text"].partition(marker)
+        # The marker starts on a line of its own.
+        first = expected[:HEAD]
+        assert head.encode() == (first if first.endswith(b"\n") else first + b"\n")
+        # The tail is never lost: it ends exactly where the output ends.
+        assert tail.split("\n", 1)[1].encode() == expected[-TAIL:]
+        assert "offset=8192" in text(r)
+
+        run_id = r.structured_content["run_id"]
+        page = await s.call_tool("get_run_output", {"run_id": run_id, "offset": HEAD, "max_bytes": 100})
+        assert page.structured_content["text"].encode() == expected[HEAD : HEAD + 100]
+        got, offset = b"", 0
+        while True:
+            page = await s.call_tool("get_run_output", {"run_id": run_id, "offset": offset, "max_bytes": 1_048_576})
+            assert not page.is_error, text(page)
+            got += page.structured_content["text"].encode()
+            offset = page.structured_content["next_offset"]
+            if page.structured_content["eof"]:
+                break
+        assert got == expected
+
+
+async def test_timeout_reports_partial_output_and_leaves_nothing(home, tmp_path, mode, server):
+    marker = "sleep 37.25" if mode == "local" else "sleep 37"
+    async with stdio_session(home, tmp_path) as s:
+        began = time.monotonic()
+        r = await s.call_tool(
+            "run_command", {"command": f"echo started; {marker}; echo never", "cwd": str(tmp_path), "timeout_secs": 1}
+        )
+        took = time.monotonic() - began
+    assert not r.is_error, text(r)
+    assert r.structured_content["timed_out"] is True
+    assert r.structured_content["exit_code"] == 124
+    assert r.structured_content["stdout"]["text"] == "started\n"
+    assert "TIMED OUT" in text(r)
+    assert took < 15
+    if mode == "local":
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+        assert left.stdout == "", left.stdout
+
+
+async def test_bad_input_gets_clear_errors_and_runs_nothing(home, tmp_path):
+    start(home, "local")
+    canary = tmp_path / "canary"
+    touch = f"touch {canary}"
+    async with stdio_session(home, tmp_path) as s:
+        cases = [
+            ({"command": touch, "cwd": "/nonexistent/dir"}, "CWD_NOT_FOUND"),
+            ({}, "INVALID_REQUEST"),
+            ({"command": touch, "argv": ["touch", str(canary)]}, "INVALID_REQUEST"),
+            ({"command": touch, "timeout_secs": -1}, "INVALID_REQUEST"),
+            ({"command": touch, "timeout_secs": 99999}, "INVALID_REQUEST"),
+            ({"command": touch, "mode": "local"}, "INVALID_MODE"),
+            ({"command": touch, "image": "alpine"}, "INVALID_MODE"),
+            ({"command": touch, "env": {"A=B": "x"}}, "INVALID_REQUEST"),
+            ({"command": 42}, "deserialize"),
+            ({"command": touch, "unknown": 1}, "unknown field"),
+        ]
+        for args, expected in cases:
+            r = await s.call_tool("run_command", args)
+            assert r.is_error, (args, text(r))
+            assert expected in text(r), (args, text(r))
+        r = await s.call_tool("get_run_output", {"run_id": "run_0000000000000000"})
+        assert r.is_error and "RUN_NOT_FOUND" in text(r)
+        r = await s.call_tool("get_run_output", {"run_id": "../../etc"})
+        assert r.is_error and "RUN_NOT_FOUND" in text(r)
+        r = await s.call_tool("get_run_output", {"run_id": "x", "max_bytes": 0})
+        assert r.is_error and "INVALID_REQUEST" in text(r)
+        with pytest.raises(MCPError) as e:
+            await s.call_tool("no_such_tool", {})
+        assert e.value.code == -32602
+
+        # A real run works in the same session, then asking past its end is refused.
+        ok = await s.call_tool("run_command", {"command": "echo fine", "cwd": str(tmp_path)})
+        r = await s.call_tool("get_run_output", {"run_id": ok.structured_content["run_id"], "offset": 999})
+        assert r.is_error and "INVALID_REQUEST" in text(r)
+    assert not canary.exists()
+    assert [r["command"] for r in home.runs()] == ["echo fine"]
+
+
+async def test_http_needs_the_token(home, tmp_path):
+    status, token = start(home, "local")
+    url, headers = readme_http_config(port_of(status), token)
+    for bad in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": token}]:
+        statuses = []
+        async with http_session(url, bad, statuses) as s:
+            with pytest.raises(MCPError):
+                await s.initialize()
+        assert statuses and set(statuses) == {401}, (bad, statuses)
+    raw = httpx2.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_command", "arguments": {"command": "true"}}},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    assert raw.status_code == 401 and raw.json()["error"]["code"] == "UNAUTHORIZED"
+    assert home.runs() == []
+    # The right token works.
+    async with http_session(url, headers) as s:
+        await s.initialize()
+        r = await s.call_tool("run_command", {"command": "echo yes", "cwd": str(tmp_path)})
+        assert r.structured_content["stdout"]["text"] == "yes\n"
+
+
+async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(home, tmp_path, mode, server):
+    home.stop_server()
+    home.cli("config", "set", "env.PAGER", "less -R")
+    home.cli("config", "set", "env.CI", "1")
+    home.cli("config", "set", "env.NO_COLOR", "")
+    home.env["STIGMER_SECRET"] = "do-not-leak"
+    status, token = start(home, mode, server)
+    cmd = "env; cat; tty || true; echo stdin-done"
+    async with stdio_session(home, tmp_path) as s:
+        r = await s.call_tool("run_command", {"command": cmd, "cwd": str(tmp_path), "timeout_secs": 30})
+    out = r.structured_content["stdout"]["text"]
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert env["PAGER"] == "less -R" and env["CI"] == "1"
+    assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_PAGER"] == "cat" and env["TERM"] == "dumb"
+    assert env.get("NO_COLOR", "") == ""
+    assert not [k for k in env if k.startswith("STIGMER")], env
+    assert token not in out and "do-not-leak" not in out
+    # stdin is closed (cat ends at once) and there is no terminal.
+    assert "not a tty" in out and out.endswith("stdin-done\n")
+    assert r.structured_content["exit_code"] == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_get_environment_tells_mode_and_tools(home, tmp_path, transport, mode, server):
+    async with agent(transport, home, tmp_path) as s:
+        r = await s.call_tool("get_environment", {})
+    assert not r.is_error, text(r)
+    env = r.structured_content
+    assert env["mode"] == mode
+    assert env["default_env"]["GIT_TERMINAL_PROMPT"] == "0"
+    names = {t["name"] for t in env["tools"]}
+    if mode == "local":
+        assert "bash" in names and "local mode" in text(r)
+        assert all(t["found"] for t in env["tools"])
+    else:
+        assert env["image"] == server and env["engine"]["state"] == "connected"
+        assert "custom image" in text(r)
+    if transport == "stdio":
+        assert env["default_cwd"] == str(tmp_path)
+
+
+async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, tmp_path):
+    assert home.cli("server", "status", check=False).returncode == 3
+    async with stdio_session(home, tmp_path) as s:
+        r = await s.call_tool("run_command", {"command": "pwd"})
+        assert r.structured_content["stdout"]["text"] == f"{tmp_path}\n"
+        assert home.cli("server", "status", check=False).returncode == 0
+    # The session's server goes with the session.
+    deadline = time.monotonic() + 10
+    while home.cli("server", "status", check=False).returncode != 3:
+        assert time.monotonic() < deadline, "the session's server outlived the session"
+        time.sleep(0.1)
