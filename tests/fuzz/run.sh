@@ -10,8 +10,12 @@
 # Phase 2: a server in local mode; only GET/PUT /v1/mode and GET /v1/status (no run can start),
 #   then `stigmer config list` must still accept the config file the fuzzing wrote.
 #
-# Needs Docker, busybox-static (for the test image) and PyPI. Reports (JUnit, JSON) go to
-# target/fuzz-report/. FUZZ_MAX_EXAMPLES and FUZZ_SEED override the defaults.
+# tests/fuzz/hooks.py keeps the fuzzed runs harmless (never `mode: local`, short timeouts, no
+# existing host folder as `cwd`, only the test image) and adds checks: no run from a refused
+# request, and run streams (NDJSON, SSE, frames) that match the document.
+# Needs Docker, busybox-static (for the test image) and PyPI; the venv is target/fuzzenv. Logs and
+# reports (JUnit, JSON, server logs) go to target/fuzz-report/. FUZZ_MAX_EXAMPLES (per operation,
+# default 300) and FUZZ_SEED override the defaults.
 # Exits non-zero when a phase fails; the servers are always stopped.
 set -euo pipefail
 
@@ -23,8 +27,12 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 [ -x "$bin" ] || { echo "not an executable: $1" >&2; exit 2; }
 cd "$root"
+# Settings come from the flags below and the servers' own fresh config, not from the caller.
+for v in $(compgen -e); do
+  case "$v" in STIGMER_*) unset "$v" ;; esac
+done
 
-max_examples="${FUZZ_MAX_EXAMPLES:-100}"
+max_examples="${FUZZ_MAX_EXAMPLES:-300}"
 seed="${FUZZ_SEED:-20261127}"
 
 venv="$root/target/fuzzenv"
@@ -44,28 +52,32 @@ homes=()
 cleanup() {
   local h
   for h in ${homes[@]+"${homes[@]}"}; do
-    STIGMER_HOME="$h" "$bin" server stop >/dev/null 2>&1 || true
+    STIGMER_HOME="$h/stigmer" "$bin" server stop >/dev/null 2>&1 || true
+    cp -r "$h/stigmer/logs" "$report/$(basename "$h").server-logs" 2>/dev/null || true
   done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-# Starts a server with a fresh STIGMER_HOME (printed). The server's HOME is a scratch folder and
-# so is its working directory: a run without `cwd` works in (and in sandbox mode mounts) HOME.
+# Starts the server of phase $1 (further arguments go to `server start`) with a fresh
+# STIGMER_HOME. Its HOME and working directory are scratch folders too: a run without `cwd` works
+# in (and in sandbox mode mounts) HOME, so no fuzzed command sees the real home folder.
 start_server() {
   local name="$1"
   shift
   local h="$scratch/$name"
   mkdir -p "$h/stigmer" "$h/home" "$h/cwd"
-  homes+=("$h/stigmer")
+  homes+=("$h")
   (cd "$h" && HOME="$h/home" STIGMER_HOME="$h/stigmer" "$bin" server start "$@") >"$h/start.log" 2>&1 || {
     cat "$h/start.log" >&2
     return 1
   }
 }
 
-# Runs schemathesis against the server of STIGMER_HOME $1 with the remaining arguments; returns
-# its exit code. The run's JSON report is $report/$name.json.
+# Runs schemathesis against the server of phase $1 with the remaining arguments (operation
+# filters); returns its exit code. Log and reports: $report/$1.{log,json,junit.xml}.
 fuzz() {
   local name="$1"
   shift
@@ -93,33 +105,14 @@ fuzz() {
   return "${PIPESTATUS[0]}"
 }
 
-# One line from a phase's JSON report: how many cases ran and how many failures were found.
+# One line from a phase's JSON report: how many cases ran and what they found.
 counts() {
   python3 - "$1" <<'EOF' 2>/dev/null || echo "no report"
 import json, sys
 d = json.load(open(sys.argv[1]))
-def find(o, key):
-    if isinstance(o, dict):
-        if key in o:
-            return o[key]
-        for v in o.values():
-            r = find(v, key)
-            if r is not None:
-                return r
-    elif isinstance(o, list):
-        for v in o:
-            r = find(v, key)
-            if r is not None:
-                return r
-    return None
-parts = []
-for key in ("total_cases", "cases", "total_failures", "failures", "errors"):
-    v = find(d, key)
-    if isinstance(v, (int, float)):
-        parts.append(f"{key}={v}")
-    elif isinstance(v, (list, dict)):
-        parts.append(f"{key}={len(v)}")
-print(" ".join(parts) or "see report")
+t = d["test_cases"]
+print(f"{t['generated']} cases, {t['unique_failures']} unique failures, {t['errored']} errors, "
+      f"{d.get('filtered', 0)} known failures filtered out by hooks.py")
 EOF
 }
 
@@ -128,7 +121,10 @@ failed=0
 
 # Phase 1: everything that cannot stop the server, stream forever or leave sandbox mode.
 t0=$SECONDS
-start_server phase1 --mode sandbox --image "$image"
+# Sandbox containers without network, and no image downloads: fuzzed commands reach nothing.
+STIGMER_SANDBOX_NETWORK=none STIGMER_SANDBOX_AUTO_PULL=false STIGMER_SANDBOX_MEMORY=512m \
+  start_server phase1 --mode sandbox --image "$image"
+pid1="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$scratch/phase1/stigmer/data/server.json")"
 p1=0
 fuzz phase1 \
   --exclude-name "POST /v1/shutdown" \
@@ -137,11 +133,13 @@ fuzz phase1 \
 alive=0
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server stop >/dev/null 2>&1 || true
-if [ "$p1" -eq 0 ] && [ "$alive" -eq 0 ]; then
+# Stopping the server removes its sandbox containers.
+left="$(docker ps -aq --filter "label=dev.stigmer.owner=server-$pid1" | wc -l)"
+if [ "$p1" -eq 0 ] && [ "$alive" -eq 0 ] && [ "$left" -eq 0 ]; then
   summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): PASS in $((SECONDS - t0)) s, $(counts "$report/phase1.json")")
 else
   failed=1
-  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): FAIL in $((SECONDS - t0)) s (schemathesis exit $p1, server status exit $alive), $(counts "$report/phase1.json"); see $report/phase1.log")
+  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): FAIL in $((SECONDS - t0)) s (schemathesis exit $p1, server status exit $alive, containers left $left), $(counts "$report/phase1.json"); see $report/phase1.log")
 fi
 
 # Phase 2: the mode routes against a local-mode server (no operation here can start a run).
