@@ -39,8 +39,9 @@ python_env() {
   if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "== python test tools into $dir"
     python3 -m venv "$dir"
-    local req
-    for req in "$@"; do "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"; done
+    local args=() req
+    for req in "$@"; do args+=(-r "$req"); done
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "${args[@]}"
     echo "$stamp" > "$dir/.stamp"
   fi
 }

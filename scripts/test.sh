@@ -20,8 +20,19 @@ status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
 # The MCP server driven by a real MCP client (the official Python SDK), over stdio and HTTP.
 STIGMER_BIN="$PWD/target/debug/stigmer" target/pyenv/bin/python -m pytest tests/mcp -q 2>&1 | tee -a "$log" || status=$?
-# One closing line for the whole suite, summed over every test binary and pytest.
+# The HTTP API fuzzed from its OpenAPI document (schemathesis); needs the container engine.
+if docker version >/dev/null 2>&1; then
+  tests/fuzz/run.sh target/debug/stigmer 2>&1 | tee -a "$log" || status=$?
+elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
+  echo "fuzz phase 0 (no container engine, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"
+  status=1
+else
+  echo "!!!!! SKIPPED the API fuzzing: no container engine on this machine !!!!!"
+fi
+# One closing line for the whole suite, summed over every test binary, pytest and the fuzzing.
 awk '/^test result:/ || /^(=+ )?[0-9]+ (passed|failed|error)/ {
        for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }
+     /^fuzz phase [0-9].*: PASS/ { p++ }
+     /^fuzz phase [0-9].*: FAIL/ { f++ }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit $status

@@ -13,7 +13,7 @@
 # tests/fuzz/hooks.py keeps the fuzzed runs harmless (never `mode: local`, short timeouts, no
 # existing host folder as `cwd`, only the test image) and adds checks: no run from a refused
 # request, and run streams (NDJSON, SSE, frames) that match the document.
-# Needs Docker, busybox-static (for the test image) and PyPI; the venv is target/fuzzenv. Logs and
+# Needs Docker, busybox-static (for the test image) and PyPI; the venv is target/pyenv. Logs and
 # reports (JUnit, JSON, server logs) go to target/fuzz-report/. FUZZ_MAX_EXAMPLES (per operation,
 # default 300) and FUZZ_SEED override the defaults.
 # Exits non-zero when a phase fails; the servers are always stopped.
@@ -35,12 +35,11 @@ done
 max_examples="${FUZZ_MAX_EXAMPLES:-300}"
 seed="${FUZZ_SEED:-20261127}"
 
-venv="$root/target/fuzzenv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
-st="$venv/bin/schemathesis"
+# The same venv as the MCP tests (scripts/test.sh makes it; made here when missing).
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt
+st="$root/target/pyenv/bin/schemathesis"
 
 image="$(tests/images/busybox.sh)"
 
@@ -85,8 +84,10 @@ fuzz() {
   local url token
   url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$h/stigmer/data/server.json")"
   token="$(cat "$h/stigmer/data/token")"
-  STIGMER_FUZZ_URL="$url" STIGMER_FUZZ_TOKEN="$token" STIGMER_FUZZ_CWD="$h/cwd" \
-    STIGMER_FUZZ_IMAGE="$image" SCHEMATHESIS_HOOKS="$root/tests/fuzz/hooks.py" \
+  # From the report folder: schemathesis keeps its `.schemathesis/` (failures for `st replay`)
+  # in the working directory.
+  (cd "$report" && STIGMER_FUZZ_URL="$url" STIGMER_FUZZ_TOKEN="$token" STIGMER_FUZZ_CWD="$h/cwd" \
+    STIGMER_FUZZ_IMAGE="$image" SCHEMATHESIS_HOOKS="$root/tests/fuzz/hooks.py" PYTHONDONTWRITEBYTECODE=1 \
     "$st" run "$url/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks all \
@@ -102,7 +103,7 @@ fuzz() {
     --report-junit-path "$report/$name.junit.xml" \
     --report-json-path "$report/$name.json" \
     "$@" 2>&1 | tee "$report/$name.log"
-  return "${PIPESTATUS[0]}"
+    exit "${PIPESTATUS[0]}")
 }
 
 # One line from a phase's JSON report: how many cases ran and what they found.

@@ -5,6 +5,7 @@ import contextlib
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -269,3 +270,27 @@ async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, tmp_pa
     while home.cli("server", "status", check=False).returncode != 3:
         assert time.monotonic() < deadline, "the session's server outlived the session"
         time.sleep(0.1)
+
+
+async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(home, tmp_path):
+    # A server started from a terminal (`script` gives it one, as a user's shell would). Its
+    # commands must not be able to open that terminal: ssh or sudo would prompt there and hang.
+    server = subprocess.Popen(
+        ["script", "-qfec", "stigmer server start --foreground --port 0", "/dev/null"],
+        env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while home.cli("server", "status", check=False).returncode != 0:
+            assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+            time.sleep(0.1)
+        probe = "if (: </dev/tty) 2>/dev/null; then echo has-terminal; else echo no-terminal; fi"
+        async with stdio_session(home, tmp_path) as s:
+            r = await s.call_tool("run_command", {"command": probe, "cwd": str(tmp_path)})
+        assert r.structured_content["stdout"]["text"] == "no-terminal\n", text(r)
+        # The probe can tell: the server itself has the terminal.
+        pid = json.loads(home.cli("server", "status", "--json").stdout)["pid"]
+        assert Path(f"/proc/{pid}/stat").read_text().split()[6] != "0"
+    finally:
+        home.stop_server()
+        server.wait(timeout=20)

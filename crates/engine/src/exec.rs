@@ -139,7 +139,8 @@ pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// A timeout given in seconds, validated. `what` names it in the error (a flag or a field).
 pub fn timeout_from_secs(secs: f64, what: &str) -> Result<Duration> {
     if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS {
-        Ok(Duration::from_secs_f64(secs))
+        // A positive timeout too small for a Duration (under 1 ns) is still a timeout.
+        Ok(Duration::from_secs_f64(secs).max(Duration::from_nanos(1)))
     } else {
         Err(Error::new(
             ErrorCode::InvalidRequest,
@@ -584,6 +585,16 @@ mod tests {
         .await;
         assert!(r.timed_out);
         assert_eq!(r.shell_exit_code(), 124);
+    }
+
+    #[test]
+    fn timeouts_in_seconds() {
+        assert_eq!(timeout_from_secs(1.5, "t").unwrap(), Duration::from_millis(1500));
+        // Found by the fuzzer: positive but under a nanosecond used to round to 0 and be refused.
+        assert!(!timeout_from_secs(2.4e-49, "t").unwrap().is_zero());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_TIMEOUT_SECS + 1.0] {
+            assert!(timeout_from_secs(bad, "t").is_err(), "{bad}");
+        }
     }
 
     #[test]
