@@ -19,11 +19,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 60 } else { 400 };
     let home = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
     // Start-to-ready, foreground server (what the desktop app does), several times.
@@ -77,16 +73,7 @@ fn main() {
         }
         for i in 0..n {
             // Interleave, so drift hits both sides alike.
-            let t = Instant::now();
-            let status = tokio::process::Command::new("true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .status()
-                .await
-                .unwrap();
-            assert!(status.success());
-            direct.push(t.elapsed());
+            direct.push(direct_true().await);
             let t = Instant::now();
             let (_, code) = api_run(
                 &client,

@@ -20,11 +20,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 60 } else { 400 };
     let home = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (mut server, _) = start_server(home.path());
     let (url, token) = discovery(home.path());
 
@@ -68,16 +64,7 @@ fn main() {
             api_run_frames(&client, &url, &token, body()).await;
         }
         for _ in 0..n {
-            let t = Instant::now();
-            let s = tokio::process::Command::new("true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .status()
-                .await
-                .unwrap();
-            assert!(s.success());
-            direct.push(t.elapsed());
+            direct.push(direct_true().await);
 
             let t = Instant::now();
             let (_, code) = api_run_frames(&client, &url, &token, body()).await;

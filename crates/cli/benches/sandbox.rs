@@ -35,11 +35,7 @@ fn main() {
     let home = tempfile::tempdir().unwrap();
     let ws = home.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (mut server, _) = start_server(home.path());
     let (url, token) = discovery(home.path());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -59,6 +59,19 @@ impl Client {
         Err(api_error(status, &body))
     }
 
+    /// Start a run (`POST /v1/runs`) and return its stream, in binary frames.
+    pub async fn start_run(&self, body: &impl Serialize) -> Result<reqwest::Response> {
+        self.send(
+            self.request(reqwest::Method::POST, "/v1/runs")
+                .header(
+                    reqwest::header::ACCEPT,
+                    stigmer_engine::server::frames::MEDIA_TYPE,
+                )
+                .json(body),
+        )
+        .await
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         resp.json().await.map_err(|e| self.unavailable(e))

@@ -116,14 +116,7 @@ impl Backend for Remote {
     fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
         Box::pin(async move {
             let client = self.client().await?;
-            let resp = client
-                .send(
-                    client
-                        .request(reqwest::Method::POST, "/v1/runs")
-                        .header(reqwest::header::ACCEPT, frames::MEDIA_TYPE)
-                        .json(&body),
-                )
-                .await?;
+            let resp = client.start_run(&body).await?;
             let lost = |e: String| {
                 Error::new(
                     ErrorCode::ServerUnavailable,

@@ -298,14 +298,7 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
         "client": "stigmer-cli",
     });
     let interrupt = Interrupt::watch();
-    let resp = client
-        .send(
-            client
-                .request(reqwest::Method::POST, "/v1/runs")
-                .header(reqwest::header::ACCEPT, frames::MEDIA_TYPE)
-                .json(&body),
-        )
-        .await?;
+    let resp = client.start_run(&body).await?;
     let run_id = resp
         .headers()
         .get("x-run-id")

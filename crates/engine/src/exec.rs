@@ -149,6 +149,36 @@ pub fn timeout_from_secs(secs: f64, what: &str) -> Result<Duration> {
     }
 }
 
+/// Give up this process's controlling terminal, once, so the commands it starts have none:
+/// ssh, sudo and friends then fail at once instead of prompting on the terminal stigmer was
+/// started from (and hanging the run until its timeout). Ctrl-C still reaches stigmer: it stays
+/// in the terminal's foreground process group.
+#[cfg(unix)]
+fn detach_from_terminal() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: plain system calls on a descriptor opened and closed here. A session leader
+        // that gives up its terminal makes the kernel send SIGHUP to the foreground group
+        // (ours): it is ignored for that moment.
+        unsafe {
+            let fd = libc::open(
+                c"/dev/tty".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return; // no controlling terminal
+            }
+            let leader = libc::getsid(0) == libc::getpid();
+            let previous = leader.then(|| libc::signal(libc::SIGHUP, libc::SIG_IGN));
+            libc::ioctl(fd, libc::TIOCNOTTY);
+            if let Some(previous) = previous {
+                libc::signal(libc::SIGHUP, previous);
+            }
+            libc::close(fd);
+        }
+    });
+}
+
 /// The working directory must be an absolute path to an existing directory.
 pub fn check_cwd(cwd: &Path) -> Result<()> {
     if !cwd.is_absolute() {
@@ -260,17 +290,10 @@ pub async fn run_local(
         cmd.env_remove(k);
     }
     cmd.envs(&req.env);
-    // A session of its own: the command's process group is the session (so the whole tree can
-    // be signalled), and it has no controlling terminal, so ssh, sudo and friends cannot
-    // prompt on the terminal stigmer was started from: they fail at once instead of hanging.
     #[cfg(unix)]
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    {
+        detach_from_terminal();
+        cmd.process_group(0);
     }
 
     let started = Instant::now();
@@ -589,7 +612,10 @@ mod tests {
 
     #[test]
     fn timeouts_in_seconds() {
-        assert_eq!(timeout_from_secs(1.5, "t").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            timeout_from_secs(1.5, "t").unwrap(),
+            Duration::from_millis(1500)
+        );
         // Found by the fuzzer: positive but under a nanosecond used to round to 0 and be refused.
         assert!(!timeout_from_secs(2.4e-49, "t").unwrap().is_zero());
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_TIMEOUT_SECS + 1.0] {

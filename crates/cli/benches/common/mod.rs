@@ -45,6 +45,29 @@ pub fn start_server(home: &std::path::Path) -> (std::process::Child, Duration) {
     }
 }
 
+/// The benchmarks' runtime: two workers, like the server's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The baseline: spawn `true` directly, with piped output as the server does; its duration.
+pub async fn direct_true() -> Duration {
+    let t = Instant::now();
+    let status = tokio::process::Command::new("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    t.elapsed()
+}
+
 pub fn stop(child: &mut std::process::Child) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

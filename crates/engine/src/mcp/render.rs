@@ -21,15 +21,12 @@ fn result(text: String, structured: Value, is_error: bool) -> CallToolResult {
 /// The result of `run_command`. A command that failed or timed out is still a successful
 /// call (the agent reads the exit code); a run that could not start is an error.
 pub fn run_result(run: &RunSummary) -> CallToolResult {
-    if run.state == RunState::Failed || run.outcome.is_none() {
+    let (RunState::Finished, Some(o)) = (run.state, &run.outcome) else {
         let e = run.error.clone().unwrap_or_else(|| {
             crate::Error::internal("the run ended without an outcome; see the server log")
         });
         let text = format!("{}: {}", e.code, e.message);
         return result(text, json!({ "run_id": run.id, "error": e }), true);
-    }
-    let Some(o) = &run.outcome else {
-        unreachable!()
     };
     let where_ = match &run.image {
         Some(image) => format!("sandbox mode, image {image}"),
