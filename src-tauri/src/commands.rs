@@ -79,13 +79,13 @@ pub async fn run_command(
         ));
     }
     let api = shared.api()?;
-    // Commands typed in the window start in the user's home folder, like a new terminal.
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    // No cwd: the server's default, the home folder in local mode (like a new terminal) and a
+    // scratch folder in sandbox mode (the home folder is never mounted into a container).
     let resp = api
         .send(
             api.request(reqwest::Method::POST, "/v1/runs")
                 .header("Accept", frames::MEDIA_TYPE)
-                .json(&json!({ "shell": shell, "cwd": home, "client": "stigmer-desktop" })),
+                .json(&json!({ "shell": shell, "client": "stigmer-desktop" })),
         )
         .await?;
     let mut stream = resp.bytes_stream();

@@ -117,6 +117,15 @@ def home(tmp_path):
 
 
 @pytest.fixture
+def work(tmp_path):
+    """A folder to run commands in, beside the STIGMER_HOME (sandbox mode does not mount a
+    folder holding stigmer's own files)."""
+    w = tmp_path / "work"
+    w.mkdir()
+    return w
+
+
+@pytest.fixture
 def sandbox_image():
     if not engine_available():
         pytest.skip("SKIPPED: no container engine on this machine")

@@ -61,9 +61,9 @@ def server(home, mode, request):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_tools_are_described_for_a_model(home, tmp_path, transport):
+async def test_tools_are_described_for_a_model(home, work, transport):
     start(home, "local")
-    async with agent(transport, home, tmp_path) as s:
+    async with agent(transport, home, work) as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
         assert set(tools) == {"run_command", "get_run_output", "get_environment"}
         for t in tools.values():
@@ -78,9 +78,7 @@ async def test_tools_are_described_for_a_model(home, tmp_path, transport):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_run_command_in_each_mode(home, tmp_path, transport, mode, server):
-    work = tmp_path / "work"
-    work.mkdir()
+async def test_run_command_in_each_mode(home, work, transport, mode, server):
     (work / "in.txt").write_text("from the host\n")
     async with agent(transport, home, work) as s:
         r = await s.call_tool(
@@ -100,10 +98,10 @@ async def test_run_command_in_each_mode(home, tmp_path, transport, mode, server)
     assert run["mode"] == mode
 
 
-async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, tmp_path, mode, server):
+async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, work, mode, server):
     expected = "".join(f"{i}\n" for i in range(1, 300_001)).encode()
-    async with stdio_session(home, tmp_path) as s:
-        r = await s.call_tool("run_command", {"argv": ["seq", "1", "300000"], "cwd": str(tmp_path)})
+    async with stdio_session(home, work) as s:
+        r = await s.call_tool("run_command", {"argv": ["seq", "1", "300000"], "cwd": str(work)})
         assert not r.is_error, text(r)
         out = r.structured_content["stdout"]
         omitted = expected[HEAD:-TAIL]
@@ -136,12 +134,12 @@ async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, tm
         assert got == expected
 
 
-async def test_timeout_reports_partial_output_and_leaves_nothing(home, tmp_path, mode, server):
+async def test_timeout_reports_partial_output_and_leaves_nothing(home, work, mode, server):
     marker = "sleep 37.25" if mode == "local" else "sleep 37"
-    async with stdio_session(home, tmp_path) as s:
+    async with stdio_session(home, work) as s:
         began = time.monotonic()
         r = await s.call_tool(
-            "run_command", {"command": f"echo started; {marker}; echo never", "cwd": str(tmp_path), "timeout_secs": 1}
+            "run_command", {"command": f"echo started; {marker}; echo never", "cwd": str(work), "timeout_secs": 1}
         )
         took = time.monotonic() - began
     assert not r.is_error, text(r)
@@ -155,11 +153,11 @@ async def test_timeout_reports_partial_output_and_leaves_nothing(home, tmp_path,
         assert left.stdout == "", left.stdout
 
 
-async def test_bad_input_gets_clear_errors_and_runs_nothing(home, tmp_path):
+async def test_bad_input_gets_clear_errors_and_runs_nothing(home, work):
     start(home, "local")
-    canary = tmp_path / "canary"
+    canary = work / "canary"
     touch = f"touch {canary}"
-    async with stdio_session(home, tmp_path) as s:
+    async with stdio_session(home, work) as s:
         cases = [
             ({"command": touch, "cwd": "/nonexistent/dir"}, "CWD_NOT_FOUND"),
             ({}, "INVALID_REQUEST"),
@@ -187,14 +185,14 @@ async def test_bad_input_gets_clear_errors_and_runs_nothing(home, tmp_path):
         assert e.value.code == -32602
 
         # A real run works in the same session, then asking past its end is refused.
-        ok = await s.call_tool("run_command", {"command": "echo fine", "cwd": str(tmp_path)})
+        ok = await s.call_tool("run_command", {"command": "echo fine", "cwd": str(work)})
         r = await s.call_tool("get_run_output", {"run_id": ok.structured_content["run_id"], "offset": 999})
         assert r.is_error and "INVALID_REQUEST" in text(r)
     assert not canary.exists()
     assert [r["command"] for r in home.runs()] == ["echo fine"]
 
 
-async def test_http_needs_the_token(home, tmp_path):
+async def test_http_needs_the_token(home, work):
     status, token = start(home, "local")
     url, headers = readme_http_config(port_of(status), token)
     for bad in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": token}]:
@@ -213,11 +211,11 @@ async def test_http_needs_the_token(home, tmp_path):
     # The right token works.
     async with http_session(url, headers) as s:
         await s.initialize()
-        r = await s.call_tool("run_command", {"command": "echo yes", "cwd": str(tmp_path)})
+        r = await s.call_tool("run_command", {"command": "echo yes", "cwd": str(work)})
         assert r.structured_content["stdout"]["text"] == "yes\n"
 
 
-async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(home, tmp_path, mode, server):
+async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(home, work, mode, server):
     home.stop_server()
     home.cli("config", "set", "env.PAGER", "less -R")
     home.cli("config", "set", "env.CI", "1")
@@ -225,8 +223,8 @@ async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(ho
     home.env["STIGMER_SECRET"] = "do-not-leak"
     status, token = start(home, mode, server)
     cmd = "env; cat; tty || true; echo stdin-done"
-    async with stdio_session(home, tmp_path) as s:
-        r = await s.call_tool("run_command", {"command": cmd, "cwd": str(tmp_path), "timeout_secs": 30})
+    async with stdio_session(home, work) as s:
+        r = await s.call_tool("run_command", {"command": cmd, "cwd": str(work), "timeout_secs": 30})
     out = r.structured_content["stdout"]["text"]
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert env["PAGER"] == "less -R" and env["CI"] == "1"
@@ -240,8 +238,8 @@ async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(ho
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_get_environment_tells_mode_and_tools(home, tmp_path, transport, mode, server):
-    async with agent(transport, home, tmp_path) as s:
+async def test_get_environment_tells_mode_and_tools(home, work, transport, mode, server):
+    async with agent(transport, home, work) as s:
         r = await s.call_tool("get_environment", {})
     assert not r.is_error, text(r)
     env = r.structured_content
@@ -255,14 +253,14 @@ async def test_get_environment_tells_mode_and_tools(home, tmp_path, transport, m
         assert env["image"] == server and env["engine"]["state"] == "connected"
         assert "custom image" in text(r)
     if transport == "stdio":
-        assert env["default_cwd"] == str(tmp_path)
+        assert env["default_cwd"] == str(work)
 
 
-async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, tmp_path):
+async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, work):
     assert home.cli("server", "status", check=False).returncode == 3
-    async with stdio_session(home, tmp_path) as s:
+    async with stdio_session(home, work) as s:
         r = await s.call_tool("run_command", {"command": "pwd"})
-        assert r.structured_content["stdout"]["text"] == f"{tmp_path}\n"
+        assert r.structured_content["stdout"]["text"] == f"{work}\n"
         assert home.cli("server", "status", check=False).returncode == 0
     # The session's server goes with the session.
     deadline = time.monotonic() + 10
@@ -271,7 +269,7 @@ async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, tmp_pa
         time.sleep(0.1)
 
 
-async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(home, tmp_path):
+async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(home, work):
     # A server started from a terminal (`script` gives it one, as a user's shell would). Its
     # commands must not be able to open that terminal: ssh or sudo would prompt there and hang.
     server = subprocess.Popen(
@@ -284,8 +282,8 @@ async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(ho
             assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
             time.sleep(0.1)
         probe = "if (: </dev/tty) 2>/dev/null; then echo has-terminal; else echo no-terminal; fi"
-        async with stdio_session(home, tmp_path) as s:
-            r = await s.call_tool("run_command", {"command": probe, "cwd": str(tmp_path)})
+        async with stdio_session(home, work) as s:
+            r = await s.call_tool("run_command", {"command": probe, "cwd": str(work)})
         assert r.structured_content["stdout"]["text"] == "no-terminal\n", text(r)
         # The probe can tell: run straight under a terminal, it finds one.
         direct = subprocess.run(["script", "-qfec", probe, "/dev/null"], capture_output=True, text=True)
@@ -293,3 +291,12 @@ async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(ho
     finally:
         home.stop_server()
         server.wait(timeout=20)
+
+
+async def test_sandbox_never_mounts_stigmers_own_files(home, work, sandbox_image):
+    start(home, "sandbox", sandbox_image)
+    async with stdio_session(home, work) as s:
+        # The folder above holds STIGMER_HOME (settings, token): a sandboxed command must not see it.
+        r = await s.call_tool("run_command", {"command": "ls", "cwd": str(home.path.parent)})
+    assert r.is_error and "INVALID_REQUEST" in text(r) and "does not mount" in text(r), text(r)
+    assert home.runs()[0]["state"] == "failed"

@@ -51,7 +51,7 @@ fn default_cwd(flag: Option<PathBuf>) -> Result<PathBuf> {
         Some(d) => here.map(|h| h.join(&d)).unwrap_or(d),
         None => match here {
             Some(h) if h.parent().is_some() => h,
-            _ => stigmer_engine::server::api::default_cwd(),
+            _ => stigmer_engine::server::api::home_dir(),
         },
     };
     if !dir.is_dir() {

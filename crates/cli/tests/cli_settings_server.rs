@@ -219,7 +219,7 @@ fn server_lifecycle_start_status_second_start_stop() {
     );
 
     // The token file is the user's alone.
-    let mode = std::fs::metadata(env.path().join("data/token")).unwrap();
+    let mode = std::fs::metadata(env.home().join("data/token")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
         0
@@ -242,7 +242,7 @@ fn server_lifecycle_start_status_second_start_stop() {
 #[test]
 fn a_stale_discovery_file_is_cleaned() {
     let env = TestEnv::new();
-    std::fs::create_dir_all(env.path().join("data")).unwrap();
+    std::fs::create_dir_all(env.home().join("data")).unwrap();
     // A pid that cannot be alive: a finished child of ours, reaped.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
@@ -266,9 +266,9 @@ fn a_stale_discovery_file_is_cleaned() {
 #[test]
 fn an_unreachable_server_is_a_125_not_a_silent_local_run() {
     let env = TestEnv::new();
-    std::fs::create_dir_all(env.path().join("data")).unwrap();
+    std::fs::create_dir_all(env.home().join("data")).unwrap();
     // A server that holds its lock but does not answer (hung, or its port taken over).
-    let lock = std::fs::File::create(env.path().join("data/server.lock")).unwrap();
+    let lock = std::fs::File::create(env.home().join("data/server.lock")).unwrap();
     lock.lock().unwrap();
     let mut impostor = std::process::Command::new("sleep")
         .arg("30")
@@ -287,7 +287,7 @@ fn an_unreachable_server_is_a_125_not_a_silent_local_run() {
         ),
     )
     .unwrap();
-    std::fs::write(env.path().join("data/token"), "t".repeat(64)).unwrap();
+    std::fs::write(env.home().join("data/token"), "t".repeat(64)).unwrap();
     let marker = env.path().join("ran");
     let o = env
         .cmd()

@@ -41,7 +41,12 @@ static IMAGES: Mutex<()> = Mutex::new(());
 /// Python tests use too.
 pub fn ensure_busybox() {
     let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/busybox.sh");
+    // This file is also compiled into the desktop's tests: find the repository root from either.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("tests/images/busybox.sh"))
+        .find(|s| s.exists())
+        .expect("tests/images/busybox.sh in the repository");
     let o = Command::new(&script).arg(BUSYBOX).output().unwrap();
     assert!(
         o.status.success(),

@@ -13,34 +13,43 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stigmer");
 
-/// A private STIGMER_HOME for one test.
+/// A private STIGMER_HOME for one test, and a folder to work in beside it (sandbox mode does
+/// not mount a folder that holds stigmer's own files).
 pub struct TestEnv {
-    pub home: tempfile::TempDir,
+    root: tempfile::TempDir,
+    work: PathBuf,
 }
 
 impl TestEnv {
     pub fn new() -> TestEnv {
-        TestEnv {
-            home: tempfile::tempdir().expect("temp dir"),
-        }
+        let root = tempfile::tempdir().expect("temp dir");
+        let work = root.path().join("work");
+        std::fs::create_dir(&work).expect("work dir");
+        TestEnv { root, work }
     }
 
+    /// The test's working folder (commands' cwd, files the test makes).
     pub fn path(&self) -> &Path {
-        self.home.path()
+        &self.work
+    }
+
+    /// The test's STIGMER_HOME.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
     }
 
     pub fn config_file(&self) -> PathBuf {
-        self.path().join("config/config.toml")
+        self.home().join("config/config.toml")
     }
 
     pub fn discovery_file(&self) -> PathBuf {
-        self.path().join("data/server.json")
+        self.home().join("data/server.json")
     }
 
     /// `stigmer` with this environment and none of the user's stigmer settings.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.env("STIGMER_HOME", self.path());
+        c.env("STIGMER_HOME", self.home());
         for v in [
             "STIGMER_EXECUTION_MODE",
             "STIGMER_SANDBOX_IMAGE",
@@ -86,7 +95,7 @@ impl TestEnv {
                 let d: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 if d["pid"] == pid {
                     let url = d["url"].as_str().unwrap().to_string();
-                    let token = std::fs::read_to_string(self.path().join("data/token")).unwrap();
+                    let token = std::fs::read_to_string(self.home().join("data/token")).unwrap();
                     let port = d["port"].as_u64().unwrap() as u16;
                     return Server {
                         child,

@@ -67,7 +67,7 @@ impl Backend for InServer {
     }
 
     fn default_cwd(&self) -> PathBuf {
-        api::default_cwd()
+        api::default_cwd(&self.state.paths, self.state.settings().mode)
     }
 }
 

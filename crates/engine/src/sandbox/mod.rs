@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::connect::{EngineInfo, EngineState};
 use self::containers::{ContainerSpec, OwnContainer, Owner};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::events::EventBus;
 use crate::exec::{Chunk, ExecOutcome, ExecRequest};
 use crate::paths::Paths;
@@ -83,6 +83,8 @@ pub struct Sandbox {
     /// Cancels the downloads and builds in progress (the app's Cancel button).
     downloads: Mutex<CancellationToken>,
     slots: Mutex<HashMap<ContainerKey, Slot>>,
+    /// stigmer's config and data folders: never inside a mounted workspace.
+    protected: Vec<PathBuf>,
 }
 
 /// What `GET /v1/sandbox` and `stigmer sandbox status` show.
@@ -133,6 +135,10 @@ impl Sandbox {
             images: Mutex::default(),
             downloads: Mutex::new(CancellationToken::new()),
             slots: Mutex::default(),
+            protected: [&paths.config_dir, &paths.data_dir]
+                .into_iter()
+                .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+                .collect(),
         })
     }
 
@@ -269,6 +275,7 @@ impl Sandbox {
     ) -> Result<ExecOutcome> {
         req.validate()?;
         let workspace = containers::workspace_for(&req.cwd)?;
+        self.check_not_protected(&workspace)?;
         self.ensure_image(spec).await?;
         let docker = self.docker().await?;
         let key = crate::util::random_hex(8)?;
@@ -291,6 +298,25 @@ impl Sandbox {
             crate::error::ErrorCode::EngineUnavailable,
             "the sandbox container disappeared twice while starting the command; nothing ran",
         ))
+    }
+
+    /// A workspace holding stigmer's own settings or token is never mounted: a sandboxed
+    /// command could otherwise switch stigmer to local mode or use its token.
+    fn check_not_protected(&self, workspace: &Path) -> Result<()> {
+        let workspace = workspace
+            .canonicalize()
+            .unwrap_or_else(|_| workspace.to_path_buf());
+        match self.protected.iter().find(|p| p.starts_with(&workspace)) {
+            Some(p) => Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "sandbox mode does not mount {}: it holds stigmer's own files ({}), which a sandboxed command could change; run the command in a project folder",
+                    workspace.display(),
+                    p.display()
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The container for (image, workspace), made if needed; counts as in use until released.

@@ -25,6 +25,7 @@ use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
 use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
+use crate::paths::Paths;
 use crate::runner::Target;
 use crate::runs::{RunEvent, RunSummary};
 use crate::sandbox::connect::EngineState;
@@ -289,11 +290,27 @@ pub async fn tool_report(state: &AppState, refresh: bool) -> ToolReport {
     }
 }
 
-/// The working directory of a run that names none: the user's home.
-pub fn default_cwd() -> PathBuf {
+/// The user's home folder.
+pub fn home_dir() -> PathBuf {
     directories::BaseDirs::new()
         .map(|b| b.home_dir().to_path_buf())
         .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The working directory of a run that names none: the home folder in local mode, like a new
+/// terminal; in sandbox mode a scratch folder of stigmer's (the home folder holds stigmer's
+/// own settings and token, so it is never mounted into a container).
+pub fn default_cwd(paths: &Paths, mode: Mode) -> PathBuf {
+    match mode {
+        Mode::Local => home_dir(),
+        Mode::Sandbox => {
+            let dir = paths.cache_dir.join("sandbox-workspace");
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!("cannot create {}: {e}", dir.display());
+            }
+            dir
+        }
+    }
 }
 
 /// The body of `POST /v1/runs`.
@@ -337,13 +354,15 @@ impl RunBody {
             .timeout_secs
             .map(|t| timeout_from_secs(t, "`timeout_secs`"))
             .transpose()?;
-        let cwd = self.cwd.unwrap_or_else(default_cwd);
         let mut target = Target::from_settings(&state.settings());
         if let Some(m) = &self.mode {
             if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
                 target.mode = m;
             }
         }
+        let cwd = self
+            .cwd
+            .unwrap_or_else(|| default_cwd(&state.paths, target.mode));
         if let Some(i) = &self.image {
             if let Value::Image(i) = Key::SandboxImage.parse(i, "image")? {
                 target.sandbox.image = i;
