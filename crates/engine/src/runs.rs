@@ -384,10 +384,13 @@ impl RunRegistry {
                 ),
             ));
         }
-        if limit == 0 {
+        if limit == 0 || limit > crate::spool::MAX_PAGE {
             return Err(Error::new(
                 ErrorCode::InvalidRequest,
-                "limit must be at least 1 byte",
+                format!(
+                    "limit must be between 1 and {} bytes",
+                    crate::spool::MAX_PAGE
+                ),
             ));
         }
         let data = spool.read(id, stream, offset, limit.min(stored - offset))?;

@@ -525,9 +525,19 @@ pub struct ListQuery {
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Json<serde_json::Value> {
-    let limit = q.limit.unwrap_or(50).min(crate::runs::HISTORY_LEN);
-    Json(json!({ "runs": state.runs.list(limit) }))
+) -> ApiResult<Json<serde_json::Value>> {
+    let limit = q.limit.unwrap_or(50);
+    if limit > crate::runs::HISTORY_LEN {
+        return Err(ApiError(Error::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "limit is at most {} (the history keeps the last {} runs)",
+                crate::runs::HISTORY_LEN,
+                crate::runs::HISTORY_LEN
+            ),
+        )));
+    }
+    Ok(Json(json!({ "runs": state.runs.list(limit) })))
 }
 
 pub async fn get_run(
