@@ -257,6 +257,21 @@ async function init() {
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://ask-custom-image", () => { const r = document.querySelector("input[name=tier][value=custom]"); r.checked = true; r.dispatchEvent(new Event("change")); });
 
+  $("agent-config").textContent = await invoke("agent_config");
+  $("agent-copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("agent-config").textContent);
+      $("agent-copied").textContent = "Copied.";
+    } catch (_) {
+      // No clipboard access: select the text so Ctrl+C copies it.
+      const range = document.createRange();
+      range.selectNodeContents($("agent-config"));
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      $("agent-copied").textContent = "Selected: press Ctrl+C to copy.";
+    }
+  });
+
   render(await invoke("get_model"));
   const logs = await invoke("get_logs");
   $("log-dir").textContent = logs.log_dir;

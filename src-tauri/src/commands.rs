@@ -17,6 +17,28 @@ pub fn get_model(shared: State<'_, Shared>) -> AppModel {
     shared.model()
 }
 
+/// The MCP configuration an agent needs to run its commands through stigmer (the format
+/// Claude Desktop and Cursor read), naming the `stigmer` binary next to the app.
+#[tauri::command]
+pub fn agent_config() -> String {
+    let name = if cfg!(windows) {
+        "stigmer.exe"
+    } else {
+        "stigmer"
+    };
+    let stigmer = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "stigmer".to_string());
+    // Command first, one field a line: it reads like the clients' documentation.
+    format!(
+        "{{\n  \"mcpServers\": {{\n    \"stigmer\": {{\n      \"command\": {},\n      \"args\": [\"mcp\"]\n    }}\n  }}\n}}",
+        json!(stigmer)
+    )
+}
+
 #[tauri::command]
 pub async fn start_server(app: AppHandle) -> Result<AppModel> {
     actions::start(&app).await

@@ -56,6 +56,7 @@ fn main() {
         .manage(actions::Shared::new(paths))
         .invoke_handler(tauri::generate_handler![
             commands::get_model,
+            commands::agent_config,
             commands::start_server,
             commands::stop_server,
             commands::set_mode,

@@ -304,9 +304,29 @@ async fn window_tray_and_server_work_together() {
         json!("oops\n")
     );
     wait_text(&c, "runs", "echo hello-e2e").await;
+
+    // The window's "Connect an agent" configuration works as written: an agent launching it
+    // over stdio runs a command through this server, and the run shows labelled with its name.
+    let config: Value = serde_json::from_str(&text(&c, "agent-config").await).unwrap();
+    let server = &config["mcpServers"]["stigmer"];
+    assert_eq!(server["args"], json!(["mcp"]));
+    let reply = mcp_over_stdio(
+        d.command(server["command"].as_str().unwrap()).arg("mcp"),
+        "echo from-an-agent",
+    );
+    assert!(reply.contains("from-an-agent"), "{reply}");
+    wait_text(&c, "runs", "e2e-agent (MCP)").await;
     // Let the page paint the change before the picture (a shot can show the previous frame).
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-after-run.png").await;
+    js(
+        &c,
+        "document.getElementById('agents').scrollIntoView(); return true",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-agents.png").await;
+    js(&c, "window.scrollTo(0, 0); return true").await;
 
     // Readable at 200% zoom: one column, nothing cut off sideways.
     js(&c, "document.documentElement.style.zoom = '2'; return true").await;
@@ -502,4 +522,36 @@ async fn notifications_for_the_download_and_a_crash() {
     let _ = driver.kill();
     let _ = driver.wait();
     engine::remove_image(&image);
+}
+
+/// Talk MCP over stdio the way an agent does (initialize, initialized, one `run_command`) and
+/// return the raw reply to the call.
+fn mcp_over_stdio(cmd: &mut std::process::Command, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the configured command starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let messages = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "e2e-agent", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_command", "arguments": {"command": command}}}),
+    ];
+    let mut reply = String::new();
+    for m in messages {
+        writeln!(stdin, "{m}").unwrap();
+        if m.get("id").is_some() {
+            reply = lines.next().expect("a reply").unwrap();
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    reply
 }

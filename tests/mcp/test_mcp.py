@@ -300,3 +300,19 @@ async def test_sandbox_never_mounts_stigmers_own_files(home, work, sandbox_image
         r = await s.call_tool("run_command", {"command": "ls", "cwd": str(home.path.parent)})
     assert r.is_error and "INVALID_REQUEST" in text(r) and "does not mount" in text(r), text(r)
     assert home.runs()[0]["state"] == "failed"
+
+
+async def test_output_past_the_spool_limit_is_counted_and_says_so(home, work):
+    start(home, "local")
+    limit = 64 * 1024 * 1024
+    total = limit + 1_000_000
+    async with stdio_session(home, work) as s:
+        r = await s.call_tool("run_command", {"command": f"head -c {total} /dev/zero | tr '\\0' a; echo; echo done", "cwd": str(work)})
+        out = r.structured_content["stdout"]
+        assert out["total_bytes"] == total + 6 and out["stored_bytes"] == limit
+        assert f"{limit} of the {total + 6} bytes are kept" in text(r)
+        assert out["text"].endswith("a\ndone\n")  # the tail is never lost
+        end = await s.call_tool("get_run_output", {"run_id": r.structured_content["run_id"], "offset": limit})
+        assert end.structured_content["eof"] and end.structured_content["text"] == ""
+        past = await s.call_tool("get_run_output", {"run_id": r.structured_content["run_id"], "offset": limit + 1})
+        assert past.is_error and "INVALID_REQUEST" in text(past)

@@ -15,7 +15,8 @@ use crate::exec::Stream;
 use crate::paths::Paths;
 
 /// Bytes kept of one stream of one run; the head and tail of the summary cover the rest.
-pub const STREAM_LIMIT: u64 = 256 * 1024 * 1024;
+/// (Agents' commands rarely print more; writing everything would halve the throughput.)
+pub const STREAM_LIMIT: u64 = 64 * 1024 * 1024;
 /// Bytes kept for all recent runs together; the oldest runs' output goes first.
 pub const TOTAL_BUDGET: u64 = 1024 * 1024 * 1024;
 /// The largest page one read returns.
@@ -41,16 +42,14 @@ impl Spool {
         self.dir.join(format!("{run_id}.{}", stream.name()))
     }
 
-    /// A writer for one stream of a new run.
+    /// A writer for one stream of a new run. The file is made with the first byte: most
+    /// commands leave at least one stream empty.
     pub fn writer(&self, run_id: &str, stream: Stream) -> SpoolWriter {
-        let path = self.file(run_id, stream);
-        let file = File::create(&path)
-            .map_err(|e| tracing::warn!("cannot keep the output in {}: {e}", path.display()))
-            .ok();
         SpoolWriter {
-            file,
-            path,
+            file: None,
+            path: self.file(run_id, stream),
             written: 0,
+            failed: false,
         }
     }
 
@@ -105,23 +104,38 @@ pub struct SpoolWriter {
     file: Option<File>,
     path: PathBuf,
     written: u64,
+    /// The file could not be written: stop trying.
+    failed: bool,
 }
 
 impl SpoolWriter {
     /// Unbuffered on purpose: what was written can be read back while the run goes on.
     pub fn push(&mut self, data: &[u8]) {
-        let Some(file) = &mut self.file else { return };
         let room = (STREAM_LIMIT - self.written).min(data.len() as u64) as usize;
-        match file.write_all(&data[..room]) {
-            Ok(()) => self.written += room as u64,
-            Err(e) => {
-                tracing::warn!("stopped keeping the output in {}: {e}", self.path.display());
-                self.file = None;
+        if self.failed || room == 0 {
+            return;
+        }
+        if self.file.is_none() {
+            self.file = Some(match File::create(&self.path) {
+                Ok(f) => f,
+                Err(e) => return self.fail(e),
+            });
+        }
+        if let Some(file) = &mut self.file {
+            match file.write_all(&data[..room]) {
+                Ok(()) => self.written += room as u64,
+                Err(e) => self.fail(e),
             }
         }
         if self.written >= STREAM_LIMIT {
             self.file = None;
         }
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        tracing::warn!("stopped keeping the output in {}: {e}", self.path.display());
+        self.failed = true;
+        self.file = None;
     }
 
     /// Bytes kept so far.
