@@ -268,7 +268,8 @@ async function init() {
       range.selectNodeContents($("agent-config"));
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      $("agent-copied").textContent = "Selected: press Ctrl+C to copy.";
+      const mac = navigator.platform.startsWith("Mac");
+      $("agent-copied").textContent = `Selected: press ${mac ? "⌘C" : "Ctrl+C"} to copy.`;
     }
   });
 

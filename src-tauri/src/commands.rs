@@ -32,9 +32,15 @@ pub fn agent_config() -> String {
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stigmer".to_string());
+    // An app run with its own STIGMER_HOME: the agent must reach the same server.
+    let env = std::env::var("STIGMER_HOME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(|h| format!(",\n      \"env\": {{ \"STIGMER_HOME\": {} }}", json!(h)))
+        .unwrap_or_default();
     // Command first, one field a line: it reads like the clients' documentation.
     format!(
-        "{{\n  \"mcpServers\": {{\n    \"stigmer\": {{\n      \"command\": {},\n      \"args\": [\"mcp\"]\n    }}\n  }}\n}}",
+        "{{\n  \"mcpServers\": {{\n    \"stigmer\": {{\n      \"command\": {},\n      \"args\": [\"mcp\"]{env}\n    }}\n  }}\n}}",
         json!(stigmer)
     )
 }

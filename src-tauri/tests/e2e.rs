@@ -310,10 +310,13 @@ async fn window_tray_and_server_work_together() {
     let config: Value = serde_json::from_str(&text(&c, "agent-config").await).unwrap();
     let server = &config["mcpServers"]["stigmer"];
     assert_eq!(server["args"], json!(["mcp"]));
-    let reply = mcp_over_stdio(
-        d.command(server["command"].as_str().unwrap()).arg("mcp"),
-        "echo from-an-agent",
-    );
+    // Exactly as configured: the app runs with its own STIGMER_HOME, which the config carries.
+    let mut agent = d.command(server["command"].as_str().unwrap());
+    agent.arg("mcp").env_remove("STIGMER_HOME");
+    for (k, v) in server["env"].as_object().expect("env with STIGMER_HOME") {
+        agent.env(k, v.as_str().unwrap());
+    }
+    let reply = mcp_over_stdio(&mut agent, "echo from-an-agent");
     assert!(reply.contains("from-an-agent"), "{reply}");
     wait_text(&c, "runs", "e2e-agent (MCP)").await;
     // Let the page paint the change before the picture (a shot can show the previous frame).

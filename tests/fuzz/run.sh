@@ -61,8 +61,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Starts the server of phase $1 (further arguments go to `server start`) with a fresh
-# STIGMER_HOME. Its HOME and working directory are scratch folders too: a run without `cwd` works
-# in (and in sandbox mode mounts) HOME, so no fuzzed command sees the real home folder.
+# STIGMER_HOME. Its HOME and working directory are scratch folders too, so no fuzzed command sees
+# the real home folder (a run without `cwd` works in HOME in local mode; in sandbox mode, in a
+# scratch folder of the server's).
 start_server() {
   local name="$1"
   shift

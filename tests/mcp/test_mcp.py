@@ -5,6 +5,7 @@ import contextlib
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -36,6 +37,23 @@ async def agent(transport, home, cwd):
         async with http_session(url, headers) as session:
             await session.initialize()
             yield session
+
+
+async def read_all(session, run_id, stream="stdout", max_bytes=1_048_576, max_pages=200):
+    """Every page of a run's kept output, following next_offset to eof: (texts, last page)."""
+    texts, offset = [], 0
+    for _ in range(max_pages):
+        page = await session.call_tool(
+            "get_run_output", {"run_id": run_id, "stream": stream, "offset": offset, "max_bytes": max_bytes}
+        )
+        assert not page.is_error, text(page)
+        p = page.structured_content
+        texts.append(p["text"])
+        assert p["next_offset"] > offset or p["eof"], p
+        offset = p["next_offset"]
+        if p["eof"]:
+            return texts, p
+    raise AssertionError(f"no eof after {max_pages} pages")
 
 
 def port_of(status):
@@ -123,15 +141,8 @@ async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, wo
         run_id = r.structured_content["run_id"]
         page = await s.call_tool("get_run_output", {"run_id": run_id, "offset": HEAD, "max_bytes": 100})
         assert page.structured_content["text"].encode() == expected[HEAD : HEAD + 100]
-        got, offset = b"", 0
-        while True:
-            page = await s.call_tool("get_run_output", {"run_id": run_id, "offset": offset, "max_bytes": 1_048_576})
-            assert not page.is_error, text(page)
-            got += page.structured_content["text"].encode()
-            offset = page.structured_content["next_offset"]
-            if page.structured_content["eof"]:
-                break
-        assert got == expected
+        texts, last = await read_all(s, run_id)
+        assert "".join(texts).encode() == expected and last["next_offset"] == len(expected)
 
 
 async def test_timeout_reports_partial_output_and_leaves_nothing(home, work, mode, server):
@@ -151,6 +162,13 @@ async def test_timeout_reports_partial_output_and_leaves_nothing(home, work, mod
     if mode == "local":
         left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
         assert left.stdout == "", left.stdout
+    else:
+        ids = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=dev.stigmer.workspace={work}"], capture_output=True, text=True
+        ).stdout.split()
+        assert ids, "the sandbox container is kept for the next command"
+        ps = subprocess.run(["docker", "exec", ids[0], "ps"], capture_output=True, text=True)
+        assert ps.returncode == 0 and marker not in ps.stdout, ps.stdout
 
 
 async def test_bad_input_gets_clear_errors_and_runs_nothing(home, work):
@@ -208,11 +226,18 @@ async def test_http_needs_the_token(home, work):
     )
     assert raw.status_code == 401 and raw.json()["error"]["code"] == "UNAUTHORIZED"
     assert home.runs() == []
+    # Run ids never reach the file system: a path in the URL is just an unknown run.
+    base = status["url"]
+    for bad_id in ["..%2F..%2Fetc%2Fpasswd", "run_0000000000000000", "%2e%2e"]:
+        r = httpx2.get(f"{base}/v1/runs/{bad_id}/output", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "RUN_NOT_FOUND", (bad_id, r.text)
     # The right token works.
     async with http_session(url, headers) as s:
         await s.initialize()
         r = await s.call_tool("run_command", {"command": "echo yes", "cwd": str(work)})
         assert r.structured_content["stdout"]["text"] == "yes\n"
+        r = await s.call_tool("get_run_output", {"run_id": "../../etc/passwd"})
+        assert r.is_error and "RUN_NOT_FOUND" in text(r)
 
 
 async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(home, work, mode, server):
@@ -229,7 +254,8 @@ async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(ho
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert env["PAGER"] == "less -R" and env["CI"] == "1"
     assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_PAGER"] == "cat" and env["TERM"] == "dumb"
-    assert env.get("NO_COLOR", "") == ""
+    # Removed in local mode; a container's exec can only set it empty.
+    assert ("NO_COLOR" not in env) if mode == "local" else (env.get("NO_COLOR", "") == "")
     assert not [k for k in env if k.startswith("STIGMER")], env
     assert token not in out and "do-not-leak" not in out
     # stdin is closed (cat ends at once) and there is no terminal.
@@ -316,3 +342,36 @@ async def test_output_past_the_spool_limit_is_counted_and_says_so(home, work):
         assert end.structured_content["eof"] and end.structured_content["text"] == ""
         past = await s.call_tool("get_run_output", {"run_id": r.structured_content["run_id"], "offset": limit + 1})
         assert past.is_error and "INVALID_REQUEST" in text(past)
+
+
+async def test_paging_always_progresses_whatever_the_bytes(home, work):
+    start(home, "local")
+    async with stdio_session(home, work) as s:
+        # Latin-1 text ending inside what UTF-8 would call a character.
+        r = await s.call_tool("run_command", {"command": "printf 'caf\\351'", "cwd": str(work)})
+        texts, last = await read_all(s, r.structured_content["run_id"])
+        assert last["next_offset"] == 4 and "".join(texts) == "caf\ufffd"
+        # Pages smaller than a character still advance, one byte at a time.
+        r = await s.call_tool("run_command", {"command": "printf 'é'", "cwd": str(work)})
+        texts, last = await read_all(s, r.structured_content["run_id"], max_bytes=1)
+        assert len(texts) == 2 and last["next_offset"] == 2
+        # Binary output: every byte is counted and paged through.
+        r = await s.call_tool("run_command", {"command": "head -c 300000 /dev/urandom", "cwd": str(work)})
+        assert r.structured_content["stdout"]["total_bytes"] == 300000
+        texts, last = await read_all(s, r.structured_content["run_id"], max_bytes=65536)
+        assert last["next_offset"] == 300000 and last["eof"]
+
+
+async def test_sandbox_default_folder_and_stigmers_folders(home, work, sandbox_image):
+    start(home, "sandbox", sandbox_image)
+    # An agent started in / (as some apps do) with no cwd: the server's scratch folder.
+    async with stdio_session(home, Path("/")) as s:
+        r = await s.call_tool("run_command", {"command": "pwd"})
+        assert not r.is_error, text(r)
+        assert r.structured_content["stdout"]["text"].rstrip().endswith("sandbox-workspace")
+        env = await s.call_tool("get_environment", {})
+        assert env.structured_content["default_cwd"].endswith("sandbox-workspace")
+        # Inside stigmer's own folders is refused too, not only above them.
+        inside = home.path / "data"
+        r = await s.call_tool("run_command", {"command": "ls", "cwd": str(inside)})
+        assert r.is_error and "does not mount" in text(r), text(r)

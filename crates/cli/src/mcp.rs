@@ -43,16 +43,18 @@ pub async fn mcp(args: McpArgs, paths: &Paths) -> Result<i32> {
     Ok(0)
 }
 
-/// The working directory of commands that name none: `--cwd`, else where the agent started
-/// us (its project), unless that is `/` (some apps start servers there), then the home folder.
-fn default_cwd(flag: Option<PathBuf>) -> Result<PathBuf> {
+/// The working directory of commands that name none: `--cwd`, else where the agent started us
+/// (its project). Started in `/` or in the home folder (some apps start servers there), the
+/// server decides: the home folder in local mode, a scratch folder in sandbox mode (which never
+/// mounts the home folder).
+fn default_cwd(flag: Option<PathBuf>) -> Result<Option<PathBuf>> {
     let here = std::env::current_dir().ok();
     let dir = match flag {
         Some(d) => here.map(|h| h.join(&d)).unwrap_or(d),
-        None => match here {
-            Some(h) if h.parent().is_some() => h,
-            _ => stigmer_engine::server::api::home_dir(),
-        },
+        None => {
+            let home = stigmer_engine::server::api::home_dir();
+            return Ok(here.filter(|h| h.parent().is_some() && *h != home));
+        }
     };
     if !dir.is_dir() {
         return Err(Error::new(
@@ -60,7 +62,7 @@ fn default_cwd(flag: Option<PathBuf>) -> Result<PathBuf> {
             format!("--cwd {}: no such directory", dir.display()),
         ));
     }
-    Ok(dir)
+    Ok(Some(dir))
 }
 
 /// The tools' backend: the running server's HTTP API.
@@ -68,7 +70,7 @@ struct Remote {
     paths: Paths,
     /// The server in use; looked up again when it went away (restarted from the app).
     client: Mutex<Option<Arc<Client>>>,
-    default_cwd: PathBuf,
+    default_cwd: Option<PathBuf>,
 }
 
 impl Remote {
@@ -174,7 +176,7 @@ impl Backend for Remote {
         Box::pin(self.get_json("/v1/tools"))
     }
 
-    fn default_cwd(&self) -> PathBuf {
+    fn default_cwd(&self) -> Option<PathBuf> {
         self.default_cwd.clone()
     }
 }

@@ -47,11 +47,6 @@ pub const AGENT_ENV: &[(&str, &str, &str)] = &[
     ),
     ("PIP_NO_INPUT", "1", "pip fails instead of prompting"),
     (
-        "NPM_CONFIG_YES",
-        "true",
-        "npx installs what it needs without asking",
-    ),
-    (
         "PYTHONUNBUFFERED",
         "1",
         "Python output arrives as it is printed",
@@ -142,6 +137,17 @@ mod tests {
         assert_eq!(env.set["GIT_TERMINAL_PROMPT"], "0");
         assert!(!env.set.contains_key("NO_COLOR"));
         assert!(env.unset.contains("NO_COLOR"));
+    }
+
+    #[test]
+    fn the_readme_lists_every_default() {
+        let readme = include_str!("../../../README.md");
+        for (k, v, _) in AGENT_ENV {
+            assert!(
+                readme.contains(&format!("| `{k}` | `{v}` |")),
+                "README's agent-ready table lacks {k}={v}"
+            );
+        }
     }
 
     #[test]

@@ -149,35 +149,40 @@ pub fn timeout_from_secs(secs: f64, what: &str) -> Result<Duration> {
     }
 }
 
-/// Give up this process's controlling terminal, once, so the commands it starts have none:
-/// ssh, sudo and friends then fail at once instead of prompting on the terminal stigmer was
-/// started from (and hanging the run until its timeout). Ctrl-C still reaches stigmer: it stays
-/// in the terminal's foreground process group.
+/// Give up this process's controlling terminal, so the commands it starts have none: ssh,
+/// sudo and friends then fail at once instead of prompting on the terminal the server was
+/// started from (and hanging the run until its timeout). Ctrl-C still reaches the server: it
+/// stays in the terminal's foreground process group. Called once, when the server starts.
 #[cfg(unix)]
-fn detach_from_terminal() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: plain system calls on a descriptor opened and closed here. A session leader
-        // that gives up its terminal makes the kernel send SIGHUP to the foreground group
-        // (ours): it is ignored for that moment.
-        unsafe {
-            let fd = libc::open(
-                c"/dev/tty".as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            if fd < 0 {
-                return; // no controlling terminal
-            }
-            let leader = libc::getsid(0) == libc::getpid();
-            let previous = leader.then(|| libc::signal(libc::SIGHUP, libc::SIG_IGN));
-            libc::ioctl(fd, libc::TIOCNOTTY);
-            if let Some(previous) = previous {
-                libc::signal(libc::SIGHUP, previous);
-            }
-            libc::close(fd);
+pub fn detach_from_terminal() {
+    // SAFETY: plain system calls on a descriptor opened and closed here, and a signal
+    // disposition saved and restored whole. A session leader that gives up its terminal makes
+    // the kernel send SIGHUP to the foreground group (ours): it is ignored for that moment.
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return; // no controlling terminal
         }
-    });
+        let leader = libc::getsid(0) == libc::getpid();
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        if leader {
+            let mut ignore: libc::sigaction = std::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(libc::SIGHUP, &ignore, &mut previous);
+        }
+        libc::ioctl(fd, libc::TIOCNOTTY);
+        if leader {
+            libc::sigaction(libc::SIGHUP, &previous, std::ptr::null_mut());
+        }
+        libc::close(fd);
+    }
 }
+
+#[cfg(not(unix))]
+pub fn detach_from_terminal() {}
 
 /// The working directory must be an absolute path to an existing directory.
 pub fn check_cwd(cwd: &Path) -> Result<()> {
@@ -291,10 +296,7 @@ pub async fn run_local(
     }
     cmd.envs(&req.env);
     #[cfg(unix)]
-    {
-        detach_from_terminal();
-        cmd.process_group(0);
-    }
+    cmd.process_group(0);
 
     let started = Instant::now();
     let mut child = match cmd.spawn() {

@@ -368,7 +368,7 @@ impl RunRegistry {
         let of = |s: &OutputSummary| (s.total_bytes, s.stored_bytes);
         let (total, stored) = match (running, stream) {
             (true, _) => {
-                // Still being written: what is on disk is what there is so far.
+                // Still being written: what is on disk is what can be read so far.
                 let n = spool.len(id, stream);
                 (n, n)
             }
@@ -393,7 +393,7 @@ impl RunRegistry {
                 ),
             ));
         }
-        let data = spool.read(id, stream, offset, limit.min(stored - offset))?;
+        let data = spool.read(id, stream, offset, limit, stored)?;
         let next_offset = offset + data.len() as u64;
         Ok(OutputPage {
             run_id: id.to_string(),

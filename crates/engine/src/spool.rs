@@ -32,10 +32,15 @@ impl Spool {
     /// Open the spool under `paths`, emptied: runs of an earlier server are not listed any more,
     /// so their output could not be asked for.
     pub fn open(paths: &Paths) -> Result<Spool> {
-        let dir = paths.cache_dir.join("runs");
+        let dir = Spool::dir_of(paths);
         let _ = std::fs::remove_dir_all(&dir);
         Paths::ensure_private_dir(&dir)?;
         Ok(Spool { dir })
+    }
+
+    /// Where the server of `paths` keeps run output.
+    pub fn dir_of(paths: &Paths) -> PathBuf {
+        paths.cache_dir.join("runs")
     }
 
     fn file(&self, run_id: &str, stream: Stream) -> PathBuf {
@@ -53,9 +58,18 @@ impl Spool {
         }
     }
 
-    /// Up to `limit` bytes of a stream from `offset`, cut back to a UTF-8 character boundary
-    /// when a character straddles the end of the page.
-    pub fn read(&self, run_id: &str, stream: Stream, offset: u64, limit: u64) -> Result<Vec<u8>> {
+    /// Up to `limit` bytes of a stream from `offset`, never past `end` (the bytes kept). A
+    /// page that stops before `end` is cut back to a UTF-8 character boundary, so the next page
+    /// starts on a character; the last page, and a page too short to hold one whole character,
+    /// are returned as they are, so reading always makes progress.
+    pub fn read(
+        &self,
+        run_id: &str,
+        stream: Stream,
+        offset: u64,
+        limit: u64,
+        end: u64,
+    ) -> Result<Vec<u8>> {
         let path = self.file(run_id, stream);
         let unreadable = |e: std::io::Error| {
             Error::new(
@@ -63,19 +77,30 @@ impl Spool {
                 format!("cannot read the output kept in {}: {e}", path.display()),
             )
         };
+        let want = limit.min(MAX_PAGE).min(end.saturating_sub(offset));
+        if want == 0 {
+            return Ok(Vec::new());
+        }
         let mut file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorCode::RunNotFound,
+                    format!(
+                        "the output of {run_id} is no longer kept: it was dropped to make room for newer runs' output"
+                    ),
+                ))
+            }
             Err(e) => return Err(unreadable(e)),
         };
         file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
         let mut buf = Vec::new();
-        file.take(limit.min(MAX_PAGE))
-            .read_to_end(&mut buf)
-            .map_err(unreadable)?;
-        let full = buf.len() as u64 == limit.min(MAX_PAGE);
-        if full {
-            buf.truncate(utf8_safe_len(&buf));
+        file.take(want).read_to_end(&mut buf).map_err(unreadable)?;
+        if offset + (buf.len() as u64) < end {
+            let safe = utf8_safe_len(&buf);
+            if safe > 0 {
+                buf.truncate(safe);
+            }
         }
         Ok(buf)
     }
@@ -168,7 +193,7 @@ pub struct OutputPage {
 }
 
 /// The length of `buf` without a UTF-8 sequence cut at its end (so that the next page starts
-/// on a character). Never cuts more than 3 bytes, so invalid data still makes progress.
+/// on a character). Never cuts more than 3 bytes.
 fn utf8_safe_len(buf: &[u8]) -> usize {
     let n = buf.len();
     for back in 1..=3.min(n) {
@@ -203,22 +228,31 @@ mod tests {
     }
 
     #[test]
-    fn writes_up_to_the_limit_and_reads_back_pages() {
+    fn writes_and_reads_back_pages_that_always_progress() {
         let home = tempfile::tempdir().unwrap();
         let spool = Spool::open(&Paths::under(home.path())).unwrap();
         let mut w = spool.writer("run_1", Stream::Stdout);
         w.push(b"hello ");
         w.push("wörld".as_bytes());
         assert_eq!(w.written(), 12);
-        let page = spool.read("run_1", Stream::Stdout, 0, 8).unwrap();
-        assert_eq!(page, b"hello w"); // the ö is not cut in half
-        let rest = spool.read("run_1", Stream::Stdout, 7, 100).unwrap();
+        let read =
+            |id: &str, offset, limit, end| spool.read(id, Stream::Stdout, offset, limit, end);
+        assert_eq!(read("run_1", 0, 8, 12).unwrap(), b"hello w"); // the ö is not cut in half
+        let rest = read("run_1", 7, 100, 12).unwrap();
         assert_eq!(String::from_utf8(rest).unwrap(), "örld");
-        assert!(spool
-            .read("run_2", Stream::Stderr, 0, 10)
-            .unwrap()
-            .is_empty());
+        // A page too short for a whole character still advances.
+        assert_eq!(read("run_1", 7, 1, 12).unwrap(), [0xC3]);
+        // Output ending inside a character: the last page keeps its bytes.
+        let mut w2 = spool.writer("run_3", Stream::Stdout);
+        w2.push(b"caf\xC3");
+        assert_eq!(read("run_3", 0, 4, 4).unwrap(), b"caf\xC3");
+        assert!(read("run_2", 0, 10, 0).unwrap().is_empty());
         spool.remove("run_1");
         assert!(!w.path().exists());
+        // Dropped output is an error, not an endless "nothing yet".
+        assert_eq!(
+            read("run_1", 0, 10, 12).unwrap_err().code,
+            ErrorCode::RunNotFound
+        );
     }
 }

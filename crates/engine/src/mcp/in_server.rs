@@ -66,8 +66,8 @@ impl Backend for InServer {
         })
     }
 
-    fn default_cwd(&self) -> PathBuf {
-        api::default_cwd(&self.state.paths, self.state.settings().mode)
+    fn default_cwd(&self) -> Option<PathBuf> {
+        None
     }
 }
 

@@ -31,11 +31,11 @@ use crate::server::api::RunBody;
 use crate::spool::{OutputPage, MAX_PAGE};
 
 /// Seconds a command may run when the agent does not say.
-pub const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+pub const AGENT_DEFAULT_TIMEOUT_SECS: f64 = 120.0;
 /// The longest timeout an agent may ask for.
-pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+pub const AGENT_MAX_TIMEOUT_SECS: f64 = 3600.0;
 /// Bytes of output in one `get_run_output` page when the agent does not say.
-pub const DEFAULT_PAGE: u64 = 32 * 1024;
+pub const AGENT_DEFAULT_PAGE: u64 = 32 * 1024;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
@@ -55,8 +55,9 @@ pub trait Backend: Send + Sync + 'static {
     fn status(&self) -> BoxFuture<'_, serde_json::Value>;
     /// Tools detected on this machine (`GET /v1/tools`).
     fn tools(&self) -> BoxFuture<'_, serde_json::Value>;
-    /// The working directory of a command that names none.
-    fn default_cwd(&self) -> PathBuf;
+    /// The working directory of a command that names none; `None` leaves it to the server
+    /// (the home folder in local mode, a scratch folder in sandbox mode).
+    fn default_cwd(&self) -> Option<PathBuf>;
 }
 
 /// Arguments of `run_command`.
@@ -178,7 +179,7 @@ impl StigmerMcp {
             OutputStream::Stdout => Stream::Stdout,
             OutputStream::Stderr => Stream::Stderr,
         };
-        let limit = args.max_bytes.unwrap_or(DEFAULT_PAGE);
+        let limit = args.max_bytes.unwrap_or(AGENT_DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
             return Ok(tool_error(&Error::new(
                 ErrorCode::InvalidRequest,
@@ -206,7 +207,7 @@ impl StigmerMcp {
         let (status, tools) = tokio::join!(self.backend.status(), self.backend.tools());
         Ok(match (status, tools) {
             (Ok(status), Ok(tools)) => {
-                render::environment(&status, &tools, &self.backend.default_cwd())
+                render::environment(&status, &tools, self.backend.default_cwd())
             }
             (Err(e), _) | (_, Err(e)) => tool_error(&e),
         })
@@ -232,20 +233,23 @@ impl StigmerMcp {
             }
             (argv, shell) => (argv, shell),
         };
-        let timeout = args.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
-        if !(timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
+        let timeout = args.timeout_secs.unwrap_or(AGENT_DEFAULT_TIMEOUT_SECS);
+        if !(timeout > 0.0 && timeout <= AGENT_MAX_TIMEOUT_SECS) {
             return Err(invalid(&format!(
-                "timeout_secs must be more than 0 and at most {MAX_TIMEOUT_SECS}"
+                "timeout_secs must be more than 0 and at most {AGENT_MAX_TIMEOUT_SECS}"
             )));
         }
-        let cwd = match args.cwd {
-            Some(c) => self.backend.default_cwd().join(c),
-            None => self.backend.default_cwd(),
+        let base = self.backend.default_cwd();
+        let cwd = match (args.cwd, base) {
+            (Some(c), Some(base)) => Some(base.join(c)),
+            // Relative paths need a base: the server refuses them with a clear message.
+            (Some(c), None) => Some(PathBuf::from(c)),
+            (None, base) => base,
         };
         Ok(RunBody {
             argv,
             shell,
-            cwd: Some(cwd),
+            cwd,
             env: args.env,
             timeout_secs: Some(timeout),
             mode: None,

@@ -1,6 +1,6 @@
 //! Tool results as a model reads them: a short text, plus the same facts as structured JSON.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{json, Value};
@@ -109,7 +109,12 @@ fn stream_text(s: &OutputSummary, run_id: &str, name: &str) -> String {
 
 /// The result of `get_run_output`.
 pub fn output_page(page: &OutputPage) -> CallToolResult {
-    let more = if page.eof {
+    let more = if page.eof && page.stored_bytes < page.total_bytes {
+        format!(
+            "end of what is kept: the last {} bytes were not kept",
+            page.total_bytes - page.stored_bytes
+        )
+    } else if page.eof {
         "end of output".to_string()
     } else if page.next_offset == page.offset {
         "nothing more yet: the run is still going".to_string()
@@ -133,7 +138,10 @@ pub fn output_page(page: &OutputPage) -> CallToolResult {
 }
 
 /// The result of `get_environment`, from `GET /v1/status` and `GET /v1/tools`.
-pub fn environment(status: &Value, tools: &Value, default_cwd: &Path) -> CallToolResult {
+pub fn environment(status: &Value, tools: &Value, default_cwd: Option<PathBuf>) -> CallToolResult {
+    let default_cwd = default_cwd
+        .or_else(|| status["default_cwd"].as_str().map(PathBuf::from))
+        .unwrap_or_default();
     let mode = status["mode"].as_str().unwrap_or("local");
     let tier = status["tier"].as_str().unwrap_or("local");
     let image = status["image"].as_str().unwrap_or_default();
@@ -193,7 +201,7 @@ pub fn environment(status: &Value, tools: &Value, default_cwd: &Path) -> CallToo
     }
     text.push_str(&format!(
         "\nstdin is closed and there is no terminal; default timeout {} s. The mode and image are the user's choice (the stigmer app, tray or CLI); agents cannot change them.",
-        super::DEFAULT_TIMEOUT_SECS
+        super::AGENT_DEFAULT_TIMEOUT_SECS
     ));
     let structured = json!({
         "mode": mode,
@@ -206,8 +214,8 @@ pub fn environment(status: &Value, tools: &Value, default_cwd: &Path) -> CallToo
         "tools": available,
         "tools_source": tools_note,
         "default_env": env,
-        "default_timeout_secs": super::DEFAULT_TIMEOUT_SECS,
-        "max_timeout_secs": super::MAX_TIMEOUT_SECS,
+        "default_timeout_secs": super::AGENT_DEFAULT_TIMEOUT_SECS,
+        "max_timeout_secs": super::AGENT_MAX_TIMEOUT_SECS,
         "version": status["version"],
     });
     result(text, structured, false)

@@ -135,10 +135,12 @@ impl Sandbox {
             images: Mutex::default(),
             downloads: Mutex::new(CancellationToken::new()),
             slots: Mutex::default(),
-            protected: [&paths.config_dir, &paths.data_dir]
-                .into_iter()
-                .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
-                .collect(),
+            protected: vec![
+                paths.config_dir.clone(),
+                paths.data_dir.clone(),
+                paths.log_dir.clone(),
+                crate::spool::Spool::dir_of(paths),
+            ],
         })
     }
 
@@ -300,13 +302,18 @@ impl Sandbox {
         ))
     }
 
-    /// A workspace holding stigmer's own settings or token is never mounted: a sandboxed
-    /// command could otherwise switch stigmer to local mode or use its token.
+    /// A workspace holding stigmer's own files, or inside them, is never mounted: a sandboxed
+    /// command could otherwise switch stigmer to local mode, use its token or read the output
+    /// of local runs. Paths are compared resolved (symbolic links), at each run: a folder that
+    /// did not exist at start may exist now.
     fn check_not_protected(&self, workspace: &Path) -> Result<()> {
-        let workspace = workspace
-            .canonicalize()
-            .unwrap_or_else(|_| workspace.to_path_buf());
-        match self.protected.iter().find(|p| p.starts_with(&workspace)) {
+        let workspace = resolved(workspace);
+        let clash = self
+            .protected
+            .iter()
+            .map(|p| resolved(p))
+            .find(|p| p.starts_with(&workspace) || workspace.starts_with(p));
+        match clash {
             Some(p) => Err(Error::new(
                 ErrorCode::InvalidRequest,
                 format!(
@@ -488,5 +495,23 @@ fn process_alive(pid: u32) -> bool {
     {
         let _ = pid;
         true
+    }
+}
+
+/// `path` with symbolic links resolved, as far as it exists (the rest appended as it is).
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
     }
 }

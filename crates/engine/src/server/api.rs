@@ -162,6 +162,8 @@ pub struct Status {
     pub log_dir: PathBuf,
     /// The environment every command starts from (agent-ready defaults and `[env]`).
     pub command_env: CommandEnv,
+    /// Where a run that names no `cwd` runs, in the current mode.
+    pub default_cwd: PathBuf,
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
@@ -186,6 +188,7 @@ pub async fn status_of(state: &AppState) -> Status {
         data_dir: state.paths.data_dir.clone(),
         log_dir: state.paths.log_dir.clone(),
         command_env,
+        default_cwd: default_cwd(&state.paths, s.mode),
     }
 }
 

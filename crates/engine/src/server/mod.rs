@@ -122,6 +122,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     let paths = opts.paths;
     let lock = ServerLock::acquire(&paths)?;
     let token = load_or_create_token(&paths)?;
+    crate::exec::detach_from_terminal();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .map_err(|e| {
