@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import MCPError
@@ -284,15 +285,35 @@ async def test_get_environment_tells_mode_and_tools(home, work, transport, mode,
 
 async def test_stdio_starts_a_server_for_the_session_when_none_runs(home, work):
     assert home.cli("server", "status", check=False).returncode == 3
-    async with stdio_session(home, work) as s:
-        r = await s.call_tool("run_command", {"command": "pwd"})
-        assert r.structured_content["stdout"]["text"] == f"{work}\n"
-        assert home.cli("server", "status", check=False).returncode == 0
-    # The session's server goes with the session.
-    deadline = time.monotonic() + 10
-    while home.cli("server", "status", check=False).returncode != 3:
-        assert time.monotonic() < deadline, "the session's server outlived the session"
-        time.sleep(0.1)
+    pid = lambda: json.loads(home.cli("server", "status", "--json").stdout)["pid"]
+    a_ready, a_close = anyio.Event(), anyio.Event()
+    first = {}
+
+    async def agent_a():
+        async with stdio_session(home, work) as a:
+            r = await a.call_tool("run_command", {"command": "pwd"})
+            assert r.structured_content["stdout"]["text"] == f"{work}\n"
+            first["pid"] = pid()
+            a_ready.set()
+            await a_close.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(agent_a)
+        await a_ready.wait()
+        # A second agent attaches to the server the first one started, and outlives it.
+        async with stdio_session(home, work) as b:
+            a_close.set()
+            for _ in range(6):  # longer than the server's 10 s linger: used, so it stays
+                r = await b.call_tool("run_command", {"command": "echo still-here"})
+                assert r.structured_content["stdout"]["text"] == "still-here\n"
+                assert pid() == first["pid"]
+                await anyio.sleep(3)
+    # Nobody uses it any more: it stops. (Watched from outside: asking the server would use it.)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{first['pid']}").exists():
+        assert time.monotonic() < deadline, "the session's server outlived its users"
+        time.sleep(0.5)
+    assert home.cli("server", "status", check=False).returncode == 3
 
 
 async def test_commands_cannot_reach_the_terminal_the_server_was_started_from(home, work):

@@ -57,7 +57,8 @@ pub enum Command {
         Tools: run_command, get_run_output, get_environment. Commands run in the mode the user \
         chose (the app, the tray or `stigmer config set mode`); agents cannot change it.\n\n\
         Uses the running stigmer server (the app's, or `stigmer server start`); when none runs, \
-        one is started for the session and stops with it. The same tools are served over \
+        one is started for the session; it stops once the session has ended and nobody else (the app, \
+        another agent) has used it for 10 s. The same tools are served over \
         Streamable HTTP at http://127.0.0.1:PORT/mcp, behind the server's bearer token."
     )]
     Mcp(McpArgs),
@@ -201,4 +202,8 @@ pub struct StartArgs {
     /// Stop when the process that started the server exits (for the desktop app)
     #[arg(long, requires = "foreground")]
     pub exit_with_parent: bool,
+    /// With --exit-with-parent: once that process is gone, keep serving while anybody uses the
+    /// server, and stop after SECS unused (what `stigmer mcp` asks for)
+    #[arg(long, value_name = "SECS", requires = "exit_with_parent")]
+    pub linger: Option<u64>,
 }

@@ -1,7 +1,8 @@
 //! `stigmer mcp`: the MCP server over stdio, as agent configs launch it.
 //!
 //! The tools run commands through the stigmer server, so runs use the mode the user chose and
-//! show in the app. When no server runs, one is started for the session and stops with it.
+//! show in the app. When no server runs, one is started for the session; it stops after the
+//! session, once nobody else uses it either.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ use crate::cli::{McpArgs, StartArgs};
 use crate::client::Client;
 use crate::run::Line;
 use crate::server::spawn_detached;
+
+/// A server started for this session stops this long after the session ended and nobody else
+/// (the app, another agent) uses it.
+const SESSION_SERVER_LINGER_SECS: u64 = 10;
 
 pub async fn mcp(args: McpArgs, paths: &Paths) -> Result<i32> {
     let default_cwd = default_cwd(args.cwd)?;
@@ -94,6 +99,7 @@ impl Remote {
                     image: None,
                     detached: false,
                     exit_with_parent: false,
+                    linger: Some(SESSION_SERVER_LINGER_SECS),
                 };
                 spawn_detached(&self.paths, &start, true).await?;
                 Client::find(&self.paths)?.ok_or_else(|| {

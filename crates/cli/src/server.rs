@@ -57,6 +57,7 @@ async fn foreground(args: StartArgs, paths: &Paths) -> Result<i32> {
         log_to_stderr: !args.detached,
         warnings: resolved.warnings,
         stop: args.exit_with_parent.then(parent_gone),
+        linger: args.linger.map(Duration::from_secs),
     })
     .await?;
     Ok(0)
@@ -154,6 +155,9 @@ pub async fn spawn_detached(
         .arg(args.port.to_string());
     if exit_with_parent {
         cmd.arg("--exit-with-parent");
+    }
+    if let Some(secs) = args.linger {
+        cmd.args(["--linger", &secs.to_string()]);
     }
     if let Some(m) = &args.mode {
         cmd.args(["--mode", m]);

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod frames;
 pub mod guard;
+pub mod usage;
 
 use std::future::IntoFuture;
 use std::sync::{Arc, RwLock};
@@ -46,6 +47,8 @@ pub struct AppState {
     pub bus: EventBus,
     pub tools: tokio::sync::Mutex<Option<ToolReport>>,
     pub shutdown: CancellationToken,
+    /// Requests and streams in flight, and when the server was last used.
+    pub usage: usage::Usage,
 }
 
 impl AppState {
@@ -88,6 +91,9 @@ pub struct ServeOptions {
     pub warnings: Vec<String>,
     /// Cancelled from outside to stop the server (like SIGTERM).
     pub stop: Option<CancellationToken>,
+    /// With `stop`: once it is cancelled, keep serving while clients use the server, and stop
+    /// only after this long unused (no request, no open stream, no run).
+    pub linger: Option<Duration>,
 }
 
 /// Build the router (used by [`serve`] and by tests that want an in-process server).
@@ -112,6 +118,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            usage::track,
         ))
         .with_state(state)
 }
@@ -164,14 +174,22 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         bus,
         tools: tokio::sync::Mutex::new(None),
         shutdown: CancellationToken::new(),
+        usage: usage::Usage::default(),
         paths,
     });
     spawn_signal_watch(state.shutdown.clone());
     if let Some(stop) = opts.stop {
-        let shutdown = state.shutdown.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
-            shutdown.cancel();
+            if let Some(linger) = opts.linger {
+                tracing::info!(
+                    "the process that started the server is gone; stopping once unused for {} s",
+                    linger.as_secs()
+                );
+                state.usage.wait_unused(linger, &state.runs).await;
+            }
+            state.shutdown.cancel();
         });
     }
     let app = router(state.clone());
