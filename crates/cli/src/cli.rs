@@ -66,8 +66,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct McpArgs {
-    /// Working directory of commands that name none (default: the current directory, or the
-    /// home folder when that is `/`)
+    /// Working directory of commands that name none (default: the current directory; when that
+    /// is `/` or the home folder, the server's default: home in local mode, a scratch folder in
+    /// sandbox mode)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 }

@@ -82,7 +82,7 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                         Source::Flag => "flag".to_string(),
                     };
                     println!(
-                        "{:<18} = {:<45} ({source})",
+                        "{:<24} = {:<45} ({source})",
                         k.name(),
                         resolved.settings.get(k)
                     );
@@ -94,11 +94,11 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                     } else {
                         "default"
                     };
-                    println!("{:<18} = {:<45} ({source})", format!("env.{k}"), v);
+                    println!("{:<24} = {:<45} ({source})", format!("env.{k}"), v);
                 }
                 for k in &env.unset {
                     println!(
-                        "{:<18} = {:<45} (config file)",
+                        "{:<24} = {:<45} (config file)",
                         format!("env.{k}"),
                         "(removed)"
                     );
