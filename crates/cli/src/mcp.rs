@@ -57,7 +57,7 @@ fn default_cwd(flag: Option<PathBuf>) -> Result<Option<PathBuf>> {
     let dir = match flag {
         Some(d) => here.map(|h| h.join(&d)).unwrap_or(d),
         None => {
-            let home = stigmer_engine::server::api::home_dir();
+            let home = stigmer_engine::paths::user_home();
             return Ok(here.filter(|h| h.parent().is_some() && *h != home));
         }
     };

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::settings::Mode;
 
 /// Environment variable that relocates every stigmer directory.
 pub const HOME_ENV: &str = "STIGMER_HOME";
@@ -92,6 +93,22 @@ impl Paths {
         self.cache_dir.join("tools.json")
     }
 
+    /// The working directory of a run that names none: the home folder in local mode, like a
+    /// new terminal; in sandbox mode a scratch folder of stigmer's (the home folder holds
+    /// stigmer's own settings and token, so it is never mounted into a container).
+    pub fn default_cwd(&self, mode: Mode) -> PathBuf {
+        match mode {
+            Mode::Local => user_home(),
+            Mode::Sandbox => {
+                let dir = self.cache_dir.join("sandbox-workspace");
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!("cannot create {}: {e}", dir.display());
+                }
+                dir
+            }
+        }
+    }
+
     /// Create a directory (and parents) that only the user can read on Unix.
     pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -107,6 +124,13 @@ impl Paths {
         }
         Ok(())
     }
+}
+
+/// The user's home folder (the temp folder when there is none).
+pub fn user_home() -> PathBuf {
+    directories::BaseDirs::new()
+        .map(|b| b.home_dir().to_path_buf())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// Write a file atomically: a temporary file in the same directory, then a rename. A crash

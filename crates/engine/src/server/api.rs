@@ -25,7 +25,6 @@ use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
 use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
-use crate::paths::Paths;
 use crate::runner::Target;
 use crate::runs::{RunEvent, RunSummary};
 use crate::sandbox::connect::EngineState;
@@ -188,7 +187,7 @@ pub async fn status_of(state: &AppState) -> Status {
         data_dir: state.paths.data_dir.clone(),
         log_dir: state.paths.log_dir.clone(),
         command_env,
-        default_cwd: default_cwd(&state.paths, s.mode),
+        default_cwd: state.paths.default_cwd(s.mode),
     }
 }
 
@@ -293,29 +292,6 @@ pub async fn tool_report(state: &AppState, refresh: bool) -> ToolReport {
     }
 }
 
-/// The user's home folder.
-pub fn home_dir() -> PathBuf {
-    directories::BaseDirs::new()
-        .map(|b| b.home_dir().to_path_buf())
-        .unwrap_or_else(std::env::temp_dir)
-}
-
-/// The working directory of a run that names none: the home folder in local mode, like a new
-/// terminal; in sandbox mode a scratch folder of stigmer's (the home folder holds stigmer's
-/// own settings and token, so it is never mounted into a container).
-pub fn default_cwd(paths: &Paths, mode: Mode) -> PathBuf {
-    match mode {
-        Mode::Local => home_dir(),
-        Mode::Sandbox => {
-            let dir = paths.cache_dir.join("sandbox-workspace");
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                tracing::warn!("cannot create {}: {e}", dir.display());
-            }
-            dir
-        }
-    }
-}
-
 /// The body of `POST /v1/runs`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,7 +341,7 @@ impl RunBody {
         }
         let cwd = self
             .cwd
-            .unwrap_or_else(|| default_cwd(&state.paths, target.mode));
+            .unwrap_or_else(|| state.paths.default_cwd(target.mode));
         if let Some(i) = &self.image {
             if let Value::Image(i) = Key::SandboxImage.parse(i, "image")? {
                 target.sandbox.image = i;
