@@ -2,15 +2,17 @@
 //! the app's event stream, an MCP session's stream) and when the last one ended. A server
 //! started for an agent's session stays up while others use it after the session ends.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use futures_util::StreamExt;
+use http_body::{Frame, SizeHint};
 
 use super::AppState;
 use crate::runs::RunRegistry;
@@ -56,13 +58,40 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that holds its request's [`InFlight`]; everything else (frames, size, end)
+/// is the inner body's, so a sized response keeps its Content-Length.
+struct Tracked {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     state.usage.enter();
-    let guard = InFlight(state);
-    let (parts, body) = next.run(req).await.into_parts();
-    let body = body.into_data_stream().map(move |chunk| {
-        let _ = &guard;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(body))
+    let in_flight = InFlight(state);
+    let (parts, inner) = next.run(req).await.into_parts();
+    let body = Tracked {
+        inner,
+        _in_flight: in_flight,
+    };
+    Response::from_parts(parts, Body::new(body))
 }
