@@ -146,6 +146,7 @@ impl RunRegistry {
             stdout: OutputSummary::default(),
             stderr: OutputSummary::default(),
         };
+        let mut dropped = Vec::new();
         {
             let mut inner = self.lock();
             if inner.closed {
@@ -163,15 +164,13 @@ impl RunRegistry {
                     .iter()
                     .position(|r| r.state != RunState::Running)
                 {
-                    Some(i) => {
-                        if let (Some(old), Some(spool)) = (inner.history.remove(i), &self.spool) {
-                            spool.remove(&old.id);
-                        }
-                    }
+                    Some(i) => dropped.extend(inner.history.remove(i).filter(|r| kept(r) > 0)),
                     None => break,
                 }
             }
         }
+        // Files go outside the lock: a slow disk must not hold up other runs.
+        self.forget_output(dropped.iter().map(|r| r.id.as_str()));
         tracing::info!(run = %id, mode = %target.mode, command = %summary.command, "run started");
         self.bus.publish(Event::RunStarted {
             run: summary.clone(),
@@ -194,7 +193,7 @@ impl RunRegistry {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
         let exec = spawn_execute(target, req, chunk_tx, cancel.clone(), self.sandbox.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
-        let mut kept = self.spool.as_ref().map(|s| {
+        let mut spooled = self.spool.as_ref().map(|s| {
             (
                 s.writer(&summary.id, Stream::Stdout),
                 s.writer(&summary.id, Stream::Stderr),
@@ -222,7 +221,7 @@ impl RunRegistry {
                 Stream::Stdout => out.push(&chunk.data),
                 Stream::Stderr => err.push(&chunk.data),
             }
-            if let Some((o, e)) = &mut kept {
+            if let Some((o, e)) = &mut spooled {
                 let w: &mut SpoolWriter = if chunk.stream == Stream::Stdout { o } else { e };
                 w.push(&chunk.data);
             }
@@ -255,7 +254,7 @@ impl RunRegistry {
         summary.finished_at_ms = Some(now_ms());
         summary.stdout = out.summary();
         summary.stderr = err.summary();
-        if let Some((o, e)) = &kept {
+        if let Some((o, e)) = &spooled {
             summary.stdout.stored_bytes = o.written();
             summary.stderr.stored_bytes = e.written();
         }
@@ -275,14 +274,15 @@ impl RunRegistry {
             duration_ms = ?summary.outcome.as_ref().map(|o| o.duration_ms.round()),
             "run finished"
         );
-        {
+        let over_budget = {
             let mut inner = self.lock();
             inner.active.remove(&summary.id);
             if let Some(r) = inner.history.iter_mut().find(|r| r.id == summary.id) {
                 *r = summary.clone();
             }
-            self.keep_within_budget(&mut inner);
-        }
+            over_budget(&mut inner)
+        };
+        self.forget_output(over_budget.iter().map(String::as_str));
         self.bus.publish(Event::RunFinished {
             run: summary.clone(),
         });
@@ -407,27 +407,40 @@ impl RunRegistry {
         })
     }
 
-    /// Drop the oldest runs' kept output until all of it fits in [`TOTAL_BUDGET`].
-    fn keep_within_budget(&self, inner: &mut Inner) {
-        let Some(spool) = &self.spool else { return };
-        let kept = |r: &RunSummary| r.stdout.stored_bytes + r.stderr.stored_bytes;
-        let mut total: u64 = inner.history.iter().map(kept).sum();
-        for r in inner.history.iter_mut() {
-            if total <= TOTAL_BUDGET {
-                break;
-            }
-            if r.state != RunState::Running && kept(r) > 0 {
-                total -= kept(r);
-                spool.remove(&r.id);
-                r.stdout.stored_bytes = 0;
-                r.stderr.stored_bytes = 0;
-            }
+    /// Delete the kept output of these runs.
+    fn forget_output<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        if let Some(spool) = &self.spool {
+            ids.for_each(|id| spool.remove(id));
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Bytes of a run's output kept on disk.
+fn kept(r: &RunSummary) -> u64 {
+    r.stdout.stored_bytes + r.stderr.stored_bytes
+}
+
+/// Mark the oldest runs' kept output as dropped until all of it fits in [`TOTAL_BUDGET`];
+/// returns their ids, whose files the caller deletes.
+fn over_budget(inner: &mut Inner) -> Vec<String> {
+    let mut total: u64 = inner.history.iter().map(kept).sum();
+    let mut dropped = Vec::new();
+    for r in inner.history.iter_mut() {
+        if total <= TOTAL_BUDGET {
+            break;
+        }
+        if r.state != RunState::Running && kept(r) > 0 {
+            total -= kept(r);
+            r.stdout.stored_bytes = 0;
+            r.stderr.stored_bytes = 0;
+            dropped.push(r.id.clone());
+        }
+    }
+    dropped
 }
 
 fn new_run_id() -> Result<String> {
