@@ -49,6 +49,13 @@ pub enum Command {
     /// The sandbox: engine, image (download or build it ahead of time), containers
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// The folders sandboxed commands may work in (read-write); nothing else of this computer
+    /// is visible in a sandbox
+    #[command(
+        subcommand,
+        after_help = "A sandboxed command may run in: a folder added here (or in the app), the         folder its agent's session was started in (`stigmer mcp`) or where `stigmer run` was         started, and stigmer's scratch folder. Never mounted, even when added: `/` and the system         folders, the home folder and its dot-folders (.ssh, .config, .local...), folders on PATH,         folders holding a container engine's socket, stigmer's own folders."
+    )]
+    Workspaces(WorkspacesCommand),
     /// Serve MCP over stdio, for AI agents (Claude, Cursor, Codex...) to run commands through
     /// stigmer
     #[command(
@@ -71,6 +78,26 @@ pub struct McpArgs {
     /// sandbox mode)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspacesCommand {
+    /// The folders allowed, the scratch folder, and the requests refused lately
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow sandboxed commands to work in DIR (and the folders inside it)
+    Add {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Stop allowing DIR; the next sandboxed run there is refused
+    Remove {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

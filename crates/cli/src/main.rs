@@ -8,6 +8,7 @@ mod run;
 mod sandbox;
 mod server;
 mod tools;
+mod workspaces;
 
 use clap::Parser;
 use stigmer_engine::paths::Paths;
@@ -59,6 +60,7 @@ fn real_main() -> i32 {
             Command::Config(cmd) => config::config(cmd, &paths).await,
             Command::Server(cmd) => server::server(cmd, &paths).await,
             Command::Sandbox(cmd) => sandbox::sandbox(cmd, &paths).await,
+            Command::Workspaces(cmd) => workspaces::workspaces(cmd, &paths).await,
             Command::Mcp(args) => mcp::mcp(args, &paths).await,
         };
         match result {

@@ -36,6 +36,8 @@ struct Prepared {
     chosen_mode: Option<Mode>,
     chosen_image: Option<String>,
     request: ExecRequest,
+    /// Where `stigmer run` was started: a sandboxed run may work in it.
+    session: Option<PathBuf>,
 }
 
 fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
@@ -93,11 +95,13 @@ fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
         timeout,
     };
     request.validate()?;
+    let session = std::env::current_dir().ok();
     Ok(Prepared {
         chosen_mode: chosen(settings::Key::Mode).then_some(s.mode),
         chosen_image: chosen(settings::Key::SandboxImage).then(|| s.sandbox_image.clone()),
-        target: Target::from_settings(&s),
+        target: Target::from_settings(&s).with_session_workspace(session.clone()),
         request,
+        session,
     })
 }
 
@@ -183,7 +187,9 @@ fn own_error(e: &Error) -> i32 {
 async fn in_process(p: Prepared, paths: &Paths) -> Result<i32> {
     let bus = EventBus::default();
     let sandbox = Sandbox::new(paths, &format!("cli-{}", std::process::id()), bus.clone());
-    p.target.check_available(&sandbox).await?;
+    p.target
+        .admit(&sandbox, &p.request, Some("stigmer-cli"))
+        .await?;
     let interrupt = Interrupt::watch();
     let progress = crate::sandbox::show_image_progress(bus.subscribe());
     let (tx, mut rx) = mpsc::channel(4);
@@ -296,6 +302,7 @@ async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
         "mode": p.chosen_mode,
         "image": p.chosen_image,
         "client": "stigmer-cli",
+        "workspace": p.session,
     });
     let interrupt = Interrupt::watch();
     let resp = client.start_run(&body).await?;

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// No run with this id.
     RunNotFound,
+    /// In sandbox mode, a working directory outside the workspaces the user allowed, or a
+    /// folder that is never mounted (system folders, the home folder and its dot-folders...).
+    WorkspaceNotAllowed,
     /// The container engine cannot be reached.
     EngineUnavailable,
     /// The sandbox image does not exist.
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::RunNotFound => "RUN_NOT_FOUND",
+            ErrorCode::WorkspaceNotAllowed => "WORKSPACE_NOT_ALLOWED",
             ErrorCode::EngineUnavailable => "ENGINE_UNAVAILABLE",
             ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
             ErrorCode::ImagePullFailed => "IMAGE_PULL_FAILED",
@@ -87,7 +91,9 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::ForbiddenHost | ErrorCode::ForbiddenOrigin => 403,
+            ErrorCode::ForbiddenHost
+            | ErrorCode::ForbiddenOrigin
+            | ErrorCode::WorkspaceNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::RunNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ServerAlreadyRunning => 409,

@@ -10,6 +10,7 @@ use crate::exec::Stream;
 use crate::runs::RunSummary;
 use crate::sandbox::images::ImageAction;
 use crate::sandbox::progress::Progress;
+use crate::sandbox::RefusedRun;
 use crate::settings::{Mode, Tier};
 
 /// How many events a subscriber may fall behind before it starts missing some.
@@ -53,6 +54,14 @@ pub enum Event {
         ok: bool,
         error: Option<Error>,
         duration_ms: u64,
+    },
+    /// A sandbox run was refused because of its folder (the window offers to allow it).
+    WorkspaceRefused {
+        refused: RefusedRun,
+    },
+    /// The user's sandbox workspaces changed (window, `stigmer workspaces`, API).
+    WorkspacesChanged {
+        workspaces: Vec<std::path::PathBuf>,
     },
     Log {
         level: String,

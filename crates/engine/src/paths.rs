@@ -100,13 +100,18 @@ impl Paths {
         match mode {
             Mode::Local => user_home(),
             Mode::Sandbox => {
-                let dir = self.cache_dir.join("sandbox-workspace");
+                let dir = self.scratch_dir();
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     tracing::warn!("cannot create {}: {e}", dir.display());
                 }
                 dir
             }
         }
+    }
+
+    /// The sandbox's scratch folder: where sandboxed runs that name no folder run.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.cache_dir.join("sandbox-workspace")
     }
 
     /// Create a directory (and parents) that only the user can read on Unix.

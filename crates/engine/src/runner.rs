@@ -1,6 +1,7 @@
 //! Dispatch a run to where the mode says it runs. Sandbox mode never falls back to the host.
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -37,12 +38,31 @@ impl Target {
         (self.mode == Mode::Sandbox).then_some(self.sandbox.image.as_str())
     }
 
-    /// Fail early, before anything is registered or started, when the target cannot run
-    /// commands (sandbox mode without a reachable engine).
-    pub async fn check_available(&self, sandbox: &Sandbox) -> Result<()> {
+    /// Allow, for this run, the folder the client's session was started in (the user chose
+    /// it by starting the agent or `stigmer run` there). Only sandbox mode looks at it, and a
+    /// folder that is never mounted (the home folder, `/`) allows nothing.
+    pub fn with_session_workspace(mut self, dir: Option<PathBuf>) -> Target {
+        self.sandbox
+            .workspaces
+            .extend(dir.filter(|d| d.is_absolute()));
+        self
+    }
+
+    /// Fail early, before anything is registered or started, when the target cannot run this
+    /// request: in sandbox mode, a folder outside the allowed workspaces (the refusal is
+    /// announced, for the window) or no reachable engine.
+    pub async fn admit(
+        &self,
+        sandbox: &Sandbox,
+        req: &ExecRequest,
+        client: Option<&str>,
+    ) -> Result<()> {
         match self.mode {
             Mode::Local => Ok(()),
-            Mode::Sandbox => sandbox.docker().await.map(|_| ()),
+            Mode::Sandbox => {
+                sandbox.admit_request(&self.sandbox, req, client).await?;
+                sandbox.docker().await.map(|_| ())
+            }
         }
     }
 }

@@ -95,6 +95,9 @@ pub struct Settings {
     /// CPU limit of sandbox containers, e.g. `1.5`; `0` for none.
     pub sandbox_cpus: String,
     pub sandbox_network: Network,
+    /// Folders the user allowed sandboxed commands to work in (`sandbox.workspaces`), links
+    /// resolved when they were added.
+    pub sandbox_workspaces: Vec<PathBuf>,
     /// The `[env]` table: changes to the commands' default environment
     /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
     pub env: BTreeMap<String, String>,
@@ -111,6 +114,7 @@ impl Default for Settings {
             sandbox_memory: "4g".to_string(),
             sandbox_cpus: "0".to_string(),
             sandbox_network: Network::Bridge,
+            sandbox_workspaces: Vec::new(),
             env: BTreeMap::new(),
         }
     }
@@ -470,6 +474,9 @@ pub fn validate_image_ref(s: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The key of the sandbox workspaces in the `[sandbox]` table.
+const WORKSPACES_KEY: &str = "workspaces";
+
 /// Where a resolved setting came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -519,6 +526,7 @@ pub fn resolve_with(
         }
     }
     settings.env = file.env_entries()?;
+    settings.sandbox_workspaces = file.workspaces()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(
             "unknown setting `{k}` in config file {} (ignored)",
@@ -616,9 +624,10 @@ impl ConfigFile {
                 "sandbox" => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
-                            let known = Key::ALL
-                                .iter()
-                                .any(|k| k.file_location() == (Some("sandbox"), sub));
+                            let known = sub == WORKSPACES_KEY
+                                || Key::ALL
+                                    .iter()
+                                    .any(|k| k.file_location() == (Some("sandbox"), sub));
                             if !known {
                                 unknown.push(format!("sandbox.{sub}"));
                             }
@@ -674,6 +683,54 @@ impl ConfigFile {
             entries.insert(k.to_string(), text);
         }
         Ok(entries)
+    }
+
+    /// `sandbox.workspaces`: absolute folder paths.
+    pub fn workspaces(&self) -> Result<Vec<PathBuf>> {
+        let Some(item) = self
+            .doc
+            .get("sandbox")
+            .and_then(|t| t.as_table_like())
+            .and_then(|t| t.get(WORKSPACES_KEY))
+        else {
+            return Ok(Vec::new());
+        };
+        let invalid = |why: &str| {
+            Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "config file {} (sandbox.workspaces): {why}; expected a list of absolute folder paths, e.g. workspaces = [\"/home/me/code\"]",
+                    self.path.display()
+                ),
+            )
+        };
+        let list = item.as_array().ok_or_else(|| invalid("not a list"))?;
+        list.iter()
+            .map(|v| match v.as_str() {
+                Some(p) if Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
+                Some(p) => Err(invalid(&format!("`{p}` is not an absolute path"))),
+                None => Err(invalid("every entry must be a text")),
+            })
+            .collect()
+    }
+
+    /// Replace `sandbox.workspaces` (the list's comments are kept where entries stay).
+    pub fn set_workspaces(&mut self, list: &[PathBuf]) {
+        if !self.doc.get("sandbox").is_some_and(|i| i.is_table_like()) {
+            self.doc.insert("sandbox", Item::Table(Table::new()));
+        }
+        let Some(t) = self
+            .doc
+            .get_mut("sandbox")
+            .and_then(|i| i.as_table_like_mut())
+        else {
+            return;
+        };
+        let mut array = toml_edit::Array::new();
+        for p in list {
+            array.push(p.to_string_lossy().as_ref());
+        }
+        t.insert(WORKSPACES_KEY, toml_edit::value(array));
     }
 
     /// Set `env.NAME` (an empty value removes the variable from commands).
@@ -808,6 +865,26 @@ pub fn unset_env_in_file(paths: &Paths, name: &str) -> Result<()> {
     let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
     file.unset_env(name);
     file.save()
+}
+
+/// Add `dir` (checked by the caller) to `sandbox.workspaces`, or remove it; returns the list.
+/// Adding a folder already there, or removing one that is not, changes nothing.
+pub fn edit_workspaces_in_file(paths: &Paths, dir: &Path, add: bool) -> Result<Vec<PathBuf>> {
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    let mut list = file.workspaces()?;
+    let before = list.clone();
+    if add {
+        if !list.iter().any(|p| p == dir) {
+            list.push(dir.to_path_buf());
+        }
+    } else {
+        list.retain(|p| p != dir);
+    }
+    if list != before {
+        file.set_workspaces(&list);
+        file.save()?;
+    }
+    Ok(list)
 }
 
 /// Remove `key` from the config file (its default or environment value applies again).

@@ -28,7 +28,9 @@ impl Backend for InServer {
     fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
         Box::pin(async move {
             let (target, req, client) = body.into_request(&self.state)?;
-            target.check_available(&self.state.sandbox).await?;
+            target
+                .admit(&self.state.sandbox, &req, client.as_deref())
+                .await?;
             let mut started = self.state.runs.start(target, req, client)?;
             // Output is kept by the registry; the reply only needs the summary at the end.
             while let Some(event) = started.events.recv().await {

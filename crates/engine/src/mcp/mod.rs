@@ -240,6 +240,9 @@ impl StigmerMcp {
             )));
         }
         let base = self.backend.default_cwd();
+        // The session's own folder (where the agent started `stigmer mcp`) is allowed for
+        // sandboxed runs; the agent's `cwd` must lie in it or in a workspace the user added.
+        let workspace = base.clone();
         let cwd = match (args.cwd, base) {
             (Some(c), Some(base)) => Some(base.join(c)),
             // Relative paths need a base: the server refuses them with a clear message.
@@ -255,6 +258,7 @@ impl StigmerMcp {
             mode: None,
             image: None,
             client,
+            workspace,
         })
     }
 }

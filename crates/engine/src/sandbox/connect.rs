@@ -373,6 +373,29 @@ fn default_endpoints() -> Vec<Endpoint> {
     }
 }
 
+/// Every engine socket stigmer knows how to find, `DOCKER_HOST`'s and `CONTAINER_HOST`'s
+/// included: sandbox mode never mounts a folder that holds one.
+pub fn known_sockets() -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = default_endpoints()
+        .into_iter()
+        .filter_map(|e| match e {
+            Endpoint::Unix(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    for var in ["DOCKER_HOST", "CONTAINER_HOST"] {
+        if let Some(path) = std::env::var(var).ok().as_deref().and_then(unix_socket_of) {
+            list.push(path);
+        }
+    }
+    list
+}
+
+/// The socket path of a `unix://` endpoint.
+pub fn unix_socket_of(endpoint: &str) -> Option<PathBuf> {
+    endpoint.strip_prefix("unix://").map(PathBuf::from)
+}
+
 /// Whether an engine seems installed (its CLI or daemon on PATH), to tell "install it" from
 /// "start it".
 fn engine_installed() -> bool {

@@ -2,7 +2,7 @@
 //! with defaults a security reviewer accepts.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -71,29 +71,6 @@ pub fn run_as_user() -> Option<String> {
     }
     #[cfg(not(target_os = "linux"))]
     None
-}
-
-/// The folder to mount for a run in `cwd`: its project root (the nearest folder with `.git`,
-/// below the home directory), else `cwd` itself.
-pub fn workspace_for(cwd: &Path) -> Result<PathBuf> {
-    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
-    let mut dir = Some(cwd);
-    while let Some(d) = dir {
-        if Some(d) == home.as_deref() || d.parent().is_none() {
-            break;
-        }
-        if d.join(".git").exists() {
-            return Ok(d.to_path_buf());
-        }
-        dir = d.parent();
-    }
-    if cwd.parent().is_none() {
-        return Err(Error::new(
-            ErrorCode::InvalidRequest,
-            "sandbox mode cannot mount / as the workspace: run from a project folder (--cwd DIR)",
-        ));
-    }
-    Ok(cwd.to_path_buf())
 }
 
 /// Create and start a container for `spec`.
@@ -244,22 +221,4 @@ pub async fn list_own(docker: &Docker, home: &str) -> Result<Vec<OwnContainer>> 
 
 pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workspace_is_the_project_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let project = dir.path().join("proj");
-        std::fs::create_dir_all(project.join(".git")).unwrap();
-        std::fs::create_dir_all(project.join("src/deep")).unwrap();
-        assert_eq!(workspace_for(&project.join("src/deep")).unwrap(), project);
-        let plain = dir.path().join("plain");
-        std::fs::create_dir_all(&plain).unwrap();
-        assert_eq!(workspace_for(&plain).unwrap(), plain);
-        assert!(workspace_for(Path::new("/")).is_err());
-    }
 }

@@ -9,8 +9,9 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod progress;
+pub mod workspace;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::connect::{EngineInfo, EngineState};
 use self::containers::{ContainerSpec, OwnContainer, Owner};
-use crate::error::{Error, ErrorCode, Result};
-use crate::events::EventBus;
+use self::workspace::{Admitted, NeverMounted, Refusal};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventBus};
 use crate::exec::{Chunk, ExecOutcome, ExecRequest};
 use crate::paths::Paths;
 use crate::settings::{Network, Settings, Tier};
@@ -38,6 +40,9 @@ pub struct SandboxSpec {
     pub memory: String,
     pub cpus: String,
     pub network: Network,
+    /// Folders a run may be in (besides the scratch folder): the user's workspaces, and the
+    /// folder the client's session was started in.
+    pub workspaces: Vec<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -50,6 +55,7 @@ impl SandboxSpec {
             memory: s.sandbox_memory.clone(),
             cpus: s.sandbox_cpus.clone(),
             network: s.sandbox_network,
+            workspaces: s.sandbox_workspaces.clone(),
         }
     }
 
@@ -85,6 +91,23 @@ pub struct Sandbox {
     slots: Mutex<HashMap<ContainerKey, Slot>>,
     /// stigmer's config and data folders: never inside a mounted workspace.
     protected: Vec<PathBuf>,
+    /// Where runs that name no folder go; always allowed.
+    scratch: PathBuf,
+    /// The last refused folders, newest last, for the window.
+    refusals: Mutex<VecDeque<RefusedRun>>,
+}
+
+/// How many refused requests the server remembers for the window.
+const REFUSALS_KEPT: usize = 20;
+
+/// A request refused because of its folder: who asked, for what, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedRun {
+    pub client: Option<String>,
+    pub command: String,
+    #[serde(flatten)]
+    pub refusal: Refusal,
+    pub time_ms: u64,
 }
 
 /// What `GET /v1/sandbox` and `stigmer sandbox status` show.
@@ -141,7 +164,82 @@ impl Sandbox {
                 paths.log_dir.clone(),
                 crate::spool::Spool::dir_of(paths),
             ],
+            scratch: paths.scratch_dir(),
+            refusals: Mutex::default(),
         })
+    }
+
+    /// The folders sandbox mode never mounts, as of now: the engine sockets include the one
+    /// in use, PATH is the user's.
+    pub async fn never_mounted(&self) -> NeverMounted {
+        let mut sockets = connect::known_sockets();
+        if let Some((_, info)) = self.conn.lock().await.as_ref() {
+            sockets.extend(connect::unix_socket_of(&info.endpoint));
+        }
+        // The first lookup may ask the login shell: off the async threads.
+        let path = tokio::task::spawn_blocking(|| crate::tools::user_path().0.clone())
+            .await
+            .unwrap_or_default();
+        NeverMounted::gather(&self.protected, &sockets, &path)
+    }
+
+    /// Where sandboxed runs that name no folder run.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
+    /// Where a run in `cwd` goes, or why it may not run there. Checked when a request comes
+    /// in and again right before its container is chosen.
+    pub async fn admit(
+        &self,
+        spec: &SandboxSpec,
+        cwd: &Path,
+    ) -> std::result::Result<Admitted, Refusal> {
+        self.never_mounted()
+            .await
+            .admit(cwd, &spec.workspaces, &self.scratch)
+    }
+
+    /// [`Sandbox::admit`] for a request from `client`: a refusal is remembered and announced
+    /// (the window offers to allow the folder) and becomes the client's error.
+    pub async fn admit_request(
+        &self,
+        spec: &SandboxSpec,
+        req: &ExecRequest,
+        client: Option<&str>,
+    ) -> Result<Admitted> {
+        self.admit(spec, &req.cwd).await.map_err(|refusal| {
+            tracing::warn!(folder = %refusal.folder.display(), client = client.unwrap_or("-"), "sandbox run refused: {}", refusal.reason);
+            let error = refusal.to_error();
+            let record = RefusedRun {
+                client: client.map(str::to_string),
+                command: req.command.display(),
+                refusal,
+                time_ms: crate::util::now_ms(),
+            };
+            {
+                let mut list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+                list.retain(|r| r.refusal.folder != record.refusal.folder || r.client != record.client);
+                list.push_back(record.clone());
+                while list.len() > REFUSALS_KEPT {
+                    list.pop_front();
+                }
+            }
+            self.bus.publish(Event::WorkspaceRefused { refused: record });
+            error
+        })
+    }
+
+    /// The requests refused lately, newest first.
+    pub fn refusals(&self) -> Vec<RefusedRun> {
+        let list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter().rev().cloned().collect()
+    }
+
+    /// Forget the refusals of folders now allowed (the window's "Allow this folder").
+    pub fn forget_refusals_in(&self, allowed: &Path) {
+        let mut list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|r| !r.refusal.folder.starts_with(allowed));
     }
 
     /// The engine, connecting (again) when needed. A lost engine is noticed here and a
@@ -276,9 +374,15 @@ impl Sandbox {
         cancel: CancellationToken,
     ) -> Result<ExecOutcome> {
         req.validate()?;
-        let workspace = containers::workspace_for(&req.cwd)?;
-        self.check_not_protected(&workspace)?;
+        // Checked again after the image is there: a download can take minutes, and the folder
+        // (or a link in its path) may have changed meanwhile.
+        self.admit(spec, &req.cwd).await.map_err(|r| r.to_error())?;
         self.ensure_image(spec).await?;
+        let Admitted {
+            mount: workspace,
+            cwd,
+        } = self.admit(spec, &req.cwd).await.map_err(|r| r.to_error())?;
+        let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
         let key = crate::util::random_hex(8)?;
         let user = containers::run_as_user();
@@ -300,30 +404,6 @@ impl Sandbox {
             crate::error::ErrorCode::EngineUnavailable,
             "the sandbox container disappeared twice while starting the command; nothing ran",
         ))
-    }
-
-    /// A workspace holding stigmer's own files, or inside them, is never mounted: a sandboxed
-    /// command could otherwise switch stigmer to local mode, use its token or read the output
-    /// of local runs. Paths are compared resolved (symbolic links), at each run: a folder that
-    /// did not exist at start may exist now.
-    fn check_not_protected(&self, workspace: &Path) -> Result<()> {
-        let workspace = resolved(workspace);
-        let clash = self
-            .protected
-            .iter()
-            .map(|p| resolved(p))
-            .find(|p| p.starts_with(&workspace) || workspace.starts_with(p));
-        match clash {
-            Some(p) => Err(Error::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "sandbox mode does not mount {}: it holds stigmer's own files ({}), which a sandboxed command could change; run the command in a project folder",
-                    workspace.display(),
-                    p.display()
-                ),
-            )),
-            None => Ok(()),
-        }
     }
 
     /// The container for (image, workspace), made if needed; counts as in use until released.
@@ -495,23 +575,5 @@ fn process_alive(pid: u32) -> bool {
     {
         let _ = pid;
         true
-    }
-}
-
-/// `path` with symbolic links resolved, as far as it exists (the rest appended as it is).
-fn resolved(path: &Path) -> PathBuf {
-    let mut existing = path;
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
     }
 }

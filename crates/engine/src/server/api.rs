@@ -163,6 +163,9 @@ pub struct Status {
     pub command_env: CommandEnv,
     /// Where a run that names no `cwd` runs, in the current mode.
     pub default_cwd: PathBuf,
+    /// The folders sandboxed commands may work in (read-write in their container), besides the
+    /// scratch folder and the folder of the client's session.
+    pub workspaces: Vec<PathBuf>,
 }
 
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
@@ -188,6 +191,7 @@ pub async fn status_of(state: &AppState) -> Status {
         log_dir: state.paths.log_dir.clone(),
         command_env,
         default_cwd: state.paths.default_cwd(s.mode),
+        workspaces: s.sandbox_workspaces,
     }
 }
 
@@ -311,6 +315,10 @@ pub struct RunBody {
     pub image: Option<String>,
     /// Who is asking, shown in the app's activity (for example `stigmer-cli`).
     pub client: Option<String>,
+    /// The folder the client's session was started in, by the user (what `stigmer mcp` and
+    /// `stigmer run` send): sandboxed runs may work in it too, besides the user's workspaces.
+    /// Never an agent's choice: no MCP tool takes it.
+    pub workspace: Option<PathBuf>,
 }
 
 impl RunBody {
@@ -333,7 +341,8 @@ impl RunBody {
             .timeout_secs
             .map(|t| timeout_from_secs(t, "`timeout_secs`"))
             .transpose()?;
-        let mut target = Target::from_settings(&state.settings());
+        let mut target =
+            Target::from_settings(&state.settings()).with_session_workspace(self.workspace);
         if let Some(m) = &self.mode {
             if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
                 target.mode = m;
@@ -390,8 +399,11 @@ pub async fn start_run(
     ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Response> {
     let (target, req, client) = body.into_request(&state)?;
-    // Refused before anything is registered: a sandbox run without an engine never starts.
-    target.check_available(&state.sandbox).await?;
+    // Refused before anything is registered: a sandbox run outside the allowed workspaces or
+    // without an engine never starts.
+    target
+        .admit(&state.sandbox, &req, client.as_deref())
+        .await?;
     let framing = Framing::from_headers(&headers);
     let started = state.runs.start(target, req, client)?;
     let body = stream::unfold(started.events, move |mut rx| async move {

@@ -4,6 +4,7 @@ pub mod api;
 pub mod frames;
 pub mod guard;
 pub mod usage;
+pub mod workspaces;
 
 use std::future::IntoFuture;
 use std::sync::{Arc, RwLock};
@@ -104,6 +105,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tools", get(api::tools))
         .route("/v1/sandbox", get(api::sandbox))
         .route("/v1/sandbox/cancel-download", post(api::cancel_download))
+        .route(
+            "/v1/workspaces",
+            get(workspaces::list).post(workspaces::add),
+        )
+        .route("/v1/workspaces/remove", post(workspaces::remove))
         .route("/v1/runs", post(api::start_run).get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/output", get(api::run_output))
