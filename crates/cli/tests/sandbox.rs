@@ -254,6 +254,7 @@ fn no_engine_means_no_run_anywhere() {
         .unwrap();
     assert!(stderr(&o).contains("DOCKER_HOST"), "{}", stderr(&o));
     // Through a server whose engine is unreachable: 503 before anything is registered.
+    env.allow_work();
     let server = env.start_server_env(&[
         ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
         ("STIGMER_EXECUTION_MODE", "sandbox"),
@@ -341,6 +342,7 @@ fn pulls_show_progress_once_and_survive_a_dying_registry() {
     assert!(pushed.success());
     assert!(!image_exists(&image), "the pull must really download");
     let env = TestEnv::new();
+    env.allow_work();
     let server = env.start_server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -467,6 +469,7 @@ fn the_basic_image_is_built_when_it_cannot_be_pulled() {
     .unwrap();
     std::fs::write(context.path().join("requirements.txt"), "pyyaml\n").unwrap();
     let env = TestEnv::new();
+    env.allow_work();
     let server = env.start_server_env(&[
         (
             "STIGMER_SANDBOX_BUILD_CONTEXT",
@@ -533,6 +536,7 @@ async fn thirty_two_concurrent_runs_share_one_container() {
     }
     ensure_busybox();
     let env = TestEnv::new();
+    env.allow_work();
     let server = env.start_server();
     let client = server.client();
     let ws = env.path().join("ws");
@@ -721,8 +725,10 @@ async fn an_engine_that_comes_back_is_noticed_without_a_restart() {
     }
     ensure_busybox();
     let env = TestEnv::new();
-    let engine = EngineSocket::start(&env.path().join("engine.sock"));
+    // Beside the work folder: a folder holding an engine socket is never mounted.
+    let engine = EngineSocket::start(&env.beside("engine").join("engine.sock"));
     let host = format!("unix://{}", engine.path.display());
+    env.allow_work();
     let server = env.start_server_env(&[("DOCKER_HOST", &host)]);
     let client = server.client();
     let state = || async {
@@ -827,6 +833,7 @@ fn a_download_can_be_cancelled() {
         .unwrap()
         .success());
     let env = TestEnv::new();
+    env.allow_work();
     let server = env.start_server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command_env::CommandEnv;
 use crate::error::Result;
 use crate::exec::{run_local, Chunk, ExecOutcome, ExecRequest};
+use crate::sandbox::workspace::session_root;
 use crate::sandbox::{Sandbox, SandboxSpec};
 use crate::settings::{Mode, Settings};
 use crate::tools::user_path;
@@ -38,13 +39,15 @@ impl Target {
         (self.mode == Mode::Sandbox).then_some(self.sandbox.image.as_str())
     }
 
-    /// Allow, for this run, the folder the client's session was started in (the user chose
-    /// it by starting the agent or `stigmer run` there). Only sandbox mode looks at it, and a
-    /// folder that is never mounted (the home folder, `/`) allows nothing.
+    /// Allow, for this run, the project the client's session was started in (the user chose
+    /// it by starting the agent or `stigmer run` there): its `.git` root, else the folder.
+    /// Only sandbox mode looks at it, and a folder that is never mounted (the home folder,
+    /// `/`) allows nothing.
     pub fn with_session_workspace(mut self, dir: Option<PathBuf>) -> Target {
-        self.sandbox
-            .workspaces
-            .extend(dir.filter(|d| d.is_absolute()));
+        if self.mode == Mode::Sandbox {
+            let root = dir.filter(|d| d.is_absolute()).map(|d| session_root(&d));
+            self.sandbox.workspaces.extend(root);
+        }
         self
     }
 

@@ -33,6 +33,13 @@ impl TestEnv {
         &self.work
     }
 
+    /// A folder of the test's own beside the working folder (not inside it), made on demand.
+    pub fn beside(&self, name: &str) -> PathBuf {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("folder beside the work folder");
+        dir
+    }
+
     /// The test's STIGMER_HOME.
     pub fn home(&self) -> PathBuf {
         self.root.path().join("home")
@@ -61,6 +68,18 @@ impl TestEnv {
         }
         c.stdin(Stdio::null());
         c
+    }
+
+    /// Allow sandboxed runs in the test's working folder (`stigmer workspaces add`), as a user
+    /// does for a project that API clients run in.
+    pub fn allow_work(&self) {
+        let o = self
+            .cmd()
+            .args(["workspaces", "add"])
+            .arg(self.path())
+            .output()
+            .expect("stigmer workspaces add");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
     pub fn stigmer(&self, args: &[&str]) -> Output {

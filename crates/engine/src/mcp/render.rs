@@ -138,9 +138,11 @@ pub fn output_page(page: &OutputPage) -> CallToolResult {
 }
 
 /// The result of `get_environment`, from `GET /v1/status` and `GET /v1/tools`.
-pub fn environment(status: &Value, tools: &Value, default_cwd: Option<PathBuf>) -> CallToolResult {
-    let default_cwd = default_cwd
-        .or_else(|| status["default_cwd"].as_str().map(PathBuf::from))
+pub fn environment(status: &Value, tools: &Value, session: Option<PathBuf>) -> CallToolResult {
+    let server_default = status["default_cwd"].as_str().map(PathBuf::from);
+    let default_cwd = session
+        .clone()
+        .or_else(|| server_default.clone())
         .unwrap_or_default();
     let mode = status["mode"].as_str().unwrap_or("local");
     let tier = status["tier"].as_str().unwrap_or("local");
@@ -182,12 +184,32 @@ pub fn environment(status: &Value, tools: &Value, default_cwd: Option<PathBuf>) 
             .collect()
     };
     let env = status["command_env"]["set"].clone();
+    // What a sandboxed command can see: its workspace, nothing else of the host.
+    let mut workspaces: Vec<String> = session.iter().map(|p| p.display().to_string()).collect();
+    workspaces.extend(
+        status["workspaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().map(str::to_string)),
+    );
+    if mode == "sandbox" {
+        workspaces.extend(server_default.map(|p| p.display().to_string()));
+    }
+    workspaces.dedup();
     let where_ = if mode == "sandbox" {
         format!(
-            "sandbox mode: commands run in a container of image {image}, with the working directory mounted at the same path"
+            "sandbox mode: commands run in a container of image {image}. The container sees only \
+             the project folder of the working directory (its .git root, else the folder itself), \
+             read-write, at the same path; nothing else of the user's computer. The working \
+             directory must lie in a folder the user allowed: {}. Any other folder is refused \
+             with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user",
+            workspaces.join(", ")
         )
     } else {
-        "local mode: commands run directly on the user's computer".to_string()
+        "local mode: commands run directly on the user's computer, with no confinement: they \
+         can read and change whatever the user can"
+            .to_string()
     };
     let mut text = format!(
         "{where_}.\ncontainer engine: {} ({})\ndefault working directory: {}\ntools {tools_note}: {}",
@@ -209,6 +231,7 @@ pub fn environment(status: &Value, tools: &Value, default_cwd: Option<PathBuf>) 
         "image": (mode == "sandbox").then_some(image),
         "engine": engine,
         "default_cwd": default_cwd,
+        "workspaces": (mode == "sandbox").then_some(workspaces),
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
         "tools": available,

@@ -352,6 +352,18 @@ impl NeverMounted {
     }
 }
 
+/// The project a session started in `dir` works on: the nearest folder with `.git` holding
+/// it, below the home folder (a dotfiles repository in the home is no project), else `dir`.
+pub fn session_root(dir: &Path) -> PathBuf {
+    let dir = resolved(dir);
+    let home = resolved(&crate::paths::user_home());
+    dir.ancestors()
+        .take_while(|d| *d != home && d.parent().is_some())
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(&dir)
+        .to_path_buf()
+}
+
 /// Whether `dir` lies in a dot-folder (or a settings folder) of `home`.
 fn in_home_settings(home: &Path, dir: &Path) -> bool {
     let Ok(rest) = dir.strip_prefix(home) else {

@@ -341,13 +341,13 @@ impl RunBody {
             .timeout_secs
             .map(|t| timeout_from_secs(t, "`timeout_secs`"))
             .transpose()?;
-        let mut target =
-            Target::from_settings(&state.settings()).with_session_workspace(self.workspace);
+        let mut target = Target::from_settings(&state.settings());
         if let Some(m) = &self.mode {
             if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
                 target.mode = m;
             }
         }
+        let mut target = target.with_session_workspace(self.workspace);
         let cwd = self
             .cwd
             .unwrap_or_else(|| state.paths.default_cwd(target.mode));
