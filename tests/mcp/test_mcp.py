@@ -3,6 +3,7 @@ in local and sandbox mode, against the real binary, server and container engine.
 
 import contextlib
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -72,9 +73,12 @@ def mode(request):
 
 
 @pytest.fixture
-def server(home, mode, request):
-    """A server in `mode` (sandbox mode uses the busybox test image)."""
+def server(home, mode, work, request):
+    """A server in `mode` (sandbox mode uses the busybox test image, with the work folder
+    allowed: HTTP agents have no session folder of their own)."""
     image = request.getfixturevalue("sandbox_image") if mode == "sandbox" else None
+    if image:
+        home.cli("workspaces", "add", str(work))
     start(home, mode, image)
     return image
 
@@ -345,8 +349,8 @@ async def test_sandbox_never_mounts_stigmers_own_files(home, work, sandbox_image
     async with stdio_session(home, work) as s:
         # The folder above holds STIGMER_HOME (settings, token): a sandboxed command must not see it.
         r = await s.call_tool("run_command", {"command": "ls", "cwd": str(home.path.parent)})
-    assert r.is_error and "INVALID_REQUEST" in text(r) and "does not mount" in text(r), text(r)
-    assert home.runs()[0]["state"] == "failed"
+    assert r.is_error and "WORKSPACE_NOT_ALLOWED" in text(r) and "never mounts" in text(r), text(r)
+    assert home.runs() == [], "a refused request is no run"
 
 
 async def test_output_past_the_spool_limit_is_counted_and_says_so(home, work):
@@ -395,4 +399,68 @@ async def test_sandbox_default_folder_and_stigmers_folders(home, work, sandbox_i
         # Inside stigmer's own folders is refused too, not only above them.
         inside = home.path / "data"
         r = await s.call_tool("run_command", {"command": "ls", "cwd": str(inside)})
-        assert r.is_error and "does not mount" in text(r), text(r)
+        assert r.is_error and "never mounts" in text(r), text(r)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_agent_cannot_choose_what_the_sandbox_sees(home, tmp_path, transport, sandbox_image):
+    """A prompt-injected agent names folders outside its workspace: each is refused with the
+    code and words that stop retries, nothing runs, no container is made; the project the
+    session was started in works, and a folder works once the user allows it."""
+    user_home = tmp_path / "user-home"
+    for d in (".ssh", ".local/bin", ".config/autostart"):
+        (user_home / d).mkdir(parents=True)
+    (user_home / ".ssh" / "id_rsa").write_text("secret")
+    on_path = tmp_path / "bin-on-path"
+    on_path.mkdir()
+    project = tmp_path / "proj"
+    (project / ".git").mkdir(parents=True)
+    (project / "src").mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (project / "src" / "link").symlink_to(user_home / ".ssh")
+    home.env["HOME"] = str(user_home)
+    home.env["PATH"] = f"{on_path}{os.pathsep}{home.env['PATH']}"
+    start(home, "sandbox", sandbox_image)
+    refused = [
+        str(user_home / ".ssh"),
+        str(user_home / ".local/bin"),
+        str(user_home / ".config/autostart"),
+        str(user_home),
+        str(on_path),
+        "/etc",
+        "/var/run",
+        "/",
+        str(project / "src" / "link"),  # inside the project, a link to ~/.ssh
+        f"{project}/src/../../user-home/.ssh",
+    ]
+    if transport == "stdio":
+        refused += ["link", "../../user-home/.ssh"]  # relative to where the agent started
+    async with agent(transport, home, project / "src") as s:
+        for cwd in refused:
+            r = await s.call_tool("run_command", {"command": "cat id_rsa; touch ran-here", "cwd": cwd})
+            assert r.is_error, (cwd, text(r))
+            assert "WORKSPACE_NOT_ALLOWED" in text(r) and "should not retry" in text(r), (cwd, text(r))
+            assert "secret" not in text(r)
+        env = await s.call_tool("get_environment", {})
+        assert "nothing else of the user's computer" in text(env), text(env)
+        if transport == "stdio":
+            # Started in the project: its folders are the session's workspace.
+            ok = await s.call_tool("run_command", {"command": "pwd", "cwd": "."})
+            assert not ok.is_error, text(ok)
+            assert ok.structured_content["stdout"]["text"] == f"{project / 'src'}\n"
+            assert str(project) in env.structured_content["workspaces"], env.structured_content
+        r = await s.call_tool("run_command", {"command": "pwd", "cwd": str(other)})
+        assert r.is_error and "stigmer workspaces add" in text(r), text(r)
+        # The user allows it (as the window's button does): it works at once.
+        home.cli("workspaces", "add", str(other))
+        r = await s.call_tool("run_command", {"command": "find / -type s 2>/dev/null; pwd", "cwd": str(other)})
+        assert not r.is_error, text(r)
+        assert r.structured_content["stdout"]["text"] == f"{other}\n", "a socket is visible in the sandbox"
+    for d in (user_home / ".ssh", user_home, on_path, project / "src"):
+        assert not (d / "ran-here").exists(), d
+    assert all(x["cwd"] != str(user_home / ".ssh") for x in home.runs())
+    mounted = subprocess.run(
+        ["docker", "ps", "-a", "--format", '{{.Label "dev.stigmer.workspace"}}'], capture_output=True, text=True
+    ).stdout.split()
+    assert not [m for m in mounted if m.startswith(str(user_home)) or m in ("/etc", "/var/run", "/run")], mounted

@@ -185,7 +185,10 @@ pub fn environment(status: &Value, tools: &Value, session: Option<PathBuf>) -> C
     };
     let env = status["command_env"]["set"].clone();
     // What a sandboxed command can see: its workspace, nothing else of the host.
-    let mut workspaces: Vec<String> = session.iter().map(|p| p.display().to_string()).collect();
+    let mut workspaces: Vec<String> = session
+        .iter()
+        .map(|p| crate::sandbox::workspace::session_root(p).display().to_string())
+        .collect();
     workspaces.extend(
         status["workspaces"]
             .as_array()
