@@ -141,11 +141,68 @@ function decodeBase64(b64) {
 function onEvents(batch) {
   for (const ev of batch.events) {
     if (ev.type === "run_started" || ev.type === "run_finished") runEntry(ev.run);
+    else if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
     else if (ev.type === "run_output") {
       const entry = runs.get(ev.run_id);
       if (entry) appendOutput(entry.li.querySelector("pre"), ev.stream, decodeBase64(ev.data), MAX_RUN_TEXT);
     }
   }
+}
+
+// ---- sandbox workspaces: the folders the user allowed, and the requests refused ----
+function renderWorkspaces(view) {
+  const list = $("workspace-list");
+  list.replaceChildren();
+  for (const path of view.workspaces) {
+    const li = document.createElement("li");
+    const code = document.createElement("code");
+    code.textContent = path;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "secondary small";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${path}`);
+    remove.addEventListener("click", () => workspaceChange("remove_workspace", path));
+    li.append(code, remove);
+    list.append(li);
+  }
+  $("workspace-empty").hidden = view.workspaces.length > 0;
+  const refused = $("refused-list");
+  refused.replaceChildren();
+  for (const r of view.refused) {
+    const li = document.createElement("li");
+    const code = document.createElement("code");
+    code.textContent = r.folder;
+    const who = document.createElement("span");
+    who.className = "muted";
+    who.textContent = `${r.client || "a client"}: ${r.command}`;
+    li.append(code, who);
+    if (r.can_allow) {
+      const allow = document.createElement("button");
+      allow.type = "button";
+      allow.className = "small";
+      allow.textContent = "Allow this folder";
+      allow.addEventListener("click", () => workspaceChange("add_workspace", r.folder));
+      li.append(allow);
+    } else {
+      const why = document.createElement("span");
+      why.className = "muted";
+      why.textContent = `Never shared with a sandbox: ${r.reason}`;
+      li.append(why);
+    }
+    refused.append(li);
+  }
+  $("refused-box").hidden = view.refused.length === 0;
+}
+
+async function loadWorkspaces() {
+  try { renderWorkspaces(await invoke("get_workspaces")); } catch (_) { /* no server yet */ }
+}
+
+async function workspaceChange(command, path) {
+  $("workspace-error").hidden = true;
+  try { renderWorkspaces(await invoke(command, { path })); }
+  catch (e) { showError($("workspace-error"), e); }
 }
 
 // ---- tools ----
@@ -234,6 +291,10 @@ async function init() {
     }
   });
   $("tools-refresh").addEventListener("click", () => loadTools(true));
+  $("workspace-add").addEventListener("click", async () => {
+    const path = await invoke("pick_folder");
+    if (path) workspaceChange("add_workspace", path);
+  });
   $("download-cancel").addEventListener("click", async () => {
     try { await invoke("cancel_download"); } catch (e) { showError($("mode-error"), e); }
   });
@@ -252,7 +313,7 @@ async function init() {
     });
   }
 
-  await listen("stigmer://model", (e) => { const was = model && model.server.state; render(e.payload); if (was !== "running" && e.payload.server.state === "running") loadTools(false); });
+  await listen("stigmer://model", (e) => { const was = model && model.server.state; render(e.payload); if (was !== "running" && e.payload.server.state === "running") { loadTools(false); loadWorkspaces(); } });
   await listen("stigmer://events", (e) => onEvents(e.payload));
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://ask-custom-image", () => { const r = document.querySelector("input[name=tier][value=custom]"); r.checked = true; r.dispatchEvent(new Event("change")); });
@@ -279,6 +340,7 @@ async function init() {
   logs.lines.forEach(addLog);
   if (model.server.state === "running") {
     loadTools(false);
+    loadWorkspaces();
     try { (await invoke("get_runs")).runs.reverse().forEach(runEntry); } catch (_) { /* no server yet */ }
   }
 }

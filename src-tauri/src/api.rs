@@ -71,6 +71,15 @@ impl Api {
             .map_err(|e| Error::internal(format!("unreadable answer: {e}")))
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .send(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| Error::internal(format!("unreadable answer: {e}")))
+    }
+
     pub async fn post(&self, path: &str) -> Result<()> {
         self.send(self.request(reqwest::Method::POST, path))
             .await

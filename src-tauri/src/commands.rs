@@ -86,6 +86,46 @@ pub async fn get_runs(shared: State<'_, Shared>) -> Result<Value> {
     shared.api()?.get("/v1/runs?limit=50").await
 }
 
+/// The folders sandboxed commands may work in, and the requests refused lately.
+#[tauri::command]
+pub async fn get_workspaces(shared: State<'_, Shared>) -> Result<Value> {
+    shared.api()?.get("/v1/workspaces").await
+}
+
+/// Allow a folder (the window's "Allow this folder" and the folder picker).
+#[tauri::command]
+pub async fn add_workspace(shared: State<'_, Shared>, path: String) -> Result<Value> {
+    shared
+        .api()?
+        .post_json("/v1/workspaces", &json!({ "path": path }))
+        .await
+}
+
+#[tauri::command]
+pub async fn remove_workspace(shared: State<'_, Shared>, path: String) -> Result<Value> {
+    shared
+        .api()?
+        .post_json("/v1/workspaces/remove", &json!({ "path": path }))
+        .await
+}
+
+/// The system's folder picker; `None` when the person closed it.
+#[tauri::command]
+pub async fn pick_folder(app: AppHandle) -> Option<String> {
+    use tauri_plugin_dialog::DialogExt;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Allow sandboxed commands in a folder")
+        .pick_folder(move |f| {
+            let _ = tx.send(f.and_then(|f| f.into_path().ok()));
+        });
+    rx.await
+        .ok()
+        .flatten()
+        .map(|p| p.display().to_string())
+}
+
 #[tauri::command]
 pub async fn cancel_run(shared: State<'_, Shared>, id: String) -> Result<()> {
     shared.api()?.post(&format!("/v1/runs/{id}/cancel")).await

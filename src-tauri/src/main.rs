@@ -49,6 +49,7 @@ fn main() {
             actions::show_window(app)
         }))
         .plugin(tauri_plugin_shell::init())
+        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
@@ -66,6 +67,10 @@ fn main() {
             commands::cancel_download,
             commands::get_runs,
             commands::cancel_run,
+            commands::get_workspaces,
+            commands::add_workspace,
+            commands::remove_workspace,
+            commands::pick_folder,
             commands::run_command,
             commands::get_logs,
             commands::get_prefs,

@@ -62,6 +62,18 @@ impl ServerApi {
         })
     }
 
+    /// POST a JSON body: (status, body; a run's NDJSON stream is read to its end).
+    async fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     async fn get(&self, path: &str) -> Value {
         reqwest::Client::new()
             .get(format!("{}{path}", self.url))
@@ -428,6 +440,72 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
 
 #[path = "../../crates/cli/tests/common/engine.rs"]
 mod engine;
+
+/// A sandboxed request in a folder the user has not allowed shows in the window, which
+/// allows it with one click; the next run there works, and Remove refuses it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
+    let Some(d) = Desktop::start("a_refused_folder_is_allowed_and_removed_in_the_window") else {
+        return;
+    };
+    if !engine::engine_or_skip("a_refused_folder_is_allowed_and_removed_in_the_window") {
+        return;
+    }
+    engine::ensure_busybox();
+    let project = d.home.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let (mut driver, port) = d.driver(&[
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+        ("STIGMER_SANDBOX_IMAGE", engine::BUSYBOX),
+    ]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    let api = ServerApi::of(&d).unwrap();
+    let run = json!({"shell": "echo inside; pwd", "cwd": project, "client": "e2e-agent"});
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("WORKSPACE_NOT_ALLOWED"), "{body}");
+
+    // The window lists the refusal: who, which folder, and a button to allow it.
+    wait_text(&c, "refused-list", &project.display().to_string()).await;
+    wait_text(&c, "refused-list", "e2e-agent").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-workspace-refused.png").await;
+    c.find(Locator::Css("#refused-list button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "workspace-list", &project.display().to_string()).await;
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""exit_code":0"#), "{body}");
+    assert!(
+        js(&c, "return document.getElementById('refused-box').hidden").await == json!(true),
+        "the refusal is gone once the folder is allowed"
+    );
+
+    // Remove: the next run there is refused again.
+    c.find(Locator::Css("#workspace-list button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if api.get("/v1/workspaces").await["workspaces"] == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 403);
+    wait_text(&c, "workspace-empty", "No folder added yet").await;
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
 
 /// Notifications, observed on the session bus with a real daemon: the one-time download
 /// announced at its start and its end (a real pull from a registry on 127.0.0.1), nothing when

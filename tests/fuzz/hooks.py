@@ -354,6 +354,10 @@ _SEMANTIC_422 = [
     ("POST /v1/runs", "CWD_NOT_FOUND", r""),
     ("POST /v1/runs", "INVALID_REQUEST", r"^the working directory .* must be an absolute path$"),
     ("GET /v1/runs/{id}/output", "INVALID_REQUEST", r"is past the end of the kept"),
+    ("POST /v1/workspaces", "CWD_NOT_FOUND", r""),
+    # What an absolute path is depends on the platform (`/x` here, `C:\\x` on Windows).
+    ("POST /v1/workspaces", "INVALID_REQUEST", r": give the folder as an absolute path$"),
+    ("POST /v1/workspaces/remove", "INVALID_REQUEST", r": give the folder as an absolute path$"),
     # Not expressible in OpenAPI 3.0 (no propertyNames, no per-position array items).
     ("POST /v1/runs", "INVALID_REQUEST", r"is not a valid environment variable name \(non-empty, no `=` or NUL\)$"),
     ("POST /v1/runs", "INVALID_REQUEST", r"^the program name is empty$"),

@@ -70,6 +70,8 @@ start_server() {
   local h="$scratch/$name"
   mkdir -p "$h/stigmer" "$h/home" "$h/cwd"
   homes+=("$h")
+  # The fuzzed runs' folder is a workspace the user allowed (sandbox mode refuses any other).
+  HOME="$h/home" STIGMER_HOME="$h/stigmer" "$bin" workspaces add "$h/cwd" >/dev/null 2>&1
   (cd "$h" && HOME="$h/home" STIGMER_HOME="$h/stigmer" "$bin" server start "$@") >"$h/start.log" 2>&1 || {
     cat "$h/start.log" >&2
     return 1
