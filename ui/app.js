@@ -171,24 +171,28 @@ function renderWorkspaces(view) {
   refused.replaceChildren();
   for (const r of view.refused) {
     const li = document.createElement("li");
+    li.className = "refused";
     const code = document.createElement("code");
     code.textContent = r.folder;
+    const row = document.createElement("div");
+    row.className = "row";
     const who = document.createElement("span");
     who.className = "muted";
     who.textContent = `${r.client || "a client"}: ${r.command}`;
-    li.append(code, who);
+    row.append(who);
+    li.append(code, row);
     if (r.can_allow) {
       const allow = document.createElement("button");
       allow.type = "button";
       allow.className = "small";
       allow.textContent = "Allow this folder";
       allow.addEventListener("click", () => workspaceChange("add_workspace", r.folder));
-      li.append(allow);
+      row.append(allow);
     } else {
       const why = document.createElement("span");
       why.className = "muted";
       why.textContent = `Never shared with a sandbox: ${r.reason}`;
-      li.append(why);
+      row.append(why);
     }
     refused.append(li);
   }

@@ -117,6 +117,8 @@ pub async fn pick_folder(app: AppHandle) -> Option<String> {
     app.dialog()
         .file()
         .set_title("Allow sandboxed commands in a folder")
+        // Projects live under the home folder; "Recent" lists files, not folders.
+        .set_directory(stigmer_engine::paths::user_home())
         .pick_folder(move |f| {
             let _ = tx.send(f.and_then(|f| f.into_path().ok()));
         });

@@ -502,6 +502,51 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     let (status, _) = api.post("/v1/runs", &run).await;
     assert_eq!(status, 403);
     wait_text(&c, "workspace-empty", "No folder added yet").await;
+
+    // "Add a folder…" opens the system's folder picker; the folder chosen there is added.
+    c.find(Locator::Id("workspace-add"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut picker = String::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let o = d
+                .command("xdotool")
+                .stdout(std::process::Stdio::piped())
+                .args(["search", "--name", "Allow sandboxed commands in a folder"])
+                .output()
+                .unwrap();
+            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            o.status.success() && !picker.is_empty()
+        }),
+        "no folder picker opened"
+    );
+    let picker = picker.lines().last().unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.screenshot(&screenshots().join("desktop-folder-picker.png"));
+    // As a person does: type the folder's path (Ctrl+L), Enter to open it, Enter to choose it.
+    let typed = project.display().to_string();
+    for keys in [
+        &["windowfocus", "--sync", &picker][..],
+        &["key", "ctrl+l"],
+        &["type", "--delay", "5", &typed],
+    ] {
+        let _ = d.command("xdotool").args(keys).status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for _ in 0..3 {
+        if text(&c, "workspace-list").await.contains(&typed) {
+            break;
+        }
+        let _ = d.command("xdotool").args(["key", "Return"]).status();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    wait_text(&c, "workspace-list", &typed).await;
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 200, "{body}");
     let _ = c.close().await;
     let _ = driver.kill();
     let _ = driver.wait();
