@@ -122,10 +122,7 @@ pub async fn pick_folder(app: AppHandle) -> Option<String> {
         .pick_folder(move |f| {
             let _ = tx.send(f.and_then(|f| f.into_path().ok()));
         });
-    rx.await
-        .ok()
-        .flatten()
-        .map(|p| p.display().to_string())
+    rx.await.ok().flatten().map(|p| p.display().to_string())
 }
 
 #[tauri::command]

@@ -75,7 +75,7 @@ pub enum Command {
 pub struct McpArgs {
     /// Working directory of commands that name none (default: the current directory; when that
     /// is `/` or the home folder, the server's default: home in local mode, a scratch folder in
-    /// sandbox mode)
+    /// sandbox mode). In sandbox mode its project is the session's workspace
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 }
@@ -133,7 +133,8 @@ pub struct RunArgs {
     /// Sandbox image to use (implies --mode sandbox)
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    /// Working directory (default: the current directory)
+    /// Working directory (default: the current directory). In sandbox mode it must lie in the
+    /// project you started in or in a folder you allowed (`stigmer workspaces`)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// Extra environment variable for the command (repeatable)

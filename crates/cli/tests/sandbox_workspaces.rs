@@ -333,6 +333,17 @@ async fn an_allowed_folder_works_at_once_and_removing_it_refuses_the_next_run() 
     );
     assert_eq!(String::from_utf8_lossy(&out).trim(), "2");
 
+    // A folder swapped for a link between two runs does not carry the permission along.
+    let swap = s.env.path().join("swap");
+    std::fs::create_dir_all(&swap).unwrap();
+    let (out, _, _) = decode_stream(&run(swap.clone()).await.unwrap().bytes().await.unwrap());
+    assert!(String::from_utf8_lossy(&out).starts_with(&swap.display().to_string()));
+    std::fs::rename(&swap, s.env.path().join("swapped-away")).unwrap();
+    std::os::unix::fs::symlink(s.home.join(".ssh"), &swap).unwrap();
+    let r = run(swap.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(containers_for(&s.home.join(".ssh")).is_empty());
+
     let o = s
         .cmd()
         .args(["workspaces", "remove"])

@@ -187,7 +187,11 @@ pub fn environment(status: &Value, tools: &Value, session: Option<PathBuf>) -> C
     // What a sandboxed command can see: its workspace, nothing else of the host.
     let mut workspaces: Vec<String> = session
         .iter()
-        .map(|p| crate::sandbox::workspace::session_root(p).display().to_string())
+        .map(|p| {
+            crate::sandbox::workspace::session_root(p)
+                .display()
+                .to_string()
+        })
         .collect();
     workspaces.extend(
         status["workspaces"]

@@ -455,7 +455,11 @@ mod tests {
         let a = r.admit(&scratch, &[], &scratch).unwrap();
         assert_eq!(a.mount, scratch);
         let e = r
-            .admit(&home.join("code/proj"), &[home.clone()], &scratch)
+            .admit(
+                &home.join("code/proj"),
+                std::slice::from_ref(&home),
+                &scratch,
+            )
             .unwrap_err();
         assert!(e.can_allow, "{e:?}");
         assert_eq!(e.reason, "none is allowed yet");
@@ -472,28 +476,32 @@ mod tests {
         std::fs::create_dir_all(proj.join("src")).unwrap();
         std::fs::create_dir_all(base.join("outside")).unwrap();
         let scratch = base.join("scratch");
-        let a = r.admit(&proj.join("src"), &[ws.clone()], &scratch).unwrap();
+        let a = r
+            .admit(&proj.join("src"), std::slice::from_ref(&ws), &scratch)
+            .unwrap();
         assert_eq!(a.mount, proj);
         assert_eq!(a.cwd, proj.join("src"));
         // A .git above the workspace is not a reason to mount more than was allowed.
         let inner = proj.join("src");
-        let a = r.admit(&inner, &[inner.clone()], &scratch).unwrap();
+        let a = r
+            .admit(&inner, std::slice::from_ref(&inner), &scratch)
+            .unwrap();
         assert_eq!(a.mount, inner);
         let e = r
-            .admit(&base.join("outside"), &[ws.clone()], &scratch)
+            .admit(&base.join("outside"), std::slice::from_ref(&ws), &scratch)
             .unwrap_err();
         assert!(e.can_allow);
         assert_eq!(e.to_error().code, ErrorCode::WorkspaceNotAllowed);
         // `..` and links are resolved before anything is compared.
         let e = r
-            .admit(&ws.join("../outside"), &[ws.clone()], &scratch)
+            .admit(&ws.join("../outside"), std::slice::from_ref(&ws), &scratch)
             .unwrap_err();
         assert_eq!(e.folder, base.join("outside"));
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(base.join("outside"), ws.join("link")).unwrap();
             let e = r
-                .admit(&ws.join("link"), &[ws.clone()], &scratch)
+                .admit(&ws.join("link"), std::slice::from_ref(&ws), &scratch)
                 .unwrap_err();
             assert_eq!(e.folder, base.join("outside"));
         }
