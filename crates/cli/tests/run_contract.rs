@@ -91,8 +91,10 @@ fn exit_codes_follow_the_shell_rules() {
 fn sandbox_mode_never_runs_on_the_host() {
     both_ways(|env, how| {
         let marker = env.path().join(format!("ran-{how}"));
+        // Started in the test's folder, a workspace: what is checked is the engine and image.
         let o = env
             .cmd()
+            .current_dir(env.path())
             .args(["run", "--mode", "sandbox", "--", "touch"])
             .arg(&marker)
             .output()
@@ -107,6 +109,7 @@ fn sandbox_mode_never_runs_on_the_host() {
         assert!(!marker.exists(), "{how}: the command ran on the host");
         let o = env
             .cmd()
+            .current_dir(env.path())
             .env("STIGMER_EXECUTION_MODE", "sandbox")
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .args(["run", "--", "touch"])
