@@ -56,6 +56,15 @@ pub enum Command {
         after_help = "A sandboxed command may run in: a folder added here (or in the app), the         folder its agent's session was started in (`stigmer mcp`) or where `stigmer run` was         started, and stigmer's scratch folder. Never mounted, even when added: `/` and the system         folders, the home folder and its dot-folders (.ssh, .config, .local...), folders on PATH,         folders holding a container engine's socket, stigmer's own folders."
     )]
     Workspaces(WorkspacesCommand),
+    /// Connect an AI agent (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Codex) to
+    /// stigmer: adds `stigmer mcp` to its MCP configuration, keeping everything else
+    #[command(after_help = "Examples:\n  \
+        stigmer connect                  list the agents found here and whether they are connected\n  \
+        stigmer connect claude-code      connect Claude Code\n  \
+        stigmer connect --remove cursor  remove stigmer from Cursor's configuration (only that)\n\n\
+        The agent's file is backed up beside itself (NAME.stigmer-backup-TIME) before a change. \
+        A file that does not parse is left alone: the entry to paste is printed instead.")]
+    Connect(ConnectArgs),
     /// Serve MCP over stdio, for AI agents (Claude, Cursor, Codex...) to run commands through
     /// stigmer
     #[command(
@@ -69,6 +78,20 @@ pub enum Command {
         Streamable HTTP at http://127.0.0.1:PORT/mcp, behind the server's bearer token."
     )]
     Mcp(McpArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("which").args(["agent", "remove"]))]
+pub struct ConnectArgs {
+    /// The agent to connect (`list`, or nothing, lists them)
+    #[arg(value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Remove stigmer from this agent's configuration
+    #[arg(long, value_name = "AGENT")]
+    pub remove: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     ServerUnavailable,
     /// The server is already running.
     ServerAlreadyRunning,
+    /// An agent's configuration file does not parse; stigmer leaves it as it is.
+    AgentConfigUnreadable,
     /// The command could not be started.
     SpawnFailed,
     /// An unexpected internal failure.
@@ -81,6 +83,7 @@ impl ErrorCode {
             ErrorCode::ImageBuildFailed => "IMAGE_BUILD_FAILED",
             ErrorCode::ServerUnavailable => "SERVER_UNAVAILABLE",
             ErrorCode::ServerAlreadyRunning => "SERVER_ALREADY_RUNNING",
+            ErrorCode::AgentConfigUnreadable => "AGENT_CONFIG_UNREADABLE",
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -103,6 +106,7 @@ impl ErrorCode {
             | ErrorCode::InvalidSetting
             | ErrorCode::InvalidRequest
             | ErrorCode::CwdNotFound
+            | ErrorCode::AgentConfigUnreadable
             | ErrorCode::ImageNotFound => 422,
             ErrorCode::ImagePullFailed
             | ErrorCode::EngineUnavailable
