@@ -1,4 +1,5 @@
-// Stigmer's window. Plain JS on window.__TAURI__: no framework, no bundler.
+// Stigmer's window. Plain JS on window.__TAURI__: no framework, no bundler. The app's state
+// comes from the desktop shell (`stigmer://model`); this page only draws it and calls commands.
 "use strict";
 
 const { invoke, Channel } = window.__TAURI__.core;
@@ -19,51 +20,96 @@ function humanBytes(n) {
   return n + " B";
 }
 
-function tierOf(m) {
-  if (m.mode === "local") return "local";
-  return m.image === "ghcr.io/stigmer/agent-sandbox-basic:latest" ? "basic" : "custom";
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  e.append(...children);
+  return e;
 }
 
-// A loose check, like the engine's: registry/name:tag, lower-case names, no spaces.
-function validImage(s) {
-  return /^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+:[0-9a-f]{32,})?$/.test(s.trim());
+function button(text, onclick, cls = "") {
+  return el("button", { type: "button", className: cls, textContent: text, onclick });
 }
 
-function showError(el, err) {
-  const msg = err && err.message ? `${err.message}` : String(err);
-  el.textContent = err && err.code ? `${msg} (${err.code})` : msg;
-  el.hidden = false;
+// ---- sections ----
+function showView(name) {
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
+  for (const t of document.querySelectorAll(".tab")) {
+    if (t.dataset.view === name) t.setAttribute("aria-current", "page");
+    else t.removeAttribute("aria-current");
+  }
+  if (name === "agents") loadAgents();
+  if (name === "sandbox") { loadWorkspaces(); loadTools(false); }
 }
 
+// ---- errors a person can act on: words and buttons (decided by the app), the technical
+// text under Details ----
+const ACTIONS = {
+  start: () => startServer(),
+  retry: () => refresh(),
+  use_local: () => setMode("local"),
+  use_basic: () => setMode("basic"),
+};
+
+function act(id) {
+  if (id.startsWith("help:")) return invoke("open_help", { topic: id.slice(5) });
+  return ACTIONS[id] && ACTIONS[id]();
+}
+
+function showProblem(p) {
+  $("problem").hidden = !p;
+  if (!p) return;
+  $("problem-text").textContent = p.text;
+  $("problem-actions").replaceChildren(...p.actions.map(([id, label], i) => button(label, () => act(id), i ? "secondary" : "")));
+  $("problem-details").hidden = !p.detail;
+  $("problem-detail-text").textContent = p.detail || "";
+}
+
+// A failed command or request, in plain words; the message itself goes under Details.
+function plainError(e) {
+  const words = {
+    ENGINE_UNAVAILABLE: "The sandbox's container engine (Docker or Podman) is not available.",
+    IMAGE_NOT_FOUND: "The sandbox image is not available on this computer.",
+    IMAGE_PULL_FAILED: "The sandbox image could not be downloaded.",
+    IMAGE_BUILD_FAILED: "The sandbox image could not be built.",
+    WORKSPACE_NOT_ALLOWED: "This folder is not one the sandbox may use: see Sandbox, Workspaces.",
+    SERVER_UNAVAILABLE: "The Stigmer server is not answering.",
+    CWD_NOT_FOUND: "That folder does not exist.",
+  };
+  return words[e && e.code] || (e && e.message) || String(e);
+}
+
+function showError(target, e) {
+  target.replaceChildren(plainError(e));
+  if (e && e.code && plainError(e) !== e.message) {
+    target.append(" ", el("details", {}, el("summary", { textContent: "Details" }), `${e.message} (${e.code})`));
+  }
+  target.hidden = false;
+}
+
+// ---- the state ----
 function render(m) {
   model = m;
   const s = m.server;
-  const dot = $("server-dot");
-  dot.className = "dot " + (s.state === "running" ? "running" : s.state === "crashed" ? "crashed" : s.state === "starting" ? "starting" : "");
-  const label = { stopped: "Stopped", starting: "Starting…", running: "Running", crashed: "Stopped unexpectedly" }[s.state];
+  $("server-dot").className = "dot " + ({ running: m.problem ? "crashed" : "running", crashed: "crashed", starting: "starting" }[s.state] || "");
+  const label = { stopped: "Server stopped", starting: "Server starting…", running: "Running", crashed: "Server stopped unexpectedly" }[s.state];
   $("server-state").textContent = label;
+  $("nav-state").textContent = m.status;
   $("server-url").textContent = s.state === "running" ? s.url + (s.owned ? "" : " (started elsewhere)") : "";
   const toggle = $("server-toggle");
   toggle.textContent = s.state === "running" ? "Stop" : s.state === "crashed" ? "Restart" : "Start";
   toggle.disabled = s.state === "starting";
-  $("server-detail").textContent = s.state === "crashed" ? s.reason : s.state === "stopped" ? "Agents cannot run commands until the server runs." : "";
+  $("server-detail").textContent = s.state === "running" ? "Agents' commands go through this server." : "";
+  showProblem(m.problem);
 
   $("engine-state").textContent = m.engine === "connected" ? m.engine_message
-    : m.engine === "unknown" ? "not checked yet" : `${m.engine.replace(/_/g, " ")} — needed for the sandbox modes only`;
-  const tier = tierOf(m);
+    : m.engine === "unknown" ? "not checked yet" : `${m.engine.replace(/_/g, " ")} (needed for the sandbox only)`;
   for (const r of document.querySelectorAll("input[name=tier]")) {
-    r.checked = r.value === tier;
+    r.checked = r.value === m.tier;
     r.disabled = s.state !== "running";
   }
-  if (tier === "custom" && document.activeElement !== $("custom-image")) $("custom-image").value = m.image;
-  $("custom-row").hidden = tier !== "custom" && !$("custom-row").dataset.open;
-  const note = $("engine-note");
-  if (tier !== "local" && m.engine !== "connected" && s.state === "running") {
-    note.textContent = "No container engine: " + (m.engine_message || m.engine) + " Commands will fail until it is fixed — they never run on this computer instead.";
-    note.hidden = false;
-  } else {
-    note.hidden = true;
-  }
+  if (m.tier === "custom" && document.activeElement !== $("custom-image")) $("custom-image").value = m.image;
+  $("custom-row").hidden = m.tier !== "custom" && !$("custom-row").dataset.open;
   const d = m.download;
   $("download").hidden = !d;
   if (d) {
@@ -71,10 +117,20 @@ function render(m) {
     const pct = d.percent == null ? "" : ` ${d.percent.toFixed(0)}%`;
     const bytes = d.bytes_total ? ` · ${humanBytes(d.bytes_done)} of ${humanBytes(d.bytes_total)} · ${humanBytes(d.rate_bytes_per_sec)}/s` : "";
     $("download-text").textContent = `${what} ${d.image} (${d.phase}${pct})${bytes}. This happens once.`;
+    $("download-cancel").textContent = d.action === "build" ? "Cancel build" : "Cancel download";
     const bar = $("download-bar");
     if (d.percent == null) bar.removeAttribute("value"); else bar.value = d.percent;
   }
   $("try-run").disabled = s.state !== "running";
+  renderUpdate(m.update);
+}
+
+async function startServer() {
+  try { render(await invoke("start_server")); } catch (e) { showError($("mode-error"), e); }
+}
+
+async function refresh() {
+  try { render(await invoke("refresh_status")); } catch (e) { showError($("mode-error"), e); }
 }
 
 async function setMode(tier, image) {
@@ -110,6 +166,7 @@ function runEntry(run) {
   li.querySelector(".client").textContent = run.client || "api";
   li.querySelector(".cwd").textContent = run.cwd;
   const st = li.querySelector(".state");
+  entry.running = run.state === "running";
   if (run.state === "running") { st.textContent = "running"; st.className = "badge state"; }
   else if (run.error) { st.textContent = run.error.code; st.className = "badge state bad"; }
   else if (run.outcome) {
@@ -118,6 +175,10 @@ function runEntry(run) {
     st.textContent = `${code} · ${o.duration_ms.toFixed(0)} ms`;
     st.className = "badge state " + (o.exit_code === 0 ? "ok" : "bad");
   }
+  $("runs-empty").hidden = runs.size > 0;
+  const going = [...runs.values()].filter((r) => r.running).length;
+  $("nav-running").hidden = going === 0;
+  $("nav-running").textContent = going;
   return entry;
 }
 
@@ -149,54 +210,69 @@ function onEvents(batch) {
   }
 }
 
+// ---- agents: one click to connect ----
+const AGENT_STATE = {
+  connected: "Connected",
+  not_connected: "Not connected",
+  outdated: "Connected to another copy of Stigmer",
+  unreadable: "Its settings file could not be read",
+  not_found: "Not found on this computer",
+};
+
+function agentItem(a, onChange) {
+  const li = el("li", { className: `agent ${a.state}` });
+  li.dataset.agent = a.id;
+  const head = el("div", { className: "row" }, el("strong", { textContent: a.name }), el("span", { className: `badge ${a.state === "connected" ? "ok" : a.state === "unreadable" ? "bad" : ""}`, textContent: AGENT_STATE[a.state] }), el("span", { className: "grow" }));
+  li.append(head);
+  const act = async (remove) => {
+    try {
+      const change = await invoke("connect_agent", { id: a.id, remove });
+      const note = remove ? `${a.name} no longer uses Stigmer.` : change.changed ? `${a.name} is connected. ${change.status.restart}` : `${a.name} was already connected.`;
+      onChange(note);
+    } catch (e) { onChange(null, e); }
+  };
+  if (a.state === "not_connected" || a.state === "outdated") head.append(button(a.state === "outdated" ? "Connect again" : "Connect", () => act(false)));
+  if (a.state === "connected" || a.state === "outdated") head.append(button("Disconnect", () => act(true), "secondary"));
+  if (a.state === "unreadable") {
+    li.append(el("p", { className: "muted", textContent: `Stigmer leaves ${a.config_file} as it is. Add this to it yourself:` }),
+      el("pre", { className: "output small", textContent: a.snippet }),
+      el("details", {}, el("summary", { textContent: "Details" }), a.problem || ""));
+  }
+  return li;
+}
+
+async function loadAgents() {
+  let list = [];
+  try { list = await invoke("list_agents"); } catch (_) { return; }
+  const note = $("agent-note") || el("p", { id: "agent-note", className: "note", hidden: true });
+  const redraw = (text, err) => {
+    if (err) { showError(note, err); } else if (text) { note.textContent = text; note.hidden = false; }
+    loadAgents();
+  };
+  $("agent-list").replaceChildren(...list.filter((a) => a.state !== "not_found").map((a) => agentItem(a, redraw)), note);
+  const missing = list.filter((a) => a.state === "not_found").map((a) => a.name);
+  if (missing.length) $("agent-list").append(el("li", { className: "muted", textContent: `Not found on this computer: ${missing.join(", ")}.` }));
+  return list;
+}
+
 // ---- sandbox workspaces: the folders the user allowed, and the requests refused ----
 function renderWorkspaces(view) {
-  const list = $("workspace-list");
-  list.replaceChildren();
-  for (const path of view.workspaces) {
-    const li = document.createElement("li");
-    const code = document.createElement("code");
-    code.textContent = path;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "secondary small";
-    remove.textContent = "Remove";
+  $("workspace-list").replaceChildren(...view.workspaces.map((path) => {
+    const remove = button("Remove", () => workspaceChange("remove_workspace", path), "secondary small");
     remove.setAttribute("aria-label", `Remove ${path}`);
-    remove.addEventListener("click", () => workspaceChange("remove_workspace", path));
-    li.append(code, remove);
-    list.append(li);
-  }
+    return el("li", {}, el("code", { textContent: path }), remove);
+  }));
   $("workspace-empty").hidden = view.workspaces.length > 0;
-  const refused = $("refused-list");
-  refused.replaceChildren();
-  for (const r of view.refused) {
-    const li = document.createElement("li");
-    li.className = "refused";
-    const code = document.createElement("code");
-    code.textContent = r.folder;
-    const row = document.createElement("div");
-    row.className = "row";
-    const who = document.createElement("span");
-    who.className = "muted";
-    who.textContent = `${r.client || "a client"}: ${r.command}`;
-    row.append(who);
-    li.append(code, row);
-    if (r.can_allow) {
-      const allow = document.createElement("button");
-      allow.type = "button";
-      allow.className = "small";
-      allow.textContent = "Allow this folder";
-      allow.addEventListener("click", () => workspaceChange("add_workspace", r.folder));
-      row.append(allow);
-    } else {
-      const why = document.createElement("span");
-      why.className = "muted";
-      why.textContent = `Never shared with a sandbox: ${r.reason}`;
-      row.append(why);
-    }
-    refused.append(li);
-  }
+  $("refused-list").replaceChildren(...view.refused.map((r) => {
+    const row = el("div", { className: "row" }, el("span", { className: "muted", textContent: `${r.client || "a client"}: ${r.command}` }));
+    if (r.can_allow) row.append(button("Allow this folder", () => workspaceChange("add_workspace", r.folder), "small"));
+    else row.append(el("span", { className: "muted", textContent: `Never shared with a sandbox: ${r.reason}` }));
+    return el("li", { className: "refused" }, el("code", { textContent: r.folder }), row);
+  }));
   $("refused-box").hidden = view.refused.length === 0;
+  const allowable = view.refused.filter((r) => r.can_allow).length;
+  $("nav-refused").hidden = allowable === 0;
+  $("nav-refused").textContent = allowable;
 }
 
 async function loadWorkspaces() {
@@ -213,17 +289,11 @@ async function workspaceChange(command, path) {
 async function loadTools(refresh) {
   try {
     const report = await invoke("get_tools", { refresh });
-    const body = $("tools-body");
-    body.replaceChildren();
-    for (const t of report.tools) {
-      const tr = document.createElement("tr");
-      const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.append(td); };
-      cell(t.name);
-      cell(t.found ? (t.version || "installed") : "not installed", t.found ? "yes" : "no");
-      cell(t.in_basic ? "yes" : "—", t.in_basic ? "yes" : "no");
-      cell(t.in_full ? "yes" : "—", t.in_full ? "yes" : "no");
-      body.append(tr);
-    }
+    $("tools-body").replaceChildren(...report.tools.map((t) => {
+      const cell = (text, cls) => el("td", { textContent: text, className: cls || "" });
+      return el("tr", {}, cell(t.name), cell(t.found ? (t.version || "installed") : "not installed", t.found ? "yes" : "no"),
+        cell(t.in_basic ? "yes" : "—", t.in_basic ? "yes" : "no"), cell(t.in_full ? "yes" : "—", t.in_full ? "yes" : "no"));
+    }));
     const missingBasic = report.tools.filter((t) => t.in_basic && !t.found).map((t) => t.name);
     $("tools-advice").textContent = missingBasic.length === 0
       ? "All the everyday tools are installed here: Local is fine."
@@ -231,6 +301,27 @@ async function loadTools(refresh) {
   } catch (e) {
     $("tools-advice").textContent = "Tools are listed once the server runs.";
   }
+}
+
+// ---- updates ----
+function renderUpdate(u) {
+  if (!u) return;
+  const text = $("update-text");
+  $("update-install").hidden = u.state !== "available";
+  $("update-bar").hidden = u.state !== "downloading";
+  $("nav-update").hidden = u.state !== "available";
+  $("update-notes").hidden = !u.notes;
+  $("update-notes-text").textContent = u.notes || "";
+  if (u.state === "downloading" && u.total) $("update-bar").value = (100 * u.done) / u.total;
+  text.textContent = {
+    idle: `Version ${u.current}.`,
+    checking: `Version ${u.current}. Checking for updates…`,
+    up_to_date: `Version ${u.current} is the latest.`,
+    available: `Version ${u.version} is available (you have ${u.current}).`,
+    downloading: `Downloading version ${u.version}…`,
+    installing: `Installing version ${u.version}; Stigmer restarts by itself.`,
+    failed: `Version ${u.current}. ${u.message || "The update did not work; nothing changed."}`,
+  }[u.state] || `Version ${u.current}.`;
 }
 
 // ---- logs ----
@@ -241,11 +332,30 @@ function addLog(line) {
   pre.scrollTop = pre.scrollHeight;
 }
 
+// ---- first run ----
+async function welcome() {
+  showView("welcome");
+  $("nav").hidden = true;
+  const list = (await invoke("list_agents").catch(() => [])).filter((a) => a.state !== "not_found");
+  const draw = async () => {
+    const fresh = (await invoke("list_agents").catch(() => [])).filter((a) => a.state !== "not_found");
+    $("welcome-agents").replaceChildren(...fresh.map((a) => agentItem(a, draw)));
+  };
+  $("welcome-agents").replaceChildren(...list.map((a) => agentItem(a, draw)));
+  $("welcome-none").hidden = list.length > 0;
+  $("welcome-done").onclick = async () => {
+    await invoke("set_prefs", { prefs: { ...(await invoke("get_prefs")), welcomed: true } });
+    $("nav").hidden = false;
+    showView("home");
+  };
+}
+
 async function init() {
+  for (const t of document.querySelectorAll(".tab")) t.addEventListener("click", () => showView(t.dataset.view));
   $("server-toggle").addEventListener("click", async () => {
     const running = model && model.server.state === "running";
     try { render(await invoke(running ? "stop_server" : "start_server")); }
-    catch (e) { $("server-detail").textContent = e.message || String(e); }
+    catch (e) { showError($("mode-error"), e); }
   });
   for (const r of document.querySelectorAll("input[name=tier]")) {
     r.addEventListener("change", () => {
@@ -259,11 +369,12 @@ async function init() {
       }
     });
   }
-  const applyCustom = () => {
+  const applyCustom = async () => {
     const image = $("custom-image").value.trim();
-    if (!validImage(image)) {
+    const why = await invoke("check_image", { image });
+    if (why) {
       $("custom-image").setAttribute("aria-invalid", "true");
-      showError($("mode-error"), { code: "INVALID_SETTING", message: `"${image}" is not an image reference; use a name like my-sandbox:latest or ghcr.io/org/image:tag` });
+      showError($("mode-error"), { code: "INVALID_SETTING", message: `"${image}" is not an image name: ${why}. Use a name like my-sandbox:latest or ghcr.io/org/image:tag` });
       return;
     }
     $("custom-image").removeAttribute("aria-invalid");
@@ -274,7 +385,6 @@ async function init() {
 
   $("try-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const shell = $("try-input").value;
     const out = $("try-output");
     out.replaceChildren();
     $("try-result").textContent = "Running…";
@@ -285,13 +395,13 @@ async function init() {
       if (m.text !== undefined) appendOutput(out, m.stream, m.text, MAX_TRY_TEXT);
     };
     try {
-      const run = await invoke("run_command", { shell, onOutput: channel });
+      const run = await invoke("run_command", { shell: $("try-input").value, onOutput: channel });
       const o = run.outcome;
-      const cut = skipped ? ` · ${humanBytes(skipped)} of output not shown (the full head and tail are in the activity)` : "";
-      $("try-result").textContent = run.error ? `${run.error.message} (${run.error.code})`
-        : `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : "ran in " + run.image}${cut}`;
+      const cut = skipped ? ` · ${humanBytes(skipped)} of output not shown (the full head and tail are in Activity)` : "";
+      if (run.error) showError($("try-result"), run.error);
+      else $("try-result").textContent = `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : "ran in " + run.image}${cut}`;
     } catch (err) {
-      $("try-result").textContent = `${err.message || err}${err.code ? " (" + err.code + ")" : ""}`;
+      showError($("try-result"), err);
     }
   });
   $("tools-refresh").addEventListener("click", () => loadTools(true));
@@ -302,25 +412,28 @@ async function init() {
   $("download-cancel").addEventListener("click", async () => {
     try { await invoke("cancel_download"); } catch (e) { showError($("mode-error"), e); }
   });
+  $("update-check").addEventListener("click", () => invoke("check_update").then(render).catch((e) => showError($("update-text"), e)));
+  $("update-install").addEventListener("click", () => invoke("install_update").catch((e) => showError($("update-text"), e)));
 
   const prefs = await invoke("get_prefs");
-  $("pref-start").checked = prefs.start_server_on_launch;
-  $("pref-login").checked = prefs.start_at_login;
-  $("pref-tray").checked = prefs.close_to_tray;
-  for (const id of ["pref-start", "pref-login", "pref-tray"]) {
+  const boxes = { "pref-start": "start_server_on_launch", "pref-login": "start_at_login", "pref-tray": "close_to_tray", "pref-updates": "check_updates" };
+  for (const [id, key] of Object.entries(boxes)) {
+    $(id).checked = prefs[key];
     $(id).addEventListener("change", async () => {
       const p = await invoke("get_prefs");
-      p.start_server_on_launch = $("pref-start").checked;
-      p.start_at_login = $("pref-login").checked;
-      p.close_to_tray = $("pref-tray").checked;
+      p[key] = $(id).checked;
       await invoke("set_prefs", { prefs: p });
     });
   }
 
-  await listen("stigmer://model", (e) => { const was = model && model.server.state; render(e.payload); if (was !== "running" && e.payload.server.state === "running") { loadTools(false); loadWorkspaces(); } });
+  await listen("stigmer://model", (e) => {
+    const was = model && model.server.state;
+    render(e.payload);
+    if (was !== "running" && e.payload.server.state === "running") { loadWorkspaces(); loadRuns(); }
+  });
   await listen("stigmer://events", (e) => onEvents(e.payload));
   await listen("stigmer://log", (e) => addLog(e.payload));
-  await listen("stigmer://ask-custom-image", () => { const r = document.querySelector("input[name=tier][value=custom]"); r.checked = true; r.dispatchEvent(new Event("change")); });
+  await listen("stigmer://show-view", (e) => openView(e.payload));
 
   $("agent-config").textContent = await invoke("agent_config");
   $("agent-copy").addEventListener("click", async () => {
@@ -342,11 +455,24 @@ async function init() {
   const logs = await invoke("get_logs");
   $("log-dir").textContent = logs.log_dir;
   logs.lines.forEach(addLog);
-  if (model.server.state === "running") {
-    loadTools(false);
-    loadWorkspaces();
-    try { (await invoke("get_runs")).runs.reverse().forEach(runEntry); } catch (_) { /* no server yet */ }
-  }
+  if (model.server.state === "running") { loadWorkspaces(); loadRuns(); }
+  if (!prefs.welcomed) await welcome();
+  else { const v = await invoke("take_pending_view"); if (v) openView(v); }
+  // Drawn: the window may show now (never a blank one).
+  invoke("page_ready");
+}
+
+// A view the tray asked for; `custom-image` asks for the image name on Home.
+function openView(v) {
+  if (v !== "custom-image") return showView(v);
+  showView("home");
+  const r = document.querySelector("input[name=tier][value=custom]");
+  r.checked = true;
+  r.dispatchEvent(new Event("change"));
+}
+
+async function loadRuns() {
+  try { (await invoke("get_runs")).runs.reverse().forEach(runEntry); } catch (_) { /* no server yet */ }
 }
 
 init();

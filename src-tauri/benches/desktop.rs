@@ -87,6 +87,7 @@ async fn main() {
     let Some(d) = Desktop::start("desktop benchmark") else {
         return;
     };
+    d.skip_welcome();
     let (mut driver, port) = d.driver(&[]);
     let t0 = Instant::now();
     let c = connect(port).await;

@@ -40,6 +40,10 @@ pub struct Shared {
     logs: Mutex<std::collections::VecDeque<String>>,
     /// Bumped at each start: watchers of an older server stop.
     generation: std::sync::atomic::AtomicU64,
+    /// The window was closed to the tray (destroyed): the app goes on without one.
+    in_tray: AtomicBool,
+    /// What a window opened from the tray shows first (`settings`, `custom-image`).
+    pending_view: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -53,6 +57,8 @@ impl Shared {
             notifier: Mutex::default(),
             logs: Mutex::default(),
             generation: Default::default(),
+            in_tray: AtomicBool::new(false),
+            pending_view: Mutex::default(),
         }
     }
 
@@ -142,9 +148,7 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
         .server_running();
     refresh_from_server(app, &api, owned).await;
     tauri::async_runtime::spawn(watch_events(app.clone(), api.clone(), generation));
-    if !owned {
-        tauri::async_runtime::spawn(watch_health(app.clone(), api, generation));
-    }
+    tauri::async_runtime::spawn(watch_health(app.clone(), api, generation, owned));
     Ok(shared(app).model())
 }
 
@@ -283,8 +287,10 @@ async fn refresh_from_server(app: &AppHandle, api: &Api, owned: bool) {
     });
 }
 
-/// For a server the app attached to: notice when it goes away.
-async fn watch_health(app: AppHandle, api: Api, generation: u64) {
+/// Follow the server's health: the container engine's state (the tray says when a sandbox tier
+/// cannot run), and for a server the app attached to, notice when it goes away (an owned one
+/// is watched through its process).
+async fn watch_health(app: AppHandle, api: Api, generation: u64, owned: bool) {
     let mut failures = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -294,10 +300,21 @@ async fn watch_health(app: AppHandle, api: Api, generation: u64) {
             return;
         }
         match api.get::<Value>("/v1/status").await {
-            Ok(_) => failures = 0,
+            Ok(status) => {
+                failures = 0;
+                let engine = status["engine"]["state"].as_str().unwrap_or("unknown");
+                let message = status["engine"]["message"].as_str().unwrap_or_default();
+                let m = shared(&app).model();
+                if m.engine != engine || m.engine_message != message {
+                    update(&app, |m| {
+                        m.engine = engine.to_string();
+                        m.engine_message = message.to_string();
+                    });
+                }
+            }
             Err(_) => failures += 1,
         }
-        if failures >= 2 {
+        if failures >= 2 && !owned {
             server_ended(&app, generation, "the server no longer answers".into());
             return;
         }
@@ -384,6 +401,7 @@ fn on_event(app: &AppHandle, event: &Value) {
                 m.mode = mode;
             }
             m.image = str_of("image");
+            m.image_problem = None;
         }),
         "image_started" => {
             let note = s
@@ -393,6 +411,7 @@ fn on_event(app: &AppHandle, event: &Value) {
                 .image_started(&str_of("image"), &str_of("action"), tier);
             notify::show(note);
             update(app, |m| {
+                m.image_problem = None;
                 m.download = Some(Download {
                     image: str_of("image"),
                     action: str_of("action"),
@@ -425,9 +444,21 @@ fn on_event(app: &AppHandle, event: &Value) {
                 .unwrap_or_else(|p| p.into_inner())
                 .image_finished(&str_of("image"), &str_of("action"), ok, error, tier);
             notify::show(note);
-            update(app, |m| m.download = None);
+            // A failed download of the basic image is followed by a build: not a failure yet.
+            let fallback =
+                !ok && str_of("action") == "pull" && tier == stigmer_engine::settings::Tier::Basic;
+            update(app, |m| {
+                m.download = None;
+                if !ok && !fallback {
+                    m.image_problem = Some(error.to_string());
+                }
+            });
         }
-        "log" => log_line(app, format!("{} {}", str_of("level"), str_of("message"))),
+        // A server the app started writes its log to the app directly (its output): only an
+        // attached server's lines come from here, so each line shows once.
+        "log" if !matches!(s.model().server, ServerState::Running { owned: true, .. }) => {
+            log_line(app, format!("{} {}", str_of("level"), str_of("message")))
+        }
         _ => {}
     }
 }
@@ -518,23 +549,116 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
     Ok(s.model())
 }
 
+/// Open the window: the one there, or a new one (closing to the tray destroys it, so that no
+/// web view is kept alive there). A new window shows once its page has drawn itself.
 pub fn show_window(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window("main") {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
         let _ = w.show();
         let _ = w.unminimize();
         let _ = w.set_focus();
+        return;
     }
+    shared(app).in_tray.store(false, Ordering::SeqCst);
+    let config = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == MAIN_WINDOW)
+        .cloned();
+    let built = config
+        .ok_or_else(|| "no main window in the configuration".to_string())
+        .and_then(|c| {
+            tauri::WebviewWindowBuilder::from_config(app, &c)
+                .and_then(|b| b.build())
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = built {
+        tracing::error!("cannot open the window: {e}");
+    }
+}
+
+/// Open the window on `view`: a window already there switches to it; a new one asks for it
+/// ([`take_pending_view`]) once its page is ready to listen.
+pub fn show_window_at(app: &AppHandle, view: &str) {
+    *shared(app)
+        .pending_view
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(view.to_string());
+    let existed = app.get_webview_window(MAIN_WINDOW).is_some();
+    show_window(app);
+    if existed {
+        let _ = app.emit("stigmer://show-view", view);
+    }
+}
+
+pub fn take_pending_view(app: &AppHandle) -> Option<String> {
+    shared(app)
+        .pending_view
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+}
+
+/// The window's label (tauri.conf.json).
+pub const MAIN_WINDOW: &str = "main";
+
+/// The page has drawn: show its window (it is made hidden, so nobody sees a blank one).
+pub fn page_ready(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+        if !w.is_visible().unwrap_or(false) {
+            let _ = w.show();
+            let _ = w.set_focus();
+        }
+    }
+}
+
+/// Close the window to the tray: the window and its web view go (their memory with them); the
+/// app, its tray and the server stay.
+pub fn close_to_tray(window: &tauri::Window) {
+    shared(window.app_handle())
+        .in_tray
+        .store(true, Ordering::SeqCst);
+    let _ = window.destroy();
+    // What WebKit freed goes back to the system, not only to the allocator.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tauri::async_runtime::spawn(async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
+}
+
+/// Whether the window was closed to the tray (so the app keeps running without one).
+pub fn in_tray(app: &AppHandle) -> bool {
+    shared(app).in_tray.load(Ordering::SeqCst)
+}
+
+/// Stop the server if this app started it (before an update restarts the app).
+pub async fn stop_owned(app: &AppHandle) {
+    if matches!(
+        shared(app).model().server,
+        ServerState::Running { owned: true, .. } | ServerState::Starting
+    ) {
+        let _ = stop(app).await;
+    }
+}
+
+/// Ask the server how things are now (the window's "Try again").
+pub async fn refresh(app: &AppHandle) -> Result<AppModel> {
+    let s = shared(app);
+    let api = s.api()?;
+    let owned = matches!(s.model().server, ServerState::Running { owned: true, .. });
+    refresh_from_server(app, &api, owned).await;
+    update(app, |m| m.image_problem = None);
+    Ok(shared(app).model())
 }
 
 /// Quit: stop the server only if this app started it.
 pub async fn quit(app: &AppHandle) {
-    let owned = matches!(
-        shared(app).model().server,
-        ServerState::Running { owned: true, .. } | ServerState::Starting
-    );
-    if owned {
-        let _ = stop(app).await;
-    }
+    stop_owned(app).await;
     app.exit(0);
 }
 
@@ -558,13 +682,17 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
                     set_mode(&app, "custom", None).await.map(|_| ())
                 } else {
                     // A tray cannot ask for text: the window can.
-                    show_window(&app);
-                    let _ = app.emit("stigmer://ask-custom-image", ());
+                    show_window_at(&app, "custom-image");
                     Ok(())
                 }
             }
             ids::OPEN => {
                 show_window(&app);
+                Ok(())
+            }
+            // The window shows the notes and asks before installing.
+            ids::UPDATE => {
+                show_window_at(&app, "settings");
                 Ok(())
             }
             ids::QUIT => {

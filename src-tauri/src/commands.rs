@@ -17,19 +17,62 @@ pub fn get_model(shared: State<'_, Shared>) -> AppModel {
     shared.model()
 }
 
-/// The MCP configuration an agent needs to run its commands through stigmer (the format
-/// Claude Desktop and Cursor read), naming the `stigmer` binary next to the app.
-#[tauri::command]
-pub fn agent_config() -> String {
+/// The `stigmer` command next to the app (the bundled CLI), by full path when it is there.
+fn bundled_cli() -> Option<std::path::PathBuf> {
     let name = if cfg!(windows) {
         "stigmer.exe"
     } else {
         "stigmer"
     };
-    let stigmer = std::env::current_exe()
+    std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
         .filter(|p| p.exists())
+}
+
+fn agent_entry() -> stigmer_agents::Entry {
+    stigmer_agents::Entry::stigmer(bundled_cli().unwrap_or_else(|| "stigmer".into()))
+}
+
+fn places() -> Result<stigmer_agents::Places> {
+    stigmer_agents::Places::from_env()
+        .ok_or_else(|| Error::new(ErrorCode::ConfigError, "cannot find your home folder"))
+}
+
+fn agent_problem(p: stigmer_agents::Problem) -> Error {
+    use stigmer_agents::Problem;
+    let code = match p {
+        Problem::UnknownAgent(..) | Problem::NotInstalled(..) => ErrorCode::InvalidRequest,
+        Problem::Unreadable { .. } => ErrorCode::AgentConfigUnreadable,
+        Problem::Io(..) => ErrorCode::ConfigError,
+    };
+    Error::new(code, p.to_string())
+}
+
+/// The agents stigmer knows, found on this computer or not, and whether each is connected.
+#[tauri::command]
+pub fn list_agents() -> Result<Vec<stigmer_agents::AgentStatus>> {
+    Ok(stigmer_agents::list(&places()?, &agent_entry()))
+}
+
+/// Connect (or, with `remove`, disconnect) an agent: its file keeps everything else.
+#[tauri::command]
+pub fn connect_agent(id: String, remove: bool) -> Result<stigmer_agents::Change> {
+    let agent = stigmer_agents::find(&id).map_err(agent_problem)?;
+    let (places, entry) = (places()?, agent_entry());
+    let change = if remove {
+        stigmer_agents::disconnect(&places, agent, &entry)
+    } else {
+        stigmer_agents::connect(&places, agent, &entry)
+    };
+    change.map_err(agent_problem)
+}
+
+/// The MCP configuration an agent needs to run its commands through stigmer (the format
+/// Claude Desktop and Cursor read), naming the `stigmer` binary next to the app.
+#[tauri::command]
+pub fn agent_config() -> String {
+    let stigmer = bundled_cli()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stigmer".to_string());
     // An app run with its own STIGMER_HOME: the agent must reach the same server.
@@ -281,4 +324,53 @@ pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Res
     })?;
     *shared.prefs.lock().unwrap_or_else(|p| p.into_inner()) = prefs.clone();
     Ok(prefs)
+}
+
+/// Ask the server again (the window's "Try again"): engine, mode and image as they are now.
+#[tauri::command]
+pub async fn refresh_status(app: AppHandle) -> Result<AppModel> {
+    actions::refresh(&app).await
+}
+
+/// Why `image` is not an image reference (None when it is): the engine's rule, not a copy.
+#[tauri::command]
+pub fn check_image(image: String) -> Option<String> {
+    stigmer_engine::settings::validate_image_ref(&image).err()
+}
+
+/// Open a help page in the browser: only the pages listed here.
+#[tauri::command]
+pub fn open_help(app: AppHandle, topic: String) -> Result<()> {
+    use tauri_plugin_opener::OpenerExt;
+    let url = match topic.as_str() {
+        "install-engine" => "https://docs.docker.com/get-started/get-docker/",
+        "engine-permission" => "https://docs.docker.com/engine/install/linux-postinstall/",
+        _ => return Err(Error::new(ErrorCode::InvalidRequest, "no such help page")),
+    };
+    app.opener()
+        .open_url(url, None::<&str>)
+        .map_err(|e| Error::internal(format!("cannot open {url}: {e}")))
+}
+
+/// The page has drawn itself: the window may show (it starts hidden, never blank).
+#[tauri::command]
+pub fn page_ready(app: AppHandle) {
+    actions::page_ready(&app);
+}
+
+#[tauri::command]
+pub async fn check_update(app: AppHandle, shared: State<'_, Shared>) -> Result<AppModel> {
+    crate::updates::check(&app).await?;
+    Ok(shared.model())
+}
+
+#[tauri::command]
+pub async fn install_update(app: AppHandle) -> Result<()> {
+    crate::updates::install(&app).await
+}
+
+/// The view a window opened from the tray shows first, if any.
+#[tauri::command]
+pub fn take_pending_view(app: AppHandle) -> Option<String> {
+    actions::take_pending_view(&app)
 }

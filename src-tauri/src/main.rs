@@ -11,6 +11,7 @@ mod model;
 mod notify;
 mod prefs;
 mod tray;
+mod updates;
 
 use stigmer_engine::paths::Paths;
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -50,6 +51,9 @@ fn main() {
         }))
         .plugin(tauri_plugin_shell::init())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_updater::Builder::new().build())
+        .manage(updates::Pending::default())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
@@ -58,6 +62,8 @@ fn main() {
         .invoke_handler(tauri::generate_handler![
             commands::get_model,
             commands::agent_config,
+            commands::list_agents,
+            commands::connect_agent,
             commands::start_server,
             commands::stop_server,
             commands::set_mode,
@@ -75,6 +81,13 @@ fn main() {
             commands::get_logs,
             commands::get_prefs,
             commands::set_prefs,
+            commands::refresh_status,
+            commands::check_image,
+            commands::open_help,
+            commands::page_ready,
+            commands::check_update,
+            commands::install_update,
+            commands::take_pending_view,
         ])
         .setup(|app| {
             let handle = app.handle().clone();
@@ -95,7 +108,15 @@ fn main() {
                 });
             }
             let shared = app.state::<actions::Shared>();
+            let version = handle.package_info().version.to_string();
+            shared
+                .model
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .update
+                .current = version;
             tray::install(&handle, &shared.model())?;
+            updates::watch(handle.clone());
             if shared
                 .prefs
                 .lock()
@@ -120,7 +141,7 @@ fn main() {
                     .unwrap_or(true);
                 if close_to_tray {
                     api.prevent_close();
-                    let _ = window.hide();
+                    actions::close_to_tray(window);
                 }
             }
         })
@@ -131,11 +152,14 @@ fn main() {
         });
     app.run(|handle, event| {
         if let RunEvent::ExitRequested { api, code, .. } = event {
-            // Closing the last window (with close-to-tray off) quits: stop a server we started.
+            // The last window went: to the tray (the app goes on), or closed with close-to-tray
+            // off, which quits (stopping a server we started).
             if code.is_none() {
                 api.prevent_exit();
-                let handle = handle.clone();
-                tauri::async_runtime::spawn(async move { actions::quit(&handle).await });
+                if !actions::in_tray(handle) {
+                    let handle = handle.clone();
+                    tauri::async_runtime::spawn(async move { actions::quit(&handle).await });
+                }
             }
         }
     });

@@ -34,8 +34,10 @@ pub struct Download {
     pub rate_bytes_per_sec: u64,
 }
 
-/// Everything the window and the tray show.
+/// Everything the window and the tray show. The window also gets what is derived from it (the
+/// tier, the problem to show), decided here rather than in the page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(into = "ModelView")]
 pub struct AppModel {
     pub server: ServerState,
     pub mode: Mode,
@@ -44,6 +46,116 @@ pub struct AppModel {
     pub engine: String,
     pub engine_message: String,
     pub download: Option<Download>,
+    /// The sandbox image could not be had (downloaded or built): what went wrong.
+    pub image_problem: Option<String>,
+    pub update: crate::updates::UpdateState,
+}
+
+/// The model as the window receives it.
+#[derive(Serialize)]
+struct ModelView {
+    server: ServerState,
+    mode: Mode,
+    image: String,
+    engine: String,
+    engine_message: String,
+    download: Option<Download>,
+    image_problem: Option<String>,
+    update: crate::updates::UpdateState,
+    tier: Tier,
+    problem: Option<Problem>,
+    /// The tray's status line, for the window's too.
+    status: String,
+}
+
+impl From<AppModel> for ModelView {
+    fn from(m: AppModel) -> ModelView {
+        ModelView {
+            tier: m.tier(),
+            problem: problem(&m),
+            status: status_line(&m),
+            server: m.server,
+            mode: m.mode,
+            image: m.image,
+            engine: m.engine,
+            engine_message: m.engine_message,
+            download: m.download,
+            image_problem: m.image_problem,
+            update: m.update,
+        }
+    }
+}
+
+/// Something that keeps commands from running, in words a person acts on: the buttons' ids
+/// are the window's actions (`start`, `retry`, `use_local`, `use_basic`, `help:TOPIC`), the
+/// technical text goes under Details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub text: String,
+    pub detail: Option<String>,
+    pub actions: Vec<(&'static str, &'static str)>,
+}
+
+pub fn problem(m: &AppModel) -> Option<Problem> {
+    let p = |text: &str, detail: Option<&str>, actions: Vec<(&'static str, &'static str)>| {
+        Some(Problem {
+            text: text.to_string(),
+            detail: detail.filter(|d| !d.is_empty()).map(str::to_string),
+            actions,
+        })
+    };
+    const LOCAL: (&str, &str) = ("use_local", "Use Local instead");
+    const RETRY: (&str, &str) = ("retry", "Try again");
+    match &m.server {
+        ServerState::Crashed { reason } => {
+            return p(
+                "The Stigmer server stopped unexpectedly. Agents cannot run commands until it runs again.",
+                Some(reason),
+                vec![("start", "Restart")],
+            )
+        }
+        ServerState::Stopped => {
+            return p(
+                "The Stigmer server is not running: agents cannot run commands.",
+                None,
+                vec![("start", "Start")],
+            )
+        }
+        ServerState::Starting => return None,
+        ServerState::Running { .. } if m.tier() == Tier::Local => return None,
+        ServerState::Running { .. } => {}
+    }
+    let detail = Some(m.engine_message.as_str());
+    match m.engine.as_str() {
+        "not_installed" => p(
+            "The sandbox needs Docker or Podman, and neither is installed on this computer. Commands will not run until one is; they never run on this computer instead.",
+            detail,
+            vec![LOCAL, ("help:install-engine", "Get Docker"), RETRY],
+        ),
+        "not_running" => p(
+            "The sandbox needs Docker or Podman, and it is not running. Start Docker Desktop (or the Docker or Podman service), then try again. Commands never run on this computer instead.",
+            detail,
+            vec![RETRY, LOCAL],
+        ),
+        "permission_denied" => p(
+            "Stigmer is not allowed to use Docker on this computer. Whoever manages it can give you access, or you can use Podman. Commands never run on this computer instead.",
+            detail,
+            vec![RETRY, ("help:engine-permission", "How to fix"), LOCAL],
+        ),
+        _ => match (&m.image_problem, m.tier()) {
+            (Some(why), Tier::Basic) => p(
+                "The sandbox image could not be downloaded or built. Commands will not run in the sandbox until it is there.",
+                Some(why),
+                vec![RETRY, LOCAL],
+            ),
+            (Some(why), _) => p(
+                &format!("The image {} is not on this computer and could not be downloaded. Choose another image, or build it first.", m.image),
+                Some(why),
+                vec![("use_basic", "Use Basic sandbox"), LOCAL],
+            ),
+            (None, _) => None,
+        },
+    }
 }
 
 impl Default for AppModel {
@@ -55,6 +167,8 @@ impl Default for AppModel {
             engine: "unknown".into(),
             engine_message: String::new(),
             download: None,
+            image_problem: None,
+            update: Default::default(),
         }
     }
 }
@@ -66,6 +180,22 @@ impl AppModel {
 
     pub fn running(&self) -> bool {
         matches!(self.server, ServerState::Running { .. })
+    }
+
+    /// Why commands cannot run in the chosen sandbox tier right now, in a few words.
+    pub fn sandbox_problem(&self) -> Option<&'static str> {
+        if !self.running() || self.tier() == Tier::Local {
+            return None;
+        }
+        match self.engine.as_str() {
+            "connected" | "unknown" => self
+                .image_problem
+                .as_ref()
+                .map(|_| "sandbox image not available"),
+            "not_installed" => Some("no container engine installed"),
+            "permission_denied" => Some("no access to the container engine"),
+            _ => Some("container engine not running"),
+        }
     }
 }
 
@@ -82,6 +212,7 @@ pub fn tray_icon(m: &AppModel) -> TrayIcon {
     match (&m.server, &m.download) {
         (ServerState::Crashed { .. }, _) => TrayIcon::Error,
         (_, Some(_)) => TrayIcon::Downloading,
+        _ if m.sandbox_problem().is_some() => TrayIcon::Error,
         (ServerState::Running { .. }, _) => TrayIcon::Running,
         _ => TrayIcon::Stopped,
     }
@@ -118,13 +249,13 @@ pub mod ids {
     pub const MODE_BASIC: &str = "mode-basic";
     pub const MODE_CUSTOM: &str = "mode-custom";
     pub const OPEN: &str = "open";
+    pub const UPDATE: &str = "update";
     pub const QUIT: &str = "quit";
 }
 
-/// The tray menu for a state. Linux trays deliver no clicks on the icon, so every action is
-/// an item here. The three modes are check items kept mutually exclusive (no radio items).
-pub fn tray_menu(m: &AppModel) -> Vec<Item> {
-    let status = match &m.server {
+/// One line saying how things are: the tray's first item and the window's corner.
+pub fn status_line(m: &AppModel) -> String {
+    match &m.server {
         ServerState::Stopped => "Server stopped".to_string(),
         ServerState::Starting => "Server starting…".to_string(),
         ServerState::Running { .. } => match &m.download {
@@ -132,13 +263,22 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
                 "Downloading sandbox image{}",
                 d.percent.map(|p| format!(" ({p:.0}%)")).unwrap_or_default()
             ),
-            None => format!("Running · {}", mode_label(m.tier())),
+            None => match m.sandbox_problem() {
+                Some(problem) => format!("{}: {problem}", mode_label(m.tier())),
+                None => format!("Running · {}", mode_label(m.tier())),
+            },
         },
         ServerState::Crashed { .. } => "Server stopped unexpectedly".to_string(),
-    };
+    }
+}
+
+/// The tray menu for a state. Linux trays deliver no clicks on the icon, so every action is
+/// an item here. The three modes are check items kept mutually exclusive (no radio items).
+pub fn tray_menu(m: &AppModel) -> Vec<Item> {
+    let status = status_line(m);
     let running = m.running();
     let tier = m.tier();
-    vec![
+    let mut items = vec![
         Item::Label {
             id: ids::STATUS,
             text: status,
@@ -183,6 +323,15 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
             enabled: running,
         },
         Item::Separator,
+    ];
+    if let (crate::updates::Phase::Available, Some(v)) = (m.update.state, &m.update.version) {
+        items.push(Item::Action {
+            id: ids::UPDATE,
+            text: format!("Version {v} is available…"),
+            enabled: true,
+        });
+    }
+    items.extend([
         Item::Action {
             id: ids::OPEN,
             text: "Open Stigmer".into(),
@@ -193,7 +342,8 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
             text: "Quit".into(),
             enabled: true,
         },
-    ]
+    ]);
+    items
 }
 
 pub fn mode_label(t: Tier) -> &'static str {
@@ -315,5 +465,72 @@ mod tests {
         );
         assert_eq!(tray_icon(&m), TrayIcon::Downloading);
         assert_eq!(tray_icon(&AppModel::default()), TrayIcon::Stopped);
+    }
+
+    #[test]
+    fn a_sandbox_that_cannot_run_shows_in_the_tray() {
+        let mut m = running(Mode::Sandbox, BASIC_IMAGE);
+        m.engine = "not_running".into();
+        assert_eq!(tray_icon(&m), TrayIcon::Error);
+        assert!(
+            matches!(&tray_menu(&m)[0], Item::Label { text, .. } if text == "Basic sandbox: container engine not running")
+        );
+        m.engine = "connected".into();
+        m.image_problem = Some("manifest unknown".into());
+        assert_eq!(tray_icon(&m), TrayIcon::Error);
+        // Local mode needs neither.
+        m.mode = Mode::Local;
+        assert_eq!(tray_icon(&m), TrayIcon::Running);
+    }
+
+    #[test]
+    fn problems_are_plain_words_with_buttons_never_commands() {
+        let mut m = running(Mode::Sandbox, BASIC_IMAGE);
+        for engine in ["not_installed", "not_running", "permission_denied"] {
+            m.engine = engine.into();
+            m.engine_message = "the container engine is not running (nothing answers at /var/run/docker.sock). Start it (`sudo systemctl start docker`...)".into();
+            let p = problem(&m).unwrap();
+            assert!(
+                !p.text.contains('`') && !p.text.contains("sudo"),
+                "{engine}: {}",
+                p.text
+            );
+            assert!(
+                p.actions.contains(&("use_local", "Use Local instead")),
+                "{engine}"
+            );
+            assert!(
+                p.detail.unwrap().contains("systemctl"),
+                "the technical text is kept, folded"
+            );
+        }
+        m.engine = "connected".into();
+        assert_eq!(problem(&m), None);
+        m.image = "my/img:1".into();
+        m.image_problem = Some("pull access denied".into());
+        let p = problem(&m).unwrap();
+        assert!(p.text.contains("my/img:1") && p.actions[0].0 == "use_basic");
+        m.mode = Mode::Local;
+        assert_eq!(problem(&m), None, "local mode needs no engine and no image");
+        m.server = ServerState::Crashed {
+            reason: "exit code 1".into(),
+        };
+        assert_eq!(problem(&m).unwrap().actions, [("start", "Restart")]);
+    }
+
+    #[test]
+    fn an_available_update_is_in_the_tray() {
+        let mut m = running(Mode::Local, BASIC_IMAGE);
+        let has = |m: &AppModel| {
+            tray_menu(m)
+                .iter()
+                .any(|i| matches!(i, Item::Action { id, .. } if *id == ids::UPDATE))
+        };
+        assert!(!has(&m));
+        m.update.state = crate::updates::Phase::Available;
+        m.update.version = Some("0.2.0".into());
+        assert!(tray_menu(&m).iter().any(
+            |i| matches!(i, Item::Action { text, .. } if text == "Version 0.2.0 is available…")
+        ));
     }
 }

@@ -14,6 +14,10 @@ pub struct Prefs {
     pub close_to_tray: bool,
     /// The last custom image chosen, offered by the tray's "Custom image" item.
     pub last_custom_image: Option<String>,
+    /// Look for updates at start and daily (never installed without asking).
+    pub check_updates: bool,
+    /// The first-run page was seen.
+    pub welcomed: bool,
 }
 
 impl Default for Prefs {
@@ -23,6 +27,8 @@ impl Default for Prefs {
             start_at_login: false,
             close_to_tray: true,
             last_custom_image: None,
+            check_updates: true,
+            welcomed: false,
         }
     }
 }

@@ -14,9 +14,16 @@ fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots")
 }
 
-/// The page as WebKit renders it.
+/// The page as WebKit renders it. WebKit takes the snapshot at its next paint, and a page that
+/// does not change never paints again: keep it painting (an invisible change) meanwhile.
 async fn shot(c: &Client, name: &str) {
+    js(c, "window.__paint = setInterval(() => { const s = document.body.style; s.opacity = s.opacity ? '' : '0.9999'; }, 50); return true").await;
     let png = c.screenshot().await.expect("a screenshot");
+    js(
+        c,
+        "clearInterval(window.__paint); document.body.style.opacity = ''; return true",
+    )
+    .await;
     std::fs::create_dir_all(screenshots()).unwrap();
     std::fs::write(screenshots().join(name), png).unwrap();
 }
@@ -40,6 +47,16 @@ async fn wait_text(c: &Client, id: &str, want: &str) {
 
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
+}
+
+/// Open one of the window's sections (Home, Activity, Agents, Sandbox, Settings).
+async fn view(c: &Client, name: &str) {
+    c.find(Locator::Css(&format!(".tab[data-view={name}]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// The server the app runs, through its own API.
@@ -195,11 +212,14 @@ async fn window_tray_and_server_work_together() {
     let Some(d) = Desktop::start("window_tray_and_server_work_together") else {
         return;
     };
+    d.skip_welcome();
     let (mut driver, port) = d.driver(&[]);
     let c = connect(port).await;
     wait_text(&c, "server-state", "Running").await;
     let api = ServerApi::of(&d).expect("the app started a server");
+    view(&c, "sandbox").await;
     wait_text(&c, "tools-advice", "Local").await;
+    view(&c, "home").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-light.png").await;
     d.screenshot(&screenshots().join("desktop-light.png"));
@@ -290,7 +310,7 @@ async fn window_tray_and_server_work_together() {
         .click()
         .await
         .unwrap();
-    wait_text(&c, "mode-error", "not an image reference").await;
+    wait_text(&c, "mode-error", "is not an image name").await;
     assert_eq!(api.get("/v1/mode").await["mode"], "local");
 
     // A command runs through the server, its streams told apart, and shows in the activity.
@@ -315,10 +335,17 @@ async fn window_tray_and_server_work_together() {
         .await,
         json!("oops\n")
     );
+    view(&c, "activity").await;
     wait_text(&c, "runs", "echo hello-e2e").await;
 
     // The window's "Connect an agent" configuration works as written: an agent launching it
     // over stdio runs a command through this server, and the run shows labelled with its name.
+    view(&c, "agents").await;
+    js(
+        &c,
+        "document.getElementById('agents-manual').open = true; return true",
+    )
+    .await;
     let config: Value = serde_json::from_str(&text(&c, "agent-config").await).unwrap();
     let server = &config["mcpServers"]["stigmer"];
     assert_eq!(server["args"], json!(["mcp"]));
@@ -330,18 +357,14 @@ async fn window_tray_and_server_work_together() {
     }
     let reply = mcp_over_stdio(&mut agent, "echo from-an-agent");
     assert!(reply.contains("from-an-agent"), "{reply}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-agents.png").await;
+    view(&c, "activity").await;
     wait_text(&c, "runs", "e2e-agent (MCP)").await;
     // Let the page paint the change before the picture (a shot can show the previous frame).
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-after-run.png").await;
-    js(
-        &c,
-        "document.getElementById('agents').scrollIntoView(); return true",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    shot(&c, "window-agents.png").await;
-    js(&c, "window.scrollTo(0, 0); return true").await;
+    view(&c, "home").await;
 
     // Readable at 200% zoom: one column, nothing cut off sideways.
     js(&c, "document.documentElement.style.zoom = '2'; return true").await;
@@ -380,7 +403,7 @@ async fn window_tray_and_server_work_together() {
         .click()
         .await
         .unwrap();
-    wait_text(&c, "server-state", "Stopped").await;
+    wait_text(&c, "server-state", "stopped").await;
     assert!(
         ServerApi::of(&d).is_none()
             || !std::path::Path::new(&d.home.path().join("stigmer/data/server.json")).exists()
@@ -415,6 +438,7 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
     let Some(d) = Desktop::start("a_missing_engine_is_shown_and_dark_mode_is_readable") else {
         return;
     };
+    d.skip_welcome();
     let (mut driver, port) = d.driver(&[
         ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
         ("GTK_THEME", "Adwaita:dark"),
@@ -427,10 +451,17 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
         .click()
         .await
         .unwrap();
-    wait_text(&c, "engine-note", "No container engine").await;
-    assert!(text(&c, "engine-note")
+    // Plain words and buttons; the engine's own message (with its commands) under Details.
+    wait_text(&c, "problem-text", "needs Docker or Podman").await;
+    assert!(text(&c, "problem-text")
         .await
-        .contains("never run on this computer"));
+        .contains("never run on this computer instead"));
+    let buttons = text(&c, "problem-actions").await;
+    assert!(
+        buttons.contains("Use Local instead") && buttons.contains("Try again"),
+        "{buttons}"
+    );
+    assert!(!text(&c, "problem-text").await.contains("systemctl"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-dark-no-engine.png").await;
     let _ = c.close().await;
@@ -441,6 +472,94 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
 #[path = "../../crates/cli/tests/common/engine.rs"]
 mod engine;
 
+/// A new user's first window: what Stigmer does in two sentences and the agents found here,
+/// each connected with one click (its file keeps everything else); a broken file is left alone
+/// with the snippet to paste. Light and dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
+    let Some(d) = Desktop::start("the_first_window_says_what_stigmer_does_and_connects_agents")
+    else {
+        return;
+    };
+    let home = d.home.path();
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude.json"), "{\n  \"numStartups\": 3\n}\n").unwrap();
+    std::fs::create_dir_all(home.join(".cursor")).unwrap();
+    let broken = "{ \"mcpServers\": { \"x\": 1 ";
+    std::fs::write(home.join(".cursor/mcp.json"), broken).unwrap();
+    let prefs = home.join("stigmer/config/desktop.json");
+    for (theme, suffix) in [("Adwaita:dark", "dark"), ("Adwaita", "light")] {
+        let _ = std::fs::remove_file(&prefs);
+        let (mut driver, port) = d.driver(&[("GTK_THEME", theme)]);
+        let c = connect(port).await;
+        wait_text(&c, "welcome-title", "Welcome to Stigmer").await;
+        assert!(text(&c, "view-welcome")
+            .await
+            .contains("on this computer or in an isolated sandbox"));
+        wait_text(&c, "welcome-agents", "Claude Code").await;
+        let agents = text(&c, "welcome-agents").await;
+        assert!(
+            agents.contains("Cursor") && agents.contains("could not be read"),
+            "{agents}"
+        );
+        assert!(
+            !agents.contains("Windsurf"),
+            "agents not installed are not offered: {agents}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shot(&c, &format!("first-run-{suffix}.png")).await;
+        if suffix == "light" {
+            c.find(Locator::Css("li[data-agent=claude-code] button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_text(&c, "welcome-agents", "Connected").await;
+            let claude: Value =
+                serde_json::from_str(&std::fs::read_to_string(home.join(".claude.json")).unwrap())
+                    .unwrap();
+            assert_eq!(claude["numStartups"], 3);
+            let entry = &claude["mcpServers"]["stigmer"];
+            assert_eq!(entry["args"], json!(["mcp"]));
+            assert!(
+                std::path::Path::new(entry["command"].as_str().unwrap()).exists(),
+                "{entry}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(home.join(".cursor/mcp.json")).unwrap(),
+                broken,
+                "a broken file is never rewritten"
+            );
+            // The Agents section says the same.
+            c.find(Locator::Id("welcome-done"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            view(&c, "agents").await;
+            wait_text(&c, "agent-list", "Connected").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            shot(&c, "agents-light.png").await;
+        }
+        let _ = c.close().await;
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    // Seen once: the next launch opens on Home.
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    assert_eq!(
+        js(&c, "return document.getElementById('view-welcome').hidden").await,
+        json!(true)
+    );
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
 /// A sandboxed request in a folder the user has not allowed shows in the window, which
 /// allows it with one click; the next run there works, and Remove refuses it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,6 +567,7 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     let Some(d) = Desktop::start("a_refused_folder_is_allowed_and_removed_in_the_window") else {
         return;
     };
+    d.skip_welcome();
     if !engine::engine_or_skip("a_refused_folder_is_allowed_and_removed_in_the_window") {
         return;
     }
@@ -467,6 +587,7 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     assert!(body.contains("WORKSPACE_NOT_ALLOWED"), "{body}");
 
     // The window lists the refusal: who, which folder, and a button to allow it.
+    view(&c, "sandbox").await;
     wait_text(&c, "refused-list", &project.display().to_string()).await;
     wait_text(&c, "refused-list", "e2e-agent").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -560,6 +681,7 @@ async fn notifications_for_the_download_and_a_crash() {
     let Some(d) = Desktop::start("notifications_for_the_download_and_a_crash") else {
         return;
     };
+    d.skip_welcome();
     if !engine::engine_or_skip("notifications_for_the_download_and_a_crash") {
         return;
     }
@@ -631,7 +753,7 @@ async fn notifications_for_the_download_and_a_crash() {
     // The server dies: the window says so, one notification, and Restart brings it back.
     let pid = api.get("/v1/status").await["pid"].as_i64().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    wait_text(&c, "server-state", "Stopped unexpectedly").await;
+    wait_text(&c, "server-state", "stopped unexpectedly").await;
     assert!(wait_for(Duration::from_secs(5), || d.notifications().len() == 3));
     assert_eq!(d.notifications()[2], "Stigmer server stopped");
     assert_eq!(text(&c, "server-toggle").await, "Restart");

@@ -23,10 +23,11 @@ fn options(jsonc: bool) -> ParseOptions {
 
 /// Stigmer's entry as the agent reads it.
 pub fn entry_value(e: &Entry, typed: bool) -> Value {
-    let mut v = json!({ "command": e.command.to_string_lossy(), "args": e.args });
-    if typed {
-        v["type"] = json!("stdio");
-    }
+    let mut v = if typed {
+        json!({ "type": "stdio", "command": e.command.to_string_lossy(), "args": e.args })
+    } else {
+        json!({ "command": e.command.to_string_lossy(), "args": e.args })
+    };
     if !e.env.is_empty() {
         v["env"] = json!(e.env);
     }

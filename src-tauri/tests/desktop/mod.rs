@@ -177,6 +177,13 @@ impl Desktop {
         Some(d)
     }
 
+    /// The first-run page was seen already (tests of the rest of the window start there).
+    pub fn skip_welcome(&self) {
+        let prefs = self.home.path().join("stigmer/config/desktop.json");
+        std::fs::create_dir_all(prefs.parent().unwrap()).unwrap();
+        std::fs::write(prefs, r#"{"welcomed": true}"#).unwrap();
+    }
+
     /// A command with this desktop's display, bus and a private STIGMER_HOME.
     pub fn command(&self, bin: &str) -> Command {
         let mut c = Command::new(bin);
@@ -186,6 +193,8 @@ impl Desktop {
             .env("HOME", self.home.path())
             .env("STIGMER_HOME", self.home.path().join("stigmer"))
             .env("NO_AT_BRIDGE", "1")
+            // Update checks go to a closed port on loopback, never to the internet.
+            .env("STIGMER_UPDATE_ENDPOINT", "https://127.0.0.1:9/latest.json")
             .env_remove("STIGMER_EXECUTION_MODE")
             .env_remove("STIGMER_SANDBOX_IMAGE")
             .stdin(Stdio::null())
