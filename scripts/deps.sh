@@ -9,7 +9,7 @@ install_deps() {
   # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, and a
   # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver).
   local test=(python3-venv busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
-              dunst libnotify-bin haskell-gtk-sni-tray-utils)
+              dunst libnotify-bin haskell-gtk-sni-tray-utils python3-xlib)
   local wanted=("${app[@]}")
   [ "$1" = "test" ] && wanted+=("${test[@]}")
   for pkg in "${wanted[@]}"; do

@@ -104,101 +104,6 @@ impl ServerApi {
     }
 }
 
-/// The app's tray menu, read over D-Bus: (bus name, menu path).
-fn tray_menu_address(d: &Desktop) -> (String, String) {
-    let mut found = None;
-    assert!(
-        wait_for(Duration::from_secs(15), || {
-            let items = d.gdbus(&[
-                "call",
-                "--session",
-                "--dest",
-                "org.kde.StatusNotifierWatcher",
-                "--object-path",
-                "/StatusNotifierWatcher",
-                "--method",
-                "org.freedesktop.DBus.Properties.Get",
-                "org.kde.StatusNotifierWatcher",
-                "RegisteredStatusNotifierItems",
-            ]);
-            // e.g. (<['sender/org/ayatana/NotificationItem/...']>,)
-            found = items
-                .split('\'')
-                .find(|s| s.starts_with(':'))
-                .map(str::to_string);
-            found.is_some()
-        }),
-        "the app's tray item never registered"
-    );
-    let bus = found.unwrap();
-    // Registered by bus name alone (libayatana-appindicator): find the object that serves
-    // com.canonical.dbusmenu.
-    let tree = d.gdbus(&[
-        "introspect",
-        "--session",
-        "--dest",
-        &bus,
-        "--object-path",
-        "/",
-        "--recurse",
-    ]);
-    let mut node = None;
-    let mut menu_path = None;
-    for line in tree.lines() {
-        let line = line.trim();
-        if let Some(p) = line.strip_prefix("node ") {
-            node = Some(p.trim_end_matches(" {").trim().to_string());
-        }
-        if line.starts_with("interface com.canonical.dbusmenu") {
-            menu_path = node.clone();
-            break;
-        }
-    }
-    (
-        bus,
-        menu_path.unwrap_or_else(|| panic!("no dbusmenu object in {tree}")),
-    )
-}
-
-fn tray_layout(d: &Desktop, addr: &(String, String)) -> Vec<MenuItem> {
-    parse_layout(&d.gdbus(&[
-        "call",
-        "--session",
-        "--dest",
-        &addr.0,
-        "--object-path",
-        &addr.1,
-        "--method",
-        "com.canonical.dbusmenu.GetLayout",
-        "--",
-        "0",
-        "-1",
-        "[]",
-    ]))
-}
-
-fn tray_click(d: &Desktop, addr: &(String, String), label: &str) {
-    let item = tray_layout(d, addr)
-        .into_iter()
-        .find(|i| i.label.starts_with(label))
-        .unwrap_or_else(|| panic!("no tray item {label}"));
-    d.gdbus(&[
-        "call",
-        "--session",
-        "--dest",
-        &addr.0,
-        "--object-path",
-        &addr.1,
-        "--method",
-        "com.canonical.dbusmenu.Event",
-        "--",
-        &item.id.to_string(),
-        "clicked",
-        "<int32 0>",
-        "0",
-    ]);
-}
-
 fn checked(items: &[MenuItem]) -> Vec<String> {
     items
         .iter()
@@ -471,6 +376,82 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
 
 #[path = "../../crates/cli/tests/common/engine.rs"]
 mod engine;
+
+/// The names of `pid`'s child processes.
+fn children_of(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            names.push(
+                head.split_once('(')
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    names
+}
+
+/// Closed to the tray, the app keeps no web view (its WebKit processes go); the tray's Open
+/// brings the window back, and the server ran on all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
+    let Some(d) = Desktop::start("closing_to_the_tray_frees_the_web_view") else {
+        return;
+    };
+    d.skip_welcome();
+    let mut app = d.command(APP).spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || window_shown(&d, "Stigmer")),
+        "the window never showed"
+    );
+    let web = |pid| {
+        children_of(pid)
+            .iter()
+            .any(|n| n.starts_with("WebKitWebProces"))
+    };
+    assert!(wait_for(Duration::from_secs(10), || ServerApi::of(&d).is_some()));
+    assert!(web(app.id()), "{:?}", children_of(app.id()));
+    let api = ServerApi::of(&d).unwrap();
+    let server_pid = api.get("/v1/status").await["pid"].as_u64().unwrap() as i32;
+
+    close_window(&d, "Stigmer");
+    assert!(
+        wait_for(Duration::from_secs(10), || !window_shown(&d, "Stigmer")
+            && !web(app.id())),
+        "the web view outlived the window: {:?}",
+        children_of(app.id())
+    );
+    assert!(app.try_wait().unwrap().is_none(), "the app quit");
+    assert_eq!(
+        unsafe { libc::kill(server_pid, 0) },
+        0,
+        "the server stopped"
+    );
+
+    let addr = tray_menu_address(&d);
+    tray_click(&d, &addr, "Open Stigmer");
+    assert!(
+        wait_for(Duration::from_secs(10), || window_shown(&d, "Stigmer")),
+        "Open Stigmer did not bring the window back"
+    );
+    assert!(web(app.id()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.screenshot(&screenshots().join("desktop-reopened.png"));
+    let addr = tray_menu_address(&d);
+    tray_click(&d, &addr, "Quit");
+    assert!(
+        wait_for(Duration::from_secs(15), || app
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "Quit did not end the app"
+    );
+}
 
 /// A new user's first window: what Stigmer does in two sentences and the agents found here,
 /// each connected with one click (its file keeps everything else); a broken file is left alone

@@ -335,6 +335,125 @@ pub fn parse_layout(text: &str) -> Vec<MenuItem> {
     items
 }
 
+/// The app's tray menu, read over D-Bus: (bus name, menu path).
+pub fn tray_menu_address(d: &Desktop) -> (String, String) {
+    let mut found = None;
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let items = d.gdbus(&[
+                "call",
+                "--session",
+                "--dest",
+                "org.kde.StatusNotifierWatcher",
+                "--object-path",
+                "/StatusNotifierWatcher",
+                "--method",
+                "org.freedesktop.DBus.Properties.Get",
+                "org.kde.StatusNotifierWatcher",
+                "RegisteredStatusNotifierItems",
+            ]);
+            // e.g. (<['sender/org/ayatana/NotificationItem/...']>,)
+            found = items
+                .split('\'')
+                .find(|s| s.starts_with(':'))
+                .map(str::to_string);
+            found.is_some()
+        }),
+        "the app's tray item never registered"
+    );
+    let bus = found.unwrap();
+    // Registered by bus name alone (libayatana-appindicator): find the object that serves
+    // com.canonical.dbusmenu.
+    let tree = d.gdbus(&[
+        "introspect",
+        "--session",
+        "--dest",
+        &bus,
+        "--object-path",
+        "/",
+        "--recurse",
+    ]);
+    let mut node = None;
+    let mut menu_path = None;
+    for line in tree.lines() {
+        let line = line.trim();
+        if let Some(p) = line.strip_prefix("node ") {
+            node = Some(p.trim_end_matches(" {").trim().to_string());
+        }
+        if line.starts_with("interface com.canonical.dbusmenu") {
+            menu_path = node.clone();
+            break;
+        }
+    }
+    (
+        bus,
+        menu_path.unwrap_or_else(|| panic!("no dbusmenu object in {tree}")),
+    )
+}
+
+pub fn tray_layout(d: &Desktop, addr: &(String, String)) -> Vec<MenuItem> {
+    parse_layout(&d.gdbus(&[
+        "call",
+        "--session",
+        "--dest",
+        &addr.0,
+        "--object-path",
+        &addr.1,
+        "--method",
+        "com.canonical.dbusmenu.GetLayout",
+        "--",
+        "0",
+        "-1",
+        "[]",
+    ]))
+}
+
+pub fn tray_click(d: &Desktop, addr: &(String, String), label: &str) {
+    let item = tray_layout(d, addr)
+        .into_iter()
+        .find(|i| i.label.starts_with(label))
+        .unwrap_or_else(|| panic!("no tray item {label}"));
+    d.gdbus(&[
+        "call",
+        "--session",
+        "--dest",
+        &addr.0,
+        "--object-path",
+        &addr.1,
+        "--method",
+        "com.canonical.dbusmenu.Event",
+        "--",
+        &item.id.to_string(),
+        "clicked",
+        "<int32 0>",
+        "0",
+    ]);
+}
+
+/// Ask a window to close, as a window manager's close button does (WM_DELETE_WINDOW).
+pub fn close_window(d: &Desktop, name: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/desktop/close_window.py");
+    // Debian's python3, where python3-xlib is (not a virtualenv's or pyenv's).
+    let ok = d
+        .command("/usr/bin/python3")
+        .arg(script)
+        .arg(name)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "could not ask the window {name:?} to close (python3-xlib)"
+    );
+}
+
+/// Whether a window called `name` is mapped (shown) on the display.
+pub fn window_shown(d: &Desktop, name: &str) -> bool {
+    d.command("xdotool")
+        .args(["search", "--onlyvisible", "--name", &format!("^{name}$")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A WebDriver session with the app (tauri-driver on `port` starts it).
 pub async fn connect(port: u16) -> fantoccini::Client {
     let caps = serde_json::json!({ "tauri:options": { "application": APP } });
