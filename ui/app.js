@@ -40,6 +40,20 @@ function showView(name) {
   }
   if (name === "agents") loadAgents();
   if (name === "sandbox") { loadWorkspaces(); loadTools(false); }
+  if (name === "settings") loadCli();
+}
+
+// ---- the stigmer command on PATH (macOS, Windows, AppImage) ----
+function renderCli(s) {
+  $("cli").hidden = !s.can_install && !!s.on_path;
+  $("cli-install").hidden = !s.can_install;
+  $("cli-text").textContent = s.on_path
+    ? `Terminals and agents find it at ${s.on_path}.`
+    : "Terminals and agents' settings that name stigmer need it on your PATH.";
+}
+
+async function loadCli() {
+  try { renderCli(await invoke("cli_status")); } catch (_) { /* shown as is */ }
 }
 
 // ---- errors a person can act on: words and buttons (decided by the app), the technical
@@ -412,6 +426,7 @@ async function init() {
   $("download-cancel").addEventListener("click", async () => {
     try { await invoke("cancel_download"); } catch (e) { showError($("mode-error"), e); }
   });
+  $("cli-install").addEventListener("click", () => invoke("install_cli").then(renderCli).catch((e) => showError($("cli-text"), e)));
   $("update-check").addEventListener("click", () => invoke("check_update").then(render).catch((e) => showError($("update-text"), e)));
   $("update-install").addEventListener("click", () => invoke("install_update").catch((e) => showError($("update-text"), e)));
 

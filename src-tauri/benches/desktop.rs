@@ -78,6 +78,44 @@ async fn responsiveness(c: &Client, n: usize) -> (Duration, Duration) {
     (v[v.len() / 2], v[v.len() - 1])
 }
 
+/// The app at `app` (run without WebDriver), its window shown, then closed to the tray, then
+/// opened again from the tray: (PSS shown, PSS in the tray, reopen time), PSS in KiB of the
+/// app and its processes (not the server), each after the app settled for 3 s.
+fn tray_cycle(app: &str) -> (u64, u64, Duration) {
+    let d = Desktop::start("desktop benchmark, tray").expect("a desktop");
+    d.skip_welcome();
+    let mut child = d.command(app).spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || window_shown(&d, "Stigmer")),
+        "{app}: no window"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (shown, _) = tree_rss_kib(child.id());
+    close_window(&d, "Stigmer");
+    assert!(wait_for(Duration::from_secs(10), || !window_shown(
+        &d, "Stigmer"
+    )));
+    std::thread::sleep(Duration::from_secs(3));
+    let (hidden, _) = tree_rss_kib(child.id());
+    let addr = tray_menu_address(&d);
+    let t = Instant::now();
+    tray_click(&d, &addr, "Open Stigmer");
+    assert!(
+        wait_for(Duration::from_secs(10), || window_shown(&d, "Stigmer")),
+        "{app}: not reopened"
+    );
+    let reopen = t.elapsed();
+    let addr = tray_menu_address(&d);
+    tray_click(&d, &addr, "Quit");
+    if !wait_for(Duration::from_secs(15), || {
+        child.try_wait().ok().flatten().is_some()
+    }) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    (shown, hidden, reopen)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -170,4 +208,38 @@ async fn main() {
     let _ = c.close().await;
     let _ = driver.kill();
     let _ = driver.wait();
+    drop(d);
+
+    // Shown, hidden to the tray, reopened: this build, and (side by side) another one given by
+    // STIGMER_BASELINE_APP, e.g. the build before the window was destroyed in the tray.
+    let mib = |k: u64| format!("{:.0} MiB", k as f64 / 1024.0);
+    let (shown, hidden, reopen) = tray_cycle(APP);
+    let baseline = std::env::var("STIGMER_BASELINE_APP")
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists())
+        .map(|p| tray_cycle(&p));
+    println!();
+    println!("| tray (PSS of the app and its WebKit processes) | this build | baseline |");
+    println!("|---|---|---|");
+    let base = |f: &dyn Fn(&(u64, u64, Duration)) -> String| {
+        baseline
+            .as_ref()
+            .map(f)
+            .unwrap_or_else(|| "(set STIGMER_BASELINE_APP)".into())
+    };
+    println!(
+        "| window open, idle | {} | {} |",
+        mib(shown),
+        base(&|b| mib(b.0))
+    );
+    println!(
+        "| hidden in the tray | {} | {} |",
+        mib(hidden),
+        base(&|b| mib(b.1))
+    );
+    println!(
+        "| tray's Open to the window shown | {} | {} |",
+        ms(reopen),
+        base(&|b| ms(b.2))
+    );
 }

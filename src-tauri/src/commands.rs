@@ -355,7 +355,7 @@ pub fn open_help(app: AppHandle, topic: String) -> Result<()> {
 /// The page has drawn itself: the window may show (it starts hidden, never blank).
 #[tauri::command]
 pub fn page_ready(app: AppHandle) {
-    actions::page_ready(&app);
+    crate::window::page_ready(&app);
 }
 
 #[tauri::command]
@@ -372,5 +372,17 @@ pub async fn install_update(app: AppHandle) -> Result<()> {
 /// The view a window opened from the tray shows first, if any.
 #[tauri::command]
 pub fn take_pending_view(app: AppHandle) -> Option<String> {
-    actions::take_pending_view(&app)
+    crate::window::take_pending_view(&app)
+}
+
+/// Whether `stigmer` is on PATH, and whether this app can put it there.
+#[tauri::command]
+pub fn cli_status() -> crate::cli_install::CliStatus {
+    crate::cli_install::status(bundled_cli())
+}
+
+/// "Install the stigmer command" (macOS, Windows, AppImage).
+#[tauri::command]
+pub fn install_cli() -> Result<crate::cli_install::CliStatus> {
+    crate::cli_install::install(bundled_cli())
 }

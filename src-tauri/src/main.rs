@@ -6,12 +6,15 @@
 
 mod actions;
 mod api;
+mod cli_install;
 mod commands;
 mod model;
 mod notify;
 mod prefs;
 mod tray;
 mod updates;
+mod watch;
+mod window;
 
 use stigmer_engine::paths::Paths;
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -47,7 +50,7 @@ fn main() {
     let app = tauri::Builder::default()
         // A second launch focuses the first window instead of starting another app.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            actions::show_window(app)
+            window::show_window(app)
         }))
         .plugin(tauri_plugin_shell::init())
         .plugin(tauri_plugin_dialog::init())
@@ -88,6 +91,8 @@ fn main() {
             commands::check_update,
             commands::install_update,
             commands::take_pending_view,
+            commands::cli_status,
+            commands::install_cli,
         ])
         .setup(|app| {
             let handle = app.handle().clone();
@@ -141,7 +146,7 @@ fn main() {
                     .unwrap_or(true);
                 if close_to_tray {
                     api.prevent_close();
-                    actions::close_to_tray(window);
+                    window::close_to_tray(window);
                 }
             }
         })
@@ -156,7 +161,7 @@ fn main() {
             // off, which quits (stopping a server we started).
             if code.is_none() {
                 api.prevent_exit();
-                if !actions::in_tray(handle) {
+                if !window::in_tray(handle) {
                     let handle = handle.clone();
                     tauri::async_runtime::spawn(async move { actions::quit(&handle).await });
                 }

@@ -35,26 +35,20 @@ impl Notifier {
         }
     }
 
-    pub fn image_finished(
-        &mut self,
-        image: &str,
-        action: &str,
-        ok: bool,
-        error: &str,
-        tier: Tier,
-    ) -> Note {
+    pub fn image_finished(&mut self, image: &str, action: &str, ok: bool, tier: Tier) -> Note {
         match (ok, action) {
             (true, _) => Note {
                 summary: "Sandbox ready".into(),
                 body: format!("{image} is ready: commands now run in the sandbox."),
             },
+            // Plain words only: the technical reason is in the window, under Details.
             (false, "pull") if tier == Tier::Basic => Note {
                 summary: "Download failed".into(),
-                body: format!("{error}\nStigmer builds the image from its Dockerfile instead."),
+                body: "The sandbox image could not be downloaded. Stigmer builds it from its Dockerfile instead, once.".into(),
             },
             (false, _) => Note {
                 summary: "Sandbox image not available".into(),
-                body: format!("{error}\nCommands will not run until the image is there; switch to Local to run on this machine."),
+                body: format!("{image} is not available, so commands will not run in the sandbox. Open Stigmer to try again or use Local."),
             },
         }
     }
@@ -114,13 +108,12 @@ mod tests {
             Tier::Basic,
         );
         assert!(start.body.contains("300 MB") && start.body.contains("once"));
-        let failed = n.image_finished("x", "pull", false, "registry down", Tier::Basic);
-        assert!(failed.body.contains("registry down") && failed.body.contains("Dockerfile"));
-        let failed = n.image_finished("x", "pull", false, "not found", Tier::Custom);
-        assert!(!failed.body.contains("Dockerfile"));
+        let failed = n.image_finished("x", "pull", false, Tier::Basic);
+        assert!(failed.body.contains("Dockerfile"));
+        let failed = n.image_finished("x", "pull", false, Tier::Custom);
+        assert!(!failed.body.contains("Dockerfile") && failed.body.contains("Open Stigmer"));
         assert_eq!(
-            n.image_finished("x", "build", true, "", Tier::Basic)
-                .summary,
+            n.image_finished("x", "build", true, Tier::Basic).summary,
             "Sandbox ready"
         );
     }

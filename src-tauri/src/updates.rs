@@ -175,7 +175,7 @@ fn plain(e: &tauri_plugin_updater::Error) -> String {
     use tauri_plugin_updater::Error as E;
     match e {
         E::Minisign(_) | E::SignatureUtf8(_) | E::Base64(_) => {
-            "The downloaded update does not match Stigmer's signature (it was changed or cut off on the way), so it was not installed. Your version keeps working.".into()
+            "The downloaded update does not match Stigmer's signature (it was changed or cut off on the way), so nothing was installed. Your version keeps working.".into()
         }
         E::Reqwest(r) if r.is_decode() || r.is_body() => {
             "The download of the update was cut off; nothing was installed. Try again later.".into()

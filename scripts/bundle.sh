@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The installers, built with the Tauri CLI: on Linux the .deb and .rpm (AppImage downloads its
+# tooling from outside, so the release workflow builds it), with the `stigmer` CLI bundled next
+# to the app (`externalBin`). Prints the paths of what it built.
+#
+#   ./scripts/bundle.sh [--bundles deb,rpm] [tauri build options...]
+#
+# Update signatures are made when TAURI_SIGNING_PRIVATE_KEY is set (the release workflow's
+# secret); without it the bundles are built unsigned, and this says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+install_deps app
+TAURI_CLI_VERSION=2.12.4
+if [ "$(cargo tauri --version 2>/dev/null)" != "tauri-cli $TAURI_CLI_VERSION" ]; then
+  echo "== installing tauri-cli $TAURI_CLI_VERSION (a few minutes, once)"
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install tauri-cli --version "$TAURI_CLI_VERSION" --locked --quiet
+fi
+triple=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --locked -p stigmer-cli
+mkdir -p src-tauri/binaries
+cp target/release/stigmer "src-tauri/binaries/stigmer-$triple"
+args=(--config src-tauri/tauri.bundle.json)
+if [ -n "${TAURI_SIGNING_PRIVATE_KEY:-}" ]; then
+  args+=(--config '{"bundle":{"createUpdaterArtifacts":true}}')
+else
+  echo "== no TAURI_SIGNING_PRIVATE_KEY: bundles without update signatures"
+fi
+case " $* " in
+  *" --bundles "*|*" -b "*) ;;
+  *) [ "$(uname)" = Linux ] && args+=(--bundles deb,rpm) ;;
+esac
+cargo tauri build "${args[@]}" "$@"
+find target/release/bundle -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' -o -name '*.AppImage' -o -name '*.dmg' -o -name '*.msi' -o -name '*setup.exe' -o -name '*.sig' \) -newer "src-tauri/binaries/stigmer-$triple" -print
