@@ -6,10 +6,12 @@ install_deps() {
   # The desktop app: Tauri v2 on WebKitGTK, with a tray (ayatana appindicator).
   local app=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
              libxdo-dev libssl-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev)
-  # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, and a
-  # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver).
+  # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, a
+  # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver),
+  # and for the installers a clean Debian image (debootstrap) and `rpm` to read the .rpm.
   local test=(python3-venv busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
-              dunst libnotify-bin haskell-gtk-sni-tray-utils python3-xlib)
+              dunst libnotify-bin haskell-gtk-sni-tray-utils python3-xlib
+              debootstrap rpm)
   local wanted=("${app[@]}")
   [ "$1" = "test" ] && wanted+=("${test[@]}")
   for pkg in "${wanted[@]}"; do

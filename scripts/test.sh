@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (with
-# sudo when not root), then runs every test and prints one closing line.
+# sudo when not root), then runs every test and prints one closing line. The installer tests
+# build release bundles (and the Tauri CLI, once): the first run takes a while longer.
 #
 # Sandbox tests use the machine's Docker Engine; without one they say SKIPPED loudly (set
 # STIGMER_TEST_REQUIRE_ENGINE=1 to make that a failure, as CI does). `--install-only` installs
@@ -29,10 +30,19 @@ elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
 else
   echo "!!!!! SKIPPED the API fuzzing: no container engine on this machine !!!!!"
 fi
+# The installers: built, installed in a clean Debian container, updated from A to B there.
+if docker version >/dev/null 2>&1; then
+  tests/install/run.sh 2>&1 | tee -a "$log" || status=$?
+elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
+  echo "install test (no container engine, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"
+  status=1
+else
+  echo "!!!!! SKIPPED the installer tests: no container engine on this machine !!!!!"
+fi
 # One closing line for the whole suite, summed over every test binary, pytest and the fuzzing.
 awk '/^test result:/ || /^(=+ )?[0-9]+ (passed|failed|error)/ {
        for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }
-     /^fuzz phase [0-9].*: PASS/ { p++ }
-     /^fuzz phase [0-9].*: FAIL/ { f++ }
+     /^fuzz phase [0-9].*: PASS/ || /^install test .*: PASS$/ { p++ }
+     /^fuzz phase [0-9].*: FAIL/ || /^install test .*: FAIL$/ { f++ }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit $status

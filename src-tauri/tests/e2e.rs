@@ -377,6 +377,90 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
 #[path = "../../crates/cli/tests/common/engine.rs"]
 mod engine;
 
+/// An update server on 127.0.0.1 announcing `version` (the app in a debug build accepts plain
+/// HTTP there); its package is not signed by the app's key. Returns its URL.
+fn update_server(version: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let manifest = json!({
+        "version": version,
+        "notes": "Faster sandbox runs.\nA Stop button for every command.",
+        "pub_date": "2026-12-01T00:00:00Z",
+        "platforms": { "linux-x86_64": { "url": format!("{url}/stigmer.AppImage"), "signature": "dW50cnVzdGVkIGNvbW1lbnQ6IG5vdCBhIHNpZ25hdHVyZQo=" } },
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let body = if request.starts_with("GET /latest.json") {
+                manifest.clone().into_bytes()
+            } else {
+                vec![7u8; 4096]
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+/// An update shows in the window with its notes and waits for the person; a package that does
+/// not match the app's key is refused in plain words and nothing changes. Light and dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused() {
+    let Some(d) = Desktop::start("an_update_is_offered") else {
+        return;
+    };
+    d.skip_welcome();
+    let url = update_server("9.9.9");
+    for (theme, suffix) in [("Adwaita", "light"), ("Adwaita:dark", "dark")] {
+        let endpoint = format!("{url}/latest.json");
+        let (mut driver, port) = d.driver(&[
+            ("GTK_THEME", theme),
+            ("STIGMER_UPDATE_ENDPOINT", endpoint.as_str()),
+        ]);
+        let c = connect(port).await;
+        wait_text(&c, "server-state", "Running").await;
+        // Found at start: the Settings tab says so, and nothing is installed yet.
+        wait_text(&c, "nav-update", "1").await;
+        view(&c, "settings").await;
+        wait_text(&c, "update-text", "Version 9.9.9 is available").await;
+        js(&c, "document.getElementById('update-notes').open = true; return true").await;
+        wait_text(&c, "update-notes-text", "A Stop button").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shot(&c, &format!("update-{suffix}.png")).await;
+        if suffix == "light" {
+            let addr = tray_menu_address(&d);
+            assert!(
+                tray_layout(&d, &addr)
+                    .iter()
+                    .any(|i| i.label == "Version 9.9.9 is available…"),
+                "the tray does not offer the update"
+            );
+            c.find(Locator::Id("update-install"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_text(&c, "update-text", "nothing was installed").await;
+            assert!(!text(&c, "update-text").await.contains("minisign"));
+            assert_eq!(text(&c, "server-state").await, "Running");
+        }
+        let _ = c.close().await;
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+}
+
 /// The names of `pid`'s child processes.
 fn children_of(pid: u32) -> Vec<String> {
     let mut names = Vec::new();
