@@ -45,8 +45,7 @@ function showView(name) {
 
 // ---- the stigmer command on PATH (macOS, Windows, AppImage) ----
 function renderCli(s) {
-  $("cli").hidden = !s.can_install && !!s.on_path;
-  $("cli-install").hidden = !s.can_install;
+  $("cli").hidden = !s.can_install;
   $("cli-text").textContent = s.on_path
     ? `Terminals and agents find it at ${s.on_path}.`
     : "Terminals and agents' settings that name stigmer need it on your PATH.";

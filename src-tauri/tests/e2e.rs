@@ -453,11 +453,14 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
                 .unwrap();
             wait_text(&c, "update-text", "nothing was installed").await;
             assert!(!text(&c, "update-text").await.contains("minisign"));
-            assert_eq!(text(&c, "server-state").await, "Running");
+            assert!(text(&c, "nav-state").await.contains("Running"), "the app stopped");
         }
         let _ = c.close().await;
         let _ = driver.kill();
         let _ = driver.wait();
+        // The next launch starts its own server once this one's is gone.
+        let discovery = d.home.path().join("stigmer/data/server.json");
+        assert!(wait_for(Duration::from_secs(15), || !discovery.exists()));
     }
 }
 

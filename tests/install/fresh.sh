@@ -47,7 +47,7 @@ out=$(stigmer run -- echo installed-and-running) || fail "stigmer run failed: $o
 [ "$out" = installed-and-running ] || fail "unexpected output: $out"
 t_first=$(now)
 stigmer server status | grep -qi running || fail "stigmer server status"
-app_pid=$(pgrep -f '^/usr/bin/stigmer-desktop' | head -1)
+app_pid=$(pgrep -x stigmer-desktop | head -1 || true)
 [ -n "$app_pid" ] || fail "no app process"
 
 step "quit"

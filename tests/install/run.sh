@@ -44,8 +44,8 @@ for f in /usr/bin/stigmer /usr/bin/stigmer-desktop /usr/share/applications/Stigm
   grep -qx "$f" <<<"$files" || { echo "the .rpm lacks $f"; ok=FAIL; }
 done
 grep -q "/usr/share/icons/hicolor/.*/apps/stigmer-desktop.png" <<<"$files" || { echo "the .rpm lacks the icon"; ok=FAIL; }
-for r in webkit2gtk4.1 gtk3 libayatana-appindicator-gtk3; do
-  grep -q "^$r" <<<"$requires" || { echo "the .rpm does not require $r"; ok=FAIL; }
+for r in 'libwebkit2gtk-4.1.so.0()' 'libgtk-3.so.0()' 'libayatana-appindicator3.so.1()'; do
+  grep -qF "$r" <<<"$requires" || { echo "the .rpm does not require $r"; ok=FAIL; }
 done
 report "rpm files and requirements" "$ok"
 

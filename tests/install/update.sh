@@ -105,7 +105,7 @@ step "installed: B"
 serve good
 start_app
 wait_text "Version $version_b is available"
-old_pid=$(pgrep -f '^/usr/bin/stigmer-desktop' | head -1)
+old_pid=$(pgrep -x stigmer-desktop | head -1 || true)
 click '#update-install'
 for _ in $(seq 1 600); do
   [ "$(dpkg-query -W -f '${Version}' stigmer)" = "$version_b" ] && break
@@ -115,7 +115,7 @@ done
 # Restarted as B: a new process of the new binary, which finds nothing newer.
 new_pid=""
 for _ in $(seq 1 300); do
-  new_pid=$(pgrep -f '^/usr/bin/stigmer-desktop' | grep -vx "$old_pid" | head -1 || true)
+  new_pid=$(pgrep -x stigmer-desktop | grep -vx "$old_pid" | head -1 || true)
   [ -n "$new_pid" ] && break
   sleep 0.1
 done
