@@ -433,7 +433,11 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
         wait_text(&c, "nav-update", "1").await;
         view(&c, "settings").await;
         wait_text(&c, "update-text", "Version 9.9.9 is available").await;
-        js(&c, "document.getElementById('update-notes').open = true; return true").await;
+        js(
+            &c,
+            "document.getElementById('update-notes').open = true; return true",
+        )
+        .await;
         wait_text(&c, "update-notes-text", "A Stop button").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         shot(&c, &format!("update-{suffix}.png")).await;
@@ -453,7 +457,10 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
                 .unwrap();
             wait_text(&c, "update-text", "nothing was installed").await;
             assert!(!text(&c, "update-text").await.contains("minisign"));
-            assert!(text(&c, "nav-state").await.contains("Running"), "the app stopped");
+            assert!(
+                text(&c, "nav-state").await.contains("Running"),
+                "the app stopped"
+            );
         }
         let _ = c.close().await;
         let _ = driver.kill();
