@@ -39,7 +39,8 @@ fn main() {
     let (mut server, _) = start_server(home.path());
     let (url, token) = discovery(home.path());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let body = |cwd: &std::path::Path, shell: &str| json!({"shell": shell, "cwd": cwd, "mode": "sandbox", "image": image});
+    // As a client started in the folder (`stigmer run` there): the folder is the workspace.
+    let body = |cwd: &std::path::Path, shell: &str| json!({"shell": shell, "cwd": cwd, "workspace": cwd, "mode": "sandbox", "image": image});
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
     // Warm exec: the container exists; stigmer's exec vs `docker exec` on that same container.
