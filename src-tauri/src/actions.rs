@@ -5,16 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use stigmer_engine::discovery::Discovery;
-use stigmer_engine::paths::Paths;
-use stigmer_engine::settings::{validate_image_ref, Mode, BASIC_IMAGE};
-use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_client::Client;
+use stigmer_protocol::local::{server_lock_held, Discovery, Paths};
+use stigmer_protocol::mode::{validate_image_ref, BASIC_IMAGE};
+use stigmer_protocol::status::{ModeChange, Status};
+use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_shell::process::{CommandChild, CommandEvent};
 use tauri_plugin_shell::ShellExt;
 
-use crate::api::Api;
 use crate::model::{ids, AppModel, ServerState};
 use crate::notify::{self, Notifier};
 use crate::prefs::{self, Prefs};
@@ -70,8 +69,8 @@ impl Shared {
             .collect()
     }
 
-    pub fn api(&self) -> Result<Api> {
-        Api::find(&self.paths).ok_or_else(|| {
+    pub fn api(&self) -> Result<Client> {
+        Client::find(&self.paths)?.ok_or_else(|| {
             Error::new(
                 ErrorCode::ServerUnavailable,
                 "the server is not running: start it first",
@@ -117,11 +116,11 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
     let generation = s.generation.fetch_add(1, Ordering::SeqCst) + 1;
     s.stopping.store(false, Ordering::SeqCst);
     update(app, |m| m.server = ServerState::Starting);
-    let (api, owned) = match Api::find(&s.paths) {
+    let (api, owned) = match Client::find(&s.paths).ok().flatten() {
         Some(api) => {
             log_line(
                 app,
-                format!("attached to the server already running at {}", api.url),
+                format!("attached to the server already running at {}", api.url()),
             );
             (api, false)
         }
@@ -149,7 +148,7 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
 
 /// Spawn `stigmer server start --foreground` (the sidecar next to the app) and wait until it
 /// is ready.
-async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Api> {
+async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
     let s = shared(app);
     let spawn_error = |e: String| {
         Error::new(
@@ -210,7 +209,10 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Api> {
     });
     let started = Instant::now();
     loop {
-        if let (Some(d), Some(api)) = (Discovery::read(&s.paths), Api::find(&s.paths)) {
+        if let (Some(d), Some(api)) = (
+            Discovery::read(&s.paths),
+            Client::find(&s.paths).ok().flatten(),
+        ) {
             if d.pid == pid {
                 return Ok(api);
             }
@@ -257,29 +259,26 @@ pub(crate) fn server_ended(app: &AppHandle, generation: u64, reason: String) {
     });
 }
 
-pub(crate) async fn refresh_from_server(app: &AppHandle, api: &Api, owned: bool) {
-    let status: Value = api.get("/v1/status").await.unwrap_or_default();
+pub(crate) async fn refresh_from_server(app: &AppHandle, api: &Client, owned: bool) {
+    let status = api.status().await.ok();
     update(app, |m| {
         m.server = ServerState::Running {
-            url: api.url.clone(),
-            pid: api.pid,
+            url: api.url().to_string(),
+            pid: api.pid(),
             owned,
         };
-        if let Ok(mode) = serde_json::from_value::<Mode>(status["mode"].clone()) {
-            m.mode = mode;
+        if let Some(status) = status {
+            apply_status(m, &status);
         }
-        if let Some(image) = status["image"].as_str() {
-            m.image = image.to_string();
-        }
-        m.engine = status["engine"]["state"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        m.engine_message = status["engine"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
     });
+}
+
+/// What the server's status says of the mode, the image and the engine.
+pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
+    m.mode = status.mode;
+    m.image = status.image.clone();
+    m.engine = status.engine.state.clone();
+    m.engine_message = status.engine.message.clone();
 }
 
 /// Stop the server: through its API (runs are cancelled), then make sure the process is gone.
@@ -287,12 +286,10 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
     let s = shared(app);
     s.stopping.store(true, Ordering::SeqCst);
     if let Ok(api) = s.api() {
-        let _ = api.post("/v1/shutdown").await;
+        let _ = api.post_empty("/v1/shutdown").await;
     }
     let started = Instant::now();
-    while stigmer_engine::discovery::server_lock_held(&s.paths)
-        && started.elapsed() < Duration::from_secs(15)
-    {
+    while server_lock_held(&s.paths) && started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Some(child) = s.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -309,8 +306,14 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
 pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Result<AppModel> {
     let s = shared(app);
     let body = match tier {
-        "local" => json!({ "mode": "local" }),
-        "basic" => json!({ "mode": "sandbox", "image": BASIC_IMAGE }),
+        "local" => ModeChange {
+            mode: Some("local".into()),
+            ..ModeChange::default()
+        },
+        "basic" => ModeChange {
+            mode: Some("sandbox".into()),
+            image: Some(BASIC_IMAGE.into()),
+        },
         "custom" => {
             let image = image
                 .or_else(|| {
@@ -339,7 +342,10 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
                 p.clone()
             };
             let _ = prefs::save(&s.paths, &saved);
-            json!({ "mode": "sandbox", "image": image })
+            ModeChange {
+                mode: Some("sandbox".into()),
+                image: Some(image),
+            }
         }
         other => {
             return Err(Error::new(
@@ -349,22 +355,10 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
         }
     };
     let api = s.api()?;
-    let view = api.put_mode(&body).await?;
-    let status: Value = api.get("/v1/status").await.unwrap_or_default();
-    update(app, |m| {
-        if let Ok(mode) = serde_json::from_value::<Mode>(view["mode"].clone()) {
-            m.mode = mode;
-        }
-        m.image = view["image"].as_str().unwrap_or(&m.image).to_string();
-        m.engine = status["engine"]["state"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        m.engine_message = status["engine"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-    });
+    api.set_mode(&body).await?;
+    if let Ok(status) = api.status().await {
+        update(app, |m| apply_status(m, &status));
+    }
     Ok(s.model())
 }
 

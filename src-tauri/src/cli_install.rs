@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CliStatus {

@@ -2,8 +2,10 @@
 //! [`crate::actions`] or the server's API; errors keep their stable codes.
 
 use serde_json::{json, Value};
-use stigmer_engine::server::frames;
-use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_client::RunItem;
+use stigmer_protocol::run::{RunList, RunRequest, RunSummary, Stream};
+use stigmer_protocol::status::{FolderBody, SandboxStatus, Status, ToolReport, WorkspacesView};
+use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -104,52 +106,51 @@ pub async fn set_mode(app: AppHandle, tier: String, image: Option<String>) -> Re
 }
 
 #[tauri::command]
-pub async fn get_status(shared: State<'_, Shared>) -> Result<Value> {
-    shared.api()?.get("/v1/status").await
+pub async fn get_status(shared: State<'_, Shared>) -> Result<Status> {
+    shared.api()?.status().await
 }
 
 #[tauri::command]
-pub async fn get_sandbox(shared: State<'_, Shared>) -> Result<Value> {
+pub async fn get_sandbox(shared: State<'_, Shared>) -> Result<SandboxStatus> {
     shared.api()?.get("/v1/sandbox").await
 }
 
 #[tauri::command]
 pub async fn cancel_download(shared: State<'_, Shared>) -> Result<()> {
-    shared.api()?.post("/v1/sandbox/cancel-download").await
+    shared
+        .api()?
+        .post_empty("/v1/sandbox/cancel-download")
+        .await
 }
 
 #[tauri::command]
-pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<Value> {
+pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<ToolReport> {
     let q = if refresh { "?refresh=true" } else { "" };
     shared.api()?.get(&format!("/v1/tools{q}")).await
 }
 
 #[tauri::command]
-pub async fn get_runs(shared: State<'_, Shared>) -> Result<Value> {
+pub async fn get_runs(shared: State<'_, Shared>) -> Result<RunList> {
     shared.api()?.get("/v1/runs?limit=50").await
 }
 
 /// The folders sandboxed commands may work in, and the requests refused lately.
 #[tauri::command]
-pub async fn get_workspaces(shared: State<'_, Shared>) -> Result<Value> {
+pub async fn get_workspaces(shared: State<'_, Shared>) -> Result<WorkspacesView> {
     shared.api()?.get("/v1/workspaces").await
 }
 
 /// Allow a folder (the window's "Allow this folder" and the folder picker).
 #[tauri::command]
-pub async fn add_workspace(shared: State<'_, Shared>, path: String) -> Result<Value> {
-    shared
-        .api()?
-        .post_json("/v1/workspaces", &json!({ "path": path }))
-        .await
+pub async fn add_workspace(shared: State<'_, Shared>, path: String) -> Result<WorkspacesView> {
+    let body = FolderBody { path: path.into() };
+    shared.api()?.post("/v1/workspaces", &body).await
 }
 
 #[tauri::command]
-pub async fn remove_workspace(shared: State<'_, Shared>, path: String) -> Result<Value> {
-    shared
-        .api()?
-        .post_json("/v1/workspaces/remove", &json!({ "path": path }))
-        .await
+pub async fn remove_workspace(shared: State<'_, Shared>, path: String) -> Result<WorkspacesView> {
+    let body = FolderBody { path: path.into() };
+    shared.api()?.post("/v1/workspaces/remove", &body).await
 }
 
 /// The system's folder picker; `None` when the person closed it.
@@ -161,7 +162,7 @@ pub async fn pick_folder(app: AppHandle) -> Option<String> {
         .file()
         .set_title("Allow sandboxed commands in a folder")
         // Projects live under the home folder; "Recent" lists files, not folders.
-        .set_directory(stigmer_engine::paths::user_home())
+        .set_directory(stigmer_protocol::local::user_home())
         .pick_folder(move |f| {
             let _ = tx.send(f.and_then(|f| f.into_path().ok()));
         });
@@ -170,7 +171,7 @@ pub async fn pick_folder(app: AppHandle) -> Option<String> {
 
 #[tauri::command]
 pub async fn cancel_run(shared: State<'_, Shared>, id: String) -> Result<()> {
-    shared.api()?.post(&format!("/v1/runs/{id}/cancel")).await
+    shared.api()?.cancel_run(&id).await
 }
 
 /// Run a shell command through the server in the current mode. Output reaches the window
@@ -181,68 +182,46 @@ pub async fn run_command(
     shared: State<'_, Shared>,
     shell: String,
     on_output: Channel<Value>,
-) -> Result<Value> {
+) -> Result<RunSummary> {
     if shell.trim().is_empty() {
         return Err(Error::new(
             ErrorCode::InvalidRequest,
             "type a command first",
         ));
     }
-    let api = shared.api()?;
     // No cwd: the server's default, the home folder in local mode (like a new terminal) and a
     // scratch folder in sandbox mode (the home folder is never mounted into a container).
-    let resp = api
-        .send(
-            api.request(reqwest::Method::POST, "/v1/runs")
-                .header("Accept", frames::MEDIA_TYPE)
-                .json(&json!({ "shell": shell, "client": "stigmer-desktop" })),
-        )
-        .await?;
-    let mut stream = resp.bytes_stream();
-    let mut decoder = frames::Decoder::default();
+    let request = RunRequest {
+        shell: Some(shell),
+        client: Some("stigmer-desktop".into()),
+        ..RunRequest::default()
+    };
+    let mut stream = shared.api()?.start_run(&request).await?;
     let mut tail = OutputTail::default();
     let mut tick = tokio::time::interval(UI_EVERY);
-    use futures_util::StreamExt;
     loop {
-        let bytes = tokio::select! {
-            b = stream.next() => b,
+        let item = tokio::select! {
+            item = stream.next() => item?,
             _ = tick.tick() => {
                 tail.flush(&on_output);
                 continue;
             }
         };
-        let Some(bytes) = bytes else { break };
-        let bytes = bytes.map_err(|e| {
-            Error::new(
-                ErrorCode::ServerUnavailable,
-                format!("lost the server: {e}"),
-            )
-        })?;
-        decoder.push(&bytes);
-        while let Some((kind, payload)) = decoder.next_frame() {
-            match kind {
-                frames::KIND_JSON => {
-                    let line: Value = serde_json::from_slice(&payload).unwrap_or_default();
-                    if line["type"] == "finished" {
-                        tail.flush(&on_output);
-                        return Ok(line["run"].clone());
-                    }
-                }
-                kind => tail.push(
-                    if kind == frames::KIND_STDERR {
-                        "stderr"
-                    } else {
-                        "stdout"
-                    },
-                    &payload,
-                ),
+        match item {
+            Some(RunItem::Output(s, data)) => tail.push(s, &data),
+            Some(RunItem::Finished(run)) => {
+                tail.flush(&on_output);
+                return Ok(run);
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::new(
+                    ErrorCode::ServerUnavailable,
+                    "the run's stream ended early",
+                ))
             }
         }
     }
-    Err(Error::new(
-        ErrorCode::ServerUnavailable,
-        "the run's stream ended early",
-    ))
 }
 
 /// How often output reaches the page, and how much at most each time: the page shows the
@@ -252,13 +231,13 @@ const UI_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
 struct OutputTail {
-    pieces: std::collections::VecDeque<(&'static str, Vec<u8>)>,
+    pieces: std::collections::VecDeque<(Stream, Vec<u8>)>,
     size: usize,
     skipped: u64,
 }
 
 impl OutputTail {
-    fn push(&mut self, stream: &'static str, data: &[u8]) {
+    fn push(&mut self, stream: Stream, data: &[u8]) {
         let data = if data.len() > UI_BYTES {
             self.skipped += (data.len() - UI_BYTES) as u64;
             &data[data.len() - UI_BYTES..]
@@ -280,7 +259,8 @@ impl OutputTail {
             self.skipped = 0;
         }
         for (stream, data) in self.pieces.drain(..) {
-            let _ = to.send(json!({ "stream": stream, "text": String::from_utf8_lossy(&data) }));
+            let _ =
+                to.send(json!({ "stream": stream.name(), "text": String::from_utf8_lossy(&data) }));
         }
         self.size = 0;
     }
@@ -292,7 +272,7 @@ pub fn get_logs(app: AppHandle, shared: State<'_, Shared>) -> Value {
     json!({
         "lines": shared.logs(),
         "log_dir": paths.log_dir,
-        "log_file": stigmer_engine::logging::current_log_file(&paths.log_dir),
+        "log_file": stigmer_protocol::local::current_log_file(&paths.log_dir),
     })
 }
 
@@ -335,7 +315,7 @@ pub async fn refresh_status(app: AppHandle) -> Result<AppModel> {
 /// Why `image` is not an image reference (None when it is): the engine's rule, not a copy.
 #[tauri::command]
 pub fn check_image(image: String) -> Option<String> {
-    stigmer_engine::settings::validate_image_ref(&image).err()
+    stigmer_protocol::mode::validate_image_ref(&image).err()
 }
 
 /// Open a help page in the browser: only the pages listed here.

@@ -5,7 +5,6 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod actions;
-mod api;
 mod cli_install;
 mod commands;
 mod model;
@@ -16,7 +15,7 @@ mod updates;
 mod watch;
 mod window;
 
-use stigmer_engine::paths::Paths;
+use stigmer_protocol::local::Paths;
 use tauri::{Manager, RunEvent, WindowEvent};
 
 /// Variables the app set in its own environment for itself: the server it starts (and so the

@@ -2,7 +2,8 @@
 //! state, so it is unit-tested without a desktop.
 
 use serde::Serialize;
-use stigmer_engine::settings::{Mode, Tier, BASIC_IMAGE};
+use stigmer_protocol::events::{ImageAction, Phase, Progress};
+use stigmer_protocol::mode::{Mode, Tier, BASIC_IMAGE};
 
 /// The server as the app sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,12 +27,38 @@ pub enum ServerState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Download {
     pub image: String,
-    pub action: String,
-    pub phase: String,
+    pub action: ImageAction,
+    pub phase: Phase,
     pub percent: Option<f64>,
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub rate_bytes_per_sec: u64,
+}
+
+impl Download {
+    pub fn started(image: &str, action: ImageAction) -> Download {
+        Download {
+            image: image.to_string(),
+            action,
+            phase: Phase::Resolving,
+            percent: None,
+            bytes_done: 0,
+            bytes_total: 0,
+            rate_bytes_per_sec: 0,
+        }
+    }
+
+    pub fn of(image: &str, action: ImageAction, p: &Progress) -> Download {
+        Download {
+            image: image.to_string(),
+            action,
+            phase: p.phase,
+            percent: p.percent,
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            rate_bytes_per_sec: p.rate_bytes_per_sec,
+        }
+    }
 }
 
 /// Everything the window and the tray show. The window also gets what is derived from it (the
@@ -452,13 +479,9 @@ mod tests {
         );
         assert_eq!(tray_icon(&m), TrayIcon::Running);
         m.download = Some(Download {
-            image: BASIC_IMAGE.into(),
-            action: "pull".into(),
-            phase: "downloading".into(),
             percent: Some(41.6),
-            bytes_done: 1,
-            bytes_total: 2,
-            rate_bytes_per_sec: 0,
+            phase: Phase::Downloading,
+            ..Download::started(BASIC_IMAGE, ImageAction::Pull)
         });
         assert!(
             matches!(&tray_menu(&m)[0], Item::Label { text, .. } if text == "Downloading sandbox image (42%)")

@@ -2,7 +2,8 @@
 //! server that stopped on its own, each once. Never one per progress step: GNOME ignores
 //! `replaces_id`, so progress lives in the window, not in notifications.
 
-use stigmer_engine::settings::Tier;
+use stigmer_protocol::events::ImageAction;
+use stigmer_protocol::mode::Tier;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -17,14 +18,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn image_started(&mut self, image: &str, action: &str, tier: Tier) -> Note {
+    pub fn image_started(&mut self, image: &str, action: ImageAction, tier: Tier) -> Note {
         let size = if tier == Tier::Basic {
             " (about 300 MB)"
         } else {
             ""
         };
         match action {
-            "build" => Note {
+            ImageAction::Build => Note {
                 summary: "Building the sandbox image".into(),
                 body: format!("Stigmer is building {image} from its Dockerfile. This happens once; it can take a few minutes."),
             },
@@ -35,14 +36,20 @@ impl Notifier {
         }
     }
 
-    pub fn image_finished(&mut self, image: &str, action: &str, ok: bool, tier: Tier) -> Note {
+    pub fn image_finished(
+        &mut self,
+        image: &str,
+        action: ImageAction,
+        ok: bool,
+        tier: Tier,
+    ) -> Note {
         match (ok, action) {
             (true, _) => Note {
                 summary: "Sandbox ready".into(),
                 body: format!("{image} is ready: commands now run in the sandbox."),
             },
             // Plain words only: the technical reason is in the window, under Details.
-            (false, "pull") if tier == Tier::Basic => Note {
+            (false, ImageAction::Pull) if tier == Tier::Basic => Note {
                 summary: "Download failed".into(),
                 body: "The sandbox image could not be downloaded. Stigmer builds it from its Dockerfile instead, once.".into(),
             },
@@ -104,16 +111,17 @@ mod tests {
         let mut n = Notifier::default();
         let start = n.image_started(
             "ghcr.io/stigmer/agent-sandbox-basic:latest",
-            "pull",
+            ImageAction::Pull,
             Tier::Basic,
         );
         assert!(start.body.contains("300 MB") && start.body.contains("once"));
-        let failed = n.image_finished("x", "pull", false, Tier::Basic);
+        let failed = n.image_finished("x", ImageAction::Pull, false, Tier::Basic);
         assert!(failed.body.contains("Dockerfile"));
-        let failed = n.image_finished("x", "pull", false, Tier::Custom);
+        let failed = n.image_finished("x", ImageAction::Pull, false, Tier::Custom);
         assert!(!failed.body.contains("Dockerfile") && failed.body.contains("Open Stigmer"));
         assert_eq!(
-            n.image_finished("x", "build", true, Tier::Basic).summary,
+            n.image_finished("x", ImageAction::Build, true, Tier::Basic)
+                .summary,
             "Sandbox ready"
         );
     }

@@ -1,7 +1,7 @@
 //! The app's own preferences, saved as JSON next to stigmer's config file.
 
 use serde::{Deserialize, Serialize};
-use stigmer_engine::paths::{write_atomic, Paths};
+use stigmer_protocol::local::{write_atomic, Paths};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

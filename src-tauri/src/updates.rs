@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
-use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_updater::UpdaterExt;
 

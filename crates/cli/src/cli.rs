@@ -172,9 +172,9 @@ pub struct RunArgs {
     /// Run in this process even when a server is running
     #[arg(long)]
     pub no_server: bool,
-    /// The program and its arguments, after `--`
-    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
-    pub argv: Vec<String>,
+    /// The program and its arguments, after `--` (any bytes: file names need not be UTF-8)
+    #[arg(last = true, value_name = "PROGRAM [ARGS]", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub argv: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,8 @@ use stigmer_engine::settings::{self, Key, Overrides, Source};
 use stigmer_engine::Result;
 
 use crate::cli::ConfigCommand;
-use crate::client::Client;
+use stigmer_client::Client;
+use stigmer_protocol::status::ModeChange;
 
 pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
     match cmd {
@@ -137,13 +138,17 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
     let live = matches!(key, Key::Mode | Key::SandboxImage);
     match Client::find(paths)? {
         Some(client) if live => {
-            let body = match &value {
-                settings::Value::Mode(m) => json!({ "mode": m }),
-                _ => json!({ "image": raw.trim() }),
+            let change = match &value {
+                settings::Value::Mode(m) => ModeChange {
+                    mode: Some(m.to_string()),
+                    ..ModeChange::default()
+                },
+                _ => ModeChange {
+                    image: Some(raw.trim().to_string()),
+                    ..ModeChange::default()
+                },
             };
-            let _: serde_json::Value = client
-                .send_json(reqwest::Method::PUT, "/v1/mode", &body)
-                .await?;
+            client.set_mode(&change).await?;
             println!(
                 "{} = {} (saved in {}, applied to the running server)",
                 key.name(),

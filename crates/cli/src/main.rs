@@ -1,7 +1,6 @@
 //! `stigmer`: run agents' commands locally or in a sandbox, and manage the server.
 
 mod cli;
-mod client;
 mod config;
 mod connect;
 mod mcp;

@@ -7,22 +7,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use rmcp::ServiceExt;
-use stigmer_engine::exec::Stream;
 use stigmer_engine::mcp::{Backend, BoxFuture, StigmerMcp};
 use stigmer_engine::paths::Paths;
-use stigmer_engine::runs::RunSummary;
-use stigmer_engine::server::api::RunBody;
-use stigmer_engine::server::frames;
-use stigmer_engine::spool::OutputPage;
 use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::run::{OutputPage, RunRequest, RunSummary, Stream};
+use stigmer_protocol::status::{Status, ToolReport};
 use tokio::sync::Mutex;
 
 use crate::cli::{McpArgs, StartArgs};
-use crate::client::Client;
-use crate::run::Line;
 use crate::server::spawn_detached;
+use stigmer_client::Client;
 
 /// A server started for this session stops this long after the session ended and nobody else
 /// (the app, another agent) uses it.
@@ -114,42 +109,12 @@ impl Remote {
         *slot = Some(client.clone());
         Ok(client)
     }
-
-    async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
-        self.client().await?.get(path).await
-    }
 }
 
 impl Backend for Remote {
-    fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let resp = client.start_run(&body).await?;
-            let lost = |e: String| {
-                Error::new(
-                    ErrorCode::ServerUnavailable,
-                    format!("lost the connection to the server during the run ({e})"),
-                )
-            };
-            // Output frames are skipped: the server keeps the output, the summary has its
-            // head and tail. Dropping this future drops the response, which cancels the run.
-            let mut stream = resp.bytes_stream();
-            let mut decoder = frames::Decoder::default();
-            while let Some(bytes) = stream.next().await {
-                decoder.push(&bytes.map_err(|e| lost(e.to_string()))?);
-                while let Some((kind, payload)) = decoder.next_frame() {
-                    if kind != frames::KIND_JSON {
-                        continue;
-                    }
-                    let line: Line = serde_json::from_slice(&payload)
-                        .map_err(|e| lost(format!("unreadable stream frame: {e}")))?;
-                    if let Line::Finished { run } = line {
-                        return Ok(*run);
-                    }
-                }
-            }
-            Err(lost("the stream ended before the run finished".into()))
-        })
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary> {
+        // Dropping this future drops the stream, which cancels the run.
+        Box::pin(async move { self.client().await?.start_run(&body).await?.finish().await })
     }
 
     fn output(
@@ -160,26 +125,19 @@ impl Backend for Remote {
         limit: u64,
     ) -> BoxFuture<'_, OutputPage> {
         Box::pin(async move {
-            if !run_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(Error::run_not_found(&run_id));
-            }
-            let path = format!(
-                "/v1/runs/{run_id}/output?stream={}&offset={offset}&limit={limit}",
-                stream.name()
-            );
-            self.client().await?.get(&path).await
+            self.client()
+                .await?
+                .run_output(&run_id, stream, offset, limit)
+                .await
         })
     }
 
-    fn status(&self) -> BoxFuture<'_, serde_json::Value> {
-        Box::pin(self.get_json("/v1/status"))
+    fn status(&self) -> BoxFuture<'_, Status> {
+        Box::pin(async move { self.client().await?.status().await })
     }
 
-    fn tools(&self) -> BoxFuture<'_, serde_json::Value> {
-        Box::pin(self.get_json("/v1/tools"))
+    fn tools(&self) -> BoxFuture<'_, ToolReport> {
+        Box::pin(async move { self.client().await?.get("/v1/tools").await })
     }
 
     fn default_cwd(&self) -> Option<PathBuf> {

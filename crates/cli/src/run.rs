@@ -1,79 +1,48 @@
 //! `stigmer run`: through the running server when there is one, else in this process.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use base64::Engine as _;
+use stigmer_client::{Client, RunItem};
 use stigmer_engine::events::EventBus;
-use stigmer_engine::exec::{timeout_from_secs, CommandSpec, ExecOutcome, ExecRequest, Stream};
+use stigmer_engine::execute::container::Sandbox;
+use stigmer_engine::execute::{ExecOutcome, Stream};
 use stigmer_engine::paths::Paths;
-use stigmer_engine::runner::{spawn_execute, Target};
-use stigmer_engine::runs::{RunState, RunSummary};
-use stigmer_engine::sandbox::Sandbox;
-use stigmer_engine::server::frames;
-use stigmer_engine::settings::{self, Mode, Overrides, Source};
+use stigmer_engine::settings::{self, Key, Overrides, Settings};
 use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::run::{ArgvEncoding, RunRequest, RunState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
-use crate::client::Client;
 
 /// Exit code for stigmer's own failures.
 pub const OWN_ERROR: i32 = 125;
 /// Exit code when our stdout was closed by the reader (like a shell's SIGPIPE death).
 const BROKEN_PIPE: i32 = 141;
 
-/// Everything the user asked for, validated.
-struct Prepared {
-    target: Target,
-    /// Mode and image to send to the server: only when flag or environment chose them.
-    chosen_mode: Option<Mode>,
-    chosen_image: Option<String>,
-    request: ExecRequest,
-    /// Where `stigmer run` was started: a sandboxed run may work in it.
-    session: Option<PathBuf>,
-}
-
-fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
+/// The run the user asked for, as any client asks the server (or this process) for it. Mode
+/// and image are sent only when a flag or the environment chose them: else the server's (or
+/// the config file's) apply.
+fn request(args: RunArgs) -> Result<RunRequest> {
     let invalid = |m: String| Error::new(ErrorCode::InvalidRequest, m);
-    let mut overrides = Overrides {
-        mode: args.mode.clone(),
-        image: args.image.clone(),
-    };
-    if args.image.is_some() {
-        match args.mode.as_deref().map(str::parse::<Mode>) {
-            Some(Ok(Mode::Local)) => {
-                return Err(Error::new(
-                    ErrorCode::InvalidSetting,
-                    "--image applies to sandbox mode only; drop --mode local or --image",
-                ))
-            }
-            None => overrides.mode = Some("sandbox".into()),
-            _ => {}
+    let (argv, argv_encoding, shell) = match (args.shell, args.argv.is_empty()) {
+        (Some(shell), true) => (None, None, Some(shell)),
+        (None, false) => {
+            let (argv, encoding) = encode_argv(args.argv);
+            (Some(argv), encoding, None)
         }
-    }
-    let resolved = settings::resolve(paths, &overrides)?;
-    for w in &resolved.warnings {
-        eprintln!("stigmer: warning: {w}");
-    }
-    let chosen = |key| matches!(resolved.sources[&key], Source::Flag | Source::Env);
-    let s = resolved.settings;
-    let command = match (args.shell, args.argv.is_empty()) {
-        (Some(shell), true) => CommandSpec::Shell(shell),
-        (None, false) => CommandSpec::Argv(args.argv),
         _ => {
             return Err(invalid(
                 "give either -c 'COMMAND' or -- PROGRAM [ARGS]".into(),
             ))
         }
     };
-    let cwd = resolve_cwd(args.cwd)?;
     let mut env = BTreeMap::new();
     for pair in args.env {
         match pair.split_once('=') {
@@ -83,26 +52,44 @@ fn prepare(args: RunArgs, paths: &Paths) -> Result<Prepared> {
             _ => return Err(invalid(format!("--env `{pair}` must look like KEY=VALUE"))),
         }
     }
-    let timeout = args
-        .timeout
-        .map(|t| timeout_from_secs(t, "--timeout"))
-        .transpose()?;
-    let request = ExecRequest {
-        unset_env: Vec::new(),
-        command,
-        cwd,
-        env,
-        timeout,
+    // A bad flag is named as such before anything is asked of anyone.
+    for (flag, key, name) in [
+        (&args.mode, Key::Mode, "--mode"),
+        (&args.image, Key::SandboxImage, "--image"),
+    ] {
+        if let Some(raw) = flag {
+            key.parse(raw, name)?;
+        }
+    }
+    let chosen = |flag: Option<String>, key: Key| {
+        flag.or_else(|| std::env::var(key.env_var()).ok().filter(|v| !v.is_empty()))
     };
-    request.validate()?;
-    let session = std::env::current_dir().ok();
-    Ok(Prepared {
-        chosen_mode: chosen(settings::Key::Mode).then_some(s.mode),
-        chosen_image: chosen(settings::Key::SandboxImage).then(|| s.sandbox_image.clone()),
-        target: Target::from_settings(&s).with_session_workspace(session.clone()),
-        request,
-        session,
+    Ok(RunRequest {
+        argv,
+        argv_encoding,
+        shell,
+        cwd: Some(resolve_cwd(args.cwd)?),
+        env,
+        timeout_secs: args.timeout,
+        mode: chosen(args.mode, Key::Mode),
+        image: chosen(args.image, Key::SandboxImage),
+        client: Some("stigmer-cli".into()),
+        // Where `stigmer run` was started: a sandboxed run may work in its project.
+        workspace: std::env::current_dir().ok(),
     })
+}
+
+/// Arguments as text when they all are, else each as base64 of its bytes.
+fn encode_argv(argv: Vec<OsString>) -> (Vec<String>, Option<ArgvEncoding>) {
+    if argv.iter().all(|a| a.to_str().is_some()) {
+        let text = argv.into_iter().filter_map(|a| a.into_string().ok());
+        return (text.collect(), None);
+    }
+    let b64 = argv
+        .iter()
+        .map(|a| base64::engine::general_purpose::STANDARD.encode(a.as_encoded_bytes()))
+        .collect();
+    (b64, Some(ArgvEncoding::Base64))
 }
 
 /// The working directory as an absolute path (relative ones are taken from here).
@@ -157,8 +144,17 @@ impl Output {
 
 pub async fn run(args: RunArgs, paths: &Paths) -> i32 {
     let no_server = args.no_server;
-    let prepared = match prepare(args, paths) {
-        Ok(p) => p,
+    // Settings from the environment and the config file are checked first, whichever way the
+    // run goes: a bad one names where it came from.
+    let resolved = match settings::resolve(paths, &Overrides::default()) {
+        Ok(r) => r,
+        Err(e) => return own_error(&e),
+    };
+    for w in &resolved.warnings {
+        eprintln!("stigmer: warning: {w}");
+    }
+    let request = match request(args) {
+        Ok(r) => r,
         Err(e) => return own_error(&e),
     };
     let client = if no_server {
@@ -170,8 +166,8 @@ pub async fn run(args: RunArgs, paths: &Paths) -> i32 {
         }
     };
     let result = match client {
-        Some(client) => through_server(&client, prepared).await,
-        None => in_process(prepared, paths).await,
+        Some(client) => through_server(&client, &request).await,
+        None => in_process(request, &resolved.settings, paths).await,
     };
     match result {
         Ok(code) => code,
@@ -184,17 +180,17 @@ fn own_error(e: &Error) -> i32 {
     OWN_ERROR
 }
 
-async fn in_process(p: Prepared, paths: &Paths) -> Result<i32> {
+async fn in_process(request: RunRequest, settings: &Settings, paths: &Paths) -> Result<i32> {
     let bus = EventBus::default();
     let sandbox = Sandbox::new(paths, &format!("cli-{}", std::process::id()), bus.clone());
-    p.target
-        .admit(&sandbox, &p.request, Some("stigmer-cli"))
-        .await?;
+    let (target, req, client) = stigmer_engine::intake::intake(request, settings, &sandbox)?;
+    req.validate()?;
+    target.admit(&req, client.as_deref()).await?;
     let interrupt = Interrupt::watch();
     let progress = crate::sandbox::show_image_progress(bus.subscribe());
     let (tx, mut rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
-    let exec = spawn_execute(p.target, p.request, tx, cancel.clone(), sandbox.clone());
+    let exec = target.spawn(req, tx, cancel.clone());
     let mut out = Output { broken: false };
     loop {
         tokio::select! {
@@ -279,94 +275,45 @@ fn exit_code(outcome: &ExecOutcome, broken: bool, interrupt: &Interrupt) -> i32 
     }
 }
 
-/// A JSON frame of a run's stream.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Line {
-    Started {},
-    Heartbeat,
-    Finished { run: Box<RunSummary> },
-}
-
-async fn through_server(client: &Client, p: Prepared) -> Result<i32> {
-    let (argv, shell) = match &p.request.command {
-        CommandSpec::Argv(a) => (Some(a.clone()), None),
-        CommandSpec::Shell(s) => (None, Some(s.clone())),
-    };
-    let body = json!({
-        "argv": argv,
-        "shell": shell,
-        "cwd": p.request.cwd,
-        "env": p.request.env,
-        "timeout_secs": p.request.timeout.map(|t| t.as_secs_f64()),
-        "mode": p.chosen_mode,
-        "image": p.chosen_image,
-        "client": "stigmer-cli",
-        "workspace": p.session,
-    });
+async fn through_server(client: &Client, request: &RunRequest) -> Result<i32> {
     let interrupt = Interrupt::watch();
-    let resp = client.start_run(&body).await?;
-    let run_id = resp
-        .headers()
-        .get("x-run-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let mut stream = resp.bytes_stream();
-    let mut decoder = frames::Decoder::default();
+    let mut stream = client.start_run(request).await?;
+    let run_id = stream.run_id().map(str::to_string);
     let mut out = Output { broken: false };
     let mut cancelled = false;
-    let lost = |e: String| {
-        Error::new(
-            ErrorCode::ServerUnavailable,
-            format!("lost the connection to the server during the run ({e})"),
-        )
-    };
     loop {
-        let next = tokio::select! {
-            n = stream.next() => n,
+        let item = tokio::select! {
+            item = stream.next() => item?,
             _ = interrupt.token.cancelled(), if !cancelled => {
                 cancelled = true;
-                cancel(client, run_id.as_deref()).await;
+                if let Some(id) = &run_id {
+                    let _ = client.cancel_run(id).await;
+                }
                 continue;
             }
         };
-        let Some(bytes) = next else {
-            return Err(lost("the stream ended before the run finished".into()));
-        };
-        decoder.push(&bytes.map_err(|e| lost(e.to_string()))?);
-        while let Some((kind, payload)) = decoder.next_frame() {
-            let stream = match kind {
-                frames::KIND_STDOUT => Stream::Stdout,
-                frames::KIND_STDERR => Stream::Stderr,
-                _ => {
-                    let line: Line = serde_json::from_slice(&payload)
-                        .map_err(|e| lost(format!("unreadable stream frame: {e}")))?;
-                    match line {
-                        Line::Started { .. } | Line::Heartbeat => {}
-                        Line::Finished { run } => {
-                            if let (RunState::Failed, Some(e)) = (run.state, run.error) {
-                                return Err(e);
-                            }
-                            let outcome = run.outcome.unwrap_or_default();
-                            return Ok(exit_code(&outcome, false, &interrupt));
-                        }
-                    }
-                    continue;
+        match item {
+            Some(RunItem::Output(s, data)) => {
+                out.write(s, &data);
+                if out.broken {
+                    // Dropping the stream hangs up, which cancels the run on the server.
+                    return Ok(BROKEN_PIPE);
                 }
-            };
-            out.write(stream, &payload);
-            if out.broken {
-                // Dropping the response cancels the run on the server.
-                return Ok(BROKEN_PIPE);
+            }
+            Some(RunItem::Finished(run)) => {
+                if let (RunState::Failed, Some(e)) = (run.state, run.error) {
+                    return Err(e);
+                }
+                let outcome = run.outcome.unwrap_or_default();
+                return Ok(exit_code(&outcome, false, &interrupt));
+            }
+            Some(RunItem::Started(_) | RunItem::Heartbeat) => {}
+            None => {
+                return Err(Error::new(
+                    ErrorCode::ServerUnavailable,
+                    "lost the connection to the server during the run (the stream ended before the run finished)",
+                ))
             }
         }
-    }
-}
-
-async fn cancel(client: &Client, run_id: Option<&str>) {
-    if let Some(id) = run_id {
-        let _ = client
-            .send(client.request(reqwest::Method::POST, &format!("/v1/runs/{id}/cancel")))
-            .await;
     }
 }

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use stigmer_engine::events::{Event, EventBus};
+use stigmer_engine::execute::container::progress::Progress;
+use stigmer_engine::execute::container::{Sandbox, SandboxSpec};
 use stigmer_engine::paths::Paths;
-use stigmer_engine::sandbox::progress::Progress;
-use stigmer_engine::sandbox::{Sandbox, SandboxSpec};
 use stigmer_engine::settings::{self, Overrides, Tier, BASIC_IMAGE};
 use stigmer_engine::Result;
 use tokio::sync::broadcast;

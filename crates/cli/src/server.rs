@@ -14,7 +14,7 @@ use stigmer_engine::settings::{self, Overrides};
 use stigmer_engine::{Error, ErrorCode, Result};
 
 use crate::cli::{ServerCommand, StartArgs};
-use crate::client::Client;
+use stigmer_client::Client;
 
 /// How long `server start` waits for a background server to be ready.
 const READY_LIMIT: Duration = Duration::from_secs(15);
@@ -238,9 +238,7 @@ async fn stop(paths: &Paths) -> Result<i32> {
         return Ok(0);
     };
     let pid = client.discovery.pid;
-    let asked = client
-        .send(client.request(reqwest::Method::POST, "/v1/shutdown"))
-        .await;
+    let asked = client.post_empty("/v1/shutdown").await;
     if asked.is_err() {
         terminate(pid);
     }

@@ -7,7 +7,7 @@ use stigmer_engine::tools::{detect, user_path, ToolReport};
 use stigmer_engine::Result;
 
 use crate::cli::ToolsArgs;
-use crate::client::Client;
+use stigmer_client::Client;
 
 /// Cached detection results are reused for this long (`--refresh` detects again).
 const CACHE_FOR: Duration = Duration::from_secs(600);

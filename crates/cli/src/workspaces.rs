@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use stigmer_engine::events::EventBus;
+use stigmer_engine::execute::container::Sandbox;
 use stigmer_engine::paths::Paths;
-use stigmer_engine::sandbox::Sandbox;
 use stigmer_engine::settings::{self, Overrides};
 use stigmer_engine::{Error, ErrorCode, Result};
 
 use crate::cli::WorkspacesCommand;
-use crate::client::Client;
+use stigmer_client::Client;
 
 pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
     let client = Client::find(paths)?;
@@ -35,13 +35,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
             let dir = absolute(&dir)?;
             match &client {
                 Some(c) => {
-                    let _: Value = c
-                        .send_json(
-                            reqwest::Method::POST,
-                            "/v1/workspaces",
-                            &json!({ "path": dir }),
-                        )
-                        .await?;
+                    let _: Value = c.post("/v1/workspaces", &json!({ "path": dir })).await?;
                 }
                 None => {
                     let sandbox = Sandbox::new(paths, "cli", EventBus::default());
@@ -64,11 +58,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
                 match &client {
                     Some(c) => {
                         let _: Value = c
-                            .send_json(
-                                reqwest::Method::POST,
-                                "/v1/workspaces/remove",
-                                &json!({ "path": form }),
-                            )
+                            .post("/v1/workspaces/remove", &json!({ "path": form }))
                             .await?;
                     }
                     None => {

@@ -330,3 +330,21 @@ fn terminating_the_cli_takes_the_command_with_it() {
         }
     });
 }
+
+/// File names on Linux can be any bytes but NUL: an argument that is not UTF-8 reaches the
+/// program exactly (it used to be refused by the command line parser, exit 125).
+#[test]
+fn arguments_that_are_not_utf8_reach_the_program_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    both_ways(|env, how| {
+        let arg = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff\\%s");
+        let o = env
+            .cmd()
+            .args(["run", "--", "printf", "%s"])
+            .arg(arg)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{how}: {}", stderr(&o));
+        assert_eq!(o.stdout, arg.as_bytes(), "{how}");
+    });
+}

@@ -908,3 +908,23 @@ fn a_download_can_be_cancelled() {
     });
     assert!(!image_exists(&image));
 }
+
+/// An argument that is not UTF-8 reaches the program in the container byte for byte (the
+/// engine's API carries text only: stigmer encodes it and the container decodes it).
+#[test]
+fn sandbox_arguments_that_are_not_utf8_arrive_intact() {
+    use std::os::unix::ffi::OsStrExt;
+    both_ways(
+        "sandbox_arguments_that_are_not_utf8_arrive_intact",
+        |env, how| {
+            let arg = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff\\%s 'q'");
+            let o = sandboxed(env)
+                .args(["run", "--", "printf", "%s"])
+                .arg(arg)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(0), "{how}: {}", stderr(&o));
+            assert_eq!(o.stdout, arg.as_bytes(), "{how}");
+        },
+    );
+}

@@ -35,6 +35,13 @@ fn bad_requests_are_refused_and_run_nothing() {
     let cases: Vec<(&str, (u16, String), u16, &str)> = vec![
         ("no token", post(json_ct, &body), 401, "UNAUTHORIZED"),
         (
+            // HTTP/1.1: more than one Host is a 400, whatever the first one says.
+            "two Host headers",
+            post(&format!("{json_ct}{auth}Host: evil.example\r\n"), &body),
+            400,
+            "INVALID_HEADER",
+        ),
+        (
             "wrong token",
             post(&format!("{json_ct}Authorization: Bearer nope\r\n"), &body),
             401,

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+pub use stigmer_protocol::run::CommandEnv;
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -55,36 +55,26 @@ pub const AGENT_ENV: &[(&str, &str, &str)] = &[
     ("NO_COLOR", "1", "no colour escape codes in the output"),
 ];
 
-/// Variables set for, or removed from, every command.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandEnv {
-    pub set: BTreeMap<String, String>,
-    /// Removed from the command's environment (an empty value in `[env]`).
-    pub unset: BTreeSet<String>,
-}
-
-impl CommandEnv {
-    /// [`AGENT_ENV`] changed by the user's `[env]` entries: a value replaces the default, an
-    /// empty value removes the variable.
-    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> CommandEnv {
-        let mut env = CommandEnv {
-            set: AGENT_ENV
-                .iter()
-                .map(|(k, v, _)| (k.to_string(), v.to_string()))
-                .collect(),
-            unset: BTreeSet::new(),
-        };
-        for (k, v) in overrides {
-            if v.is_empty() {
-                env.set.remove(k);
-                env.unset.insert(k.clone());
-            } else {
-                env.unset.remove(k);
-                env.set.insert(k.clone(), v.clone());
-            }
+/// [`AGENT_ENV`] changed by the user's `[env]` entries: a value replaces the default, an
+/// empty value removes the variable.
+pub fn with_overrides(overrides: &BTreeMap<String, String>) -> CommandEnv {
+    let mut env = CommandEnv {
+        set: AGENT_ENV
+            .iter()
+            .map(|(k, v, _)| (k.to_string(), v.to_string()))
+            .collect(),
+        unset: BTreeSet::new(),
+    };
+    for (k, v) in overrides {
+        if v.is_empty() {
+            env.set.remove(k);
+            env.unset.insert(k.clone());
+        } else {
+            env.unset.remove(k);
+            env.set.insert(k.clone(), v.clone());
         }
-        env
     }
+    env
 }
 
 /// Check the name of a variable in `[env]`: letters, digits and `_`, not starting with a digit.
@@ -131,7 +121,7 @@ mod tests {
         o.insert("PAGER".to_string(), "less".to_string());
         o.insert("NO_COLOR".to_string(), String::new());
         o.insert("CI".to_string(), "1".to_string());
-        let env = CommandEnv::with_overrides(&o);
+        let env = with_overrides(&o);
         assert_eq!(env.set["PAGER"], "less");
         assert_eq!(env.set["CI"], "1");
         assert_eq!(env.set["GIT_TERMINAL_PROMPT"], "0");

@@ -5,13 +5,12 @@ pub mod command_env;
 pub mod discovery;
 pub mod error;
 pub mod events;
-pub mod exec;
+pub mod execute;
+pub mod intake;
 pub mod logging;
 pub mod mcp;
 pub mod paths;
-pub mod runner;
 pub mod runs;
-pub mod sandbox;
 pub mod server;
 pub mod settings;
 pub mod spool;
@@ -20,5 +19,4 @@ pub mod util;
 
 pub use error::{Error, ErrorCode, Result};
 
-/// The version of stigmer, shared by the CLI, the server and the API.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use stigmer_protocol::VERSION;

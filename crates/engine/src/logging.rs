@@ -2,7 +2,8 @@
 //! a terminal or a supervising app, and log lines on the event stream.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+pub use stigmer_protocol::local::{current_log_file, LOG_PREFIX, LOG_SUFFIX};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event as TracingEvent, Subscriber};
@@ -15,9 +16,6 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::util::now_ms;
-
-pub const LOG_PREFIX: &str = "stigmer";
-pub const LOG_SUFFIX: &str = "log";
 
 /// Install the server's subscriber. Keep the guard alive: dropping it flushes the file.
 pub fn init(log_dir: &Path, to_stderr: bool, bus: EventBus) -> Result<WorkerGuard> {
@@ -52,22 +50,6 @@ pub fn init(log_dir: &Path, to_stderr: bool, bus: EventBus) -> Result<WorkerGuar
         .with(EventLayer { bus }.with_filter(filter()))
         .try_init();
     Ok(guard)
-}
-
-/// The newest log file in `log_dir`, if any.
-pub fn current_log_file(log_dir: &Path) -> Option<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&format!("{LOG_PREFIX}.")) && n.ends_with(&format!(".{LOG_SUFFIX}"))
-            })
-        })
-        .collect();
-    // Dates in the names sort in time order.
-    files.sort();
-    files.pop()
 }
 
 /// Publishes each log record on the event bus.

@@ -6,21 +6,19 @@
 //! the whole output of recent runs is kept on disk ([`Spool`]) and can be read back by page.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use stigmer_protocol::run::{OutputSummary, RunState, RunSummary};
+
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
-use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
-use crate::runner::{spawn_execute, Target};
-use crate::sandbox::Sandbox;
-use crate::settings::Mode;
+use crate::execute::Target;
+use crate::execute::{Chunk, ExecRequest, Stream};
 use crate::spool::{OutputPage, Spool, SpoolWriter, TOTAL_BUDGET};
 use crate::util::{now_ms, random_hex};
 
@@ -34,52 +32,6 @@ pub const HISTORY_LEN: usize = 200;
 /// Bytes of each stream kept from the start and from the end of a run's output.
 pub const HEAD_BYTES: usize = 8 * 1024;
 pub const TAIL_BYTES: usize = 8 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    Running,
-    Finished,
-    Failed,
-}
-
-/// The start and the end of one output stream, and exactly what lies between.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputSummary {
-    pub total_bytes: u64,
-    pub total_lines: u64,
-    /// The first bytes (lossy UTF-8).
-    pub head: String,
-    /// The last bytes (lossy UTF-8); empty when everything fits in `head`.
-    pub tail: String,
-    pub omitted_bytes: u64,
-    pub omitted_lines: u64,
-    /// Bytes kept on disk and readable by page (`GET /v1/runs/{id}/output`): all of them
-    /// unless the stream passed the spool's limit or older runs' output made room for newer.
-    #[serde(default)]
-    pub stored_bytes: u64,
-}
-
-/// One run as listed by the API and shown in the app.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub id: String,
-    /// The command as one line (argv shell-quoted).
-    pub command: String,
-    pub mode: Mode,
-    /// The sandbox image, in sandbox mode.
-    pub image: Option<String>,
-    pub cwd: PathBuf,
-    /// Who asked for the run (for example `stigmer-cli`), when the client said.
-    pub client: Option<String>,
-    pub state: RunState,
-    pub started_at_ms: u64,
-    pub finished_at_ms: Option<u64>,
-    pub outcome: Option<ExecOutcome>,
-    pub error: Option<Error>,
-    pub stdout: OutputSummary,
-    pub stderr: OutputSummary,
-}
 
 /// What the requester of a run receives, in order.
 #[derive(Debug)]
@@ -105,17 +57,15 @@ struct Inner {
 pub struct RunRegistry {
     inner: Mutex<Inner>,
     bus: EventBus,
-    sandbox: Arc<Sandbox>,
     /// Where whole outputs are kept; none when the directory could not be made.
     spool: Option<Spool>,
 }
 
 impl RunRegistry {
-    pub fn new(bus: EventBus, sandbox: Arc<Sandbox>, spool: Option<Spool>) -> Arc<RunRegistry> {
+    pub fn new(bus: EventBus, spool: Option<Spool>) -> Arc<RunRegistry> {
         Arc::new(RunRegistry {
             inner: Mutex::default(),
             bus,
-            sandbox,
             spool,
         })
     }
@@ -134,7 +84,7 @@ impl RunRegistry {
         let summary = RunSummary {
             id: id.clone(),
             command: req.command.display(),
-            mode: target.mode,
+            mode: target.mode(),
             image: target.image().map(str::to_string),
             cwd: req.cwd.clone(),
             client,
@@ -171,7 +121,7 @@ impl RunRegistry {
         }
         // Files go outside the lock: a slow disk must not hold up other runs.
         self.forget_output(dropped.iter().map(|r| r.id.as_str()));
-        tracing::info!(run = %id, mode = %target.mode, command = %summary.command, "run started");
+        tracing::info!(run = %id, mode = %target.mode(), command = %summary.command, "run started");
         self.bus.publish(Event::RunStarted {
             run: summary.clone(),
         });
@@ -191,7 +141,7 @@ impl RunRegistry {
     ) {
         // Small queues: a slow reader holds back the command, not megabytes of our memory.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
-        let exec = spawn_execute(target, req, chunk_tx, cancel.clone(), self.sandbox.clone());
+        let exec = target.spawn(req, chunk_tx, cancel.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
         let mut spooled = self.spool.as_ref().map(|s| {
             (

@@ -4,14 +4,14 @@
 //! One file per run and stream under the cache directory. Spooling never fails a run: when a
 //! file cannot be written, the run goes on and its summary says how much was kept.
 
+pub use stigmer_protocol::run::OutputPage;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, ErrorCode, Result};
-use crate::exec::Stream;
+use crate::execute::Stream;
 use crate::paths::Paths;
 
 /// Bytes kept of one stream of one run; the head and tail of the summary cover the rest.
@@ -171,25 +171,6 @@ impl SpoolWriter {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// One page of a run's output, as the API and the MCP tool return it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputPage {
-    pub run_id: String,
-    pub stream: Stream,
-    /// Where this page starts, in bytes from the start of the stream.
-    pub offset: u64,
-    /// Where the next page starts; equal to `offset` when there is nothing more (yet).
-    pub next_offset: u64,
-    /// Bytes the stream has so far.
-    pub total_bytes: u64,
-    /// Bytes of the stream that are kept and can be read.
-    pub stored_bytes: u64,
-    /// True when the run has ended and this page reaches the end of what is kept.
-    pub eof: bool,
-    /// The page (UTF-8; invalid bytes are shown as U+FFFD).
-    pub text: String,
 }
 
 /// The length of `buf` without a UTF-8 sequence cut at its end (so that the next page starts

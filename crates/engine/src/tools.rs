@@ -5,13 +5,14 @@
 //! gets a minimal PATH, so when stigmer did not come from a terminal the PATH of the user's
 //! login shell is used instead (see [`user_path`]).
 
+pub use stigmer_protocol::status::{ToolInfo, ToolReport};
+
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 /// How long one `--version` probe may take.
@@ -79,31 +80,6 @@ pub const CATALOG: &[CatalogEntry] = &[
     tool("terraform", &["-version"], "infrastructure", false, true),
     tool("pulumi", &["version"], "infrastructure", false, true),
 ];
-
-/// One tool, as found (or not) on this machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolInfo {
-    pub name: String,
-    pub category: String,
-    pub found: bool,
-    pub path: Option<PathBuf>,
-    /// The version the tool reported, when it answered in time.
-    pub version: Option<String>,
-    pub in_basic: bool,
-    pub in_full: bool,
-}
-
-/// The result of one detection pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolReport {
-    /// When detection ran, seconds since the Unix epoch.
-    pub detected_at: u64,
-    /// How long detection took, in milliseconds.
-    pub duration_ms: f64,
-    /// Whether PATH came from the user's login shell (app not started from a terminal).
-    pub path_from_login_shell: bool,
-    pub tools: Vec<ToolInfo>,
-}
 
 /// Detect every tool in [`CATALOG`] on `path`, probing versions in parallel.
 pub async fn detect(path: &OsStr, path_from_login_shell: bool) -> ToolReport {

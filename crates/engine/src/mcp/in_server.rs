@@ -11,11 +11,13 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 
 use super::{Backend, BoxFuture, StigmerMcp};
 use crate::error::Error;
-use crate::exec::Stream;
+use crate::execute::Stream;
 use crate::runs::{RunEvent, RunSummary};
-use crate::server::api::{self, RunBody};
+use crate::server::api;
 use crate::server::AppState;
 use crate::spool::OutputPage;
+use stigmer_protocol::run::RunRequest;
+use stigmer_protocol::status::{Status, ToolReport};
 
 /// A session nobody used for this long is closed (the client starts a new one).
 const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
@@ -25,12 +27,11 @@ pub struct InServer {
 }
 
 impl Backend for InServer {
-    fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary> {
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary> {
         Box::pin(async move {
-            let (target, req, client) = body.into_request(&self.state)?;
-            target
-                .admit(&self.state.sandbox, &req, client.as_deref())
-                .await?;
+            let (target, req, client) =
+                crate::intake::intake(body, &self.state.settings(), &self.state.sandbox)?;
+            target.admit(&req, client.as_deref()).await?;
             let mut started = self.state.runs.start(target, req, client)?;
             // Output is kept by the registry; the reply only needs the summary at the end.
             while let Some(event) = started.events.recv().await {
@@ -54,18 +55,12 @@ impl Backend for InServer {
         Box::pin(async move { self.state.runs.read_output(&run_id, stream, offset, limit) })
     }
 
-    fn status(&self) -> BoxFuture<'_, serde_json::Value> {
-        Box::pin(async move {
-            let status = api::status_of(&self.state).await;
-            serde_json::to_value(status).map_err(|e| Error::internal(e.to_string()))
-        })
+    fn status(&self) -> BoxFuture<'_, Status> {
+        Box::pin(async move { Ok(api::status_of(&self.state).await) })
     }
 
-    fn tools(&self) -> BoxFuture<'_, serde_json::Value> {
-        Box::pin(async move {
-            let report = api::tool_report(&self.state, false).await;
-            serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))
-        })
+    fn tools(&self) -> BoxFuture<'_, ToolReport> {
+        Box::pin(async move { Ok(api::tool_report(&self.state, false).await) })
     }
 
     fn default_cwd(&self) -> Option<PathBuf> {

@@ -25,10 +25,11 @@ use serde::Deserialize;
 pub use in_server::{http_service, InServer};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::exec::Stream;
+use crate::execute::Stream;
 use crate::runs::RunSummary;
-use crate::server::api::RunBody;
 use crate::spool::{OutputPage, MAX_PAGE};
+use stigmer_protocol::run::RunRequest;
+use stigmer_protocol::status::{Status, ToolReport};
 
 /// Seconds a command may run when the agent does not say.
 pub const AGENT_DEFAULT_TIMEOUT_SECS: f64 = 120.0;
@@ -42,7 +43,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>
 /// Where the tools get runs, output and the environment from.
 pub trait Backend: Send + Sync + 'static {
     /// Start a run and wait for its end. Dropping the future cancels the run.
-    fn run(&self, body: RunBody) -> BoxFuture<'_, RunSummary>;
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary>;
     /// A page of a run's whole output.
     fn output(
         &self,
@@ -52,9 +53,9 @@ pub trait Backend: Send + Sync + 'static {
         limit: u64,
     ) -> BoxFuture<'_, OutputPage>;
     /// The server's status (`GET /v1/status`).
-    fn status(&self) -> BoxFuture<'_, serde_json::Value>;
+    fn status(&self) -> BoxFuture<'_, Status>;
     /// Tools detected on this machine (`GET /v1/tools`).
-    fn tools(&self) -> BoxFuture<'_, serde_json::Value>;
+    fn tools(&self) -> BoxFuture<'_, ToolReport>;
     /// The working directory of a command that names none; `None` leaves it to the server
     /// (the home folder in local mode, a scratch folder in sandbox mode).
     fn default_cwd(&self) -> Option<PathBuf>;
@@ -216,7 +217,7 @@ impl StigmerMcp {
 
 impl StigmerMcp {
     /// The API request for `args`. Refuses what the API would refuse, with an agent's words.
-    fn run_body(&self, args: RunCommandArgs, client: Option<String>) -> Result<RunBody> {
+    fn run_body(&self, args: RunCommandArgs, client: Option<String>) -> Result<RunRequest> {
         let invalid = |m: &str| Error::new(ErrorCode::InvalidRequest, m);
         if args.mode.is_some() || args.image.is_some() {
             return Err(Error::new(
@@ -249,7 +250,7 @@ impl StigmerMcp {
             (Some(c), None) => Some(PathBuf::from(c)),
             (None, base) => base,
         };
-        Ok(RunBody {
+        Ok(RunRequest {
             argv,
             shell,
             cwd,
@@ -259,6 +260,7 @@ impl StigmerMcp {
             image: None,
             client,
             workspace,
+            ..RunRequest::default()
         })
     }
 }

@@ -6,7 +6,9 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{json, Value};
 
 use crate::runs::{OutputSummary, RunState, RunSummary, HEAD_BYTES};
-use crate::spool::OutputPage;
+use stigmer_protocol::mode::Tier;
+use stigmer_protocol::run::OutputPage;
+use stigmer_protocol::status::{Status, ToolInfo, ToolReport};
 
 fn result(text: String, structured: Value, is_error: bool) -> CallToolResult {
     let mut r = if is_error {
@@ -137,91 +139,66 @@ pub fn output_page(page: &OutputPage) -> CallToolResult {
     )
 }
 
-/// The result of `get_environment`, from `GET /v1/status` and `GET /v1/tools`.
-pub fn environment(status: &Value, tools: &Value, session: Option<PathBuf>) -> CallToolResult {
-    let server_default = status["default_cwd"].as_str().map(PathBuf::from);
+/// The result of `get_environment`, from `GET /v1/status` and `GET /v1/tools`; `session` is
+/// the folder the agent's session was started in, if it has one.
+pub fn environment(
+    status: &Status,
+    tools: &ToolReport,
+    session: Option<PathBuf>,
+) -> CallToolResult {
     let default_cwd = session
         .clone()
-        .or_else(|| server_default.clone())
-        .unwrap_or_default();
-    let mode = status["mode"].as_str().unwrap_or("local");
-    let tier = status["tier"].as_str().unwrap_or("local");
-    let image = status["image"].as_str().unwrap_or_default();
-    let engine = &status["engine"];
-    let list = tools["tools"].as_array().cloned().unwrap_or_default();
-    let flag = |t: &Value, k: &str| t[k].as_bool().unwrap_or(false);
+        .unwrap_or_else(|| status.default_cwd.clone());
+    let image = &status.image;
     // Host tools are what local commands see; in the sandbox the image decides.
-    let (available, tools_note): (Vec<&Value>, String) = match tier {
-        "local" => (
-            list.iter().filter(|t| flag(t, "found")).collect(),
+    let (available, tools_note): (Vec<&ToolInfo>, String) = match status.tier {
+        Tier::Local => (
+            tools.tools.iter().filter(|t| t.found).collect(),
             "installed on this computer".to_string(),
         ),
-        "basic" => (
-            list.iter().filter(|t| flag(t, "in_basic")).collect(),
+        Tier::Basic => (
+            tools.tools.iter().filter(|t| t.in_basic).collect(),
             format!("in the basic sandbox image {image}"),
         ),
-        _ => (
+        Tier::Custom => (
             Vec::new(),
             format!("unknown: the custom image {image} decides; check with `command -v NAME`"),
         ),
     };
     let names: Vec<String> = available
         .iter()
-        .map(|t| {
-            let name = t["name"].as_str().unwrap_or_default();
-            match t["version"].as_str().filter(|_| tier == "local") {
-                Some(v) => format!("{name} {v}"),
-                None => name.to_string(),
-            }
-        })
+        .map(
+            |t| match t.version.as_ref().filter(|_| status.tier == Tier::Local) {
+                Some(v) => format!("{} {v}", t.name),
+                None => t.name.clone(),
+            },
+        )
         .collect();
-    let missing: Vec<&str> = if tier == "custom" {
+    let missing: Vec<&str> = if status.tier == Tier::Custom {
         Vec::new()
     } else {
-        list.iter()
-            .filter(|t| !available.iter().any(|a| a["name"] == t["name"]))
-            .filter_map(|t| t["name"].as_str())
+        tools
+            .tools
+            .iter()
+            .filter(|t| !available.iter().any(|a| a.name == t.name))
+            .map(|t| t.name.as_str())
             .collect()
     };
-    let env = status["command_env"]["set"].clone();
-    // What a sandboxed command can see: its workspace, nothing else of the host.
-    let mut workspaces: Vec<String> = session
-        .iter()
-        .map(|p| {
-            crate::sandbox::workspace::session_root(p)
-                .display()
-                .to_string()
-        })
-        .collect();
-    workspaces.extend(
-        status["workspaces"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w.as_str().map(str::to_string)),
-    );
-    if mode == "sandbox" {
-        workspaces.extend(server_default.map(|p| p.display().to_string()));
+    // What a command can see: the server says it; a session's own folder comes on top.
+    let mut confinement = status.confinement.clone();
+    let mut workspaces = status.allowed_folders.clone();
+    if let (Some(dir), false) = (&session, workspaces.is_empty()) {
+        let root = crate::execute::container::workspace::session_root(dir);
+        confinement.push_str(&format!(
+            " This session may also use the folder it was started in: {}.",
+            root.display()
+        ));
+        workspaces.insert(0, root);
     }
-    workspaces.dedup();
-    let where_ = if mode == "sandbox" {
-        format!(
-            "sandbox mode: commands run in a container of image {image}. The container sees only \
-             the project folder of the working directory (its .git root, else the folder itself), \
-             read-write, at the same path; nothing else of the user's computer. The working \
-             directory must lie in a folder the user allowed: {}. Any other folder is refused \
-             with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user",
-            workspaces.join(", ")
-        )
-    } else {
-        "local mode: commands run directly on the user's computer, with no confinement: they \
-         can read and change whatever the user can"
-            .to_string()
-    };
     let mut text = format!(
-        "{where_}.\ncontainer engine: {} ({})\ndefault working directory: {}\ntools {tools_note}: {}",
-        engine["state"].as_str().unwrap_or("unknown"),
-        engine["message"].as_str().unwrap_or_default(),
+        "{confinement}\ncontainer engine: {} ({})\ndefault working directory: {}\ntools {tools_note}: {}",
+        status.engine.state,
+        status.engine.message,
         default_cwd.display(),
         if names.is_empty() { "-".to_string() } else { names.join(", ") }
     );
@@ -232,21 +209,22 @@ pub fn environment(status: &Value, tools: &Value, session: Option<PathBuf>) -> C
         "\nstdin is closed and there is no terminal; default timeout {} s. The mode and image are the user's choice (the stigmer app, tray or CLI); agents cannot change them.",
         super::AGENT_DEFAULT_TIMEOUT_SECS
     ));
+    let sandboxed = !workspaces.is_empty();
     let structured = json!({
-        "mode": mode,
-        "tier": tier,
-        "image": (mode == "sandbox").then_some(image),
-        "engine": engine,
+        "mode": status.mode,
+        "tier": status.tier,
+        "image": sandboxed.then_some(image),
+        "engine": status.engine,
         "default_cwd": default_cwd,
-        "workspaces": (mode == "sandbox").then_some(workspaces),
+        "workspaces": sandboxed.then_some(workspaces),
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
         "tools": available,
         "tools_source": tools_note,
-        "default_env": env,
+        "default_env": status.command_env.set,
         "default_timeout_secs": super::AGENT_DEFAULT_TIMEOUT_SECS,
         "max_timeout_secs": super::AGENT_MAX_TIMEOUT_SECS,
-        "version": status["version"],
+        "version": status.version,
     });
     result(text, structured, false)
 }

@@ -1,7 +1,5 @@
 //! The HTTP+JSON API. Described by `openapi.json` (served at `/v1/openapi.json`).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,17 +19,16 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{frames, AppState};
-use crate::command_env::CommandEnv;
+use stigmer_protocol::run::{OutputPage, RunList, RunRequest, RunStreamLine, RunSummary, Stream};
+use stigmer_protocol::status::{ModeChange, ModeView, SandboxStatus, Status, ToolReport};
+
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
-use crate::exec::{timeout_from_secs, Chunk, CommandSpec, ExecRequest, Stream};
-use crate::runner::Target;
-use crate::runs::{RunEvent, RunSummary};
-use crate::sandbox::connect::EngineState;
-use crate::sandbox::{SandboxSpec, SandboxStatus};
-use crate::settings::{self, Key, Mode, Value};
-use crate::spool::OutputPage;
-use crate::tools::{detect, user_path, ToolReport};
+use crate::execute::container::SandboxSpec;
+use crate::execute::Chunk;
+use crate::runs::RunEvent;
+use crate::settings::{self, Key};
+use crate::tools::{detect, user_path};
 
 /// Bytes of output in one page when the client does not say.
 pub const DEFAULT_PAGE: u64 = 64 * 1024;
@@ -145,39 +142,17 @@ pub async fn openapi() -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
-pub struct Status {
-    pub version: &'static str,
-    pub pid: u32,
-    pub url: String,
-    pub uptime_secs: f64,
-    pub mode: Mode,
-    pub image: String,
-    pub tier: settings::Tier,
-    pub engine: EngineState,
-    pub active_runs: usize,
-    pub config_file: PathBuf,
-    pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    /// The environment every command starts from (agent-ready defaults and `[env]`).
-    pub command_env: CommandEnv,
-    /// Where a run that names no `cwd` runs, in the current mode.
-    pub default_cwd: PathBuf,
-    /// The folders sandboxed commands may work in (read-write in their container), besides the
-    /// scratch folder and the folder of the client's session.
-    pub workspaces: Vec<PathBuf>,
-}
-
 pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
     Json(status_of(&state).await)
 }
 
 pub async fn status_of(state: &AppState) -> Status {
     let s = state.settings();
+    let target = crate::execute::target(&s, None, &state.sandbox);
     let engine = state.sandbox.engine_state().await;
     let command_env = s.command_env();
     Status {
-        version: crate::VERSION,
+        version: crate::VERSION.to_string(),
         pid: std::process::id(),
         url: state.url.clone(),
         uptime_secs: state.started.elapsed().as_secs_f64(),
@@ -190,38 +165,23 @@ pub async fn status_of(state: &AppState) -> Status {
         data_dir: state.paths.data_dir.clone(),
         log_dir: state.paths.log_dir.clone(),
         command_env,
-        default_cwd: state.paths.default_cwd(s.mode),
+        default_cwd: target.default_cwd(),
         workspaces: s.sandbox_workspaces,
+        confinement: target.confinement(),
+        allowed_folders: target.allowed_folders(),
     }
 }
 
-#[derive(Serialize)]
-pub struct ModeView {
-    pub mode: Mode,
-    pub image: String,
-    pub tier: settings::Tier,
-}
-
-impl ModeView {
-    fn of(s: &settings::Settings) -> Json<ModeView> {
-        Json(ModeView {
-            mode: s.mode,
-            image: s.sandbox_image.clone(),
-            tier: s.tier(),
-        })
-    }
+fn mode_view(s: &settings::Settings) -> Json<ModeView> {
+    Json(ModeView {
+        mode: s.mode,
+        image: s.sandbox_image.clone(),
+        tier: s.tier(),
+    })
 }
 
 pub async fn get_mode(State(state): State<Arc<AppState>>) -> Json<ModeView> {
-    ModeView::of(&state.settings())
-}
-
-/// The body of `PUT /v1/mode`: either field or both.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModeChange {
-    pub mode: Option<String>,
-    pub image: Option<String>,
+    mode_view(&state.settings())
 }
 
 /// Change the mode and/or the image live. Validated first, persisted to the config file (only
@@ -265,7 +225,7 @@ pub async fn put_mode(
         image: s.sandbox_image.clone(),
         tier: s.tier(),
     });
-    Ok(ModeView::of(&s))
+    Ok(mode_view(&s))
 }
 
 #[derive(Deserialize)]
@@ -296,114 +256,17 @@ pub async fn tool_report(state: &AppState, refresh: bool) -> ToolReport {
     }
 }
 
-/// The body of `POST /v1/runs`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunBody {
-    /// Program and arguments, run without a shell. Exactly one of `argv` and `shell`.
-    pub argv: Option<Vec<String>>,
-    /// A command line for `/bin/sh -c`.
-    pub shell: Option<String>,
-    /// Absolute working directory; the user's home directory when absent.
-    pub cwd: Option<PathBuf>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub timeout_secs: Option<f64>,
-    /// Overrides the server's mode for this run.
-    pub mode: Option<String>,
-    /// Overrides the sandbox image for this run.
-    pub image: Option<String>,
-    /// Who is asking, shown in the app's activity (for example `stigmer-cli`).
-    pub client: Option<String>,
-    /// The folder the client's session was started in, by the user (what `stigmer mcp` and
-    /// `stigmer run` send): sandboxed runs may work in it too, besides the user's workspaces.
-    /// Never an agent's choice: no MCP tool takes it.
-    pub workspace: Option<PathBuf>,
-}
-
-impl RunBody {
-    pub fn into_request(
-        self,
-        state: &AppState,
-    ) -> Result<(Target, ExecRequest, Option<String>), Error> {
-        let invalid = |m: &str| Error::new(ErrorCode::InvalidRequest, m);
-        let command = match (self.argv, self.shell) {
-            (Some(argv), None) => CommandSpec::Argv(argv),
-            (None, Some(shell)) => CommandSpec::Shell(shell),
-            (Some(_), Some(_)) => return Err(invalid("give either `argv` or `shell`, not both")),
-            (None, None) => {
-                return Err(invalid(
-                    "give the command as `argv` (a list) or `shell` (a string)",
-                ))
-            }
-        };
-        let timeout = self
-            .timeout_secs
-            .map(|t| timeout_from_secs(t, "`timeout_secs`"))
-            .transpose()?;
-        let mut target = Target::from_settings(&state.settings());
-        if let Some(m) = &self.mode {
-            if let Value::Mode(m) = Key::Mode.parse(m, "mode")? {
-                target.mode = m;
-            }
-        }
-        let mut target = target.with_session_workspace(self.workspace);
-        let cwd = self
-            .cwd
-            .unwrap_or_else(|| state.paths.default_cwd(target.mode));
-        if let Some(i) = &self.image {
-            if let Value::Image(i) = Key::SandboxImage.parse(i, "image")? {
-                target.sandbox.image = i;
-            }
-        }
-        if let Some(c) = &self.client {
-            if c.chars().count() > 100 || c.chars().any(char::is_control) {
-                return Err(invalid("`client` is at most 100 printable characters"));
-            }
-        }
-        let req = ExecRequest {
-            unset_env: Vec::new(),
-            command,
-            cwd,
-            env: self.env,
-            timeout,
-        };
-        Ok((target, req, self.client))
-    }
-}
-
-/// The lines of a run's output stream (NDJSON, or SSE `data:` payloads).
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamLine<'a> {
-    Started {
-        run: &'a RunSummary,
-    },
-    Output {
-        stream: crate::exec::Stream,
-        data: String,
-    },
-    Finished {
-        run: &'a RunSummary,
-    },
-    /// Sent when nothing else was for a while: proves the stream alive and lets the server
-    /// notice a client that hung up (which cancels the run).
-    Heartbeat,
-}
-
 /// Start a run and stream its output. Every check happens before the command starts; a
 /// refused request runs nothing. Hanging up cancels the run.
 pub async fn start_run(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<RunBody>,
+    ApiJson(body): ApiJson<RunRequest>,
 ) -> ApiResult<Response> {
-    let (target, req, client) = body.into_request(&state)?;
+    let (target, req, client) = crate::intake::intake(body, &state.settings(), &state.sandbox)?;
     // Refused before anything is registered: a sandbox run outside the allowed workspaces or
     // without an engine never starts.
-    target
-        .admit(&state.sandbox, &req, client.as_deref())
-        .await?;
+    target.admit(&req, client.as_deref()).await?;
     let framing = Framing::from_headers(&headers);
     let started = state.runs.start(target, req, client)?;
     let body = stream::unfold(started.events, move |mut rx| async move {
@@ -412,10 +275,14 @@ pub async fn start_run(
             _ = tokio::time::sleep(HEARTBEAT) => None,
         };
         let bytes = match &event {
-            None => framing.json(&StreamLine::Heartbeat),
-            Some(RunEvent::Started(run)) => framing.json(&StreamLine::Started { run }),
+            None => framing.json(&RunStreamLine::Heartbeat),
+            Some(RunEvent::Started(run)) => framing.json(&RunStreamLine::Started {
+                run: Box::new(run.clone()),
+            }),
             Some(RunEvent::Output(chunk)) => framing.output(chunk),
-            Some(RunEvent::Finished(run)) => framing.json(&StreamLine::Finished { run }),
+            Some(RunEvent::Finished(run)) => framing.json(&RunStreamLine::Finished {
+                run: Box::new(run.clone()),
+            }),
         };
         Some((Ok::<_, std::convert::Infallible>(bytes), rx))
     });
@@ -488,7 +355,7 @@ impl Framing {
                 };
                 frames::encode(kind, &chunk.data)
             }
-            _ => self.json(&StreamLine::Output {
+            _ => self.json(&RunStreamLine::Output {
                 stream: chunk.stream,
                 data: base64::engine::general_purpose::STANDARD.encode(&chunk.data),
             }),
@@ -516,7 +383,7 @@ pub struct ListQuery {
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RunList>> {
     let limit = q.limit.unwrap_or(50);
     if limit > crate::runs::HISTORY_LEN {
         return Err(ApiError(Error::new(
@@ -528,7 +395,9 @@ pub async fn list_runs(
             ),
         )));
     }
-    Ok(Json(json!({ "runs": state.runs.list(limit) })))
+    Ok(Json(RunList {
+        runs: state.runs.list(limit),
+    }))
 }
 
 pub async fn get_run(

@@ -23,6 +23,14 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
 }
 
 fn check(state: &AppState, req: &Request) -> Result<(), Error> {
+    // HTTP/1.1 (RFC 9112, 3.2): a request with more than one Host is answered 400. Looking at
+    // the first only would let a foreign name ride behind a loopback one.
+    if req.headers().get_all(HOST).iter().count() > 1 {
+        return Err(Error::new(
+            ErrorCode::InvalidHeader,
+            "a request carries one Host header; this one had several",
+        ));
+    }
     let host = req
         .headers()
         .get(HOST)

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::discovery::{load_or_create_token, Discovery, ServerLock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::EventBus;
+use crate::execute::container::Sandbox;
 use crate::paths::Paths;
 use crate::runs::RunRegistry;
-use crate::sandbox::Sandbox;
 use crate::settings::Settings;
 use crate::tools::ToolReport;
 
@@ -138,7 +138,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     let paths = opts.paths;
     let lock = ServerLock::acquire(&paths)?;
     let token = load_or_create_token(&paths)?;
-    crate::exec::detach_from_terminal();
+    crate::execute::detach_from_terminal();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .map_err(|e| {
@@ -175,7 +175,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
-        runs: RunRegistry::new(bus.clone(), sandbox.clone(), spool),
+        runs: RunRegistry::new(bus.clone(), spool),
         sandbox,
         bus,
         tools: tokio::sync::Mutex::new(None),

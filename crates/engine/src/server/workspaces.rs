@@ -1,49 +1,29 @@
 //! `/v1/workspaces`: the folders sandboxed commands may work in, as the user allowed them,
 //! and the requests refused lately (the window offers to allow their folder).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use stigmer_protocol::status::{FolderBody, WorkspacesView};
 
 use super::api::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
-use crate::sandbox::RefusedRun;
 use crate::settings;
 
-#[derive(Serialize)]
-pub struct WorkspacesView {
-    /// The folders the user allowed (read-write in a sandbox container).
-    pub workspaces: Vec<PathBuf>,
-    /// Where sandboxed runs that name no folder run; always allowed.
-    pub scratch: PathBuf,
-    /// Requests refused lately because of their folder, newest first.
-    pub refused: Vec<RefusedRun>,
-}
-
-impl WorkspacesView {
-    pub fn of(state: &AppState) -> WorkspacesView {
-        WorkspacesView {
-            workspaces: state.settings().sandbox_workspaces,
-            scratch: state.sandbox.scratch().to_path_buf(),
-            refused: state.sandbox.refusals(),
-        }
+fn view(state: &AppState) -> WorkspacesView {
+    WorkspacesView {
+        workspaces: state.settings().sandbox_workspaces,
+        scratch: state.sandbox.scratch().to_path_buf(),
+        refused: state.sandbox.refusals(),
     }
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<WorkspacesView> {
-    Json(WorkspacesView::of(&state))
-}
-
-/// The body of `POST /v1/workspaces` and `POST /v1/workspaces/remove`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FolderBody {
-    pub path: PathBuf,
+    Json(view(&state))
 }
 
 /// Allow a folder: it must exist and not be one sandbox mode never mounts. Saved in the
@@ -55,7 +35,7 @@ pub async fn add(
     let dir = state.sandbox.never_mounted().await.allowable(&body.path)?;
     edit(&state, &dir, true).await?;
     state.sandbox.forget_refusals_in(&dir);
-    Ok(Json(WorkspacesView::of(&state)))
+    Ok(Json(view(&state)))
 }
 
 /// Stop allowing a folder; the next run in it is refused. Removing one that is not in the
@@ -74,7 +54,7 @@ pub async fn remove(
         )));
     }
     edit(&state, &body.path, false).await?;
-    Ok(Json(WorkspacesView::of(&state)))
+    Ok(Json(view(&state)))
 }
 
 /// Save the change (serialized with other settings writes), then apply it and announce it.

@@ -20,10 +20,13 @@ use tokio_util::sync::CancellationToken;
 use super::containers::RUN_DIR;
 use super::images::engine_error;
 use crate::error::{Error, ErrorCode, Result};
-use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
+use crate::execute::{Chunk, ExecOutcome, ExecRequest, Stream};
 
-/// `sh -c WRAPPER stigmer RUN_KEY PROGRAM ARGS...`
+/// `sh -c WRAPPER stigmer RUN_KEY t|b PROGRAM ARGS...`; with `b` every argument is a printf
+/// format of its bytes (the engine's API carries UTF-8 text only, a file name can be any bytes).
 const WRAPPER: &str = r#"key=$1; shift
+if [ "$1" = b ]; then shift; n=$#
+  for a; do v=$(printf "$a"; echo x); set -- "$@" "${v%x}"; done; shift "$n"; else shift; fi
 dir=/run/stigmer
 [ -w "${HOME:-/}" ] || export HOME=/tmp
 if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi
@@ -46,6 +49,34 @@ kill -TERM -"$pid" 2>/dev/null; i=0
 while kill -0 -"$pid" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done
 kill -KILL -"$pid" 2>/dev/null
 exit 0"#;
+
+/// The arguments as text for the engine's API, behind the wrapper's `t` when they are UTF-8,
+/// else all of them as printf formats behind `b` (octal escapes for other bytes), which the
+/// wrapper turns back into the same bytes.
+fn posix_args(argv: Vec<std::ffi::OsString>) -> Vec<String> {
+    if argv.iter().all(|a| a.to_str().is_some()) {
+        let mut out = vec!["t".to_string()];
+        out.extend(
+            argv.into_iter()
+                .map(|a| a.into_string().unwrap_or_default()),
+        );
+        return out;
+    }
+    let mut out = vec!["b".to_string()];
+    out.extend(argv.iter().map(|a| {
+        let mut f = String::new();
+        for &b in a.as_encoded_bytes() {
+            match b {
+                b'\\' => f.push_str("\\\\"),
+                b'%' => f.push_str("%%"),
+                0x20..=0x7e => f.push(b as char),
+                _ => f.push_str(&format!("\\{b:03o}")),
+            }
+        }
+        f
+    }));
+    out
+}
 
 /// How long output is still read after the tree was killed (a process that escaped the group
 /// may hold the stream open).
@@ -76,7 +107,7 @@ pub async fn run(
         "stigmer".into(),
         key.into(),
     ];
-    cmd.extend(req.command.to_argv_posix());
+    cmd.extend(posix_args(req.command.to_argv_posix()));
     let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let options = CreateExecOptions {
         cmd: Some(cmd),

@@ -6,10 +6,13 @@
 
 pub mod connect;
 pub mod containers;
-pub mod exec;
+mod executor;
 pub mod images;
 pub mod progress;
+pub mod run;
 pub mod workspace;
+
+pub use executor::Container;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use serde::Serialize;
+pub use stigmer_protocol::events::RefusedRun;
+pub use stigmer_protocol::status::{ContainerView, SandboxStatus};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +30,7 @@ use self::containers::{ContainerSpec, OwnContainer, Owner};
 use self::workspace::{Admitted, NeverMounted, Refusal};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
-use crate::exec::{Chunk, ExecOutcome, ExecRequest};
+use crate::execute::{Chunk, ExecOutcome, ExecRequest};
 use crate::paths::Paths;
 use crate::settings::{Network, Settings, Tier};
 
@@ -61,6 +65,17 @@ impl SandboxSpec {
 
     pub fn tier(&self) -> Tier {
         Tier::of(crate::settings::Mode::Sandbox, &self.image)
+    }
+
+    /// Allow, for this run, the project the client's session was started in (the user chose
+    /// it by starting the agent or `stigmer run` there): its `.git` root, else the folder. A
+    /// folder that is never mounted (the home folder, `/`) allows nothing.
+    pub fn with_session(mut self, dir: Option<PathBuf>) -> SandboxSpec {
+        let root = dir
+            .filter(|d| d.is_absolute())
+            .map(|d| workspace::session_root(&d));
+        self.workspaces.extend(root);
+        self
     }
 }
 
@@ -99,49 +114,14 @@ pub struct Sandbox {
 
 /// How many refused requests the server remembers for the window.
 const REFUSALS_KEPT: usize = 20;
-
-/// A request refused because of its folder: who asked, for what, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefusedRun {
-    pub client: Option<String>,
-    pub command: String,
-    #[serde(flatten)]
-    pub refusal: Refusal,
-    pub time_ms: u64,
-}
-
-/// What `GET /v1/sandbox` and `stigmer sandbox status` show.
-#[derive(Debug, Clone, Serialize)]
-pub struct SandboxStatus {
-    pub engine: EngineState,
-    pub image: String,
-    pub tier: Tier,
-    /// None when the engine cannot be asked.
-    pub image_present: Option<bool>,
-    pub image_size_bytes: Option<u64>,
-    pub containers: Vec<ContainerView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ContainerView {
-    pub id: String,
-    pub name: String,
-    pub owner: String,
-    pub image: String,
-    pub workspace: String,
-    pub state: String,
-}
-
-impl From<OwnContainer> for ContainerView {
-    fn from(c: OwnContainer) -> Self {
-        ContainerView {
-            id: containers::short(&c.id).to_string(),
-            name: c.name,
-            owner: c.owner,
-            image: c.image,
-            workspace: c.workspace,
-            state: c.state,
-        }
+fn container_view(c: OwnContainer) -> ContainerView {
+    ContainerView {
+        id: containers::short(&c.id).to_string(),
+        name: c.name,
+        owner: c.owner,
+        image: c.image,
+        workspace: c.workspace,
+        state: c.state,
     }
 }
 
@@ -210,7 +190,7 @@ impl Sandbox {
     ) -> Result<Admitted> {
         self.admit(spec, &req.cwd).await.map_err(|refusal| {
             tracing::warn!(folder = %refusal.folder.display(), client = client.unwrap_or("-"), "sandbox run refused: {}", refusal.reason);
-            let error = refusal.to_error();
+            let error = workspace::refusal_error(&refusal);
             let record = RefusedRun {
                 client: client.map(str::to_string),
                 command: req.command.display(),
@@ -262,15 +242,15 @@ impl Sandbox {
     pub async fn engine_state(&self) -> EngineState {
         match self.docker().await {
             Ok(_) => match self.conn.lock().await.as_ref() {
-                Some((_, info)) => EngineState::connected(info.clone()),
-                None => EngineState::unavailable(&connect::EngineError {
+                Some((_, info)) => connect::connected_state(info.clone()),
+                None => connect::unavailable_state(&connect::EngineError {
                     reason: connect::Unavailable::NotRunning,
                     message: "the container engine went away".into(),
                 }),
             },
             Err(_) => match connect::connect().await {
-                Ok((_, info)) => EngineState::connected(info),
-                Err(e) => EngineState::unavailable(&e),
+                Ok((_, info)) => connect::connected_state(info),
+                Err(e) => connect::unavailable_state(&e),
             },
         }
     }
@@ -298,7 +278,7 @@ impl Sandbox {
             image: spec.image.clone(),
             image_present: present,
             image_size_bytes: size,
-            containers: list.into_iter().map(ContainerView::from).collect(),
+            containers: list.into_iter().map(container_view).collect(),
         }
     }
 
@@ -376,12 +356,17 @@ impl Sandbox {
         req.validate()?;
         // Checked again after the image is there: a download can take minutes, and the folder
         // (or a link in its path) may have changed meanwhile.
-        self.admit(spec, &req.cwd).await.map_err(|r| r.to_error())?;
+        self.admit(spec, &req.cwd)
+            .await
+            .map_err(|r| workspace::refusal_error(&r))?;
         self.ensure_image(spec).await?;
         let Admitted {
             mount: workspace,
             cwd,
-        } = self.admit(spec, &req.cwd).await.map_err(|r| r.to_error())?;
+        } = self
+            .admit(spec, &req.cwd)
+            .await
+            .map_err(|r| workspace::refusal_error(&r))?;
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
         let key = crate::util::random_hex(8)?;
@@ -389,15 +374,15 @@ impl Sandbox {
         // A container removed behind our back is replaced once.
         for attempt in 0..2 {
             let id = self.acquire(&docker, spec, &workspace).await?;
-            let result = exec::run(&docker, &id, user.as_deref(), req, &key, &out, &cancel).await;
+            let result = run::run(&docker, &id, user.as_deref(), req, &key, &out, &cancel).await;
             self.release(spec, &workspace);
             match result {
                 Ok(outcome) => return outcome,
-                Err(exec::ContainerGone) if attempt == 0 => {
+                Err(run::ContainerGone) if attempt == 0 => {
                     tracing::warn!(container = %containers::short(&id), "sandbox container gone; making a new one");
                     self.forget(spec, &workspace, &id);
                 }
-                Err(exec::ContainerGone) => break,
+                Err(run::ContainerGone) => break,
             }
         }
         Err(Error::new(

@@ -11,7 +11,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde::Serialize;
+pub use stigmer_protocol::events::Refusal;
 
 use crate::error::{Error, ErrorCode};
 
@@ -75,40 +75,27 @@ pub struct NeverMounted {
     entries: Vec<(PathBuf, Scope, String)>,
 }
 
-/// Why a folder cannot be a sandbox's workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Refusal {
-    /// The folder asked for (links resolved).
-    pub folder: PathBuf,
-    pub reason: String,
-    /// Whether the user can allow it (a folder outside the workspaces), or never (a folder
-    /// that is never mounted).
-    pub can_allow: bool,
-}
-
-impl Refusal {
-    /// The error a client gets: the code, what happened, and what to do.
-    pub fn to_error(&self) -> Error {
-        let folder = self.folder.display();
-        let message = if self.can_allow {
-            format!(
-                "{folder} is outside the folders the user allowed for sandboxed commands ({}). \
+/// The error a client gets for a refusal: the code, what happened, and what to do.
+pub fn refusal_error(r: &Refusal) -> Error {
+    let folder = r.folder.display();
+    let message = if r.can_allow {
+        format!(
+            "{folder} is outside the folders the user allowed for sandboxed commands ({}). \
                  Nothing was run. Only the user can allow a folder: in the Stigmer window \
                  (Sandbox, Allow this folder) or with `stigmer workspaces add {folder}`. An agent \
                  should not retry in another folder: ask the user, or run the command in the \
                  default working directory",
-                self.reason
-            )
-        } else {
-            format!(
-                "sandbox mode never mounts {folder}: {}. Nothing was run. An agent should not \
+            r.reason
+        )
+    } else {
+        format!(
+            "sandbox mode never mounts {folder}: {}. Nothing was run. An agent should not \
                  retry in another folder: ask the user, or run the command in a project folder \
                  the user allowed",
-                self.reason
-            )
-        };
-        Error::new(ErrorCode::WorkspaceNotAllowed, message)
-    }
+            r.reason
+        )
+    };
+    Error::new(ErrorCode::WorkspaceNotAllowed, message)
 }
 
 /// Where a sandboxed run goes: the folder to mount and the working directory in it.
@@ -491,7 +478,7 @@ mod tests {
             .admit(&base.join("outside"), std::slice::from_ref(&ws), &scratch)
             .unwrap_err();
         assert!(e.can_allow);
-        assert_eq!(e.to_error().code, ErrorCode::WorkspaceNotAllowed);
+        assert_eq!(refusal_error(&e).code, ErrorCode::WorkspaceNotAllowed);
         // `..` and links are resolved before anything is compared.
         let e = r
             .admit(&ws.join("../outside"), std::slice::from_ref(&ws), &scratch)

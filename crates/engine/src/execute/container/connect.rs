@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
-use serde::Serialize;
+pub use stigmer_protocol::status::{EngineInfo, EngineState, Unavailable};
 
 use crate::error::{Error, ErrorCode};
 
@@ -19,57 +19,27 @@ const API_TIMEOUT_SECS: u64 = 600;
 /// How long the reachability check of an endpoint may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The engine stigmer talks to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EngineInfo {
-    /// `docker` or `podman`.
-    pub kind: String,
-    pub endpoint: String,
-    pub version: String,
-    pub api_version: String,
-    pub os: String,
-    pub arch: String,
-}
-
-/// Why there is no engine, for the UI: each has its own fix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unavailable {
-    NotInstalled,
-    NotRunning,
-    PermissionDenied,
-}
-
-/// The engine as last seen: connected, or why not.
-#[derive(Debug, Clone, Serialize)]
-pub struct EngineState {
-    /// `connected`, `not_installed`, `not_running` or `permission_denied`.
-    pub state: String,
-    pub message: String,
-    pub engine: Option<EngineInfo>,
-}
-
-impl EngineState {
-    pub fn connected(info: EngineInfo) -> EngineState {
-        EngineState {
-            state: "connected".into(),
-            message: format!(
-                "{} {} (API {}) at {}",
-                info.kind, info.version, info.api_version, info.endpoint
-            ),
-            engine: Some(info),
-        }
+/// The state of an engine that answered.
+pub fn connected_state(info: EngineInfo) -> EngineState {
+    EngineState {
+        state: "connected".into(),
+        message: format!(
+            "{} {} (API {}) at {}",
+            info.kind, info.version, info.api_version, info.endpoint
+        ),
+        engine: Some(info),
     }
+}
 
-    pub fn unavailable(e: &EngineError) -> EngineState {
-        EngineState {
-            state: serde_json::to_value(e.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            message: e.message.clone(),
-            engine: None,
-        }
+/// The state of an engine that did not, and why.
+pub fn unavailable_state(e: &EngineError) -> EngineState {
+    EngineState {
+        state: serde_json::to_value(e.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        message: e.message.clone(),
+        engine: None,
     }
 }
 

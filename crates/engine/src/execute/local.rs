@@ -1,4 +1,5 @@
-//! Running a command on this machine (local mode).
+//! Running a command on this machine (local mode): its own process group, streamed output,
+//! timeout and cancel of the whole tree.
 //!
 //! The contract, shared with sandbox mode: a command is an argv or a shell string; it gets a
 //! working directory, extra environment and an optional timeout; stdin is empty; stdout and
@@ -6,22 +7,24 @@
 //! group so a timeout or a cancel kills the whole tree, and background children it leaves
 //! behind are terminated when it exits instead of keeping the run open.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::request::{Chunk, ExecRequest, KILL_GRACE};
+use super::{BoxFuture, Executor};
+use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode, Result};
+use crate::settings::Mode;
+use crate::tools::user_path;
+use stigmer_protocol::run::{ExecOutcome, Stream};
 
-/// How long a process group gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_millis(1000);
 /// How long output is still read after the command and its group are gone. Only a process
 /// that escaped the group (setsid) and still holds the pipe can make reading take this long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -30,124 +33,6 @@ const SMALL_READ: usize = 16 * 1024;
 /// Output pipes are enlarged to this (Linux), so a fast writer wakes us less often.
 #[cfg(target_os = "linux")]
 const PIPE_SIZE: libc::c_int = 1024 * 1024;
-
-/// What to run: a program with its arguments, or a line for the shell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandSpec {
-    /// Run the program directly, no shell involved: no quoting to get wrong.
-    Argv(Vec<String>),
-    /// Run with `/bin/sh -c` (`cmd /C` on Windows).
-    Shell(String),
-}
-
-impl CommandSpec {
-    /// A one-line rendering for logs and run lists.
-    pub fn display(&self) -> String {
-        match self {
-            CommandSpec::Shell(s) => s.clone(),
-            CommandSpec::Argv(argv) => argv
-                .iter()
-                .map(|a| {
-                    if !a.is_empty()
-                        && a.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-                    {
-                        a.clone()
-                    } else {
-                        format!("'{}'", a.replace('\'', "'\\''"))
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
-    }
-
-    /// The program and arguments for a POSIX system (a sandbox container), whatever the host.
-    pub fn to_argv_posix(&self) -> Vec<String> {
-        match self {
-            CommandSpec::Argv(argv) => argv.clone(),
-            CommandSpec::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-        }
-    }
-
-    /// The program and arguments actually executed.
-    pub fn to_argv(&self) -> Vec<String> {
-        match self {
-            CommandSpec::Argv(argv) => argv.clone(),
-            #[cfg(not(windows))]
-            CommandSpec::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-            #[cfg(windows)]
-            CommandSpec::Shell(s) => vec!["cmd".into(), "/C".into(), s.clone()],
-        }
-    }
-}
-
-/// One run's parameters, validated by [`ExecRequest::validate`].
-#[derive(Debug, Clone)]
-pub struct ExecRequest {
-    pub command: CommandSpec,
-    pub cwd: PathBuf,
-    pub env: BTreeMap<String, String>,
-    /// Variables removed from the command's environment (local mode; a container starts from
-    /// its image's environment, where they are set empty instead).
-    pub unset_env: Vec<String>,
-    pub timeout: Option<Duration>,
-}
-
-impl ExecRequest {
-    /// Check everything that can be checked before starting: a bad request runs nothing.
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |m: String| Err(Error::new(ErrorCode::InvalidRequest, m));
-        match &self.command {
-            CommandSpec::Argv(argv) if argv.is_empty() => {
-                return invalid("the command is empty: give a program to run".into())
-            }
-            CommandSpec::Argv(argv) if argv[0].is_empty() => {
-                return invalid("the program name is empty".into())
-            }
-            CommandSpec::Argv(argv) if argv.iter().any(|a| a.contains('\0')) => {
-                return invalid("arguments cannot contain NUL bytes".into())
-            }
-            CommandSpec::Shell(s) if s.trim().is_empty() => {
-                return invalid("the shell command is empty".into())
-            }
-            CommandSpec::Shell(s) if s.contains('\0') => {
-                return invalid("the shell command cannot contain NUL bytes".into())
-            }
-            _ => {}
-        }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return invalid(format!(
-                    "`{k}` is not a valid environment variable name (non-empty, no `=` or NUL)"
-                ));
-            }
-        }
-        if let Some(t) = self.timeout {
-            if t.is_zero() {
-                return invalid("the timeout must be more than 0 seconds".into());
-            }
-        }
-        check_cwd(&self.cwd)
-    }
-}
-
-/// The longest timeout a run may ask for: a week.
-pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
-
-/// A timeout given in seconds, validated. `what` names it in the error (a flag or a field).
-pub fn timeout_from_secs(secs: f64, what: &str) -> Result<Duration> {
-    if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS {
-        // A positive timeout too small for a Duration (under 1 ns) is still a timeout.
-        Ok(Duration::from_secs_f64(secs).max(Duration::from_nanos(1)))
-    } else {
-        Err(Error::new(
-            ErrorCode::InvalidRequest,
-            format!("{what} {secs} is not valid: give seconds above 0, at most {MAX_TIMEOUT_SECS}"),
-        ))
-    }
-}
 
 /// Give up this process's controlling terminal, so the commands it starts have none: ssh,
 /// sudo and friends then fail at once instead of prompting on the terminal the server was
@@ -184,84 +69,59 @@ pub fn detach_from_terminal() {
 #[cfg(not(unix))]
 pub fn detach_from_terminal() {}
 
-/// The working directory must be an absolute path to an existing directory.
-pub fn check_cwd(cwd: &Path) -> Result<()> {
-    if !cwd.is_absolute() {
-        return Err(Error::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "the working directory `{}` must be an absolute path",
-                cwd.display()
-            ),
-        ));
+/// This machine: commands run directly, with the user's tools and rights.
+pub struct Local;
+
+impl Executor for Local {
+    fn mode(&self) -> Mode {
+        Mode::Local
     }
-    match std::fs::metadata(cwd) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::new(
-            ErrorCode::CwdNotFound,
-            format!("the working directory {} is not a directory", cwd.display()),
-        )),
-        Err(e) => Err(Error::new(
-            ErrorCode::CwdNotFound,
-            format!(
-                "the working directory {} does not exist ({e})",
-                cwd.display()
-            ),
-        )),
+
+    fn admit<'a>(
+        &'a self,
+        _req: &'a ExecRequest,
+        _client: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
     }
-}
 
-/// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
+    fn run(
+        &self,
+        req: ExecRequest,
+        out: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ExecOutcome>> {
+        Box::pin(async move {
+            // The user's PATH; the first lookup may ask the login shell: off the async threads.
+            let path = tokio::task::spawn_blocking(user_path)
+                .await
+                .ok()
+                .map(|(p, _)| p.as_os_str());
+            run_local(&req, path, out, cancel).await
+        })
     }
-}
 
-/// A piece of output, exactly as the command wrote it.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub stream: Stream,
-    pub data: Bytes,
-}
+    /// The home folder, like a new terminal.
+    fn default_cwd(&self) -> PathBuf {
+        crate::paths::user_home()
+    }
 
-/// How a run ended.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ExecOutcome {
-    /// The exit code, when the command exited by itself.
-    pub exit_code: Option<i32>,
-    /// The signal that ended the command, when a signal did.
-    pub signal: Option<i32>,
-    /// The timeout expired and the command was killed.
-    pub timed_out: bool,
-    /// The run was cancelled and the command was killed.
-    pub cancelled: bool,
-    /// From start to exit, in milliseconds.
-    pub duration_ms: f64,
-}
+    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest) {
+        let mut env = base.set.clone();
+        let removed = base.unset.iter().filter(|k| !req.env.contains_key(*k));
+        req.unset_env.extend(removed.cloned());
+        env.append(&mut req.env);
+        req.env = env;
+    }
 
-impl ExecOutcome {
-    /// The exit code a shell would give: 124 on timeout, 128+N on signal N.
-    pub fn shell_exit_code(&self) -> i32 {
-        if self.timed_out {
-            124
-        } else if let Some(sig) = self.signal {
-            128 + sig
-        } else if self.cancelled {
-            130
-        } else {
-            self.exit_code.unwrap_or(125)
-        }
+    fn confinement(&self) -> String {
+        "local mode: commands run directly on the user's computer, with no confinement: they \
+         can read and change whatever the user can"
+            .into()
+    }
+
+    fn allowed_folders(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 }
 
@@ -301,7 +161,7 @@ pub async fn run_local(
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) => return spawn_failure(&argv[0], e, &out, started).await,
+        Err(e) => return spawn_failure(&argv[0].to_string_lossy(), e, &out, started).await,
     };
     let pgid = child.id();
     #[cfg(target_os = "linux")]
@@ -540,6 +400,8 @@ fn stat_fields(stat: &str) -> Option<(char, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::execute::{timeout_from_secs, CommandSpec, MAX_TIMEOUT_SECS};
+    use std::collections::BTreeMap;
 
     async fn run(
         command: CommandSpec,

@@ -4,32 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-/// What a download or build is doing now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// Asking the registry what to download.
-    Resolving,
-    Downloading,
-    Extracting,
-    Building,
-}
-
-/// One progress report, as published on the event stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Progress {
-    pub phase: Phase,
-    /// 0 to 100, when the total is known.
-    pub percent: Option<f64>,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub rate_bytes_per_sec: u64,
-    pub elapsed_ms: u64,
-    /// For builds: the current step, e.g. `Step 3/9 : RUN apt-get ...`.
-    pub detail: Option<String>,
-}
+pub use stigmer_protocol::events::{Phase, Progress};
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Layer {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
-use serde::Serialize;
+
+pub use stigmer_protocol::events::ImageAction;
 
 use super::progress::{build_step, Phase, Progress, PullProgress};
 use crate::error::{Error, ErrorCode, Result};
@@ -17,8 +18,8 @@ use crate::settings::Tier;
 use tokio_util::sync::CancellationToken;
 
 /// The basic image's Dockerfile and Python requirements, as shipped in `sandbox/`.
-pub const BASIC_DOCKERFILE: &str = include_str!("../../../../sandbox/Dockerfile.sandbox.basic");
-pub const BASIC_REQUIREMENTS: &str = include_str!("../../../../sandbox/requirements.txt");
+pub const BASIC_DOCKERFILE: &str = include_str!("../../../../../sandbox/Dockerfile.sandbox.basic");
+pub const BASIC_REQUIREMENTS: &str = include_str!("../../../../../sandbox/requirements.txt");
 /// Where the basic image's Dockerfile is taken from instead of the embedded copy (a folder
 /// with `Dockerfile.sandbox.basic` and its context): mirrors, air-gapped sites, tests.
 pub const BUILD_CONTEXT_ENV: &str = "STIGMER_SANDBOX_BUILD_CONTEXT";
@@ -29,14 +30,6 @@ pub const FULL_BUILD_COMMAND: &str =
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Progress events are published at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-
-/// What is being done to an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageAction {
-    Pull,
-    Build,
-}
 
 /// Whether `image` is present in the engine.
 pub async fn present(docker: &Docker, image: &str) -> Result<bool> {

@@ -1,0 +1,99 @@
+//! A sandbox container as a run's [`Executor`]: the workspace rule first, then the engine; the
+//! run itself is [`Sandbox::run`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Sandbox, SandboxSpec};
+use crate::command_env::CommandEnv;
+use crate::error::Result;
+use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Executor};
+use crate::settings::Mode;
+
+pub struct Container {
+    sandbox: Arc<Sandbox>,
+    spec: SandboxSpec,
+}
+
+impl Container {
+    pub fn new(sandbox: Arc<Sandbox>, spec: SandboxSpec) -> Container {
+        Container { sandbox, spec }
+    }
+}
+
+impl Executor for Container {
+    fn mode(&self) -> Mode {
+        Mode::Sandbox
+    }
+
+    fn image(&self) -> Option<&str> {
+        Some(&self.spec.image)
+    }
+
+    fn admit<'a>(
+        &'a self,
+        req: &'a ExecRequest,
+        client: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // A folder the sandbox may not use is refused without asking the engine anything.
+            self.sandbox.admit_request(&self.spec, req, client).await?;
+            self.sandbox.docker().await.map(|_| ())
+        })
+    }
+
+    fn run(
+        &self,
+        req: ExecRequest,
+        out: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ExecOutcome>> {
+        Box::pin(async move { self.sandbox.run(&self.spec, &req, out, cancel).await })
+    }
+
+    /// The scratch folder: the home folder is never mounted.
+    fn default_cwd(&self) -> PathBuf {
+        let dir = self.sandbox.scratch().to_path_buf();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!("cannot create {}: {e}", dir.display());
+        }
+        dir
+    }
+
+    /// An exec cannot remove what the image sets: a removed variable is set empty.
+    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest) {
+        let mut env = base.set.clone();
+        for k in base.unset.iter().filter(|k| !req.env.contains_key(*k)) {
+            env.insert(k.clone(), String::new());
+        }
+        env.append(&mut req.env);
+        req.env = env;
+    }
+
+    fn confinement(&self) -> String {
+        let folders: Vec<String> = self
+            .allowed_folders()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "sandbox mode: commands run in a container of image {}. The container sees only the \
+             project folder of the working directory (its .git root, else the folder itself), \
+             read-write, at the same path; nothing else of the user's computer. The working \
+             directory must lie in a folder the user allowed: {}. Any other folder is refused \
+             with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user.",
+            self.spec.image,
+            folders.join(", ")
+        )
+    }
+
+    fn allowed_folders(&self) -> Vec<PathBuf> {
+        let mut all = self.spec.workspaces.clone();
+        all.push(self.sandbox.scratch().to_path_buf());
+        all.dedup();
+        all
+    }
+}

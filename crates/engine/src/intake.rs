@@ -1,0 +1,126 @@
+//! A run request from any entry point (the HTTP API, MCP, the CLI in its own process) becomes
+//! a run by one set of rules: the command, where it runs (mode and image), its folder, its
+//! environment and its limits. Nothing is started here; a refused request runs nothing.
+//!
+//! The rule for `image` without `mode`: an image selects sandbox mode (what `stigmer run
+//! --image` always did); `image` with mode `local` is refused.
+
+use stigmer_protocol::run::RunRequest;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use stigmer_protocol::run::ArgvEncoding;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::execute::container::Sandbox;
+use crate::execute::{self, timeout_from_secs, CommandSpec, ExecRequest, Target};
+use crate::settings::{Key, Mode, Settings, Value};
+
+/// Who asks for a run: a name shown in the app's activity.
+pub type Client = Option<String>;
+
+/// The run `request` asks for, with `settings` for whatever it does not say.
+pub fn intake(
+    request: RunRequest,
+    settings: &Settings,
+    sandbox: &Arc<Sandbox>,
+) -> Result<(Target, ExecRequest, Client)> {
+    let invalid = |m: &str| Error::new(ErrorCode::InvalidRequest, m);
+    let command = match (request.argv, request.shell) {
+        (Some(argv), None) => CommandSpec::Argv(decode_argv(argv, request.argv_encoding)?),
+        (None, Some(shell)) => CommandSpec::Shell(shell),
+        (Some(_), Some(_)) => return Err(invalid("give either `argv` or `shell`, not both")),
+        (None, None) => {
+            return Err(invalid(
+                "give the command as `argv` (a list) or `shell` (a string)",
+            ))
+        }
+    };
+    let timeout = request
+        .timeout_secs
+        .map(|t| timeout_from_secs(t, "`timeout_secs`"))
+        .transpose()?;
+    let mode = match &request.mode {
+        Some(m) => match Key::Mode.parse(m, "mode")? {
+            Value::Mode(m) => Some(m),
+            _ => None,
+        },
+        None => None,
+    };
+    let image = match &request.image {
+        Some(i) => match Key::SandboxImage.parse(i, "image")? {
+            Value::Image(i) => Some(i),
+            _ => None,
+        },
+        None => None,
+    };
+    let mode = match (mode, &image) {
+        (Some(Mode::Local), Some(_)) => {
+            return Err(Error::new(
+                ErrorCode::InvalidSetting,
+                "`image` applies to sandbox mode only: drop `mode: local` or `image`",
+            ))
+        }
+        (None, Some(_)) => Some(Mode::Sandbox),
+        (mode, _) => mode,
+    };
+    let mut settings = settings.clone();
+    settings.mode = mode.unwrap_or(settings.mode);
+    if let Some(image) = image {
+        settings.sandbox_image = image;
+    }
+    let target = execute::target(&settings, request.workspace, sandbox);
+    let cwd = request.cwd.unwrap_or_else(|| target.default_cwd());
+    if let Some(c) = &request.client {
+        if c.chars().count() > 100 || c.chars().any(char::is_control) {
+            return Err(invalid("`client` is at most 100 printable characters"));
+        }
+    }
+    let req = ExecRequest {
+        unset_env: Vec::new(),
+        command,
+        cwd,
+        env: request.env,
+        timeout,
+    };
+    Ok((target, req, request.client))
+}
+
+/// `argv` as the OS takes it: text as it is, or base64 of each argument's bytes.
+fn decode_argv(argv: Vec<String>, encoding: Option<ArgvEncoding>) -> Result<Vec<OsString>> {
+    match encoding.unwrap_or(ArgvEncoding::Utf8) {
+        ArgvEncoding::Utf8 => Ok(argv.into_iter().map(OsString::from).collect()),
+        ArgvEncoding::Base64 => argv
+            .iter()
+            .map(|a| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(a)
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorCode::InvalidRequest,
+                            format!("`argv` element `{a}` is not base64 ({e})"),
+                        )
+                    })?;
+                os_string(bytes)
+            })
+            .collect(),
+    }
+}
+
+#[cfg(unix)]
+fn os_string(bytes: Vec<u8>) -> Result<OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    Ok(OsString::from_vec(bytes))
+}
+
+#[cfg(not(unix))]
+fn os_string(bytes: Vec<u8>) -> Result<OsString> {
+    String::from_utf8(bytes).map(OsString::from).map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidRequest,
+            "arguments that are not UTF-8 cannot be passed on this system",
+        )
+    })
+}

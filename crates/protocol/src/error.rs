@@ -1,0 +1,159 @@
+//! Errors with stable codes. The code travels unchanged from the engine through the HTTP API to
+//! the CLI and the desktop UI, so clients can branch on it; the message says what to do.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code. The serialized names are part of the public API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// An execution mode that is not `local` or `sandbox`.
+    InvalidMode,
+    /// A setting (flag, environment variable or config file entry) with an invalid value.
+    InvalidSetting,
+    /// The config file could not be read or written.
+    ConfigError,
+    /// The working directory of a run does not exist or is not a directory.
+    CwdNotFound,
+    /// A request that is well-formed JSON but asks for something invalid.
+    InvalidRequest,
+    /// A request body that is not valid JSON.
+    InvalidJson,
+    /// A request body over the size limit.
+    BodyTooLarge,
+    /// A request body that is not `application/json`.
+    UnsupportedMediaType,
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// A request HTTP itself forbids, such as one with two `Host` headers.
+    InvalidHeader,
+    /// A request whose Host header is not a loopback name.
+    ForbiddenHost,
+    /// A request sent by a web browser (it carries an Origin).
+    ForbiddenOrigin,
+    /// No such API route.
+    NotFound,
+    /// The HTTP method is not allowed on this route.
+    MethodNotAllowed,
+    /// No run with this id.
+    RunNotFound,
+    /// In sandbox mode, a working directory outside the workspaces the user allowed, or a
+    /// folder that is never mounted (system folders, the home folder and its dot-folders...).
+    WorkspaceNotAllowed,
+    /// The container engine cannot be reached.
+    EngineUnavailable,
+    /// The sandbox image does not exist.
+    ImageNotFound,
+    /// Downloading the sandbox image failed.
+    ImagePullFailed,
+    /// Building the sandbox image failed.
+    ImageBuildFailed,
+    /// The stigmer server is not running or not answering.
+    ServerUnavailable,
+    /// The server is already running.
+    ServerAlreadyRunning,
+    /// An agent's configuration file does not parse; stigmer leaves it as it is.
+    AgentConfigUnreadable,
+    /// The command could not be started.
+    SpawnFailed,
+    /// An unexpected internal failure.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidMode => "INVALID_MODE",
+            ErrorCode::InvalidSetting => "INVALID_SETTING",
+            ErrorCode::ConfigError => "CONFIG_ERROR",
+            ErrorCode::CwdNotFound => "CWD_NOT_FOUND",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::InvalidHeader => "INVALID_HEADER",
+            ErrorCode::ForbiddenHost => "FORBIDDEN_HOST",
+            ErrorCode::ForbiddenOrigin => "FORBIDDEN_ORIGIN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::RunNotFound => "RUN_NOT_FOUND",
+            ErrorCode::WorkspaceNotAllowed => "WORKSPACE_NOT_ALLOWED",
+            ErrorCode::EngineUnavailable => "ENGINE_UNAVAILABLE",
+            ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
+            ErrorCode::ImagePullFailed => "IMAGE_PULL_FAILED",
+            ErrorCode::ImageBuildFailed => "IMAGE_BUILD_FAILED",
+            ErrorCode::ServerUnavailable => "SERVER_UNAVAILABLE",
+            ErrorCode::ServerAlreadyRunning => "SERVER_ALREADY_RUNNING",
+            ErrorCode::AgentConfigUnreadable => "AGENT_CONFIG_UNREADABLE",
+            ErrorCode::SpawnFailed => "SPAWN_FAILED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status the API answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::InvalidHeader => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::ForbiddenHost
+            | ErrorCode::ForbiddenOrigin
+            | ErrorCode::WorkspaceNotAllowed => 403,
+            ErrorCode::NotFound | ErrorCode::RunNotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::ServerAlreadyRunning => 409,
+            ErrorCode::BodyTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidMode
+            | ErrorCode::InvalidSetting
+            | ErrorCode::InvalidRequest
+            | ErrorCode::CwdNotFound
+            | ErrorCode::AgentConfigUnreadable
+            | ErrorCode::ImageNotFound => 422,
+            ErrorCode::ImagePullFailed
+            | ErrorCode::EngineUnavailable
+            | ErrorCode::ServerUnavailable => 503,
+            ErrorCode::ConfigError
+            | ErrorCode::SpawnFailed
+            | ErrorCode::ImageBuildFailed
+            | ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with a stable code and a message that tells the user what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Internal, message)
+    }
+
+    pub fn run_not_found(id: &str) -> Self {
+        Error::new(
+            ErrorCode::RunNotFound,
+            format!("no run with id `{id}`; `GET /v1/runs` lists the recent ones"),
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

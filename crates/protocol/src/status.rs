@@ -1,0 +1,151 @@
+//! What the server says about itself: its status, the mode, the container engine, the sandbox,
+//! the workspaces sandboxed commands may use, and the tools found.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::RefusedRun;
+use crate::mode::{Mode, Tier};
+use crate::run::CommandEnv;
+
+/// `GET /v1/status`: the server, where commands run, the engine, the files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub url: String,
+    pub uptime_secs: f64,
+    pub mode: Mode,
+    pub image: String,
+    pub tier: Tier,
+    pub engine: EngineState,
+    pub active_runs: usize,
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// The environment every command starts from (agent-ready defaults and `[env]`).
+    pub command_env: CommandEnv,
+    /// Where a run that names no `cwd` runs, in the current mode.
+    pub default_cwd: PathBuf,
+    /// The folders sandboxed commands may work in (read-write in their container), besides the
+    /// scratch folder and the folder of the client's session.
+    pub workspaces: Vec<PathBuf>,
+    /// What a command can see and change, in words for a person or a model (where commands
+    /// run decides it).
+    pub confinement: String,
+    /// The folders a run may be in: none listed when any folder may be used (local mode), else
+    /// the user's workspaces and the scratch folder.
+    pub allowed_folders: Vec<PathBuf>,
+}
+
+/// The mode as applied (`GET`/`PUT /v1/mode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeView {
+    pub mode: Mode,
+    pub image: String,
+    pub tier: Tier,
+}
+
+/// The body of `PUT /v1/mode`: either field or both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeChange {
+    pub mode: Option<String>,
+    pub image: Option<String>,
+}
+
+/// The engine stigmer talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// `docker` or `podman`.
+    pub kind: String,
+    pub endpoint: String,
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+/// Why there is no engine, for the UI: each has its own fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    NotInstalled,
+    NotRunning,
+    PermissionDenied,
+}
+
+/// The engine as last seen: connected, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// `connected`, `not_installed`, `not_running` or `permission_denied`.
+    pub state: String,
+    pub message: String,
+    pub engine: Option<EngineInfo>,
+}
+
+/// `GET /v1/workspaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspacesView {
+    /// The folders the user allowed (read-write in a sandbox container).
+    pub workspaces: Vec<PathBuf>,
+    /// Where sandboxed runs that name no folder run; always allowed.
+    pub scratch: PathBuf,
+    /// Requests refused lately because of their folder, newest first.
+    pub refused: Vec<RefusedRun>,
+}
+
+/// The body of `POST /v1/workspaces` and `POST /v1/workspaces/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderBody {
+    pub path: PathBuf,
+}
+
+/// What `GET /v1/sandbox` and `stigmer sandbox status` show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub engine: EngineState,
+    pub image: String,
+    pub tier: Tier,
+    /// None when the engine cannot be asked.
+    pub image_present: Option<bool>,
+    pub image_size_bytes: Option<u64>,
+    pub containers: Vec<ContainerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub image: String,
+    pub workspace: String,
+    pub state: String,
+}
+
+/// One tool, as found (or not) on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub category: String,
+    pub found: bool,
+    pub path: Option<PathBuf>,
+    /// The version the tool reported, when it answered in time.
+    pub version: Option<String>,
+    pub in_basic: bool,
+    pub in_full: bool,
+}
+
+/// The result of one detection pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolReport {
+    /// When detection ran, seconds since the Unix epoch.
+    pub detected_at: u64,
+    /// How long detection took, in milliseconds.
+    pub duration_ms: f64,
+    /// Whether PATH came from the user's login shell (app not started from a terminal).
+    pub path_from_login_shell: bool,
+    pub tools: Vec<ToolInfo>,
+}
