@@ -58,9 +58,21 @@ async fn foreground(args: StartArgs, paths: &Paths) -> Result<i32> {
         warnings: resolved.warnings,
         stop: args.exit_with_parent.then(parent_gone),
         linger: args.linger.map(Duration::from_secs),
+        lifeline: args.exit_with_parent.then(parent_pid).flatten(),
     })
     .await?;
     Ok(0)
+}
+
+/// The process that started us.
+fn parent_pid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getppid cannot fail.
+        u32::try_from(unsafe { libc::getppid() }).ok()
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Cancelled when the process that started us is gone (the desktop app crashed or was killed):

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 #[test]
 fn invalid_settings_are_clear_errors_from_every_source() {
@@ -239,6 +240,57 @@ fn server_lifecycle_start_status_second_start_stop() {
     assert!(o.status.success(), "stopping a stopped server is fine");
 }
 
+/// The app is killed and opened again at once. Its server is about to stop with it: the new
+/// start must not attach to that one, and the server it starts waits for it to let go.
+#[test]
+fn a_server_whose_app_is_gone_takes_no_new_client() {
+    let env = TestEnv::new();
+    let mut app = std::process::Command::new("sh");
+    for (k, v) in env.cmd().get_envs() {
+        match v {
+            Some(v) => app.env(k, v),
+            None => app.env_remove(k),
+        };
+    }
+    let mut app = app
+        .arg("-c")
+        .arg(format!(
+            "'{BIN}' server start --foreground --exit-with-parent --port 0 >/dev/null 2>&1 & wait"
+        ))
+        .spawn()
+        .unwrap();
+    let old = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(env.discovery_file())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter(|d| d["lifeline"] == app.id())
+    })
+    .expect("the app's server became ready");
+    let old_pid = old["pid"].as_u64().unwrap();
+    app.kill().unwrap();
+    app.wait().unwrap();
+
+    let o = env.stigmer(&["server", "start"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("started at"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+            .map_or(true, |st| st.contains(") Z")),
+        "the old server is gone before the new one serves"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let s: Value =
+        serde_json::from_slice(&env.stigmer(&["server", "status", "--json"]).stdout).unwrap();
+    assert_eq!(s["running"], true, "{s}");
+    assert_ne!(s["pid"].as_u64(), Some(old_pid));
+    assert_eq!(s["lifeline"], Value::Null, "{s}");
+    assert!(env.stigmer(&["server", "stop"]).status.success());
+}
+
 #[test]
 fn a_stale_discovery_file_is_cleaned() {
     let env = TestEnv::new();
@@ -383,4 +435,16 @@ fn help_is_there_for_every_command() {
     assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
     let o = env.stigmer(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// The first `Some` of `f`, polled until `limit`.
+fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

@@ -171,6 +171,10 @@ pub struct Discovery {
     /// Seconds since the Unix epoch.
     pub started_at: u64,
     pub log_dir: PathBuf,
+    /// The process whose end stops this server at once (the app that supervises it). Once it
+    /// is gone the server is on its way out: clients do not attach to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifeline: Option<u32>,
 }
 
 impl Discovery {
@@ -194,8 +198,9 @@ impl Discovery {
     /// without a lock holder is stale and is removed.
     pub fn find_running(paths: &Paths) -> Option<Discovery> {
         if server_lock_held(paths) {
-            // None while a starting server has not written its file yet.
-            Discovery::read(paths)
+            // None while a starting server has not written its file yet, and once a stopping
+            // one has removed it or lost its lifeline.
+            Discovery::read(paths).filter(|d| d.lifeline.is_none_or(process_alive))
         } else {
             let _ = std::fs::remove_file(paths.discovery_file());
             None
@@ -207,6 +212,36 @@ impl Discovery {
         if Discovery::read(paths).is_some_and(|d| d.pid == std::process::id()) {
             let _ = std::fs::remove_file(paths.discovery_file());
         }
+    }
+}
+
+/// Whether a process runs (a zombie, dead but not yet reaped, does not).
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // The state follows the command name's closing parenthesis.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !matches!(
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().chars().next()),
+                Some(Some('Z' | 'X'))
+            ),
+            Err(_) => false,
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
     }
 }
 

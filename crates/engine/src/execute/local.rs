@@ -13,11 +13,18 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+#[cfg(windows)]
+use process_wrap::tokio::JobObject;
+#[cfg(unix)]
+use process_wrap::tokio::ProcessGroup;
+use process_wrap::tokio::{ChildWrapper, CommandWrap};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::request::{Chunk, ExecRequest, KILL_GRACE};
+#[cfg(unix)]
+use super::request::KILL_GRACE;
+use super::request::{Chunk, ExecRequest};
 use super::{BoxFuture, Executor};
 use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode, Result};
@@ -155,11 +162,15 @@ pub async fn run_local(
         cmd.env_remove(k);
     }
     cmd.envs(&req.env);
+    // The whole tree in one group (Unix) or job object (Windows), so it ends as one.
+    let mut wrap = CommandWrap::from(cmd);
     #[cfg(unix)]
-    cmd.process_group(0);
+    wrap.wrap(ProcessGroup::leader());
+    #[cfg(windows)]
+    wrap.wrap(JobObject);
 
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
+    let mut child = match wrap.spawn() {
         Ok(child) => child,
         Err(e) => return spawn_failure(&argv[0].to_string_lossy(), e, &out, started).await,
     };
@@ -168,8 +179,8 @@ pub async fn run_local(
     {
         use std::os::fd::AsRawFd;
         for fd in [
-            child.stdout.as_ref().map(|p| p.as_raw_fd()),
-            child.stderr.as_ref().map(|p| p.as_raw_fd()),
+            child.stdout().as_ref().map(|p| p.as_raw_fd()),
+            child.stderr().as_ref().map(|p| p.as_raw_fd()),
         ]
         .into_iter()
         .flatten()
@@ -183,13 +194,13 @@ pub async fn run_local(
     let abandon = CancellationToken::new();
     let pumps = [
         tokio::spawn(pump(
-            child.stdout.take(),
+            child.stdout().take(),
             Stream::Stdout,
             out.clone(),
             abandon.clone(),
         )),
         tokio::spawn(pump(
-            child.stderr.take(),
+            child.stderr().take(),
             Stream::Stderr,
             out.clone(),
             abandon.clone(),
@@ -203,24 +214,23 @@ pub async fn run_local(
             None => std::future::pending().await,
         }
     };
+    // The main process only: what it leaves behind is dealt with below.
     let status = tokio::select! {
-        status = child.wait() => Some(status),
+        status = child.inner_mut().wait() => Some(status),
         _ = deadline => { outcome.timed_out = true; None }
         _ = cancel.cancelled() => { outcome.cancelled = true; None }
     };
     let status = match status {
         Some(status) => status,
         None => {
-            terminate_tree(&mut child, pgid).await;
-            child.wait().await
+            terminate_tree(child.as_mut()).await;
+            child.inner_mut().wait().await
         }
     }
     .map_err(|e| Error::internal(format!("waiting for the command failed: {e}")))?;
     outcome.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Whatever the command left running in its group goes too.
-    if let Some(pgid) = pgid {
-        reap_group(pgid).await;
-    }
+    reap_tree(child.as_mut(), pgid).await;
 
     let abandon_later = {
         let abandon = abandon.clone();
@@ -319,44 +329,37 @@ async fn pump(
     }
 }
 
-/// Timeout or cancel: SIGTERM to the whole group, a short grace, then SIGKILL.
-async fn terminate_tree(child: &mut tokio::process::Child, pgid: Option<u32>) {
+/// Timeout or cancel: SIGTERM to the whole group, a short grace, then SIGKILL (Windows has no
+/// polite signal: the job is terminated).
+async fn terminate_tree(child: &mut dyn ChildWrapper) {
     #[cfg(unix)]
-    if let Some(pgid) = pgid {
-        signal_group(pgid, libc::SIGTERM);
-        let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-        signal_group(pgid, libc::SIGKILL);
-        return;
+    if child.signal(libc::SIGTERM).is_ok() {
+        let _ = tokio::time::timeout(KILL_GRACE, child.inner_mut().wait()).await;
     }
-    let _ = pgid;
     let _ = child.start_kill();
 }
 
-/// After the main process exited: terminate what is left of its process group.
-async fn reap_group(pgid: u32) {
+/// After the main process exited: terminate what is left of its tree.
+async fn reap_tree(child: &mut dyn ChildWrapper, pgid: Option<u32>) {
     #[cfg(unix)]
     {
+        let Some(pgid) = pgid else { return };
         if !group_alive(pgid) {
             return;
         }
-        signal_group(pgid, libc::SIGTERM);
+        let _ = child.signal(libc::SIGTERM);
         let until = Instant::now() + KILL_GRACE;
         while group_alive(pgid) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if group_alive(pgid) {
-            signal_group(pgid, libc::SIGKILL);
+            let _ = child.start_kill();
         }
     }
     #[cfg(not(unix))]
-    let _ = pgid;
-}
-
-#[cfg(unix)]
-fn signal_group(pgid: u32, signal: libc::c_int) {
-    // SAFETY: killpg only sends a signal; a group that no longer exists gives ESRCH.
-    unsafe {
-        libc::killpg(pgid as libc::pid_t, signal);
+    {
+        let _ = pgid;
+        let _ = child.start_kill();
     }
 }
 

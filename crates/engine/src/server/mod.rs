@@ -50,6 +50,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Requests and streams in flight, and when the server was last used.
     pub usage: usage::Usage,
+    /// The process whose end stops this server at once (see [`Discovery::lifeline`]).
+    pub lifeline: Option<u32>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             image: s.sandbox_image,
             started_at: self.started_at,
             log_dir: self.paths.log_dir.clone(),
+            lifeline: self.lifeline,
         }
     }
 
@@ -95,6 +98,9 @@ pub struct ServeOptions {
     /// With `stop`: once it is cancelled, keep serving while clients use the server, and stop
     /// only after this long unused (no request, no open stream, no run).
     pub linger: Option<Duration>,
+    /// The process whose end cancels `stop` (written to the discovery file when there is no
+    /// linger, so no client attaches to a server that is about to stop).
+    pub lifeline: Option<u32>,
 }
 
 /// Build the router (used by [`serve`] and by tests that want an in-process server).
@@ -181,6 +187,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         tools: tokio::sync::Mutex::new(None),
         shutdown: CancellationToken::new(),
         usage: usage::Usage::default(),
+        lifeline: opts.lifeline.filter(|_| opts.linger.is_none()),
         paths,
     });
     spawn_signal_watch(state.shutdown.clone());
@@ -203,6 +210,13 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     let s = state.settings();
     tracing::info!(url = %state.url, mode = %s.mode, version = crate::VERSION, "server ready");
     spawn_sandbox_housekeeping(state.clone());
+    // A stopping server takes new clients no more: the next one starts a server of its own,
+    // which waits for this one to let go of the lock.
+    let stopping = state.clone();
+    tokio::spawn(async move {
+        stopping.shutdown.cancelled().await;
+        Discovery::remove_own(&stopping.paths);
+    });
 
     let stop = state.shutdown.clone();
     let runs = state.runs.clone();

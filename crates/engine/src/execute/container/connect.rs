@@ -136,6 +136,7 @@ fn not_running(where_: &str) -> EngineError {
     }
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 fn permission_denied(where_: &str) -> EngineError {
     EngineError {
         reason: Unavailable::PermissionDenied,
@@ -155,11 +156,19 @@ async fn try_endpoint(
     let docker = match endpoint {
         Endpoint::Unix(path) => {
             reachable_unix(path).await?;
-            Docker::connect_with_unix(
-                &format!("unix://{}", path.display()),
-                API_TIMEOUT_SECS,
-                bollard::API_DEFAULT_VERSION,
-            )
+            #[cfg(unix)]
+            {
+                Docker::connect_with_unix(
+                    &format!("unix://{}", path.display()),
+                    API_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            // Never reached: no socket is reachable there.
+            #[cfg(not(unix))]
+            {
+                return Err(None);
+            }
         }
         Endpoint::Tcp { url, tls } => {
             reachable_tcp(url).await?;

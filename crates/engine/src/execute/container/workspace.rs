@@ -60,6 +60,7 @@ const HOME_SETTINGS: &[&str] = &["Library", "AppData", "Application Data"];
 
 /// How a never-mounted folder refuses a mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))]
 enum Scope {
     /// The folder, everything inside it, and every folder that contains it.
     Tree,
