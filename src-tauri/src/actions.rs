@@ -1,8 +1,8 @@
 //! What the app does: start, stop, watch the server; switch modes; quit. The window's commands
 //! and the tray's items both call these, so they always agree.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stigmer_client::Client;
@@ -57,16 +57,11 @@ impl Shared {
     }
 
     pub fn model(&self) -> AppModel {
-        self.model.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.model.lock().clone()
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.logs.lock().iter().cloned().collect()
     }
 
     pub fn api(&self) -> Result<Client> {
@@ -87,7 +82,7 @@ pub(crate) fn shared(app: &AppHandle) -> tauri::State<'_, Shared> {
 pub fn update(app: &AppHandle, f: impl FnOnce(&mut AppModel)) {
     let m = {
         let s = shared(app);
-        let mut m = s.model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = s.model.lock();
         f(&mut m);
         m.clone()
     };
@@ -98,7 +93,7 @@ pub fn update(app: &AppHandle, f: impl FnOnce(&mut AppModel)) {
 pub(crate) fn log_line(app: &AppHandle, line: String) {
     {
         let s = shared(app);
-        let mut logs = s.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logs = s.logs.lock();
         logs.push_back(line.clone());
         while logs.len() > LOG_LINES {
             logs.pop_front();
@@ -136,10 +131,7 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
             }
         },
     };
-    s.notifier
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .server_running();
+    s.notifier.lock().server_running();
     refresh_from_server(app, &api, owned).await;
     tauri::async_runtime::spawn(crate::watch::events(app.clone(), api.clone(), generation));
     tauri::async_runtime::spawn(crate::watch::health(app.clone(), api, generation, owned));
@@ -175,7 +167,7 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
         .spawn()
         .map_err(|e| spawn_error(e.to_string()))?;
     let pid = child.pid();
-    *s.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    *s.child.lock() = Some(child);
     // The server's output is its log: show it; its end is the server's end.
     let watcher = app.clone();
     tauri::async_runtime::spawn(async move {
@@ -217,9 +209,7 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
                 return Ok(api);
             }
         }
-        if started.elapsed() > READY_LIMIT
-            || s.model.lock().unwrap_or_else(|p| p.into_inner()).server != ServerState::Starting
-        {
+        if started.elapsed() > READY_LIMIT || s.model.lock().server != ServerState::Starting {
             return Err(spawn_error(format!(
                 "it was not ready after {} s; see its log",
                 READY_LIMIT.as_secs()
@@ -235,7 +225,7 @@ pub(crate) fn server_ended(app: &AppHandle, generation: u64, reason: String) {
     if s.generation.load(Ordering::SeqCst) != generation {
         return;
     }
-    *s.child.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *s.child.lock() = None;
     if s.stopping.load(Ordering::SeqCst) {
         log_line(app, "server stopped".into());
         update(app, |m| {
@@ -245,12 +235,7 @@ pub(crate) fn server_ended(app: &AppHandle, generation: u64, reason: String) {
         return;
     }
     log_line(app, format!("server stopped unexpectedly: {reason}"));
-    if let Some(note) = s
-        .notifier
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .server_crashed(&reason)
-    {
+    if let Some(note) = s.notifier.lock().server_crashed(&reason) {
         notify::show(note);
     }
     update(app, |m| {
@@ -292,7 +277,7 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
     while server_lock_held(&s.paths) && started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Some(child) = s.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(child) = s.child.lock().take() {
         let _ = child.kill();
     }
     update(app, |m| {
@@ -316,13 +301,7 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
         },
         "custom" => {
             let image = image
-                .or_else(|| {
-                    s.prefs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .last_custom_image
-                        .clone()
-                })
+                .or_else(|| s.prefs.lock().last_custom_image.clone())
                 .unwrap_or_default();
             validate_image_ref(&image).map_err(|why| {
                 Error::new(
@@ -337,7 +316,7 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
                 ));
             }
             let saved = {
-                let mut p = s.prefs.lock().unwrap_or_else(|p| p.into_inner());
+                let mut p = s.prefs.lock();
                 p.last_custom_image = Some(image.clone());
                 p.clone()
             };
@@ -398,12 +377,7 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
             ids::MODE_LOCAL => set_mode(&app, "local", None).await.map(|_| ()),
             ids::MODE_BASIC => set_mode(&app, "basic", None).await.map(|_| ()),
             ids::MODE_CUSTOM => {
-                let known = shared(&app)
-                    .prefs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .last_custom_image
-                    .is_some();
+                let known = shared(&app).prefs.lock().last_custom_image.is_some();
                 if known {
                     set_mode(&app, "custom", None).await.map(|_| ())
                 } else {

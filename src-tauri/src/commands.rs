@@ -278,11 +278,7 @@ pub fn get_logs(app: AppHandle, shared: State<'_, Shared>) -> Value {
 
 #[tauri::command]
 pub fn get_prefs(shared: State<'_, Shared>) -> Prefs {
-    shared
-        .prefs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
+    shared.prefs.lock().clone()
 }
 
 #[tauri::command]
@@ -302,7 +298,7 @@ pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Res
             format!("cannot save preferences: {e}"),
         )
     })?;
-    *shared.prefs.lock().unwrap_or_else(|p| p.into_inner()) = prefs.clone();
+    *shared.prefs.lock() = prefs.clone();
     Ok(prefs)
 }
 

@@ -113,20 +113,10 @@ fn main() {
             }
             let shared = app.state::<actions::Shared>();
             let version = handle.package_info().version.to_string();
-            shared
-                .model
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .update
-                .current = version;
-            tray::install(&handle, &shared.model())?;
+            shared.model.lock().update.current = version;
+            tray::install(&handle, &shared.model(), actions::tray_clicked)?;
             updates::watch(handle.clone());
-            if shared
-                .prefs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .start_server_on_launch
-            {
+            if shared.prefs.lock().start_server_on_launch {
                 tauri::async_runtime::spawn(async move {
                     if let Err(e) = actions::start(&handle).await {
                         tracing::warn!("server not started: {}", e.message);
@@ -137,12 +127,7 @@ fn main() {
         })
         .on_window_event(|window, event| {
             if let WindowEvent::CloseRequested { api, .. } = event {
-                let close_to_tray = window
-                    .state::<actions::Shared>()
-                    .prefs
-                    .lock()
-                    .map(|p| p.close_to_tray)
-                    .unwrap_or(true);
+                let close_to_tray = window.state::<actions::Shared>().prefs.lock().close_to_tray;
                 if close_to_tray {
                     api.prevent_close();
                     window::close_to_tray(window);

@@ -58,14 +58,19 @@ fn build_menu(app: &AppHandle, items: &[Item]) -> tauri::Result<Menu<Wry>> {
     Menu::with_items(app, &refs)
 }
 
-pub fn install(app: &AppHandle, m: &model::AppModel) -> tauri::Result<()> {
+/// `on_click` gets the id of the item clicked (the tray knows menus, not what they do).
+pub fn install(
+    app: &AppHandle,
+    m: &model::AppModel,
+    on_click: impl Fn(&AppHandle, &str) + Send + Sync + 'static,
+) -> tauri::Result<()> {
     let menu = build_menu(app, &model::tray_menu(m))?;
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(icon(model::tray_icon(m)))
         .tooltip("Stigmer")
         .menu(&menu)
         .show_menu_on_left_click(true)
-        .on_menu_event(|app, event| crate::actions::tray_clicked(app, event.id().as_ref()))
+        .on_menu_event(move |app, event| on_click(app, event.id().as_ref()))
         .build(app)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! A bad signature, a download cut short or an unreachable endpoint says so in plain words and
 //! leaves the installed version as it is.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -83,10 +83,7 @@ pub async fn check(app: &AppHandle) -> Result<()> {
         Ok(Some(update)) => {
             tracing::info!(version = %update.version, "an update is available");
             let (version, notes) = (update.version.clone(), update.body.clone());
-            *app.state::<Pending>()
-                .0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(update);
+            *app.state::<Pending>().0.lock() = Some(update);
             set(app, |u| {
                 u.state = Phase::Available;
                 u.version = Some(version);
@@ -107,18 +104,12 @@ pub async fn check(app: &AppHandle) -> Result<()> {
 /// Download, verify and install the update found, then restart as the new version. Nothing
 /// changes when any step fails.
 pub async fn install(app: &AppHandle) -> Result<()> {
-    let update = app
-        .state::<Pending>()
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidRequest,
-                "no update to install: check for updates first",
-            )
-        })?;
+    let update = app.state::<Pending>().0.lock().clone().ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidRequest,
+            "no update to install: check for updates first",
+        )
+    })?;
     set(app, |u| {
         u.state = Phase::Downloading;
         (u.done, u.total) = (0, 0);
@@ -197,12 +188,7 @@ fn plain(e: &tauri_plugin_updater::Error) -> String {
 pub fn watch(app: AppHandle) {
     tauri::async_runtime::spawn(async move {
         loop {
-            let on = app
-                .state::<actions::Shared>()
-                .prefs
-                .lock()
-                .map(|p| p.check_updates)
-                .unwrap_or(true);
+            let on = app.state::<actions::Shared>().prefs.lock().check_updates;
             let idle = !matches!(
                 app.state::<actions::Shared>().model().update.state,
                 Phase::Downloading | Phase::Installing

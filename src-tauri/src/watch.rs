@@ -127,11 +127,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             m.image_problem = None;
         }),
         Event::ImageStarted { image, action } => {
-            let note = s
-                .notifier
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .image_started(image, *action, tier);
+            let note = s.notifier.lock().image_started(image, *action, tier);
             notify::show(note);
             update(app, |m| {
                 m.image_problem = None;
@@ -152,11 +148,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             error,
             ..
         } => {
-            let note = s
-                .notifier
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .image_finished(image, *action, *ok, tier);
+            let note = s.notifier.lock().image_finished(image, *action, *ok, tier);
             notify::show(note);
             // A failed download of the basic image is followed by a build: not a failure yet.
             let fallback = !ok && *action == ImageAction::Pull && tier == Tier::Basic;

@@ -40,10 +40,7 @@ pub fn show_window(app: &AppHandle) {
 /// Open the window on `view`: a window already there switches to it; a new one asks for it
 /// ([`take_pending_view`]) once its page is ready to listen.
 pub fn show_window_at(app: &AppHandle, view: &str) {
-    *shared(app)
-        .pending_view
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(view.to_string());
+    *shared(app).pending_view.lock() = Some(view.to_string());
     let existed = app.get_webview_window(MAIN_WINDOW).is_some();
     show_window(app);
     if existed {
@@ -52,11 +49,7 @@ pub fn show_window_at(app: &AppHandle, view: &str) {
 }
 
 pub fn take_pending_view(app: &AppHandle) -> Option<String> {
-    shared(app)
-        .pending_view
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
+    shared(app).pending_view.lock().take()
 }
 
 /// The window's label (tauri.conf.json).

@@ -51,9 +51,10 @@ app_pid=$(pgrep -x stigmer-desktop | head -1 || true)
 [ -n "$app_pid" ] || fail "no app process"
 
 step "quit"
+# Programs named stigmer* (the app, the server, the CLI): not this script, whose arguments name the package.
 kill -TERM "$app_pid"
-for _ in $(seq 1 150); do pgrep -f stigmer >/dev/null || break; sleep 0.1; done
-left=$(pgrep -af stigmer || true)
+for _ in $(seq 1 150); do pgrep '^stigmer' >/dev/null || break; sleep 0.1; done
+left=$(pgrep -a '^stigmer' || true)
 [ -z "$left" ] || fail "processes left after quitting: $left"
 
 step "apt-get remove"

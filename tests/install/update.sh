@@ -75,7 +75,7 @@ stop_app() {
   kill "$driver_pid" 2>/dev/null || true
   wait "$driver_pid" 2>/dev/null || true
   pkill -f stigmer-desktop 2>/dev/null || true
-  for _ in $(seq 1 100); do pgrep -f stigmer >/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 100); do pgrep '^stigmer' >/dev/null || break; sleep 0.1; done
 }
 still_a() {
   [ "$(dpkg-query -W -f '${Version}' stigmer)" = "$version_a" ] || fail "$1: the installed version changed"

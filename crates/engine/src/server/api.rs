@@ -211,7 +211,7 @@ pub async fn put_mode(
         }
         file.save()?;
         {
-            let mut s = state.settings.write().unwrap_or_else(|p| p.into_inner());
+            let mut s = state.settings.write();
             for v in values {
                 s.apply(v);
             }

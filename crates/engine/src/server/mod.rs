@@ -7,7 +7,9 @@ pub mod usage;
 pub mod workspaces;
 
 use std::future::IntoFuture;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
@@ -56,10 +58,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn settings(&self) -> Settings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.read().clone()
     }
 
     fn discovery(&self) -> Discovery {

@@ -62,11 +62,7 @@ async fn edit(state: &AppState, dir: &Path, add: bool) -> Result<(), Error> {
     let list = {
         let _write = state.settings_write_lock.lock().await;
         let list = settings::edit_workspaces_in_file(&state.paths, dir, add)?;
-        state
-            .settings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .sandbox_workspaces = list.clone();
+        state.settings.write().sandbox_workspaces = list.clone();
         list
     };
     tracing::info!(folder = %dir.display(), add, "sandbox workspaces changed");

@@ -16,7 +16,9 @@ pub use executor::Container;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -198,7 +200,7 @@ impl Sandbox {
                 time_ms: crate::util::now_ms(),
             };
             {
-                let mut list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+                let mut list = self.refusals.lock();
                 list.retain(|r| r.refusal.folder != record.refusal.folder || r.client != record.client);
                 list.push_back(record.clone());
                 while list.len() > REFUSALS_KEPT {
@@ -212,13 +214,13 @@ impl Sandbox {
 
     /// The requests refused lately, newest first.
     pub fn refusals(&self) -> Vec<RefusedRun> {
-        let list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let list = self.refusals.lock();
         list.iter().rev().cloned().collect()
     }
 
     /// Forget the refusals of folders now allowed (the window's "Allow this folder").
     pub fn forget_refusals_in(&self, allowed: &Path) {
-        let mut list = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.refusals.lock();
         list.retain(|r| !r.refusal.folder.starts_with(allowed));
     }
 
@@ -287,7 +289,7 @@ impl Sandbox {
     pub async fn ensure_image(&self, spec: &SandboxSpec) -> Result<()> {
         let docker = self.docker().await?;
         let gate = {
-            let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+            let mut images = self.images.lock();
             images.entry(spec.image.clone()).or_default().clone()
         };
         let asked = Instant::now();
@@ -297,11 +299,7 @@ impl Sandbox {
                 return Err(e.clone());
             }
         }
-        let cancel = self
-            .downloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let cancel = self.downloads.lock().clone();
         let result = images::ensure(
             &docker,
             &spec.image,
@@ -318,29 +316,21 @@ impl Sandbox {
     /// Pull `image` now (`stigmer sandbox pull`).
     pub async fn pull(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
-        let cancel = self
-            .downloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let cancel = self.downloads.lock().clone();
         images::pull(&docker, image, &self.bus, &cancel).await
     }
 
     /// Build the basic image from its Dockerfile now (`stigmer sandbox build`).
     pub async fn build(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
-        let cancel = self
-            .downloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let cancel = self.downloads.lock().clone();
         images::build_basic(&docker, image, &self.bus, &cancel).await
     }
 
     /// Stop every download and build in progress; the runs waiting for them fail with a
     /// clear error and nothing runs. Later downloads are not affected.
     pub fn cancel_downloads(&self) {
-        let mut token = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut token = self.downloads.lock();
         token.cancel();
         *token = CancellationToken::new();
     }
@@ -400,7 +390,7 @@ impl Sandbox {
     ) -> Result<String> {
         let key = (spec.image.clone(), workspace.to_path_buf());
         let creating = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.slots.lock();
             let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
                 id: None,
                 active: 0,
@@ -427,12 +417,7 @@ impl Sandbox {
         };
         match containers::create(docker, &cspec, &self.owner).await {
             Ok(id) => {
-                if let Some(slot) = self
-                    .slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&key)
-                {
+                if let Some(slot) = self.slots.lock().get_mut(&key) {
                     slot.id = Some(id.clone());
                 }
                 Ok(id)
@@ -445,16 +430,12 @@ impl Sandbox {
     }
 
     fn slot_id(&self, key: &ContainerKey) -> Option<String> {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .and_then(|s| s.id.clone())
+        self.slots.lock().get(key).and_then(|s| s.id.clone())
     }
 
     fn release(&self, spec: &SandboxSpec, workspace: &Path) {
         let key = (spec.image.clone(), workspace.to_path_buf());
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
             slot.active = slot.active.saturating_sub(1);
             slot.last_used = Instant::now();
@@ -463,7 +444,7 @@ impl Sandbox {
 
     fn forget(&self, spec: &SandboxSpec, workspace: &Path, id: &str) {
         let key = (spec.image.clone(), workspace.to_path_buf());
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
             if slot.id.as_deref() == Some(id) {
                 slot.id = None;
@@ -475,7 +456,7 @@ impl Sandbox {
     /// cleanup is on for them). Returns how many were removed.
     pub async fn reap(&self, all: bool) -> usize {
         let expired: Vec<String> = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.slots.lock();
             let now = Instant::now();
             let keys: Vec<ContainerKey> = slots
                 .iter()
@@ -533,7 +514,7 @@ impl Sandbox {
         for c in &list {
             containers::remove(&docker, &c.id).await;
         }
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.slots.lock().clear();
         Ok(list.len())
     }
 }
