@@ -11,8 +11,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::execute::Stream;
 use crate::paths::Paths;
+use stigmer_protocol::run::Stream;
 
 /// Bytes kept of one stream of one run; the head and tail of the summary cover the rest.
 /// (Agents' commands rarely print more; writing everything would halve the throughput.)
@@ -40,7 +40,7 @@ impl Spool {
 
     /// Where the server of `paths` keeps run output.
     pub fn dir_of(paths: &Paths) -> PathBuf {
-        paths.cache_dir.join("runs")
+        paths.run_output_dir()
     }
 
     fn file(&self, run_id: &str, stream: Stream) -> PathBuf {

@@ -98,6 +98,11 @@ impl Paths {
         self.cache_dir.join("tools.json")
     }
 
+    /// Where the server keeps runs' whole output while it runs (deleted when it stops).
+    pub fn run_output_dir(&self) -> PathBuf {
+        self.cache_dir.join("runs")
+    }
+
     /// The sandbox's scratch folder: where sandboxed runs that name no folder run.
     pub fn scratch_dir(&self) -> PathBuf {
         self.cache_dir.join("sandbox-workspace")

@@ -2,11 +2,10 @@
 //! or sandbox), read back long output, and learn what the environment offers.
 //!
 //! The tools reach runs through a [`Backend`]: in the server, the run registry itself
-//! ([`InServer`], served over Streamable HTTP at `/mcp`); in `stigmer mcp`, the server's HTTP
+//! (`server::mcp`, served over Streamable HTTP at `/mcp`); in `stigmer mcp`, the server's HTTP
 //! API. Either way a run is an ordinary run: it shows in the app's activity with the agent's
 //! name. Agents cannot change the mode or the image: no tool takes them.
 
-mod in_server;
 mod render;
 
 use std::collections::BTreeMap;
@@ -21,8 +20,6 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_handler, tool_router, RoleServer, ServerHandler};
 use serde::Deserialize;
-
-pub use in_server::{http_service, InServer};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::execute::Stream;

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod frames;
 pub mod guard;
+mod mcp;
 pub mod usage;
 pub mod workspaces;
 
@@ -122,7 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", get(api::events))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/shutdown", post(api::shutdown))
-        .nest_service("/mcp", crate::mcp::http_service(state.clone()))
+        .nest_service("/mcp", mcp::http_service(state.clone()))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

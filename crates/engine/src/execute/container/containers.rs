@@ -10,7 +10,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
-use super::images::engine_error;
+use super::engine_error::engine_error;
 use crate::error::{Error, ErrorCode, Result};
 use crate::settings::{parse_memory, Network};
 

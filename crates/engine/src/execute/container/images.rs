@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 
 pub use stigmer_protocol::events::ImageAction;
 
+use super::engine_error::engine_error;
 use super::progress::{build_step, Phase, Progress, PullProgress};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
@@ -399,14 +400,6 @@ fn pull_error(image: &str, e: bollard::errors::Error) -> Error {
     Error::new(
         ErrorCode::ImagePullFailed,
         format!("pulling {image} failed: {}", text.trim()),
-    )
-}
-
-/// A failed engine call that is not about a missing thing: the engine went away.
-pub fn engine_error(e: bollard::errors::Error) -> Error {
-    Error::new(
-        ErrorCode::EngineUnavailable,
-        format!("the container engine did not answer as expected: {e}"),
     )
 }
 

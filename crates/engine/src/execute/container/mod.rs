@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod containers;
+mod engine_error;
 mod executor;
 pub mod images;
 pub mod progress;
@@ -144,7 +145,7 @@ impl Sandbox {
                 paths.config_dir.clone(),
                 paths.data_dir.clone(),
                 paths.log_dir.clone(),
-                crate::spool::Spool::dir_of(paths),
+                paths.run_output_dir(),
             ],
             scratch: paths.scratch_dir(),
             refusals: Mutex::default(),

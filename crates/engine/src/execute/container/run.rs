@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::containers::RUN_DIR;
-use super::images::engine_error;
+use super::engine_error::engine_error;
 use crate::error::{Error, ErrorCode, Result};
 use crate::execute::{Chunk, ExecOutcome, ExecRequest, Stream};
 

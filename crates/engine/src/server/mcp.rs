@@ -9,12 +9,12 @@ use std::time::Duration;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use super::{Backend, BoxFuture, StigmerMcp};
+use super::api;
+use super::AppState;
 use crate::error::Error;
 use crate::execute::Stream;
+use crate::mcp::{Backend, BoxFuture, StigmerMcp};
 use crate::runs::{RunEvent, RunSummary};
-use crate::server::api;
-use crate::server::AppState;
 use crate::spool::OutputPage;
 use stigmer_protocol::run::RunRequest;
 use stigmer_protocol::status::{Status, ToolReport};

@@ -1,0 +1,249 @@
+//! The names of settings, their values and how each is parsed and validated.
+
+use std::fmt;
+use std::str::FromStr;
+
+use stigmer_protocol::mode::{validate_image_ref, Mode};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// The name of a setting, as typed in `stigmer config` and the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Mode,
+    SandboxImage,
+    SandboxAutoPull,
+    SandboxCleanup,
+    SandboxTtl,
+    SandboxMemory,
+    SandboxCpus,
+    SandboxNetwork,
+}
+
+/// Network of sandbox containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default bridge: outbound access (package installs, git clone).
+    Bridge,
+    /// No network at all.
+    None,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Bridge => "bridge",
+            Network::None => "none",
+        }
+    }
+}
+
+/// A validated setting value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Mode(Mode),
+    Image(String),
+    AutoPull(bool),
+    Cleanup(bool),
+    Ttl(u64),
+    /// Normalized, e.g. `4g` or `0`.
+    Memory(String),
+    /// Normalized, e.g. `1.5` or `0`.
+    Cpus(String),
+    Network(Network),
+}
+
+impl Key {
+    pub const ALL: [Key; 8] = [
+        Key::Mode,
+        Key::SandboxImage,
+        Key::SandboxAutoPull,
+        Key::SandboxCleanup,
+        Key::SandboxTtl,
+        Key::SandboxMemory,
+        Key::SandboxCpus,
+        Key::SandboxNetwork,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Mode => "mode",
+            Key::SandboxImage => "sandbox.image",
+            Key::SandboxAutoPull => "sandbox.auto_pull",
+            Key::SandboxCleanup => "sandbox.cleanup",
+            Key::SandboxTtl => "sandbox.ttl",
+            Key::SandboxMemory => "sandbox.memory",
+            Key::SandboxCpus => "sandbox.cpus",
+            Key::SandboxNetwork => "sandbox.network",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Key::Mode => "STIGMER_EXECUTION_MODE",
+            Key::SandboxImage => "STIGMER_SANDBOX_IMAGE",
+            Key::SandboxAutoPull => "STIGMER_SANDBOX_AUTO_PULL",
+            Key::SandboxCleanup => "STIGMER_SANDBOX_CLEANUP",
+            Key::SandboxTtl => "STIGMER_SANDBOX_TTL",
+            Key::SandboxMemory => "STIGMER_SANDBOX_MEMORY",
+            Key::SandboxCpus => "STIGMER_SANDBOX_CPUS",
+            Key::SandboxNetwork => "STIGMER_SANDBOX_NETWORK",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Key::Mode => "where commands run: local or sandbox",
+            Key::SandboxImage => "container image used in sandbox mode",
+            Key::SandboxAutoPull => "download the basic sandbox image when missing (true/false)",
+            Key::SandboxCleanup => "remove sandbox containers when idle or on stop (true/false)",
+            Key::SandboxTtl => "seconds a sandbox container may stay idle before removal",
+            Key::SandboxMemory => "memory limit of a sandbox container (e.g. 4g, 512m; 0 = none)",
+            Key::SandboxCpus => "CPU limit of a sandbox container (e.g. 2, 0.5; 0 = none)",
+            Key::SandboxNetwork => "network of sandbox containers: bridge or none",
+        }
+    }
+
+    /// The accepted values, for error messages.
+    pub fn valid_values(self) -> &'static str {
+        match self {
+            Key::Mode => "`local` or `sandbox`",
+            Key::SandboxImage => "an image reference such as `ghcr.io/org/image:tag`",
+            Key::SandboxAutoPull | Key::SandboxCleanup => "`true` or `false`",
+            Key::SandboxTtl => {
+                "a whole number of seconds (0 removes a container after each command)"
+            }
+            Key::SandboxMemory => "`0` (no limit) or a size such as `512m` or `4g` (at least 6m)",
+            Key::SandboxCpus => "`0` (no limit) or a number of CPUs such as `1` or `0.5`",
+            Key::SandboxNetwork => "`bridge` or `none`",
+        }
+    }
+
+    /// Table and key of this setting in the config file.
+    pub(super) fn file_location(self) -> (Option<&'static str>, &'static str) {
+        match self {
+            Key::Mode => (None, "mode"),
+            Key::SandboxImage => (Some("sandbox"), "image"),
+            Key::SandboxAutoPull => (Some("sandbox"), "auto_pull"),
+            Key::SandboxCleanup => (Some("sandbox"), "cleanup"),
+            Key::SandboxTtl => (Some("sandbox"), "ttl"),
+            Key::SandboxMemory => (Some("sandbox"), "memory"),
+            Key::SandboxCpus => (Some("sandbox"), "cpus"),
+            Key::SandboxNetwork => (Some("sandbox"), "network"),
+        }
+    }
+
+    /// Parse and validate a value. `origin` says where it came from, for the error message.
+    pub fn parse(self, raw: &str, origin: &str) -> Result<Value> {
+        let invalid = |why: String| {
+            let code = if self == Key::Mode {
+                ErrorCode::InvalidMode
+            } else {
+                ErrorCode::InvalidSetting
+            };
+            Error::new(
+                code,
+                format!(
+                    "{origin}: `{raw}` is not a valid value for {}{why}; expected {}",
+                    self.name(),
+                    self.valid_values()
+                ),
+            )
+        };
+        match self {
+            Key::Mode => match raw.parse::<Mode>() {
+                Ok(m) => Ok(Value::Mode(m)),
+                Err(_) if raw.trim().eq_ignore_ascii_case("auto") => Err(invalid(
+                    " (`auto` is not supported: choose explicitly)".into(),
+                )),
+                Err(_) => Err(invalid(String::new())),
+            },
+            Key::SandboxImage => validate_image_ref(raw)
+                .map(|()| Value::Image(raw.trim().to_string()))
+                .map_err(|why| invalid(format!(" ({why})"))),
+            Key::SandboxAutoPull => parse_bool(raw)
+                .map(Value::AutoPull)
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxCleanup => parse_bool(raw)
+                .map(Value::Cleanup)
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxTtl => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|t| *t <= 365 * 24 * 3600)
+                .map(Value::Ttl)
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxMemory => parse_memory(raw)
+                .map(|_| Value::Memory(raw.trim().to_ascii_lowercase()))
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxCpus => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite() && *c >= 0.0 && *c <= 1024.0)
+                .map(|c| Value::Cpus(c.to_string()))
+                .ok_or_else(|| invalid(String::new())),
+            Key::SandboxNetwork => match raw.trim().to_ascii_lowercase().as_str() {
+                "bridge" => Ok(Value::Network(Network::Bridge)),
+                "none" => Ok(Value::Network(Network::None)),
+                _ => Err(invalid(String::new())),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Key {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Key> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Key::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted || k.env_var().eq_ignore_ascii_case(&wanted))
+            .ok_or_else(|| {
+                let names: Vec<_> = Key::ALL.iter().map(|k| k.name()).collect();
+                Error::new(
+                    ErrorCode::InvalidSetting,
+                    format!(
+                        "`{s}` is not a setting; known settings: {}, and env.NAME for a variable of the commands' environment",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// Bytes of a memory size: `0`, or a whole number with a `k`, `m` or `g` suffix (binary
+/// units), at least 6 MiB (the engines' minimum).
+pub fn parse_memory(raw: &str) -> Option<u64> {
+    let s = raw.trim().to_ascii_lowercase();
+    if s == "0" {
+        return Some(0);
+    }
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let mult: u64 = match unit {
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    let bytes = num.parse::<u64>().ok()?.checked_mul(mult)?;
+    (bytes >= 6 << 20).then_some(bytes)
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,314 @@
+//! The real app's panels under Xvfb, through WebDriver with the real server behind them: the
+//! first window and agent connections, refused folders allowed in one click, notifications.
+
+mod desktop;
+
+use std::time::Duration;
+
+use desktop::page::*;
+use desktop::*;
+use fantoccini::Locator;
+use serde_json::{json, Value};
+
+#[path = "../../crates/cli/tests/common/engine.rs"]
+mod engine;
+
+/// A new user's first window: what Stigmer does in two sentences and the agents found here,
+/// each connected with one click (its file keeps everything else); a broken file is left alone
+/// with the snippet to paste. Light and dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
+    let Some(d) = Desktop::start("the_first_window_says_what_stigmer_does_and_connects_agents")
+    else {
+        return;
+    };
+    let home = d.home.path();
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude.json"), "{\n  \"numStartups\": 3\n}\n").unwrap();
+    std::fs::create_dir_all(home.join(".cursor")).unwrap();
+    let broken = "{ \"mcpServers\": { \"x\": 1 ";
+    std::fs::write(home.join(".cursor/mcp.json"), broken).unwrap();
+    let prefs = home.join("stigmer/config/desktop.json");
+    for (theme, suffix) in [("Adwaita:dark", "dark"), ("Adwaita", "light")] {
+        let _ = std::fs::remove_file(&prefs);
+        let (mut driver, port) = d.driver(&[("GTK_THEME", theme)]);
+        let c = connect(port).await;
+        wait_text(&c, "welcome-title", "Welcome to Stigmer").await;
+        assert!(text(&c, "view-welcome")
+            .await
+            .contains("on this computer or in an isolated sandbox"));
+        wait_text(&c, "welcome-agents", "Claude Code").await;
+        let agents = text(&c, "welcome-agents").await;
+        assert!(
+            agents.contains("Cursor") && agents.contains("could not be read"),
+            "{agents}"
+        );
+        assert!(
+            !agents.contains("Windsurf"),
+            "agents not installed are not offered: {agents}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shot(&c, &format!("first-run-{suffix}.png")).await;
+        if suffix == "light" {
+            c.find(Locator::Css("li[data-agent=claude-code] button"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_text(&c, "welcome-agents", "Connected").await;
+            let claude: Value =
+                serde_json::from_str(&std::fs::read_to_string(home.join(".claude.json")).unwrap())
+                    .unwrap();
+            assert_eq!(claude["numStartups"], 3);
+            let entry = &claude["mcpServers"]["stigmer"];
+            assert_eq!(entry["args"], json!(["mcp"]));
+            assert!(
+                std::path::Path::new(entry["command"].as_str().unwrap()).exists(),
+                "{entry}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(home.join(".cursor/mcp.json")).unwrap(),
+                broken,
+                "a broken file is never rewritten"
+            );
+            // The Agents section says the same.
+            c.find(Locator::Id("welcome-done"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            view(&c, "agents").await;
+            wait_text(&c, "agent-list", "Connected").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            shot(&c, "agents-light.png").await;
+        }
+        let _ = c.close().await;
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    // Seen once: the next launch opens on Home.
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    assert_eq!(
+        js(&c, "return document.getElementById('view-welcome').hidden").await,
+        json!(true)
+    );
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+/// A sandboxed request in a folder the user has not allowed shows in the window, which
+/// allows it with one click; the next run there works, and Remove refuses it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
+    let Some(d) = Desktop::start("a_refused_folder_is_allowed_and_removed_in_the_window") else {
+        return;
+    };
+    d.skip_welcome();
+    if !engine::engine_or_skip("a_refused_folder_is_allowed_and_removed_in_the_window") {
+        return;
+    }
+    engine::ensure_busybox();
+    let project = d.home.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let (mut driver, port) = d.driver(&[
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+        ("STIGMER_SANDBOX_IMAGE", engine::BUSYBOX),
+    ]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    let api = ServerApi::of(&d).unwrap();
+    let run = json!({"shell": "echo inside; pwd", "cwd": project, "client": "e2e-agent"});
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("WORKSPACE_NOT_ALLOWED"), "{body}");
+
+    // The window lists the refusal: who, which folder, and a button to allow it.
+    view(&c, "sandbox").await;
+    wait_text(&c, "refused-list", &project.display().to_string()).await;
+    wait_text(&c, "refused-list", "e2e-agent").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-workspace-refused.png").await;
+    c.find(Locator::Css("#refused-list button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "workspace-list", &project.display().to_string()).await;
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""exit_code":0"#), "{body}");
+    assert!(
+        js(&c, "return document.getElementById('refused-box').hidden").await == json!(true),
+        "the refusal is gone once the folder is allowed"
+    );
+
+    // Remove: the next run there is refused again.
+    c.find(Locator::Css("#workspace-list button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if api.get("/v1/workspaces").await["workspaces"] == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 403);
+    wait_text(&c, "workspace-empty", "No folder added yet").await;
+
+    // "Add a folder…" opens the system's folder picker; the folder chosen there is added.
+    c.find(Locator::Id("workspace-add"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut picker = String::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let o = d
+                .command("xdotool")
+                .stdout(std::process::Stdio::piped())
+                .args(["search", "--name", "Allow sandboxed commands in a folder"])
+                .output()
+                .unwrap();
+            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            o.status.success() && !picker.is_empty()
+        }),
+        "no folder picker opened"
+    );
+    let picker = picker.lines().last().unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.screenshot(&screenshots().join("desktop-folder-picker.png"));
+    // As a person does: type the folder's path (Ctrl+L), Enter to open it, Enter to choose it.
+    let typed = project.display().to_string();
+    for keys in [
+        &["windowfocus", "--sync", &picker][..],
+        &["key", "ctrl+l"],
+        &["type", "--delay", "5", &typed],
+    ] {
+        let _ = d.command("xdotool").args(keys).status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for _ in 0..3 {
+        if text(&c, "workspace-list").await.contains(&typed) {
+            break;
+        }
+        let _ = d.command("xdotool").args(["key", "Return"]).status();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    wait_text(&c, "workspace-list", &typed).await;
+    let (status, body) = api.post("/v1/runs", &run).await;
+    assert_eq!(status, 200, "{body}");
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+/// Notifications, observed on the session bus with a real daemon: the one-time download
+/// announced at its start and its end (a real pull from a registry on 127.0.0.1), nothing when
+/// the image is already there; a crashed server announced once, and restartable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_for_the_download_and_a_crash() {
+    let Some(d) = Desktop::start("notifications_for_the_download_and_a_crash") else {
+        return;
+    };
+    d.skip_welcome();
+    if !engine::engine_or_skip("notifications_for_the_download_and_a_crash") {
+        return;
+    }
+    engine::ensure_busybox();
+    let registry = engine::Registry::start();
+    let image = registry.push(
+        engine::BUSYBOX,
+        &format!("stigmer/desktop-{}:test", std::process::id()),
+    );
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    assert!(d.notifications().is_empty(), "{:?}", d.notifications());
+
+    // Choose the custom image in the window, then run a command: the image downloads once.
+    c.find(Locator::Css("input[name=tier][value=custom]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let input = c.find(Locator::Id("custom-image")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(&image).await.unwrap();
+    c.find(Locator::Id("custom-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let api = ServerApi::of(&d).unwrap();
+    for _ in 0..50 {
+        if api.get("/v1/mode").await["image"] == json!(image) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = c.find(Locator::Id("try-input")).await.unwrap();
+    run.send_keys("echo in-the-sandbox").await.unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "try-result", "exit code 0").await;
+    assert!(text(&c, "try-result").await.contains(&image));
+    assert!(
+        wait_for(Duration::from_secs(10), || d.notifications().len() >= 2),
+        "{:?}",
+        d.notifications()
+    );
+    assert_eq!(
+        d.notifications(),
+        ["Downloading the sandbox image", "Sandbox ready"]
+    );
+
+    // Cached now: another command, no notification.
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_text(&c, "try-result", "exit code 0").await;
+    assert_eq!(d.notifications().len(), 2, "{:?}", d.notifications());
+
+    // The server dies: the window says so, one notification, and Restart brings it back.
+    let pid = api.get("/v1/status").await["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_text(&c, "server-state", "stopped unexpectedly").await;
+    assert!(wait_for(Duration::from_secs(5), || d.notifications().len() == 3));
+    assert_eq!(d.notifications()[2], "Stigmer server stopped");
+    assert_eq!(text(&c, "server-toggle").await, "Restart");
+    c.find(Locator::Id("server-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "server-state", "Running").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(d.notifications().len(), 3, "{:?}", d.notifications());
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    engine::remove_image(&image);
+}
