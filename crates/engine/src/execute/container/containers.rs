@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
@@ -22,9 +22,6 @@ pub const LABEL_OWNER: &str = "dev.stigmer.owner";
 pub const LABEL_IMAGE: &str = "dev.stigmer.image";
 pub const LABEL_WORKSPACE: &str = "dev.stigmer.workspace";
 
-/// Where run bookkeeping (process group ids) lives in a container: a private tmpfs, never the
-/// user's workspace.
-pub const RUN_DIR: &str = "/run/stigmer";
 /// Most processes one sandbox container may have (fork bombs stop here).
 const PIDS_LIMIT: i64 = 1024;
 /// Capabilities kept: what a shell and package managers need as root; everything else goes.
@@ -38,8 +35,6 @@ const CAPS: [&str; 8] = [
     "SETUID",
     "NET_BIND_SERVICE",
 ];
-/// PID 2 under the engine's init: waits forever, stops at once on TERM.
-const KEEPALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
 
 /// Who owns the containers a process makes.
 #[derive(Debug, Clone)]
@@ -73,8 +68,14 @@ pub fn run_as_user() -> Option<String> {
     None
 }
 
-/// Create and start a container for `spec`.
-pub async fn create(docker: &Docker, spec: &ContainerSpec, owner: &Owner) -> Result<String> {
+/// Create a container for `spec` with stigmer's helper as its init (copied in for an engine of
+/// `arch`), and start it. Its stdin stays open for the helper's stream ([`super::attach`]).
+pub async fn create(
+    docker: &Docker,
+    spec: &ContainerSpec,
+    owner: &Owner,
+    arch: &str,
+) -> Result<String> {
     let ws = spec.workspace.display().to_string();
     let labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -87,7 +88,8 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec, owner: &Owner) -> Res
     let nano_cpus = (spec.cpus.parse::<f64>().unwrap_or(0.0) * 1e9) as i64;
     let host = HostConfig {
         binds: Some(vec![format!("{ws}:{ws}:rw")]),
-        init: Some(true),
+        // The helper is the init: no engine-side init binary is needed (Podman's catatonit).
+        init: Some(false),
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(CAPS.iter().map(|c| c.to_string()).collect()),
@@ -96,16 +98,26 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec, owner: &Owner) -> Res
         memory: (memory > 0).then_some(memory),
         nano_cpus: (nano_cpus > 0).then_some(nano_cpus),
         network_mode: Some(spec.network.as_str().into()),
-        tmpfs: Some(HashMap::from([(
-            RUN_DIR.to_string(),
-            "mode=1777,size=1m".to_string(),
-        )])),
+        // Runs' output goes to stigmer over the attached stream, never to the engine's logs.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), KEEPALIVE.into()]),
+        entrypoint: Some(vec![
+            super::helper::PATH_IN_CONTAINER.into(),
+            "serve".into(),
+        ]),
         cmd: Some(vec![]),
+        open_stdin: Some(true),
+        stdin_once: Some(false),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
         user: run_as_user(),
         working_dir: Some(ws),
         labels: Some(labels),
@@ -121,6 +133,10 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec, owner: &Owner) -> Res
         .create_container(Some(options), body)
         .await
         .map_err(|e| container_error(&spec.image, e))?;
+    if let Err(e) = super::helper::install(docker, &created.id, arch).await {
+        remove(docker, &created.id).await;
+        return Err(e);
+    }
     if let Err(e) = docker
         .start_container(
             &created.id,

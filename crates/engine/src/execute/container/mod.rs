@@ -4,10 +4,12 @@
 //! present once (concurrent first runs share one download), and keeps one long-lived container
 //! per (image, workspace), removed after `sandbox.ttl` idle seconds and on stop.
 
+mod attach;
 pub mod connect;
 pub mod containers;
 mod engine_error;
 mod executor;
+pub mod helper;
 pub mod images;
 pub mod progress;
 pub mod run;
@@ -28,6 +30,7 @@ pub use stigmer_protocol::status::{ContainerView, SandboxStatus};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::attach::HelperConn;
 use self::connect::{EngineInfo, EngineState};
 use self::containers::{ContainerSpec, OwnContainer, Owner};
 use self::workspace::{Admitted, NeverMounted, Refusal};
@@ -86,7 +89,8 @@ type ContainerKey = (String, PathBuf);
 
 /// A container in use or kept warm.
 struct Slot {
-    id: Option<String>,
+    /// The container and the stream to its helper.
+    id: Option<(String, Arc<HelperConn>)>,
     active: usize,
     last_used: Instant,
     ttl: Duration,
@@ -360,20 +364,26 @@ impl Sandbox {
             .map_err(|r| workspace::refusal_error(&r))?;
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
-        let key = crate::util::random_hex(8)?;
-        let user = containers::run_as_user();
-        // A container removed behind our back is replaced once.
+        // A container (or its helper) gone behind our back is replaced once.
         for attempt in 0..2 {
-            let id = self.acquire(&docker, spec, &workspace).await?;
-            let result = run::run(&docker, &id, user.as_deref(), req, &key, &out, &cancel).await;
+            let (id, conn) = self.acquire(&docker, spec, &workspace).await?;
+            let result = run::run(&conn, req, &out, &cancel).await;
             self.release(spec, &workspace);
-            match result {
-                Ok(outcome) => return outcome,
-                Err(run::ContainerGone) if attempt == 0 => {
-                    tracing::warn!(container = %containers::short(&id), "sandbox container gone; making a new one");
+            let gone = match result {
+                Ok(outcome) if conn.alive() => return outcome,
+                Ok(outcome) => {
+                    // The helper went away during the run: the next run gets a new container.
                     self.forget(spec, &workspace, &id);
+                    containers::remove(&docker, &id).await;
+                    return outcome;
                 }
-                Err(run::ContainerGone) => break,
+                Err(run::ContainerGone) => attempt > 0,
+            };
+            tracing::warn!(container = %containers::short(&id), "sandbox container gone ({}); making a new one", conn.why_dead());
+            self.forget(spec, &workspace, &id);
+            containers::remove(&docker, &id).await;
+            if gone {
+                break;
             }
         }
         Err(Error::new(
@@ -382,13 +392,21 @@ impl Sandbox {
         ))
     }
 
+    /// The engine's architecture (`amd64`...), as it said when connecting.
+    async fn engine_arch(&self) -> String {
+        match self.conn.lock().await.as_ref() {
+            Some((_, info)) => info.arch.clone(),
+            None => std::env::consts::ARCH.to_string(),
+        }
+    }
+
     /// The container for (image, workspace), made if needed; counts as in use until released.
     async fn acquire(
         &self,
         docker: &Docker,
         spec: &SandboxSpec,
         workspace: &Path,
-    ) -> Result<String> {
+    ) -> Result<(String, Arc<HelperConn>)> {
         let key = (spec.image.clone(), workspace.to_path_buf());
         let creating = {
             let mut slots = self.slots.lock();
@@ -406,8 +424,13 @@ impl Sandbox {
             slot.creating.clone()
         };
         let _one_at_a_time = creating.lock().await;
-        if let Some(id) = self.slot_id(&key) {
-            return Ok(id);
+        if let Some((id, conn)) = self.slot_id(&key) {
+            if conn.alive() {
+                return Ok((id, conn));
+            }
+            // Its helper is gone (killed, or the engine restarted): start over.
+            self.forget(spec, workspace, &id);
+            containers::remove(docker, &id).await;
         }
         let cspec = ContainerSpec {
             image: spec.image.clone(),
@@ -416,12 +439,23 @@ impl Sandbox {
             cpus: spec.cpus.clone(),
             network: spec.network,
         };
-        match containers::create(docker, &cspec, &self.owner).await {
-            Ok(id) => {
-                if let Some(slot) = self.slots.lock().get_mut(&key) {
-                    slot.id = Some(id.clone());
+        let arch = self.engine_arch().await;
+        let made = async {
+            let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
+            match HelperConn::attach(docker, &id).await {
+                Ok(conn) => Ok((id, conn)),
+                Err(e) => {
+                    containers::remove(docker, &id).await;
+                    Err(e)
                 }
-                Ok(id)
+            }
+        };
+        match made.await {
+            Ok(found) => {
+                if let Some(slot) = self.slots.lock().get_mut(&key) {
+                    slot.id = Some(found.clone());
+                }
+                Ok(found)
             }
             Err(e) => {
                 self.release(spec, workspace);
@@ -430,7 +464,7 @@ impl Sandbox {
         }
     }
 
-    fn slot_id(&self, key: &ContainerKey) -> Option<String> {
+    fn slot_id(&self, key: &ContainerKey) -> Option<(String, Arc<HelperConn>)> {
         self.slots.lock().get(key).and_then(|s| s.id.clone())
     }
 
@@ -447,7 +481,7 @@ impl Sandbox {
         let key = (spec.image.clone(), workspace.to_path_buf());
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
-            if slot.id.as_deref() == Some(id) {
+            if slot.id.as_ref().is_some_and(|(have, _)| have == id) {
                 slot.id = None;
             }
         }
@@ -472,7 +506,7 @@ impl Sandbox {
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()
-                .filter_map(|k| slots.remove(&k).and_then(|s| s.id))
+                .filter_map(|k| slots.remove(&k).and_then(|s| s.id).map(|(id, _)| id))
                 .collect()
         };
         if expired.is_empty() {
