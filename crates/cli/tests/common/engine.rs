@@ -56,6 +56,28 @@ pub fn ensure_busybox() {
     );
 }
 
+/// The tests' image with no shell and no other tool: the static test program (probe.c) as its
+/// only file, at `/probe`.
+pub const NOSHELL: &str = "stigmer-test/noshell:1";
+
+/// Make [`NOSHELL`] if needed, and put the same static test program at `out` (to run it
+/// locally, or in another image through the workspace mount).
+pub fn ensure_noshell(out: &Path) {
+    let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("tests/images/noshell.sh"))
+        .find(|s| s.exists())
+        .expect("tests/images/noshell.sh in the repository");
+    let o = Command::new(&script).arg(NOSHELL).arg(out).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// An image on top of busybox with `mb` MiB of random data in one layer (slow to pull).
 pub fn ensure_big_image(tag: &str, mb: usize) {
     ensure_busybox();
