@@ -75,6 +75,49 @@ fn main() {
         String::new(),
     ));
 
+    // The same API in local mode, for reference: what a sandboxed run costs on top.
+    let local = json!({"shell": "true", "cwd": ws, "mode": "local"});
+    let mut on_host = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, local.clone()));
+        assert_eq!(code, 0);
+        on_host.push(t.elapsed());
+    }
+    let sandboxed = median(&mut ours);
+    let host = median(&mut on_host);
+    rows.push((
+        format!("warm sandbox run vs a local run of `true`, same API (median, n={n})"),
+        format!("{} vs {} local", fmt_ms(sandboxed), fmt_ms(host)),
+        "—".into(),
+        format!(
+            "sandbox = {:.2}x docker exec; goal: at most 5 ms, under 0.15x",
+            sandboxed.as_secs_f64() / median(&mut cli).as_secs_f64()
+        ),
+    ));
+
+    // Timeout to the end reported: the helper's TERM reaches the tree, which ends at once.
+    let limit = 0.2;
+    let mut ends = Vec::new();
+    for _ in 0..firsts {
+        let mark = marker();
+        let mut b = body(&ws, &format!("sleep 30 & sleep 30; : {mark}"));
+        b["timeout_secs"] = json!(limit);
+        let t = Instant::now();
+        rt.block_on(api_run_frames(&client, &url, &token, b));
+        ends.push(
+            t.elapsed()
+                .saturating_sub(std::time::Duration::from_secs_f64(limit)),
+        );
+        assert!(processes_with(&mark).is_empty(), "the tree is gone");
+    }
+    rows.push((
+        format!("timeout to the run's end, whole tree gone (median, n={firsts})"),
+        fmt_ms(median(&mut ends)),
+        "—".into(),
+        "goal: under 100 ms".into(),
+    ));
+
     // First command with the image cached: a new workspace means a new container.
     let (mut ours, mut cli) = (Vec::new(), Vec::new());
     for i in 0..firsts {
@@ -149,4 +192,25 @@ fn main() {
         String::from_utf8_lossy(&v.stdout).trim(),
         kernel()
     );
+}
+
+/// A word no other process has on its command line.
+fn marker() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("stigmer-bench-mark-{}-{n}", std::process::id())
+}
+
+/// Processes (the containers' ones too: this is the host's /proc) whose command line has `mark`.
+fn processes_with(mark: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(mark.len()).any(|w| w == mark.as_bytes()))
+        })
+        .collect()
 }

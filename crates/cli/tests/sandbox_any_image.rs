@@ -25,7 +25,10 @@ struct Way {
 impl Way {
     fn run<S: AsRef<OsStr>>(&self, extra: &[&str], args: &[S]) -> Output {
         let mut c = self.env.cmd();
-        c.current_dir(self.env.path()).arg("run").args(extra).arg("--");
+        c.current_dir(self.env.path())
+            .arg("run")
+            .args(extra)
+            .arg("--");
         c.arg(&self.probe).args(args);
         c.output().unwrap()
     }
@@ -36,32 +39,36 @@ fn ways(test: &str) -> Vec<Way> {
         return Vec::new();
     }
     ensure_busybox();
-    [("local", None), ("busybox", Some(BUSYBOX)), ("no shell", Some(NOSHELL))]
-        .into_iter()
-        .map(|(name, image)| {
-            let env = TestEnv::new();
-            let here = env.path().join("probe");
-            ensure_noshell(&here);
-            let probe = match image {
-                Some(NOSHELL) => "/probe".to_string(),
-                _ => here.display().to_string(),
-            };
-            let server = match image {
-                Some(image) => env.start_server_env(&[
-                    ("STIGMER_EXECUTION_MODE", "sandbox"),
-                    ("STIGMER_SANDBOX_IMAGE", image),
-                ]),
-                None => env.start_server(),
-            };
-            Way {
-                name,
-                image,
-                probe,
-                server,
-                env,
-            }
-        })
-        .collect()
+    [
+        ("local", None),
+        ("busybox", Some(BUSYBOX)),
+        ("no shell", Some(NOSHELL)),
+    ]
+    .into_iter()
+    .map(|(name, image)| {
+        let env = TestEnv::new();
+        let here = env.path().join("probe");
+        ensure_noshell(&here);
+        let probe = match image {
+            Some(NOSHELL) => "/probe".to_string(),
+            _ => here.display().to_string(),
+        };
+        let server = match image {
+            Some(image) => env.start_server_env(&[
+                ("STIGMER_EXECUTION_MODE", "sandbox"),
+                ("STIGMER_SANDBOX_IMAGE", image),
+            ]),
+            None => env.start_server(),
+        };
+        Way {
+            name,
+            image,
+            probe,
+            server,
+            env,
+        }
+    })
+    .collect()
 }
 
 #[test]
@@ -70,33 +77,64 @@ fn the_run_contract_holds_in_any_image() {
         let how = w.name;
         let o = w.run(&[], &["out", "hello", "two words"]);
         assert_eq!(stdout(&o), "hello\ntwo words\n", "{how}: {}", stderr(&o));
-        assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(0), ""), "{how}");
+        assert_eq!(
+            (o.status.code(), stderr(&o).as_str()),
+            (Some(0), ""),
+            "{how}"
+        );
         let o = w.run(&[], &["err", "oops"]);
-        assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("", "oops\n"), "{how}");
+        assert_eq!(
+            (stdout(&o).as_str(), stderr(&o).as_str()),
+            ("", "oops\n"),
+            "{how}"
+        );
         assert_eq!(w.run(&[], &["exit", "42"]).status.code(), Some(42), "{how}");
-        assert_eq!(w.run(&[], &["raise", "2"]).status.code(), Some(130), "{how}");
-        assert_eq!(w.run(&[], &["raise", "15"]).status.code(), Some(143), "{how}");
+        assert_eq!(
+            w.run(&[], &["raise", "2"]).status.code(),
+            Some(130),
+            "{how}"
+        );
+        assert_eq!(
+            w.run(&[], &["raise", "15"]).status.code(),
+            Some(143),
+            "{how}"
+        );
         // Commands start with no signal ignored or blocked (an interrupt works, as locally).
         // Only the standard signals count: glibc's posix_spawn leaves its own two internal
         // ones (32, 33; programs cannot use them) ignored in what it starts.
         let o = w.run(&[], &["sigs"]);
         let mask = |name: &str| {
             let text = stdout(&o);
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .to_string();
             u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap()
         };
         assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{how}: {}", stdout(&o));
         assert_eq!(mask("SigBlk:"), 0, "{how}: {}", stdout(&o));
-        let o = w.run(&["-e", "STIGMER_PROBE=set by the test"], &["env", "STIGMER_PROBE"]);
+        let o = w.run(
+            &["-e", "STIGMER_PROBE=set by the test"],
+            &["env", "STIGMER_PROBE"],
+        );
         assert_eq!(stdout(&o), "set by the test\n", "{how}");
         // A variable stigmer removes by default is removed in a container too, not set empty.
-        assert_eq!(stdout(&w.run(&[], &["env", "STIGMER_HOME"])), "(unset)\n", "{how}");
+        assert_eq!(
+            stdout(&w.run(&[], &["env", "STIGMER_HOME"])),
+            "(unset)\n",
+            "{how}"
+        );
         assert_eq!(
             stdout(&w.run(&[], &["pwd"])),
             format!("{}\n", w.env.path().display()),
             "{how}"
         );
-        assert_eq!(stdout(&w.run(&[], &["stdin"])), "0\n", "{how}: stdin is empty");
+        assert_eq!(
+            stdout(&w.run(&[], &["stdin"])),
+            "0\n",
+            "{how}: stdin is empty"
+        );
         let odd = OsStr::from_bytes(b"caf\xe9 \xff");
         let o = w.run(&[], &[OsStr::new("args"), odd]);
         assert_eq!(o.stdout, b"caf\xe9 \xff\n", "{how}");
@@ -125,7 +163,11 @@ fn the_run_contract_holds_in_any_image() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(127), "{how}");
-        assert!(stderr(&o).contains("command not found"), "{how}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("command not found"),
+            "{how}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -137,7 +179,13 @@ fn signals_are_reported_as_signals_everywhere() {
         let client = w.server.client();
         let body = json!({"argv": [w.probe, "raise", "9"], "cwd": w.env.path()});
         let bytes = rt.block_on(async {
-            let r = w.server.post(&client, "/v1/runs").json(&body).send().await.unwrap();
+            let r = w
+                .server
+                .post(&client, "/v1/runs")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             r.bytes().await.unwrap()
         });
         let (_, _, finished) = decode_stream(&bytes);
@@ -209,7 +257,11 @@ fn a_helper_that_dies_fails_its_runs_clearly_and_the_next_run_recovers() {
     assert_eq!(stdout(&o), "the caller is spared\n", "{}", stderr(&o));
     let o = sh("rm -rf /.stigmer; echo still here");
     assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));
-    assert_eq!(containers_for(w.env.path()), first, "the same container goes on");
+    assert_eq!(
+        containers_for(w.env.path()),
+        first,
+        "the same container goes on"
+    );
 
     let mark = marker();
     let mut long = w
@@ -238,4 +290,30 @@ fn a_helper_that_dies_fails_its_runs_clearly_and_the_next_run_recovers() {
     let now = containers_for(w.env.path());
     assert_eq!(now.len(), 1, "one container: the dead one was removed");
     assert_ne!(now, first);
+}
+
+#[test]
+fn an_image_for_another_architecture_is_refused_naming_both() {
+    if !engine_or_skip("an_image_for_another_architecture_is_refused_naming_both") {
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/otherarch.sh");
+    let o = std::process::Command::new(script).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let image = stdout(&o).trim().to_string();
+    let env = TestEnv::new();
+    let o = env
+        .cmd()
+        .current_dir(env.path())
+        .args(["run", "--image", &image, "--", "/probe", "out", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let why = stderr(&o);
+    assert!(
+        why.contains("arm64") && why.contains("amd64") && why.contains("INVALID_SETTING"),
+        "{why}"
+    );
+    assert!(containers_for(env.path()).is_empty(), "no container made");
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 /// How long output is still read after a command's group is gone (an escaped process may hold
 /// the pipes open): then the run ends anyway.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Output pipes are enlarged to this, and read this much at once: fewer, larger frames.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+const READ_SIZE: usize = 256 * 1024;
 
 struct Run {
     pgid: i32,
@@ -185,6 +189,16 @@ fn start(helper: &Arc<Helper>, id: u32, payload: &[u8]) {
         Ok(mut child) => {
             let pid = child.id() as i32;
             let (done, pipes_done) = channel();
+            for fd in [
+                child.stdout.as_ref().map(|p| p.as_raw_fd()),
+                child.stderr.as_ref().map(|p| p.as_raw_fd()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // SAFETY: F_SETPIPE_SZ on a pipe we own; over the limit keeps the default.
+                unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
+            }
             if let Some(r) = child.stdout.take() {
                 pump(helper.clone(), r, wire::STDOUT, id, done.clone());
             }
@@ -255,7 +269,7 @@ fn pump(
     done: Sender<()>,
 ) {
     thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_SIZE];
         loop {
             match r.read(&mut buf) {
                 Ok(0) => break,

@@ -69,7 +69,11 @@ pub fn ensure_noshell(out: &Path) {
         .map(|d| d.join("tests/images/noshell.sh"))
         .find(|s| s.exists())
         .expect("tests/images/noshell.sh in the repository");
-    let o = Command::new(&script).arg(NOSHELL).arg(out).output().unwrap();
+    let o = Command::new(&script)
+        .arg(NOSHELL)
+        .arg(out)
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "{}: {}",

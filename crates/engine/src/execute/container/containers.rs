@@ -76,6 +76,7 @@ pub async fn create(
     owner: &Owner,
     arch: &str,
 ) -> Result<String> {
+    same_architecture(docker, &spec.image, arch).await?;
     let ws = spec.workspace.display().to_string();
     let labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -149,6 +150,24 @@ pub async fn create(
     }
     tracing::info!(container = %name, image = %spec.image, workspace = %spec.workspace.display(), "sandbox container started");
     Ok(created.id)
+}
+
+/// An image made for another architecture than the engine's is refused with both named (an
+/// emulated run would be slow or fail in odd ways, and our helper would not match it).
+async fn same_architecture(docker: &Docker, image: &str, engine: &str) -> Result<()> {
+    let Ok(found) = docker.inspect_image(image).await else {
+        return Ok(()); // made present just before; the engine says more if not
+    };
+    let engine = super::helper::normalize_arch(engine);
+    match found.architecture.as_deref().map(super::helper::normalize_arch) {
+        Some(a) if !a.is_empty() && !engine.is_empty() && a != engine => Err(Error::new(
+            ErrorCode::InvalidSetting,
+            format!(
+                "the sandbox image {image} is made for {a}, and this container engine runs                  {engine} containers: choose an image made for {engine} (or one built for                  several architectures)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn container_error(image: &str, e: bollard::errors::Error) -> Error {

@@ -95,7 +95,10 @@ mod tests {
             let o = phoff + i * size;
             u32::from_le_bytes(bin[o..o + 4].try_into().unwrap()) == 3
         });
-        assert!(count > 0 && !interp, "the helper must not need the image's dynamic loader");
+        assert!(
+            count > 0 && !interp,
+            "the helper must not need the image's dynamic loader"
+        );
         let e = for_arch("s390x").unwrap_err();
         assert!(
             e.message.contains("s390x") && e.message.contains(arch),
