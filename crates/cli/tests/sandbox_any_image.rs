@@ -264,7 +264,7 @@ fn a_helper_that_dies_fails_its_runs_clearly_and_the_next_run_recovers() {
     );
 
     let mark = marker();
-    let mut long = w
+    let long = w
         .env
         .cmd()
         .current_dir(w.env.path())
