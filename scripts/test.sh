@@ -30,6 +30,16 @@ elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
 else
   echo "!!!!! SKIPPED the API fuzzing: no container engine on this machine !!!!!"
 fi
+# The sandbox suite again on Podman's Docker-compatible service, a second engine: images,
+# the exec contract in any image, workspaces, orphans and TTL.
+if docker version >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
+  echo "== the sandbox tests on Podman"
+  tests/engines/podman.sh with cargo test --locked -p stigmer-cli --test sandbox --test sandbox_images \
+    --test sandbox_any_image --test sandbox_workspaces 2>&1 | tee -a "$log" || status=$?
+elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
+  echo "podman pass (podman is missing, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"
+  status=1
+fi
 # The installers: built, installed in a clean Debian container, updated from A to B there.
 if docker version >/dev/null 2>&1; then
   tests/install/run.sh 2>&1 | tee -a "$log" || status=$?

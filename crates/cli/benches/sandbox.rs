@@ -184,12 +184,17 @@ fn main() {
     }
     println!();
     let v = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
+        .args([
+            "version",
+            "--format",
+            "{{.Server.Platform.Name}} {{.Server.Version}}",
+        ])
         .output()
         .unwrap();
     println!(
-        "engine: Docker {}, {}",
+        "engine: {} (DOCKER_HOST={}), {}",
         String::from_utf8_lossy(&v.stdout).trim(),
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into()),
         kernel()
     );
 }

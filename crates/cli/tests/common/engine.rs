@@ -182,14 +182,30 @@ pub struct Registry {
     child: Option<Child>,
 }
 
+/// Registries (and proxies in front of them) listen on 127.0.0.1 in this range, which
+/// tests/engines/podman.sh declares insecure (plain HTTP) to Podman; Docker trusts all of
+/// 127.0.0.0/8 by itself.
+pub const REGISTRY_PORTS: std::ops::Range<u16> = 47100..47200;
+
+/// A free port in [`REGISTRY_PORTS`], never the same twice in one test process.
+pub fn registry_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let span = REGISTRY_PORTS.end - REGISTRY_PORTS.start;
+    let offset = (std::process::id() % span as u32) as u16;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = REGISTRY_PORTS.start + (offset + n) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {REGISTRY_PORTS:?} for a test registry");
+}
+
 impl Registry {
     pub fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = registry_port();
         let mut r = Registry {
             port,
             dir,
@@ -283,11 +299,7 @@ pub struct SlowProxy {
 
 impl SlowProxy {
     pub fn start(target: u16, bytes_per_sec: usize) -> SlowProxy {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = registry_port();
         let p = SlowProxy {
             port,
             target,
@@ -375,6 +387,15 @@ fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, rate: usize)
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
+/// The engine the tests use: `DOCKER_HOST` when it is a unix socket (Podman's service in CI's
+/// second pass), else Docker's.
+pub fn engine_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
 /// A unix socket that forwards to the engine's, and can vanish and come back: an engine that
 /// stops and starts again, without touching the machine's real one.
 pub struct EngineSocket {
@@ -409,7 +430,7 @@ impl EngineSocket {
                     continue;
                 };
                 client.set_nonblocking(false).unwrap();
-                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                let Ok(engine) = UnixStream::connect(engine_socket()) else {
                     continue;
                 };
                 conns

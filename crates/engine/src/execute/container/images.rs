@@ -109,15 +109,15 @@ pub async fn ensure(
     }
 }
 
-/// Split `repo[:tag]` / `repo@digest` for the pull API.
-fn split_reference(image: &str) -> (&str, Option<&str>) {
-    if image.contains('@') {
-        return (image, None);
-    }
+/// The reference to pull, always with its tag (`:latest` when none) or digest: the pull API
+/// gets it whole in `fromImage` and no `tag` (Podman 4 appends `tag` to a reference that
+/// already has one, which is then invalid; Docker pulls every tag when there is none).
+fn pull_reference(image: &str) -> String {
     let slash = image.rfind('/').unwrap_or(0);
     match image.rfind(':') {
-        Some(c) if c > slash => (image, Some(&image[c + 1..])),
-        _ => (image, Some("latest")),
+        _ if image.contains('@') => image.to_string(),
+        Some(c) if c > slash => image.to_string(),
+        _ => format!("{image}:latest"),
     }
 }
 
@@ -133,11 +133,9 @@ pub async fn pull(
         action: ImageAction::Pull,
     });
     tracing::info!(image, "pulling sandbox image");
-    let (from_image, tag) = split_reference(image);
     let options = CreateImageOptions {
-        // The whole reference in `fromImage` too: Podman ignores `tag`.
-        from_image: Some(from_image.to_string()),
-        tag: tag.map(str::to_string),
+        from_image: Some(pull_reference(image)),
+        tag: None,
         ..Default::default()
     };
     let started = Instant::now();
@@ -408,17 +406,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn references_split_for_the_pull_api() {
-        assert_eq!(split_reference("alpine"), ("alpine", Some("latest")));
+    fn references_are_pulled_whole_with_a_tag() {
+        assert_eq!(pull_reference("alpine"), "alpine:latest");
         assert_eq!(
-            split_reference("127.0.0.1:5000/a/b:test"),
-            ("127.0.0.1:5000/a/b:test", Some("test"))
+            pull_reference("127.0.0.1:5000/a/b:test"),
+            "127.0.0.1:5000/a/b:test"
         );
         assert_eq!(
-            split_reference("127.0.0.1:5000/a/b"),
-            ("127.0.0.1:5000/a/b", Some("latest"))
+            pull_reference("127.0.0.1:5000/a/b"),
+            "127.0.0.1:5000/a/b:latest"
         );
-        assert_eq!(split_reference("a@sha256:00"), ("a@sha256:00", None));
+        assert_eq!(pull_reference("a@sha256:00"), "a@sha256:00");
     }
 
     #[test]
