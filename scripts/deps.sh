@@ -11,7 +11,7 @@ install_deps() {
   # and for the installers a clean Debian image (debootstrap) and `rpm` to read the .rpm.
   local test=(python3-venv busybox-static docker-registry xvfb xauth dbus-x11 at-spi2-core imagemagick xdotool webkit2gtk-driver
               dunst libnotify-bin haskell-gtk-sni-tray-utils python3-xlib
-              debootstrap rpm podman runc)
+              debootstrap rpm podman runc openssl)
   local wanted=("${app[@]}")
   [ "$1" = "test" ] && wanted+=("${test[@]}")
   for pkg in "${wanted[@]}"; do

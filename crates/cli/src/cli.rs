@@ -53,7 +53,11 @@ pub enum Command {
     /// is visible in a sandbox
     #[command(
         subcommand,
-        after_help = "A sandboxed command may run in: a folder added here (or in the app), the         folder its agent's session was started in (`stigmer mcp`) or where `stigmer run` was         started, and stigmer's scratch folder. Never mounted, even when added: `/` and the system         folders, the home folder and its dot-folders (.ssh, .config, .local...), folders on PATH,         folders holding a container engine's socket, stigmer's own folders."
+        after_help = "A sandboxed command may run in: a folder added here (or in the app), the \
+         folder its agent's session was started in (`stigmer mcp`) or where `stigmer run` was \
+         started, and stigmer's scratch folder. Never mounted, even when added: `/` and the \
+         system folders, the home folder and its dot-folders (.ssh, .config, .local...), folders \
+         on PATH, folders holding a container engine's socket, stigmer's own folders."
     )]
     Workspaces(WorkspacesCommand),
     /// Connect an AI agent (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Codex) to

@@ -148,6 +148,53 @@ fn permission_denied(where_: &str) -> EngineError {
     }
 }
 
+/// The host of a TCP engine on another computer (not a loopback address), if it is one.
+pub fn remote_host(endpoint: &str) -> Option<&str> {
+    let rest = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|p| endpoint.strip_prefix(p))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(host)
+}
+
+/// Sandbox mode mounts the user's project at its own path: an engine on another computer would
+/// mount a folder of that computer instead (or nothing), so it is refused, never half-used.
+pub fn mounts_can_work(info: &EngineInfo) -> crate::error::Result<()> {
+    match remote_host(&info.endpoint) {
+        None => Ok(()),
+        Some(host) => Err(crate::error::Error::new(
+            crate::error::ErrorCode::EngineUnavailable,
+            format!(
+                "the container engine at {} runs on another computer ({host}): sandbox mode \
+                 mounts your project folder into the container, and that engine cannot see \
+                 this computer's folders. Use an engine on this computer (unset DOCKER_HOST), \
+                 or local mode: `stigmer config set mode local`",
+                info.endpoint
+            ),
+        )),
+    }
+}
+
+fn tls_refused(where_: &str, e: &bollard::errors::Error) -> EngineError {
+    let dir = std::env::var("DOCKER_CERT_PATH").unwrap_or_else(|_| "~/.docker".into());
+    EngineError {
+        reason: Unavailable::PermissionDenied,
+        message: format!(
+            "the container engine at {where_} answers, but the TLS connection to it failed \
+             ({e}). Check that {dir} holds the ca.pem, cert.pem and key.pem this engine \
+             trusts (DOCKER_CERT_PATH), or switch to local mode: `stigmer config set mode local`"
+        ),
+    }
+}
+
 /// `Err(None)`: nothing there at all (try the next candidate).
 async fn try_endpoint(
     endpoint: &Endpoint,
@@ -208,10 +255,18 @@ async fn try_endpoint(
             message: format!("cannot connect to the container engine at {shown}: {e}"),
         })
     })?;
+    // Something listens there (checked above): over TLS, a failure now is the handshake.
+    let tls = matches!(endpoint, Endpoint::Tcp { tls: Some(_), .. });
     let docker = tokio::time::timeout(PROBE_TIMEOUT * 2, docker.negotiate_version())
         .await
         .map_err(|_| Some(not_running(&shown)))?
-        .map_err(|_| Some(not_running(&shown)))?;
+        .map_err(|e| {
+            Some(if tls {
+                tls_refused(&shown, &e)
+            } else {
+                not_running(&shown)
+            })
+        })?;
     let version = tokio::time::timeout(PROBE_TIMEOUT * 2, docker.version())
         .await
         .map_err(|_| Some(not_running(&shown)))?
@@ -386,6 +441,29 @@ fn engine_installed() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_on_other_computers_are_told_apart_from_this_one() {
+        for local in [
+            "unix:///var/run/docker.sock",
+            "tcp://127.0.0.1:2376",
+            "tcp://127.9.9.9:2375",
+            "tcp://localhost:2376",
+            "https://[::1]:2376",
+            "npipe:////./pipe/docker_engine",
+        ] {
+            assert_eq!(remote_host(local), None, "{local}");
+        }
+        assert_eq!(remote_host("tcp://10.1.2.3:2376"), Some("10.1.2.3"));
+        assert_eq!(
+            remote_host("tcp://build-box.lan:2376"),
+            Some("build-box.lan")
+        );
+        assert_eq!(
+            remote_host("https://[2001:db8::1]:2376"),
+            Some("2001:db8::1")
+        );
+    }
 
     #[test]
     fn docker_host_forms() {

@@ -159,11 +159,17 @@ async fn same_architecture(docker: &Docker, image: &str, engine: &str) -> Result
         return Ok(()); // made present just before; the engine says more if not
     };
     let engine = super::helper::normalize_arch(engine);
-    match found.architecture.as_deref().map(super::helper::normalize_arch) {
+    match found
+        .architecture
+        .as_deref()
+        .map(super::helper::normalize_arch)
+    {
         Some(a) if !a.is_empty() && !engine.is_empty() && a != engine => Err(Error::new(
             ErrorCode::InvalidSetting,
             format!(
-                "the sandbox image {image} is made for {a}, and this container engine runs                  {engine} containers: choose an image made for {engine} (or one built for                  several architectures)"
+                "the sandbox image {image} is made for {a}, and this container engine runs \
+                 {engine} containers: choose an image made for {engine} (or one built for \
+                 several architectures)"
             ),
         )),
         _ => Ok(()),

@@ -364,6 +364,9 @@ impl Sandbox {
             .map_err(|r| workspace::refusal_error(&r))?;
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
+        if let Some((_, info)) = self.conn.lock().await.as_ref() {
+            connect::mounts_can_work(info)?;
+        }
         // A container (or its helper) gone behind our back is replaced once.
         for attempt in 0..2 {
             let (id, conn) = self.acquire(&docker, spec, &workspace).await?;
