@@ -317,3 +317,68 @@ fn an_image_for_another_architecture_is_refused_naming_both() {
     );
     assert!(containers_for(env.path()).is_empty(), "no container made");
 }
+
+/// The engine going away while 32 runs are going: each ends with a code (none hangs), and once
+/// the engine is back the next run works, and what the lost runs left is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_going_away_during_32_runs_fails_each_clearly_and_the_next_works() {
+    if !engine_or_skip("the_engine_going_away_during_32_runs_fails_each_clearly") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let engine = EngineSocket::start(&env.beside("engine").join("engine.sock"));
+    let host = format!("unix://{}", engine.path.display());
+    env.allow_work();
+    let server = env.start_server_env(&[("DOCKER_HOST", &host)]);
+    let client = server.client();
+    let mark = marker();
+    let body = |line: String| json!({"shell": line, "cwd": env.path(), "mode": "sandbox", "image": BUSYBOX});
+    let runs: Vec<_> = (0..32)
+        .map(|i| {
+            let rb = server
+                .post(&client, "/v1/runs")
+                .json(&body(format!("echo started {i}; sleep 30; : {mark}")));
+            tokio::spawn(async move { rb.send().await.unwrap().bytes().await.unwrap() })
+        })
+        .collect();
+    assert!(
+        wait_for_processes(&mark, 32, Duration::from_secs(30)),
+        "32 runs in the container"
+    );
+    engine.down();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut all = Vec::new();
+        for r in runs {
+            all.push(decode_stream(&r.await.unwrap()));
+        }
+        all
+    })
+    .await
+    .expect("every run ends when the engine goes away");
+    for (out, _, finished) in ended {
+        assert!(
+            String::from_utf8_lossy(&out).starts_with("started "),
+            "{finished}"
+        );
+        assert_eq!(finished["run"]["state"], "failed", "{finished}");
+        assert_eq!(
+            finished["run"]["error"]["code"], "ENGINE_UNAVAILABLE",
+            "{finished}"
+        );
+    }
+    engine.up();
+    let r = server
+        .post(&client, "/v1/runs")
+        .json(&body("echo back".into()))
+        .send()
+        .await
+        .unwrap();
+    let (out, _, finished) = decode_stream(&r.bytes().await.unwrap());
+    assert_eq!(out, b"back\n", "{finished}");
+    let left = wait_no_process(&mark, Duration::from_secs(15));
+    assert!(
+        left.is_empty(),
+        "the lost runs' container is removed: {left:?}"
+    );
+}

@@ -189,20 +189,24 @@ fn container_error(image: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
-/// Remove a container, running or not. Errors are logged: there is nothing left to do.
-pub async fn remove(docker: &Docker, id: &str) {
+/// Remove a container, running or not: whether it is gone. Errors are logged.
+pub async fn remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptions {
         force: true,
         v: true,
         ..Default::default()
     };
     match docker.remove_container(id, Some(options)).await {
-        Ok(()) => tracing::info!(container = %short(id), "sandbox container removed"),
+        Ok(()) => {
+            tracing::info!(container = %short(id), "sandbox container removed");
+            true
+        }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => {}
+        }) => true,
         Err(e) => {
-            tracing::warn!(container = %short(id), "removing a sandbox container failed: {e}")
+            tracing::warn!(container = %short(id), "removing a sandbox container failed: {e}");
+            false
         }
     }
 }

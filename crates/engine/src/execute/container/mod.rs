@@ -376,15 +376,17 @@ impl Sandbox {
                 Ok(outcome) if conn.alive() => return outcome,
                 Ok(outcome) => {
                     // The helper went away during the run: the next run gets a new container.
-                    self.forget(spec, &workspace, &id);
-                    containers::remove(&docker, &id).await;
+                    // If the engine is gone too, the next acquire removes this one.
+                    if containers::remove(&docker, &id).await {
+                        self.forget(spec, &workspace, &id);
+                    }
                     return outcome;
                 }
                 Err(run::ContainerGone) => attempt > 0,
             };
             tracing::warn!(container = %containers::short(&id), "sandbox container gone ({}); making a new one", conn.why_dead());
             self.forget(spec, &workspace, &id);
-            containers::remove(&docker, &id).await;
+            let _ = containers::remove(&docker, &id).await;
             if gone {
                 break;
             }
@@ -433,7 +435,7 @@ impl Sandbox {
             }
             // Its helper is gone (killed, or the engine restarted): start over.
             self.forget(spec, workspace, &id);
-            containers::remove(docker, &id).await;
+            let _ = containers::remove(docker, &id).await;
         }
         let cspec = ContainerSpec {
             image: spec.image.clone(),
