@@ -4,6 +4,7 @@
 # to the app (`externalBin`). Prints the paths of what it built.
 #
 #   ./scripts/bundle.sh [--bundles deb,rpm] [tauri build options...]
+#   ./scripts/bundle.sh --tools-only
 #
 # Update signatures are made when TAURI_SIGNING_PRIVATE_KEY is set (the release workflow's
 # secret); without it the bundles are built unsigned, and this says so.
@@ -18,6 +19,9 @@ if [ "$(cargo tauri --version 2>/dev/null)" != "tauri-cli $TAURI_CLI_VERSION" ];
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo install tauri-cli --version "$TAURI_CLI_VERSION" --locked --quiet
 fi
+# `--tools-only`: the Tauri CLI and the build dependencies, nothing built (the installer tests
+# need `cargo tauri signer` before their first bundle).
+[ "${1:-}" = "--tools-only" ] && exit 0
 triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --locked -p stigmer-cli
 mkdir -p src-tauri/binaries

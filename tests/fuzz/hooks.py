@@ -361,6 +361,8 @@ _SEMANTIC_422 = [
     # Not expressible in OpenAPI 3.0 (no propertyNames, no per-position array items).
     ("POST /v1/runs", "INVALID_REQUEST", r"is not a valid environment variable name \(non-empty, no `=` or NUL\)$"),
     ("POST /v1/runs", "INVALID_REQUEST", r"^the program name is empty$"),
+    # What argv's elements may be depends on `argv_encoding` (base64 there): no such rule in 3.0.
+    ("POST /v1/runs", "INVALID_REQUEST", r"^`argv` element .* is not base64 \("),
     # Could be encoded in the document (`pattern`s); drop an entry once it is.
     ("POST /v1/runs", "INVALID_REQUEST", r"^(arguments|the shell command) cannot contain NUL bytes$"),
     ("POST /v1/runs", "INVALID_REQUEST", r"^the shell command is empty$"),

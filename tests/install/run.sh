@@ -20,6 +20,7 @@ fi
 image=$(tests/images/debian.sh) || { report "clean Debian image" FAIL; exit 1; }
 
 echo "== a signing key pair for the test's updates"
+./scripts/bundle.sh --tools-only >"$work/tools.log" 2>&1 || { tail -20 "$work/tools.log"; report "the Tauri CLI" FAIL; exit 1; }
 cargo tauri signer generate --ci -p "" -w "$work/test.key" >/dev/null 2>&1 || { report "signing key" FAIL; exit 1; }
 pubkey=$(cat "$work/test.key.pub")
 version_a=$(python3 -c 'import json; print(json.load(open("src-tauri/tauri.conf.json"))["version"])')
