@@ -163,7 +163,14 @@ function runEntry(run) {
   let entry = runs.get(run.id);
   if (!entry) {
     const li = document.createElement("li");
-    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span></div><pre class="output small"></pre>`;
+    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><button class="stop small" hidden>Stop</button></div><pre class="output small"></pre>`;
+    li.dataset.run = run.id;
+    // Stop: the command's whole tree ends, and its agent is told the user stopped it.
+    const stop = li.querySelector(".stop");
+    stop.onclick = async () => {
+      stop.disabled = true;
+      try { await invoke("cancel_run", { id: run.id }); } catch (e) { stop.disabled = false; stop.title = e.message || String(e); }
+    };
     $("runs").prepend(li);
     entry = { li, text: 0 };
     runs.set(run.id, entry);
@@ -180,7 +187,9 @@ function runEntry(run) {
   li.querySelector(".cwd").textContent = run.cwd;
   const st = li.querySelector(".state");
   entry.running = run.state === "running";
+  li.querySelector(".stop").hidden = !entry.running;
   if (run.state === "running") { st.textContent = "running"; st.className = "badge state"; }
+  else if (run.error && run.error.code === "CANCELLED_BY_USER") { st.textContent = "stopped by you"; st.className = "badge state"; }
   else if (run.error) { st.textContent = run.error.code; st.className = "badge state bad"; }
   else if (run.outcome) {
     const o = run.outcome;

@@ -264,6 +264,16 @@ pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
     m.image = status.image.clone();
     m.engine = status.engine.state.clone();
     m.engine_message = status.engine.message.clone();
+    m.active_runs = status.active_runs;
+}
+
+/// Stop every running command for the user (the tray's item; agents are told the user did).
+pub async fn stop_all_runs(app: &AppHandle) -> Result<usize> {
+    let answer: serde_json::Value = shared(app)
+        .api()?
+        .post("/v1/runs/stop-all", &serde_json::json!({}))
+        .await?;
+    Ok(answer["stopped"].as_u64().unwrap_or(0) as usize)
 }
 
 /// Stop the server: through its API (runs are cancelled), then make sure the process is gone.
@@ -374,6 +384,7 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
         let result = match id.as_str() {
             ids::START => start(&app).await.map(|_| ()),
             ids::STOP => stop(&app).await.map(|_| ()),
+            ids::STOP_RUNS => stop_all_runs(&app).await.map(|_| ()),
             ids::MODE_LOCAL => set_mode(&app, "local", None).await.map(|_| ()),
             ids::MODE_BASIC => set_mode(&app, "basic", None).await.map(|_| ()),
             ids::MODE_CUSTOM => {

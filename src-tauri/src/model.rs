@@ -76,6 +76,8 @@ pub struct AppModel {
     /// The sandbox image could not be had (downloaded or built): what went wrong.
     pub image_problem: Option<String>,
     pub update: crate::updates::UpdateState,
+    /// Commands running now, from every client (the tray offers to stop them).
+    pub active_runs: usize,
 }
 
 /// The model as the window receives it.
@@ -196,6 +198,7 @@ impl Default for AppModel {
             download: None,
             image_problem: None,
             update: Default::default(),
+            active_runs: 0,
         }
     }
 }
@@ -272,6 +275,7 @@ pub mod ids {
     pub const STATUS: &str = "status";
     pub const START: &str = "start";
     pub const STOP: &str = "stop";
+    pub const STOP_RUNS: &str = "stop-runs";
     pub const MODE_LOCAL: &str = "mode-local";
     pub const MODE_BASIC: &str = "mode-basic";
     pub const MODE_CUSTOM: &str = "mode-custom";
@@ -355,6 +359,13 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         items.push(Item::Action {
             id: ids::UPDATE,
             text: format!("Version {v} is available…"),
+            enabled: true,
+        });
+    }
+    if running && m.active_runs > 0 {
+        items.push(Item::Action {
+            id: ids::STOP_RUNS,
+            text: format!("Stop all running commands ({})", m.active_runs),
             enabled: true,
         });
     }
@@ -469,6 +480,29 @@ mod tests {
                 ids::QUIT
             ]
         );
+    }
+
+    #[test]
+    fn the_tray_offers_to_stop_what_runs() {
+        let mut m = running(Mode::Local, BASIC_IMAGE);
+        let stop_runs = |m: &AppModel| {
+            tray_menu(m).into_iter().find_map(|i| match i {
+                Item::Action {
+                    id: ids::STOP_RUNS,
+                    text,
+                    ..
+                } => Some(text),
+                _ => None,
+            })
+        };
+        assert_eq!(stop_runs(&m), None);
+        m.active_runs = 3;
+        assert_eq!(
+            stop_runs(&m).as_deref(),
+            Some("Stop all running commands (3)")
+        );
+        m.server = ServerState::Stopped;
+        assert_eq!(stop_runs(&m), None, "nothing runs without a server");
     }
 
     #[test]

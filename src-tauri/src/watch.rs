@@ -121,6 +121,10 @@ fn on_event(app: &AppHandle, event: &Event) {
     let s = shared(app);
     let tier = s.model().tier();
     match event {
+        Event::RunStarted { .. } => update(app, |m| m.active_runs += 1),
+        Event::RunFinished { .. } => {
+            update(app, |m| m.active_runs = m.active_runs.saturating_sub(1))
+        }
         Event::ModeChanged { mode, image, .. } => update(app, |m| {
             m.mode = *mode;
             m.image = image.clone();

@@ -312,3 +312,98 @@ async fn notifications_for_the_download_and_a_crash() {
     let _ = driver.wait();
     engine::remove_image(&image);
 }
+
+/// Whether a process with `mark` on its command line is left.
+fn any_process_with(mark: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", mark])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Stop in the window ends a command's whole tree and its client reads that the user stopped
+/// it; the tray's "Stop all running commands (N)" does the same for every running command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_in_the_window_and_the_tray_ends_commands_and_says_who() {
+    let Some(d) = Desktop::start("stop_in_the_window_and_the_tray_ends_commands_and_says_who")
+    else {
+        return;
+    };
+    d.skip_welcome();
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    let api = std::sync::Arc::new(ServerApi::of(&d).expect("the app started a server"));
+    let start = |mark: String| {
+        let api = api.clone();
+        let cwd = d.home.path().to_path_buf();
+        tokio::spawn(async move {
+            let body = json!({"shell": format!("sh -c 'sleep 300; : {mark}' & sleep 300; : {mark}"), "cwd": cwd, "client": "e2e-agent"});
+            api.post("/v1/runs", &body).await
+        })
+    };
+    let mark = format!("stigmer-e2e-stop-{}", std::process::id());
+    let run = start(mark.clone());
+    assert!(wait_for(Duration::from_secs(10), || any_process_with(
+        &mark
+    )));
+    view(&c, "activity").await;
+    let stop = c
+        .wait()
+        .for_element(Locator::Css("#runs li .stop:not([hidden])"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-activity-stop.png").await;
+    stop.click().await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"code\":\"CANCELLED_BY_USER\""), "{body}");
+    assert!(
+        wait_for(Duration::from_secs(5), || !any_process_with(&mark)),
+        "the whole tree ends"
+    );
+    wait_text(&c, "runs", "stopped by you").await;
+
+    // The tray: "Stop all running commands (2)" while two run, then gone.
+    let addr = tray_menu_address(&d);
+    let marks = [format!("{mark}-a"), format!("{mark}-b")];
+    let runs: Vec<_> = marks.iter().map(|m| start(m.clone())).collect();
+    assert!(wait_for(Duration::from_secs(10), || marks
+        .iter()
+        .all(|m| any_process_with(m))));
+    let label = "Stop all running commands (2)";
+    assert!(
+        wait_for(Duration::from_secs(10), || tray_layout(&d, &addr)
+            .iter()
+            .any(|i| i.label == label)),
+        "the tray offers to stop them: {:?}",
+        tray_layout(&d, &addr)
+            .iter()
+            .map(|i| i.label.clone())
+            .collect::<Vec<_>>()
+    );
+    tray_click(&d, &addr, label);
+    for r in runs {
+        let (_, body) = tokio::time::timeout(Duration::from_secs(10), r)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("\"code\":\"CANCELLED_BY_USER\""), "{body}");
+    }
+    assert!(wait_for(Duration::from_secs(5), || marks
+        .iter()
+        .all(|m| !any_process_with(m))));
+    assert!(
+        wait_for(Duration::from_secs(10), || !tray_layout(&d, &addr)
+            .iter()
+            .any(|i| i.label.starts_with("Stop all running"))),
+        "the item goes once nothing runs"
+    );
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+}

@@ -464,3 +464,34 @@ async def test_an_agent_cannot_choose_what_the_sandbox_sees(home, tmp_path, tran
         ["docker", "ps", "-a", "--format", '{{.Label "dev.stigmer.workspace"}}'], capture_output=True, text=True
     ).stdout.split()
     assert not [m for m in mounted if m.startswith(str(user_home)) or m in ("/etc", "/var/run", "/run")], mounted
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_command_the_user_stops_tells_the_agent_so(home, work, transport):
+    """The user's Stop (`stigmer runs stop --all`, as the tray does) ends the command's tree, and
+    the agent reads that the user stopped it: a distinct code and words that say not to retry."""
+    start(home, "local")
+    marker = "sleep 41.25"
+    stopped = {}
+
+    async def stop_once_running():
+        for _ in range(200):
+            if subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
+                break
+            await anyio.sleep(0.05)
+        stopped["cli"] = await anyio.to_thread.run_sync(lambda: home.cli("runs", "stop", "--all"))
+
+    async with agent(transport, home, work) as s:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_once_running)
+            r = await s.call_tool("run_command", {"command": f"echo started; {marker}", "cwd": str(work)})
+    assert stopped["cli"].stdout.strip() == "stopped 1 running command", stopped["cli"].stdout
+    assert r.is_error, text(r)
+    assert text(r).startswith("CANCELLED_BY_USER: the user stopped this command"), text(r)
+    assert "Do not run it again" in text(r)
+    assert r.structured_content["error"]["code"] == "CANCELLED_BY_USER"
+    assert r.structured_content["stdout"]["text"] == "started\n"
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
+    run = next(x for x in home.runs() if x["id"] == r.structured_content["run_id"])
+    assert run["error"]["code"] == "CANCELLED_BY_USER" and run["client"].startswith(CLIENT_NAME)

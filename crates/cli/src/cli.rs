@@ -60,6 +60,18 @@ pub enum Command {
          on PATH, folders holding a container engine's socket, stigmer's own folders."
     )]
     Workspaces(WorkspacesCommand),
+    /// The commands the server runs for every client (agents, the app, `stigmer run`): list
+    /// them, show one, stop one or all
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        stigmer runs list              the recent runs, newest first (running ones on top)\n  \
+        stigmer runs show ID           one run: command, client, where, how it ended, output\n  \
+        stigmer runs stop ID           stop it (its whole process tree); its agent is told you stopped it\n  \
+        stigmer runs stop --all        stop every running command\n\n\
+        Needs the running server (the app's, or `stigmer server start`)."
+    )]
+    Runs(RunsCommand),
     /// Connect an AI agent (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Codex) to
     /// stigmer: adds `stigmer mcp` to its MCP configuration, keeping everything else
     #[command(after_help = "Examples:\n  \
@@ -105,6 +117,36 @@ pub struct McpArgs {
     /// sandbox mode). In sandbox mode its project is the session's workspace
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// The recent runs, newest first
+    List {
+        /// At most this many
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run, with the head and tail of its output
+    Show {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a running command (TERM to its whole tree, KILL 1 s later)
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+    Stop {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+        /// Stop every running command
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

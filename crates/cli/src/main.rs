@@ -5,6 +5,7 @@ mod config;
 mod connect;
 mod mcp;
 mod run;
+mod runs;
 mod sandbox;
 mod server;
 mod tools;
@@ -61,6 +62,7 @@ fn real_main() -> i32 {
             Command::Server(cmd) => server::server(cmd, &paths).await,
             Command::Sandbox(cmd) => sandbox::sandbox(cmd, &paths).await,
             Command::Workspaces(cmd) => workspaces::workspaces(cmd, &paths).await,
+            Command::Runs(cmd) => runs::runs(cmd, &paths).await,
             Command::Connect(args) => connect::connect(args),
             Command::Mcp(args) => mcp::mcp(args, &paths).await,
         };

@@ -301,8 +301,13 @@ async fn through_server(client: &Client, request: &RunRequest) -> Result<i32> {
                 }
             }
             Some(RunItem::Finished(run)) => {
-                if let (RunState::Failed, Some(e)) = (run.state, run.error) {
+                if let (RunState::Failed, Some(e)) = (run.state, run.error.clone()) {
                     return Err(e);
+                }
+                if let Some(e) = run.error.filter(|e| e.code == ErrorCode::CancelledByUser) {
+                    if interrupt.exit_code().is_none() {
+                        eprintln!("stigmer: stopped by the user [{}]", e.code);
+                    }
                 }
                 let outcome = run.outcome.unwrap_or_default();
                 return Ok(exit_code(&outcome, false, &interrupt));

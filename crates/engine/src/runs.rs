@@ -53,6 +53,8 @@ struct Inner {
     /// Set when the server stops: no new run may start.
     closed: bool,
     active: HashMap<String, CancellationToken>,
+    /// Runs the user stopped, until they end: their record says so.
+    stopped: std::collections::HashSet<String>,
     history: VecDeque<RunSummary>,
 }
 
@@ -210,10 +212,13 @@ impl RunRegistry {
             summary.stdout.stored_bytes = o.written();
             summary.stderr.stored_bytes = e.written();
         }
+        let by_user = self.lock().stopped.remove(&summary.id);
         match result {
             Ok(outcome) => {
                 summary.state = RunState::Finished;
                 summary.outcome = Some(outcome);
+                // The outcome stays (what it printed, how it ended); the error says why.
+                summary.error = by_user.then(Error::cancelled_by_user);
             }
             Err(e) => {
                 summary.state = RunState::Failed;
@@ -244,10 +249,12 @@ impl RunRegistry {
         }
     }
 
-    /// Ask a run to stop. Returns false when the run exists but already ended.
-    pub fn cancel(&self, id: &str) -> Result<bool> {
-        let inner = self.lock();
-        if let Some(c) = inner.active.get(id) {
+    /// Stop a run for the user: its tree ends as for a timeout, and its record and its client
+    /// say the user stopped it (`CANCELLED_BY_USER`). False when it had already ended.
+    pub fn stop(&self, id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        if let Some(c) = inner.active.get(id).cloned() {
+            inner.stopped.insert(id.to_string());
             c.cancel();
             return Ok(true);
         }
@@ -255,6 +262,21 @@ impl RunRegistry {
             return Ok(false);
         }
         Err(Error::run_not_found(id))
+    }
+
+    /// [`RunRegistry::stop`] every running command: how many there were.
+    pub fn stop_all(&self) -> usize {
+        let mut inner = self.lock();
+        let ids: Vec<(String, CancellationToken)> = inner
+            .active
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        for (id, c) in &ids {
+            inner.stopped.insert(id.clone());
+            c.cancel();
+        }
+        ids.len()
     }
 
     /// Cancel every run and refuse new ones (server stop).

@@ -56,6 +56,8 @@ pub enum ErrorCode {
     AgentConfigUnreadable,
     /// The command could not be started.
     SpawnFailed,
+    /// The user stopped the command (the window's Stop, the tray, `stigmer runs stop`).
+    CancelledByUser,
     /// An unexpected internal failure.
     Internal,
 }
@@ -88,6 +90,7 @@ impl ErrorCode {
             ErrorCode::ServerAlreadyRunning => "SERVER_ALREADY_RUNNING",
             ErrorCode::AgentConfigUnreadable => "AGENT_CONFIG_UNREADABLE",
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
+            ErrorCode::CancelledByUser => "CANCELLED_BY_USER",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -102,7 +105,7 @@ impl ErrorCode {
             | ErrorCode::WorkspaceNotAllowed => 403,
             ErrorCode::NotFound | ErrorCode::RunNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::ServerAlreadyRunning => 409,
+            ErrorCode::ServerAlreadyRunning | ErrorCode::CancelledByUser => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidMode
@@ -146,6 +149,15 @@ impl Error {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Internal, message)
+    }
+
+    /// What a stopped run's client reads (an agent, most often: words that make it stop).
+    pub fn cancelled_by_user() -> Self {
+        Error::new(
+            ErrorCode::CancelledByUser,
+            "the user stopped this command from Stigmer (its window, tray or `stigmer runs stop`); \
+             its processes were ended. Do not run it again unless the user asks you to",
+        )
     }
 
     pub fn run_not_found(id: &str) -> Self {

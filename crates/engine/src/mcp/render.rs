@@ -34,7 +34,15 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         Some(image) => format!("sandbox mode, image {image}"),
         None => format!("{} mode", run.mode),
     };
-    let mut head = format!(
+    // Stopped by the user: the call is an error the model reads first, with what it printed.
+    let stopped = run
+        .error
+        .as_ref()
+        .filter(|e| e.code == crate::ErrorCode::CancelledByUser);
+    let mut head = stopped
+        .map(|e| format!("{}: {}\n", e.code, e.message))
+        .unwrap_or_default();
+    head += &format!(
         "exit code {} · {:.2} s · {where_} · run id {}",
         o.shell_exit_code(),
         o.duration_ms / 1000.0,
@@ -78,8 +86,9 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         "cwd": run.cwd,
         "stdout": stream_json(&run.stdout, "stdout"),
         "stderr": stream_json(&run.stderr, "stderr"),
+        "error": stopped,
     });
-    result(text, structured, false)
+    result(text, structured, stopped.is_some())
 }
 
 /// One stream: all of it, or its head, a marker with exact counts, and its tail.

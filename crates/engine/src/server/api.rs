@@ -438,13 +438,22 @@ pub async fn cancel_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let was_running = state.runs.cancel(&id)?;
+    // Whoever asks here is the user (the window, the tray, `stigmer runs stop`, Ctrl-C in
+    // `stigmer run`): the run's record and its client say so.
+    let was_running = state.runs.stop(&id)?;
     let status = if was_running {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(json!({ "id": id, "cancelled": was_running }))).into_response())
+}
+
+/// Stop every running command for the user (the tray's "Stop all running commands").
+pub async fn stop_all_runs(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let stopped = state.runs.stop_all();
+    tracing::info!(stopped, "the user stopped every running command");
+    Json(json!({ "stopped": stopped }))
 }
 
 /// Everything that happens in the server, as NDJSON or SSE, until the server stops.

@@ -120,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/output", get(api::run_output))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
+        .route("/v1/runs/stop-all", post(api::stop_all_runs))
         .route("/v1/events", get(api::events))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/shutdown", post(api::shutdown))

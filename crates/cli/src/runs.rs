@@ -1,0 +1,142 @@
+//! `stigmer runs list|show|stop`: the server's runs, from every client, and the user's Stop.
+
+use serde_json::{json, Value};
+use stigmer_client::{valid_run_id, Client};
+use stigmer_engine::paths::Paths;
+use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::run::{RunList, RunState, RunSummary};
+
+use crate::cli::RunsCommand;
+
+pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
+    let Some(client) = Client::find(paths)? else {
+        return Err(Error::new(
+            ErrorCode::ServerUnavailable,
+            "no stigmer server is running, so no command is running through it: open the app, \
+             or start one with `stigmer server start`",
+        ));
+    };
+    match cmd {
+        RunsCommand::List { limit, json } => {
+            let list: RunList = client
+                .get(&format!("/v1/runs?limit={}", limit.max(1)))
+                .await?;
+            if json {
+                print_json(&list);
+            } else if list.runs.is_empty() {
+                println!("no runs yet");
+            } else {
+                for run in &list.runs {
+                    println!("{}", line(run));
+                }
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            if !valid_run_id(&id) {
+                return Err(Error::run_not_found(&id));
+            }
+            let run: RunSummary = client.get(&format!("/v1/runs/{id}")).await?;
+            if json {
+                print_json(&run);
+            } else {
+                show(&run);
+            }
+        }
+        RunsCommand::Stop { id: Some(id), .. } => {
+            if !valid_run_id(&id) {
+                return Err(Error::run_not_found(&id));
+            }
+            let answer: Value = client
+                .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+                .await?;
+            if answer["cancelled"] == true {
+                println!(
+                    "stopped {id} (its whole process tree; its client is told you stopped it)"
+                );
+            } else {
+                println!("{id} had already ended: nothing to stop");
+            }
+        }
+        RunsCommand::Stop { id: None, .. } => {
+            let answer: Value = client.post("/v1/runs/stop-all", &json!({})).await?;
+            let n = answer["stopped"].as_u64().unwrap_or(0);
+            println!(
+                "stopped {n} running command{}",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// How a run ended, in a word or two.
+fn state(run: &RunSummary) -> String {
+    match (run.state, &run.error, &run.outcome) {
+        (RunState::Running, _, _) => "running".into(),
+        (_, Some(e), _) if e.code == ErrorCode::CancelledByUser => "stopped by you".into(),
+        (_, Some(e), _) => e.code.to_string(),
+        (_, None, Some(o)) if o.timed_out => "timed out".into(),
+        (_, None, Some(o)) => match (o.exit_code, o.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "ended".into(),
+        },
+        _ => "ended".into(),
+    }
+}
+
+fn where_(run: &RunSummary) -> String {
+    match &run.image {
+        Some(image) => format!("sandbox {image}"),
+        None => run.mode.to_string(),
+    }
+}
+
+fn line(run: &RunSummary) -> String {
+    format!(
+        "{}  {:<14}  {:<16}  {:<20}  {}",
+        run.id,
+        state(run),
+        run.client.as_deref().unwrap_or("other"),
+        where_(run),
+        run.command
+    )
+}
+
+fn show(run: &RunSummary) {
+    println!("run      {}", run.id);
+    println!("command  {}", run.command);
+    println!("client   {}", run.client.as_deref().unwrap_or("other"));
+    println!("where    {} in {}", where_(run), run.cwd.display());
+    println!("state    {}", state(run));
+    if let Some(o) = &run.outcome {
+        println!("took     {:.0} ms", o.duration_ms);
+    }
+    if let Some(e) = &run.error {
+        println!("error    {} [{}]", e.message, e.code);
+    }
+    for (name, s) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        if s.total_bytes == 0 {
+            continue;
+        }
+        println!(
+            "--- {name} ({} bytes, {} lines) ---",
+            s.total_bytes, s.total_lines
+        );
+        print!("{}", s.head);
+        if s.omitted_bytes > 0 {
+            println!(
+                "\n[... {} bytes, {} lines omitted; the whole output: GET /v1/runs/{}/output ...]",
+                s.omitted_bytes, s.omitted_lines, run.id
+            );
+        }
+        print!("{}", s.tail);
+        if !s.tail.ends_with('\n') && !(s.tail.is_empty() && s.head.ends_with('\n')) {
+            println!();
+        }
+    }
+}
