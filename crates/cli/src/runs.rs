@@ -135,7 +135,12 @@ fn show(run: &RunSummary) {
             );
         }
         print!("{}", s.tail);
-        if !s.tail.ends_with('\n') && !(s.tail.is_empty() && s.head.ends_with('\n')) {
+        let ends_line = if s.tail.is_empty() {
+            s.head.ends_with('\n')
+        } else {
+            s.tail.ends_with('\n')
+        };
+        if !ends_line {
             println!();
         }
     }
