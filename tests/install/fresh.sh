@@ -46,7 +46,8 @@ for _ in $(seq 1 300); do [ -s "$discovery" ] && break; sleep 0.1; done
 out=$(stigmer run -- echo installed-and-running) || fail "stigmer run failed: $out"
 [ "$out" = installed-and-running ] || fail "unexpected output: $out"
 t_first=$(now)
-stigmer server status | grep -qi running || fail "stigmer server status"
+status=$(stigmer server status) || fail "stigmer server status: $status"
+grep -qi running <<<"$status" || fail "stigmer server status: $status"
 app_pid=$(pgrep -x stigmer-desktop | head -1 || true)
 [ -n "$app_pid" ] || fail "no app process"
 

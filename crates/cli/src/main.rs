@@ -36,6 +36,17 @@ fn real_main() -> i32 {
             };
         }
     };
+    // Commands that only print end quietly when their reader goes (`stigmer runs list | head`),
+    // as Unix tools do, instead of panicking on a broken pipe. Not `run` (it stops its command
+    // first), `mcp`, nor a server, which must outlive any reader.
+    #[cfg(unix)]
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Mcp(_) | Command::Server(cli::ServerCommand::Start(_))
+    ) {
+        // SAFETY: restoring the default disposition of one signal, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let paths = match Paths::resolve() {
         Ok(p) => p,
         Err(e) => {

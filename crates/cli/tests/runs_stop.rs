@@ -119,3 +119,33 @@ fn bad_input_is_refused_and_stops_nothing() {
     let o = env.stigmer(&["runs", "stop", "run_0000000000000000", "--all"]);
     assert_eq!(o.status.code(), Some(2), "not both");
 }
+
+/// A command that only prints ends quietly when its reader goes (`stigmer runs list | head`),
+/// instead of panicking on the broken pipe.
+#[test]
+fn printing_commands_end_quietly_when_their_reader_goes() {
+    let env = TestEnv::new();
+    let _server = env.start_server();
+    for args in [
+        &["config", "list"][..],
+        &["runs", "list"],
+        &["server", "status"],
+    ] {
+        let mut child = env
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let o = child.wait_with_output().unwrap();
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert!(
+            o.status.success()
+                || std::os::unix::process::ExitStatusExt::signal(&o.status) == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            o.status
+        );
+    }
+}
