@@ -419,7 +419,7 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
         // Check items toggle themselves when clicked: put the menu back to the state.
         if tray::is_mode_item(&id) {
             let m = shared(&app).model();
-            tray::update(&app, &m);
+            tray::refresh(&app, &m);
         }
     });
 }

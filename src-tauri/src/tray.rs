@@ -77,17 +77,55 @@ pub fn install(
 
 /// Rebuild menu and icon from the state. Check items are rebuilt too, so the three modes stay
 /// mutually exclusive whatever was clicked.
+/// The newest state not yet shown, and what the tray shows: agents can start hundreds of
+/// commands a second, and each start and end changes the model.
+static PENDING: parking_lot::Mutex<Option<model::AppModel>> = parking_lot::Mutex::new(None);
+static SHOWN: parking_lot::Mutex<Option<(Vec<Item>, TrayIcon)>> = parking_lot::Mutex::new(None);
+/// The tray follows the model at most this often (the newest state always shows).
+const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Show `m` in the tray, soon: changes within [`EVERY`] are shown once, as the last one.
 pub fn update(app: &AppHandle, m: &model::AppModel) {
+    let first = PENDING.lock().replace(m.clone()).is_none();
+    if first {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            tokio::time::sleep(EVERY).await;
+            let newest = PENDING.lock().take();
+            if let Some(m) = newest {
+                show(&app, &m, false);
+            }
+        });
+    }
+}
+
+/// Show `m` now, even if it looks shown: a check item toggles itself when clicked.
+pub fn refresh(app: &AppHandle, m: &model::AppModel) {
+    show(app, m, true);
+}
+
+fn show(app: &AppHandle, m: &model::AppModel, force: bool) {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };
-    match build_menu(app, &model::tray_menu(m)) {
-        Ok(menu) => {
-            let _ = tray.set_menu(Some(menu));
-        }
-        Err(e) => tracing::warn!("tray menu not updated: {e}"),
+    let wanted = (model::tray_menu(m), model::tray_icon(m));
+    let mut shown = SHOWN.lock();
+    let same = shown.as_ref();
+    if !force && same.is_some_and(|s| *s == wanted) {
+        return;
     }
-    let _ = tray.set_icon(Some(icon(model::tray_icon(m))));
+    if force || same.is_none_or(|s| s.0 != wanted.0) {
+        match build_menu(app, &wanted.0) {
+            Ok(menu) => {
+                let _ = tray.set_menu(Some(menu));
+            }
+            Err(e) => tracing::warn!("tray menu not updated: {e}"),
+        }
+    }
+    if force || same.is_none_or(|s| s.1 != wanted.1) {
+        let _ = tray.set_icon(Some(icon(wanted.1)));
+    }
+    *shown = Some(wanted);
 }
 
 pub fn is_mode_item(id: &str) -> bool {
