@@ -39,6 +39,8 @@ esac
 cargo tauri build "${args[@]}" "$@"
 # Debian and RPM name packages in lower case (stigmer_0.1.0_amd64.deb), as apt users type them.
 for f in target/release/bundle/deb/Stigmer_* target/release/bundle/rpm/Stigmer-*; do
-  if [ -e "$f" ]; then mv -f "$f" "$(dirname "$f")/stigmer${f##*/Stigmer}"; fi
+  # Files only: Tauri's staging folders (Stigmer_0.1.0_amd64/) keep their names, so a second
+  # build does not move one into the other.
+  if [ -f "$f" ]; then mv -f "$f" "$(dirname "$f")/stigmer${f##*/Stigmer}"; fi
 done
 find target/release/bundle -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' -o -name '*.AppImage' -o -name '*.dmg' -o -name '*.msi' -o -name '*setup.exe' -o -name '*.sig' \) -newer "src-tauri/binaries/stigmer-$triple" -print
