@@ -47,6 +47,9 @@ fn ways(test: &str) -> Vec<Way> {
     .into_iter()
     .map(|(name, image)| {
         let env = TestEnv::new();
+        // A variable every container engine sets, removed by the user's settings.
+        let o = env.stigmer(&["config", "set", "env.HOSTNAME", ""]);
+        assert!(o.status.success(), "{}", stderr(&o));
         let here = env.path().join("probe");
         ensure_noshell(&here);
         let probe = match image {
@@ -124,6 +127,11 @@ fn the_run_contract_holds_in_any_image() {
             stdout(&w.run(&[], &["env", "STIGMER_HOME"])),
             "(unset)\n",
             "{how}"
+        );
+        assert_eq!(
+            stdout(&w.run(&[], &["env", "HOSTNAME"])),
+            "(unset)\n",
+            "{how}: removed, not set empty"
         );
         assert_eq!(
             stdout(&w.run(&[], &["pwd"])),

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use super::request::KILL_GRACE;
 use super::request::{Chunk, ExecRequest};
 use super::{BoxFuture, Executor};
-use crate::command_env::CommandEnv;
 use crate::error::{Error, ErrorCode, Result};
 use crate::settings::Mode;
 use crate::tools::user_path;
@@ -111,14 +110,6 @@ impl Executor for Local {
     /// The home folder, like a new terminal.
     fn default_cwd(&self) -> PathBuf {
         crate::paths::user_home()
-    }
-
-    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest) {
-        let mut env = base.set.clone();
-        let removed = base.unset.iter().filter(|k| !req.env.contains_key(*k));
-        req.unset_env.extend(removed.cloned());
-        env.append(&mut req.env);
-        req.env = env;
     }
 
     fn confinement(&self) -> String {

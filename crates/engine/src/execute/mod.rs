@@ -61,8 +61,15 @@ pub trait Executor: Send + Sync {
     /// Where a run that names no folder runs.
     fn default_cwd(&self) -> PathBuf;
 
-    /// Put `base` under the run's own variables (which win).
-    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest);
+    /// Put `base` under the run's own variables (which win); what `base` removes is removed
+    /// (locally from the server's environment, in a container by its helper from the image's).
+    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest) {
+        let mut env = base.set.clone();
+        let removed = base.unset.iter().filter(|k| !req.env.contains_key(*k));
+        req.unset_env.extend(removed.cloned());
+        env.append(&mut req.env);
+        req.env = env;
+    }
 
     /// What a command here can see and change, in words for a person or a model.
     fn confinement(&self) -> String;

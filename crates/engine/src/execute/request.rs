@@ -79,8 +79,8 @@ pub struct ExecRequest {
     pub command: CommandSpec,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
-    /// Variables removed from the command's environment (local mode; a container starts from
-    /// its image's environment, where they are set empty instead).
+    /// Variables removed from the command's environment (the server's locally, the image's in
+    /// a container).
     pub unset_env: Vec<String>,
     pub timeout: Option<Duration>,
 }

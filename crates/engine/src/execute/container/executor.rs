@@ -8,7 +8,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Sandbox, SandboxSpec};
-use crate::command_env::CommandEnv;
 use crate::error::Result;
 use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Executor};
 use crate::settings::Mode;
@@ -61,16 +60,6 @@ impl Executor for Container {
             tracing::warn!("cannot create {}: {e}", dir.display());
         }
         dir
-    }
-
-    /// An exec cannot remove what the image sets: a removed variable is set empty.
-    fn apply_base_env(&self, base: &CommandEnv, req: &mut ExecRequest) {
-        let mut env = base.set.clone();
-        for k in base.unset.iter().filter(|k| !req.env.contains_key(*k)) {
-            env.insert(k.clone(), String::new());
-        }
-        env.append(&mut req.env);
-        req.env = env;
     }
 
     fn confinement(&self) -> String {
