@@ -8,8 +8,12 @@
 
 mod common;
 
-#[path = "../tests/common/engine.rs"]
-mod engine;
+// The integration tests' helpers: engine images, process markers.
+#[path = "../tests/common/mod.rs"]
+mod tests_common;
+
+use tests_common::engine;
+use tests_common::{marker, processes_with};
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -197,25 +201,4 @@ fn main() {
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into()),
         kernel()
     );
-}
-
-/// A word no other process has on its command line.
-fn marker() -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("stigmer-bench-mark-{}-{n}", std::process::id())
-}
-
-/// Processes (the containers' ones too: this is the host's /proc) whose command line has `mark`.
-fn processes_with(mark: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(mark.len()).any(|w| w == mark.as_bytes()))
-        })
-        .collect()
 }
