@@ -121,14 +121,34 @@ pub struct McpArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
-    /// The recent runs, newest first
+    /// Runs from the history (it lasts across restarts), newest first
     List {
-        /// At most this many
+        /// At most this many (1 to 200)
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only this client's runs (`other`: clients that gave no name)
+        #[arg(long)]
+        client: Option<String>,
+        /// Only runs in this state
+        #[arg(long, value_parser = ["running", "finished", "failed", "interrupted"])]
+        state: Option<String>,
+        /// Only runs whose command or folder contains this text
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// Only runs older than this one (the next page)
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
         /// Print JSON
         #[arg(long)]
         json: bool,
+    },
+    /// A run's whole output, as it printed it (kept across restarts)
+    Output {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print what it wrote to stderr instead
+        #[arg(long)]
+        stderr: bool,
     },
     /// One run, with the head and tail of its output
     Show {

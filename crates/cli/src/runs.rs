@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use stigmer_client::{valid_run_id, Client};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::{Error, ErrorCode, Result};
-use stigmer_protocol::run::{RunList, RunState, RunSummary};
+use stigmer_protocol::run::{RunQuery, RunState, RunSummary, Stream};
 
 use crate::cli::RunsCommand;
 
@@ -17,25 +17,61 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
         ));
     };
     match cmd {
-        RunsCommand::List { limit, json } => {
-            let list: RunList = client
-                .get(&format!("/v1/runs?limit={}", limit.max(1)))
-                .await?;
+        RunsCommand::List {
+            limit,
+            client: who,
+            state,
+            grep,
+            before,
+            json,
+        } => {
+            let query = RunQuery {
+                limit: Some(limit),
+                before,
+                client: who,
+                state: state
+                    .map(|s| serde_json::from_value(json!(s)).expect("a state clap checked")),
+                q: grep,
+            };
+            let list = client.list_runs(&query).await?;
             if json {
                 print_json(&list);
             } else if list.runs.is_empty() {
-                println!("no runs yet");
+                println!("no runs");
             } else {
                 for run in &list.runs {
                     println!("{}", line(run));
                 }
+                if let Some(next) = &list.next_before {
+                    println!("(older runs: --before {next})");
+                }
+            }
+        }
+        RunsCommand::Output { id, stderr } => {
+            let stream = if stderr {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            let mut out = std::io::stdout().lock();
+            let mut offset = 0;
+            loop {
+                let page = client.run_output(&id, stream, offset, 1 << 20).await?;
+                use std::io::Write as _;
+                out.write_all(page.text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| Error::internal(format!("cannot write the output: {e}")))?;
+                if page.eof || page.next_offset == offset {
+                    break;
+                }
+                offset = page.next_offset;
             }
         }
         RunsCommand::Show { id, json } => {
             if !valid_run_id(&id) {
                 return Err(Error::run_not_found(&id));
             }
-            let run: RunSummary = client.get(&format!("/v1/runs/{id}")).await?;
+            let run = client.get_run(&id).await?;
             if json {
                 print_json(&run);
             } else {
@@ -77,6 +113,7 @@ fn print_json(v: &impl serde::Serialize) {
 fn state(run: &RunSummary) -> String {
     match (run.state, &run.error, &run.outcome) {
         (RunState::Running, _, _) => "running".into(),
+        (RunState::Interrupted, _, _) => "interrupted".into(),
         (_, Some(e), _) if e.code == ErrorCode::CancelledByUser => "stopped by you".into(),
         (_, Some(e), _) => e.code.to_string(),
         (_, None, Some(o)) if o.timed_out => "timed out".into(),
@@ -130,8 +167,11 @@ fn show(run: &RunSummary) {
         print!("{}", s.head);
         if s.omitted_bytes > 0 {
             println!(
-                "\n[... {} bytes, {} lines omitted; the whole output: GET /v1/runs/{}/output ...]",
-                s.omitted_bytes, s.omitted_lines, run.id
+                "\n[... {} bytes, {} lines omitted; the whole output: stigmer runs output {}{} ...]",
+                s.omitted_bytes,
+                s.omitted_lines,
+                run.id,
+                if name == "stderr" { " --stderr" } else { "" }
             );
         }
         print!("{}", s.tail);

@@ -10,7 +10,9 @@ use serde::Serialize;
 use stigmer_protocol::events::Event;
 use stigmer_protocol::frames;
 use stigmer_protocol::local::{read_token, Discovery, Paths};
-use stigmer_protocol::run::{OutputPage, RunRequest, RunStreamLine, RunSummary, Stream};
+use stigmer_protocol::run::{
+    OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
+};
 use stigmer_protocol::status::{ModeChange, ModeView, Status};
 use stigmer_protocol::{Error, ErrorCode, Result};
 
@@ -122,6 +124,20 @@ impl Client {
             return Err(Error::run_not_found(id));
         }
         self.post_empty(&format!("/v1/runs/{id}/cancel")).await
+    }
+
+    /// Runs from the history, newest first.
+    pub async fn list_runs(&self, query: &RunQuery) -> Result<RunList> {
+        self.json(self.request(reqwest::Method::GET, "/v1/runs").query(query))
+            .await
+    }
+
+    /// One run's record.
+    pub async fn get_run(&self, id: &str) -> Result<RunSummary> {
+        if !valid_run_id(id) {
+            return Err(Error::run_not_found(id));
+        }
+        self.get(&format!("/v1/runs/{id}")).await
     }
 
     /// A page of a run's whole output.

@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod execute;
+pub mod history;
 pub mod intake;
 pub mod logging;
 pub mod mcp;

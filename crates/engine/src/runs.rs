@@ -1,11 +1,12 @@
-//! Runs in the server: start, stream, cancel, and remember the recent ones.
+//! Runs in the server: start, stream, cancel, and remember them.
 //!
 //! Each run's requester gets every output byte (a slow requester slows the command down, it
-//! never loses bytes). The event bus gets a copy for the desktop app. The history keeps the
-//! last runs with the head and tail of their output and an exact count of what was left out;
-//! the whole output of recent runs is kept on disk ([`Spool`]) and can be read back by page.
+//! never loses bytes). The event bus gets a copy for the desktop app. Every run's record, with
+//! the head and tail of its output and an exact count of what was left out, goes to the
+//! [`History`] (on disk, it outlasts the server); the whole output is kept on disk too
+//! ([`Spool`]) and can be read back by page, after a restart as well.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -21,7 +22,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::execute::Target;
 use crate::execute::{Chunk, ExecRequest, Stream};
-use crate::spool::{OutputPage, Spool, SpoolWriter, TOTAL_BUDGET};
+use crate::history::{History, Query};
+use crate::spool::{OutputPage, Spool, SpoolWriter};
 use crate::util::{now_ms, random_hex};
 
 /// Output events on the bus carry at most this many bytes each.
@@ -29,8 +31,8 @@ const EVENT_OUTPUT_BYTES: usize = 16 * 1024;
 /// How long the final `finished` message may wait for a client that does not read.
 const FINISH_SEND_LIMIT: Duration = Duration::from_secs(5);
 
-/// How many finished runs the history keeps.
-pub const HISTORY_LEN: usize = 200;
+/// The largest page of `GET /v1/runs`.
+pub const HISTORY_LEN: usize = crate::history::MAX_PAGE;
 /// Bytes of each stream kept from the start and from the end of a run's output.
 pub const HEAD_BYTES: usize = 8 * 1024;
 pub const TAIL_BYTES: usize = 8 * 1024;
@@ -54,24 +56,55 @@ struct Inner {
     closed: bool,
     active: HashMap<String, CancellationToken>,
     /// Runs the user stopped, until they end: their record says so.
-    stopped: std::collections::HashSet<String>,
-    history: VecDeque<RunSummary>,
+    stopped: HashSet<String>,
 }
 
 pub struct RunRegistry {
     inner: Mutex<Inner>,
     bus: EventBus,
+    history: History,
     /// Where whole outputs are kept; none when the directory could not be made.
     spool: Option<Spool>,
 }
 
 impl RunRegistry {
-    pub fn new(bus: EventBus, spool: Option<Spool>) -> Arc<RunRegistry> {
-        Arc::new(RunRegistry {
+    /// The registry over `history`: runs an earlier server left running are marked
+    /// interrupted (what they printed until then stays readable), and output files no run
+    /// refers to any more are deleted.
+    pub fn new(bus: EventBus, history: History, spool: Option<Spool>) -> Arc<RunRegistry> {
+        let registry = RunRegistry {
             inner: Mutex::default(),
             bus,
+            history,
             spool,
-        })
+        };
+        registry.recover();
+        Arc::new(registry)
+    }
+
+    fn recover(&self) {
+        for mut run in self.history.interrupted_runs() {
+            run.state = RunState::Interrupted;
+            run.error = Some(Error::interrupted());
+            if let Some(spool) = &self.spool {
+                run.stdout.stored_bytes = spool.len(&run.id, Stream::Stdout);
+                run.stderr.stored_bytes = spool.len(&run.id, Stream::Stderr);
+                run.stdout.total_bytes = run.stdout.stored_bytes;
+                run.stderr.total_bytes = run.stderr.stored_bytes;
+            }
+            tracing::warn!(run = %run.id, command = %run.command, "a run was interrupted by the previous server's end");
+            self.history.record(&run);
+        }
+        let gone = self.history.prune();
+        self.forget_output(gone.iter().map(String::as_str));
+        if let (Some(spool), Ok(keep)) = (&self.spool, self.history.with_output()) {
+            spool.retain(&keep);
+        }
+    }
+
+    /// The history the runs are recorded in.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Validate and start a run. Nothing is started when this returns an error. Dropping the
@@ -100,7 +133,6 @@ impl RunRegistry {
             stdout: OutputSummary::default(),
             stderr: OutputSummary::default(),
         };
-        let mut dropped = Vec::new();
         {
             let mut inner = self.lock();
             if inner.closed {
@@ -110,21 +142,9 @@ impl RunRegistry {
                 ));
             }
             inner.active.insert(id.clone(), cancel.clone());
-            inner.history.push_back(summary.clone());
-            while inner.history.len() > HISTORY_LEN {
-                // Never forget a run that is still going.
-                match inner
-                    .history
-                    .iter()
-                    .position(|r| r.state != RunState::Running)
-                {
-                    Some(i) => dropped.extend(inner.history.remove(i).filter(|r| kept(r) > 0)),
-                    None => break,
-                }
-            }
         }
-        // Files go outside the lock: a slow disk must not hold up other runs.
-        self.forget_output(dropped.iter().map(|r| r.id.as_str()));
+        // Recorded before it starts: a crash from now on leaves it marked interrupted.
+        self.history.record(&summary);
         tracing::info!(run = %id, mode = %target.mode(), command = %summary.command, "run started");
         self.bus.publish(Event::RunStarted {
             run: summary.clone(),
@@ -231,15 +251,13 @@ impl RunRegistry {
             duration_ms = ?summary.outcome.as_ref().map(|o| o.duration_ms.round()),
             "run finished"
         );
-        let over_budget = {
-            let mut inner = self.lock();
-            inner.active.remove(&summary.id);
-            if let Some(r) = inner.history.iter_mut().find(|r| r.id == summary.id) {
-                *r = summary.clone();
-            }
-            over_budget(&mut inner)
-        };
-        self.forget_output(over_budget.iter().map(String::as_str));
+        // Written before anyone hears that it ended: a finished run is never lost.
+        self.history.record(&summary);
+        self.lock().active.remove(&summary.id);
+        if self.history.due() {
+            let gone = self.history.prune();
+            self.forget_output(gone.iter().map(String::as_str));
+        }
         self.bus.publish(Event::RunFinished {
             run: summary.clone(),
         });
@@ -258,10 +276,11 @@ impl RunRegistry {
             c.cancel();
             return Ok(true);
         }
-        if inner.history.iter().any(|r| r.id == id) {
-            return Ok(false);
+        drop(inner);
+        match self.history.get(id)? {
+            Some(_) => Ok(false),
+            None => Err(Error::run_not_found(id)),
         }
-        Err(Error::run_not_found(id))
     }
 
     /// [`RunRegistry::stop`] every running command: how many there were.
@@ -288,13 +307,6 @@ impl RunRegistry {
         }
     }
 
-    /// Delete the kept output of every run (server stop).
-    pub fn discard_output(&self) {
-        if let Some(spool) = &self.spool {
-            spool.clear();
-        }
-    }
-
     pub fn active_count(&self) -> usize {
         self.lock().active.len()
     }
@@ -307,19 +319,13 @@ impl RunRegistry {
         }
     }
 
-    /// The most recent runs first.
-    pub fn list(&self, limit: usize) -> Vec<RunSummary> {
-        self.lock()
-            .history
-            .iter()
-            .rev()
-            .take(limit)
-            .cloned()
-            .collect()
+    /// Runs from the history, the most recent first.
+    pub fn list(&self, q: &Query) -> Result<Vec<RunSummary>> {
+        self.history.query(q)
     }
 
-    pub fn get(&self, id: &str) -> Option<RunSummary> {
-        self.lock().history.iter().find(|r| r.id == id).cloned()
+    pub fn get(&self, id: &str) -> Result<Option<RunSummary>> {
+        self.history.get(id)
     }
 
     /// Read a page of a run's whole output: `limit` bytes (at most [`crate::spool::MAX_PAGE`])
@@ -331,14 +337,14 @@ impl RunRegistry {
         offset: u64,
         limit: u64,
     ) -> Result<OutputPage> {
-        let run = self.get(id).ok_or_else(|| Error::run_not_found(id))?;
+        let run = self.get(id)?.ok_or_else(|| Error::run_not_found(id))?;
         let spool = self.spool.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorCode::Internal,
                 "this server keeps no run output (its cache directory could not be created); see the server log",
             )
         })?;
-        let running = run.state == RunState::Running;
+        let running = run.state == RunState::Running && self.lock().active.contains_key(id);
         let of = |s: &OutputSummary| (s.total_bytes, s.stored_bytes);
         let (total, stored) = match (running, stream) {
             (true, _) => {
@@ -391,30 +397,6 @@ impl RunRegistry {
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         self.inner.lock()
     }
-}
-
-/// Bytes of a run's output kept on disk.
-fn kept(r: &RunSummary) -> u64 {
-    r.stdout.stored_bytes + r.stderr.stored_bytes
-}
-
-/// Mark the oldest runs' kept output as dropped until all of it fits in [`TOTAL_BUDGET`];
-/// returns their ids, whose files the caller deletes.
-fn over_budget(inner: &mut Inner) -> Vec<String> {
-    let mut total: u64 = inner.history.iter().map(kept).sum();
-    let mut dropped = Vec::new();
-    for r in inner.history.iter_mut() {
-        if total <= TOTAL_BUDGET {
-            break;
-        }
-        if r.state != RunState::Running && kept(r) > 0 {
-            total -= kept(r);
-            r.stdout.stored_bytes = 0;
-            r.stderr.stored_bytes = 0;
-            dropped.push(r.id.clone());
-        }
-    }
-    dropped
 }
 
 fn new_run_id() -> Result<String> {

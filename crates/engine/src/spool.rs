@@ -1,8 +1,9 @@
 //! The full output of recent runs, kept on disk, so that what was cut from a reply (the middle
 //! of a long output) can be read back by run id, page by page.
 //!
-//! One file per run and stream under the cache directory. Spooling never fails a run: when a
-//! file cannot be written, the run goes on and its summary says how much was kept.
+//! One file per run and stream in the data directory, kept as long as the run's record in the
+//! history keeps them ([`crate::history`]). Spooling never fails a run: when a file cannot be
+//! written, the run goes on and its summary says how much was kept.
 
 pub use stigmer_protocol::run::OutputPage;
 
@@ -17,8 +18,6 @@ use stigmer_protocol::run::Stream;
 /// Bytes kept of one stream of one run; the head and tail of the summary cover the rest.
 /// (Agents' commands rarely print more; writing everything would halve the throughput.)
 pub const STREAM_LIMIT: u64 = 64 * 1024 * 1024;
-/// Bytes kept for all recent runs together; the oldest runs' output goes first.
-pub const TOTAL_BUDGET: u64 = 1024 * 1024 * 1024;
 /// The largest page one read returns.
 pub const MAX_PAGE: u64 = 1024 * 1024;
 
@@ -29,13 +28,26 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Open the spool under `paths`, emptied: runs of an earlier server are not listed any more,
-    /// so their output could not be asked for.
+    /// Open the spool under `paths`, with what earlier servers kept.
     pub fn open(paths: &Paths) -> Result<Spool> {
         let dir = Spool::dir_of(paths);
-        let _ = std::fs::remove_dir_all(&dir);
         Paths::ensure_private_dir(&dir)?;
         Ok(Spool { dir })
+    }
+
+    /// Delete every file but those of the runs in `keep` (output no record refers to).
+    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let id = name.split('.').next().unwrap_or_default();
+            if !keep.contains(id) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Where the server of `paths` keeps run output.
@@ -103,11 +115,6 @@ impl Spool {
             }
         }
         Ok(buf)
-    }
-
-    /// Delete every kept output (the server stops: nobody can ask for it any more).
-    pub fn clear(&self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// Bytes kept of one stream so far.

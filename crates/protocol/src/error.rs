@@ -58,6 +58,8 @@ pub enum ErrorCode {
     SpawnFailed,
     /// The user stopped the command (the window's Stop, the tray, `stigmer runs stop`).
     CancelledByUser,
+    /// The server stopped (crashed, was killed) while the command ran; how it ended is unknown.
+    Interrupted,
     /// An unexpected internal failure.
     Internal,
 }
@@ -91,6 +93,7 @@ impl ErrorCode {
             ErrorCode::AgentConfigUnreadable => "AGENT_CONFIG_UNREADABLE",
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
             ErrorCode::CancelledByUser => "CANCELLED_BY_USER",
+            ErrorCode::Interrupted => "INTERRUPTED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::ConfigError
             | ErrorCode::SpawnFailed
             | ErrorCode::ImageBuildFailed
+            | ErrorCode::Interrupted
             | ErrorCode::Internal => 500,
         }
     }
@@ -157,6 +161,15 @@ impl Error {
             ErrorCode::CancelledByUser,
             "the user stopped this command from Stigmer (its window, tray or `stigmer runs stop`); \
              its processes were ended. Do not run it again unless the user asks you to",
+        )
+    }
+
+    /// The record of a run the server did not see end (it crashed or was killed).
+    pub fn interrupted() -> Self {
+        Error::new(
+            ErrorCode::Interrupted,
+            "the Stigmer server stopped (it crashed or was killed) while this command ran; \
+             how it ended is unknown. Its output up to then is kept",
         )
     }
 

@@ -98,9 +98,14 @@ impl Paths {
         self.cache_dir.join("tools.json")
     }
 
-    /// Where the server keeps runs' whole output while it runs (deleted when it stops).
+    /// Where the server keeps runs' whole output, as long as their history does.
     pub fn run_output_dir(&self) -> PathBuf {
-        self.cache_dir.join("runs")
+        self.data_dir.join("output")
+    }
+
+    /// The run history (SQLite).
+    pub fn history_file(&self) -> PathBuf {
+        self.data_dir.join("history.sqlite3")
     }
 
     /// The sandbox's scratch folder: where sandboxed runs that name no folder run.

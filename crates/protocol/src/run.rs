@@ -119,6 +119,8 @@ pub enum RunState {
     Running,
     Finished,
     Failed,
+    /// The server stopped (a crash, a kill) before the run ended: how it ended is unknown.
+    Interrupted,
 }
 
 /// The start and the end of one output stream, and exactly what lies between.
@@ -159,10 +161,34 @@ pub struct RunSummary {
     pub stderr: OutputSummary,
 }
 
-/// `GET /v1/runs`: the most recent runs first.
+/// The query of `GET /v1/runs`: which runs, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// Runs per page (1 to 200; 50 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The last id of the previous page: only older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Only this client's runs (`other`: runs whose client gave no name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RunState>,
+    /// Only runs whose command or folder contains this text (any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+}
+
+/// `GET /v1/runs`: the most recent runs first; `next_before` (when more are older) gives the
+/// next page.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunList {
     pub runs: Vec<RunSummary>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// One page of a run's output, as the API and the MCP tool return it.

@@ -19,7 +19,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{frames, AppState};
-use stigmer_protocol::run::{OutputPage, RunList, RunRequest, RunStreamLine, RunSummary, Stream};
+use stigmer_protocol::run::{
+    OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
+};
 use stigmer_protocol::status::{ModeChange, ModeView, SandboxStatus, Status, ToolReport};
 
 use crate::error::{Error, ErrorCode};
@@ -374,30 +376,32 @@ fn encode_line<T: Serialize>(value: &T, sse: bool) -> Bytes {
     Bytes::from(out)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    pub limit: Option<usize>,
-}
-
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<RunQuery>,
 ) -> ApiResult<Json<RunList>> {
     let limit = q.limit.unwrap_or(50);
     if limit > crate::runs::HISTORY_LEN {
         return Err(ApiError(Error::new(
             ErrorCode::InvalidRequest,
             format!(
-                "limit is at most {} (the history keeps the last {} runs)",
-                crate::runs::HISTORY_LEN,
+                "limit is at most {} runs a page; `before` gives the next page",
                 crate::runs::HISTORY_LEN
             ),
         )));
     }
-    Ok(Json(RunList {
-        runs: state.runs.list(limit),
-    }))
+    let query = crate::history::Query {
+        limit,
+        before: q.before,
+        client: q.client,
+        state: q.state,
+        text: q.q,
+    };
+    let runs = state.runs.list(&query)?;
+    let next_before = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(RunList { runs, next_before }))
 }
 
 pub async fn get_run(
@@ -406,7 +410,7 @@ pub async fn get_run(
 ) -> ApiResult<Json<RunSummary>> {
     state
         .runs
-        .get(&id)
+        .get(&id)?
         .map(Json)
         .ok_or_else(|| ApiError(Error::run_not_found(&id)))
 }

@@ -174,6 +174,15 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     let spool = crate::spool::Spool::open(&paths)
         .map_err(|e| tracing::warn!("run output will not be kept: {}", e.message))
         .ok();
+    let history_file = paths.history_file();
+    let (history, opened) = crate::history::History::open(
+        opts.settings.history_keep.then_some(history_file.as_path()),
+        opts.settings.retention(),
+    );
+    for w in &opened.warnings {
+        tracing::warn!("{w}");
+        eprintln!("stigmer: warning: {w}");
+    }
     let state = Arc::new(AppState {
         token,
         url: format!("http://127.0.0.1:{port}"),
@@ -182,7 +191,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
-        runs: RunRegistry::new(bus.clone(), spool),
+        runs: RunRegistry::new(bus.clone(), history, spool),
         sandbox,
         bus,
         tools: tokio::sync::Mutex::new(None),
@@ -246,7 +255,6 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     };
     state.runs.close();
     state.runs.wait_idle(STOP_GRACE).await;
-    state.runs.discard_output();
     let removed = state.sandbox.reap(true).await;
     if removed > 0 {
         tracing::info!(removed, "sandbox containers removed on stop");

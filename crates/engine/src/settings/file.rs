@@ -79,15 +79,15 @@ impl ConfigFile {
         for (k, item) in self.doc.iter() {
             match k {
                 "mode" | "env" => {}
-                "sandbox" => {
+                table @ ("sandbox" | "history") => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
-                            let known = sub == WORKSPACES_KEY
+                            let known = (table == "sandbox" && sub == WORKSPACES_KEY)
                                 || Key::ALL
                                     .iter()
-                                    .any(|k| k.file_location() == (Some("sandbox"), sub));
+                                    .any(|k| k.file_location() == (Some(table), sub));
                             if !known {
-                                unknown.push(format!("sandbox.{sub}"));
+                                unknown.push(format!("{table}.{sub}"));
                             }
                         }
                     }
@@ -218,6 +218,10 @@ impl ConfigFile {
             Value::Memory(m) => (Key::SandboxMemory, toml_edit::value(m.as_str())),
             Value::Cpus(c) => (Key::SandboxCpus, toml_edit::value(c.as_str())),
             Value::Network(n) => (Key::SandboxNetwork, toml_edit::value(n.as_str())),
+            Value::HistoryKeep(b) => (Key::HistoryKeep, toml_edit::value(*b)),
+            Value::HistoryMaxRuns(n) => (Key::HistoryMaxRuns, toml_edit::value(*n as i64)),
+            Value::HistoryMaxDays(n) => (Key::HistoryMaxDays, toml_edit::value(*n as i64)),
+            Value::HistoryMaxOutput(s) => (Key::HistoryMaxOutput, toml_edit::value(s.as_str())),
         };
         let (table, name) = key.file_location();
         match table {

@@ -20,6 +20,10 @@ pub enum Key {
     SandboxMemory,
     SandboxCpus,
     SandboxNetwork,
+    HistoryKeep,
+    HistoryMaxRuns,
+    HistoryMaxDays,
+    HistoryMaxOutput,
 }
 
 /// Network of sandbox containers.
@@ -54,10 +58,15 @@ pub enum Value {
     /// Normalized, e.g. `1.5` or `0`.
     Cpus(String),
     Network(Network),
+    HistoryKeep(bool),
+    HistoryMaxRuns(u64),
+    HistoryMaxDays(u64),
+    /// Normalized, e.g. `1g` or `0`.
+    HistoryMaxOutput(String),
 }
 
 impl Key {
-    pub const ALL: [Key; 8] = [
+    pub const ALL: [Key; 12] = [
         Key::Mode,
         Key::SandboxImage,
         Key::SandboxAutoPull,
@@ -66,6 +75,10 @@ impl Key {
         Key::SandboxMemory,
         Key::SandboxCpus,
         Key::SandboxNetwork,
+        Key::HistoryKeep,
+        Key::HistoryMaxRuns,
+        Key::HistoryMaxDays,
+        Key::HistoryMaxOutput,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +91,10 @@ impl Key {
             Key::SandboxMemory => "sandbox.memory",
             Key::SandboxCpus => "sandbox.cpus",
             Key::SandboxNetwork => "sandbox.network",
+            Key::HistoryKeep => "history.keep",
+            Key::HistoryMaxRuns => "history.max_runs",
+            Key::HistoryMaxDays => "history.max_days",
+            Key::HistoryMaxOutput => "history.max_output",
         }
     }
 
@@ -91,6 +108,10 @@ impl Key {
             Key::SandboxMemory => "STIGMER_SANDBOX_MEMORY",
             Key::SandboxCpus => "STIGMER_SANDBOX_CPUS",
             Key::SandboxNetwork => "STIGMER_SANDBOX_NETWORK",
+            Key::HistoryKeep => "STIGMER_HISTORY_KEEP",
+            Key::HistoryMaxRuns => "STIGMER_HISTORY_MAX_RUNS",
+            Key::HistoryMaxDays => "STIGMER_HISTORY_MAX_DAYS",
+            Key::HistoryMaxOutput => "STIGMER_HISTORY_MAX_OUTPUT",
         }
     }
 
@@ -104,6 +125,14 @@ impl Key {
             Key::SandboxMemory => "memory limit of a sandbox container (e.g. 4g, 512m; 0 = none)",
             Key::SandboxCpus => "CPU limit of a sandbox container (e.g. 2, 0.5; 0 = none)",
             Key::SandboxNetwork => "network of sandbox containers: bridge or none",
+            Key::HistoryKeep => {
+                "keep the run history on disk across restarts (false: until the server stops)"
+            }
+            Key::HistoryMaxRuns => "finished runs the history keeps; the oldest go first",
+            Key::HistoryMaxDays => "days a finished run stays in the history",
+            Key::HistoryMaxOutput => {
+                "disk space for runs' whole output (e.g. 1g, 200m; 0 = keep none)"
+            }
         }
     }
 
@@ -119,6 +148,10 @@ impl Key {
             Key::SandboxMemory => "`0` (no limit) or a size such as `512m` or `4g` (at least 6m)",
             Key::SandboxCpus => "`0` (no limit) or a number of CPUs such as `1` or `0.5`",
             Key::SandboxNetwork => "`bridge` or `none`",
+            Key::HistoryKeep => "`true` or `false`",
+            Key::HistoryMaxRuns => "a whole number of runs from 1 to 1000000",
+            Key::HistoryMaxDays => "a whole number of days from 1 to 3650",
+            Key::HistoryMaxOutput => "`0` (keep no output) or a size such as `200m` or `1g`",
         }
     }
 
@@ -133,6 +166,10 @@ impl Key {
             Key::SandboxMemory => (Some("sandbox"), "memory"),
             Key::SandboxCpus => (Some("sandbox"), "cpus"),
             Key::SandboxNetwork => (Some("sandbox"), "network"),
+            Key::HistoryKeep => (Some("history"), "keep"),
+            Key::HistoryMaxRuns => (Some("history"), "max_runs"),
+            Key::HistoryMaxDays => (Some("history"), "max_days"),
+            Key::HistoryMaxOutput => (Some("history"), "max_output"),
         }
     }
 
@@ -192,6 +229,18 @@ impl Key {
                 "none" => Ok(Value::Network(Network::None)),
                 _ => Err(invalid(String::new())),
             },
+            Key::HistoryKeep => parse_bool(raw)
+                .map(Value::HistoryKeep)
+                .ok_or_else(|| invalid(String::new())),
+            Key::HistoryMaxRuns => parse_in(raw, 1, 1_000_000)
+                .map(Value::HistoryMaxRuns)
+                .ok_or_else(|| invalid(String::new())),
+            Key::HistoryMaxDays => parse_in(raw, 1, 3650)
+                .map(Value::HistoryMaxDays)
+                .ok_or_else(|| invalid(String::new())),
+            Key::HistoryMaxOutput => parse_size(raw)
+                .map(|_| Value::HistoryMaxOutput(raw.trim().to_ascii_lowercase()))
+                .ok_or_else(|| invalid(String::new())),
         }
     }
 }
@@ -225,6 +274,19 @@ impl FromStr for Key {
 /// Bytes of a memory size: `0`, or a whole number with a `k`, `m` or `g` suffix (binary
 /// units), at least 6 MiB (the engines' minimum).
 pub fn parse_memory(raw: &str) -> Option<u64> {
+    parse_size(raw).filter(|b| *b == 0 || *b >= 6 << 20)
+}
+
+/// A whole number from `min` to `max`.
+fn parse_in(raw: &str, min: u64, max: u64) -> Option<u64> {
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+/// Bytes of a size: `0`, or a whole number with a `k`, `m` or `g` suffix (binary units).
+pub fn parse_size(raw: &str) -> Option<u64> {
     let s = raw.trim().to_ascii_lowercase();
     if s == "0" {
         return Some(0);
@@ -236,8 +298,7 @@ pub fn parse_memory(raw: &str) -> Option<u64> {
         "g" => 1 << 30,
         _ => return None,
     };
-    let bytes = num.parse::<u64>().ok()?.checked_mul(mult)?;
-    (bytes >= 6 << 20).then_some(bytes)
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {

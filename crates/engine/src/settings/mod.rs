@@ -40,6 +40,12 @@ pub struct Settings {
     /// The `[env]` table: changes to the commands' default environment
     /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
     pub env: BTreeMap<String, String>,
+    /// Keep the run history on disk (`history.keep`).
+    pub history_keep: bool,
+    pub history_max_runs: u64,
+    pub history_max_days: u64,
+    /// Disk space for runs' whole output, e.g. `1g`; `0` keeps none.
+    pub history_max_output: String,
 }
 
 impl Default for Settings {
@@ -55,6 +61,10 @@ impl Default for Settings {
             sandbox_network: Network::Bridge,
             sandbox_workspaces: Vec::new(),
             env: BTreeMap::new(),
+            history_keep: true,
+            history_max_runs: 10_000,
+            history_max_days: 90,
+            history_max_output: "1g".to_string(),
         }
     }
 }
@@ -80,6 +90,10 @@ impl Settings {
             Key::SandboxMemory => self.sandbox_memory.clone(),
             Key::SandboxCpus => self.sandbox_cpus.clone(),
             Key::SandboxNetwork => self.sandbox_network.as_str().to_string(),
+            Key::HistoryKeep => self.history_keep.to_string(),
+            Key::HistoryMaxRuns => self.history_max_runs.to_string(),
+            Key::HistoryMaxDays => self.history_max_days.to_string(),
+            Key::HistoryMaxOutput => self.history_max_output.clone(),
         }
     }
 
@@ -94,6 +108,19 @@ impl Settings {
             Value::Memory(m) => self.sandbox_memory = m,
             Value::Cpus(c) => self.sandbox_cpus = c,
             Value::Network(n) => self.sandbox_network = n,
+            Value::HistoryKeep(b) => self.history_keep = b,
+            Value::HistoryMaxRuns(n) => self.history_max_runs = n,
+            Value::HistoryMaxDays(n) => self.history_max_days = n,
+            Value::HistoryMaxOutput(s) => self.history_max_output = s,
+        }
+    }
+
+    /// How much run history is kept.
+    pub fn retention(&self) -> crate::history::Retention {
+        crate::history::Retention {
+            max_runs: self.history_max_runs,
+            max_age: std::time::Duration::from_secs(self.history_max_days * 24 * 3600),
+            max_output_bytes: parse_size(&self.history_max_output).unwrap_or(0),
         }
     }
 }

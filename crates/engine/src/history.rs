@@ -1,0 +1,478 @@
+//! The history of runs: every run's record (command, client, where it ran, exit, timestamps,
+//! head and tail of its output, how much output is kept) in SQLite in the data dir, so that
+//! it outlasts the server, a crash included.
+//!
+//! A run is written when it starts and again when it ends, before anyone is told that it
+//! ended: a run that finished is never lost, and one still marked running at the next start
+//! was interrupted. WAL with `synchronous = NORMAL` survives a killed process (not a power
+//! cut, which may lose the last commits, never the file). A file that is not a sound database
+//! is kept aside, renamed, and a fresh one made. Retention drops the oldest finished runs
+//! first, never a running one.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use stigmer_protocol::run::{RunState, RunSummary};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::util::now_ms;
+
+/// The schema this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+/// The largest page of runs one query returns.
+pub const MAX_PAGE: usize = 200;
+/// Retention is applied after at most this many runs end (an eighth of `max_runs` when that is
+/// fewer, and whenever the kept output is over its budget): checking after each run would cost
+/// more than the run's own record.
+const PRUNE_EVERY: u64 = 32;
+
+/// How much history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_runs: u64,
+    pub max_age: Duration,
+    /// Bytes of whole output kept for all runs together; the oldest runs' output goes first.
+    pub max_output_bytes: u64,
+}
+
+/// Which runs a listing wants, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub limit: usize,
+    /// Only runs older than this one (the last id of the previous page).
+    pub before: Option<String>,
+    /// Only this client's runs (`other` for runs whose client gave no name).
+    pub client: Option<String>,
+    pub state: Option<RunState>,
+    /// Only runs whose command or folder contains this text (any case).
+    pub text: Option<String>,
+}
+
+struct Db {
+    conn: Connection,
+    /// Bytes of whole output the kept runs hold.
+    kept_total: u64,
+    ended_since_prune: u32,
+}
+
+pub struct History {
+    db: Mutex<Db>,
+    retention: Retention,
+    /// The database file; none when the history lives in memory only.
+    path: Option<PathBuf>,
+}
+
+/// What opening the history found, for the server's log.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub warnings: Vec<String>,
+}
+
+impl History {
+    /// Open the history at `path` (`None`: in memory, for a user who keeps no history on
+    /// disk). A file that cannot be used is set aside and replaced; if even that fails the
+    /// history lives in memory and a warning says so.
+    pub fn open(path: Option<&Path>, retention: Retention) -> (History, Opened) {
+        let mut opened = Opened::default();
+        let conn = match path {
+            None => None,
+            Some(p) => match open_file(p) {
+                Ok(c) => Some(c),
+                Err(why) => match set_aside(p) {
+                    Ok(aside) => {
+                        opened.warnings.push(format!(
+                            "the run history {} could not be used ({why}); it was kept as {} and a new history was started",
+                            p.display(),
+                            aside.display()
+                        ));
+                        open_file(p)
+                            .map_err(|e| opened.warnings.push(format!("the new run history {} cannot be used either ({e}); runs are remembered until the server stops only", p.display())))
+                            .ok()
+                    }
+                    Err(e) => {
+                        opened.warnings.push(format!(
+                            "the run history {} could not be used ({why}) nor set aside ({e}); runs are remembered until the server stops only",
+                            p.display()
+                        ));
+                        None
+                    }
+                },
+            },
+        };
+        let on_disk = conn.is_some();
+        let conn = conn.unwrap_or_else(|| {
+            let c = Connection::open_in_memory().expect("an in-memory SQLite database opens");
+            init(&c).expect("an in-memory SQLite database takes the schema");
+            c
+        });
+        let kept_total = conn
+            .query_row("SELECT total(kept) FROM runs", [], |r| r.get::<_, f64>(0))
+            .unwrap_or(0.0) as u64;
+        let history = History {
+            db: Mutex::new(Db {
+                conn,
+                kept_total,
+                ended_since_prune: 0,
+            }),
+            retention,
+            path: path.filter(|_| on_disk).map(Path::to_path_buf),
+        };
+        (history, opened)
+    }
+
+    /// The database file, when the history is on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Write a run's record (new or updated). Failing to write never fails the run: the
+    /// server's log says so.
+    pub fn record(&self, run: &RunSummary) {
+        if let Err(e) = self.try_record(run) {
+            tracing::warn!(run = %run.id, "the run history could not be written: {e}");
+        }
+    }
+
+    fn try_record(&self, run: &RunSummary) -> rusqlite::Result<()> {
+        let summary = serde_json::to_string(run).expect("a run summary serializes");
+        let kept = (run.stdout.stored_bytes + run.stderr.stored_bytes) as i64;
+        let mut db = self.db.lock();
+        let before: i64 = db
+            .conn
+            .query_row("SELECT kept FROM runs WHERE id = ?1", [&run.id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        db.conn
+            .prepare_cached(
+                "INSERT INTO runs (id, started_at_ms, finished_at_ms, state, client, command, cwd, kept, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(id) DO UPDATE SET finished_at_ms = ?3, state = ?4, kept = ?8, summary = ?9",
+            )?
+            .execute(params![
+                run.id,
+                run.started_at_ms as i64,
+                run.finished_at_ms.map(|t| t as i64),
+                state_name(run.state),
+                run.client,
+                run.command,
+                run.cwd.to_string_lossy(),
+                kept,
+                summary,
+            ])?;
+        db.kept_total = (db.kept_total as i64 + kept - before).max(0) as u64;
+        if run.state != RunState::Running {
+            db.ended_since_prune += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether retention should run now: enough runs ended, or the kept output is over.
+    pub fn due(&self) -> bool {
+        let db = self.db.lock();
+        let every = (self.retention.max_runs / 8).clamp(1, PRUNE_EVERY) as u32;
+        db.ended_since_prune >= every || db.kept_total > self.retention.max_output_bytes
+    }
+
+    /// Apply retention: drop the oldest finished runs beyond the count and age, then the
+    /// oldest runs' kept output until it fits. Returns the ids whose output files go.
+    pub fn prune(&self) -> Vec<String> {
+        match self.try_prune() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("the run history could not be trimmed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn try_prune(&self) -> rusqlite::Result<Vec<String>> {
+        let r = self.retention;
+        let oldest_kept = now_ms().saturating_sub(r.max_age.as_millis() as u64) as i64;
+        let mut db = self.db.lock();
+        db.ended_since_prune = 0;
+        let tx = db.conn.transaction()?;
+        let mut gone: Vec<String> = Vec::new();
+        {
+            // Beyond the count: the newest `max_runs` finished runs stay (running ones always).
+            let mut old = tx.prepare(
+                "SELECT id FROM runs WHERE state != 'running' AND (
+                    seq <= coalesce((SELECT seq FROM runs WHERE state != 'running'
+                                     ORDER BY seq DESC LIMIT 1 OFFSET ?1), -1)
+                    OR coalesce(finished_at_ms, started_at_ms) < ?2)",
+            )?;
+            let ids = old.query_map(params![r.max_runs as i64, oldest_kept], |row| row.get(0))?;
+            for id in ids {
+                gone.push(id?);
+            }
+        }
+        for id in &gone {
+            tx.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+        }
+        let mut total = tx.query_row("SELECT total(kept) FROM runs", [], |row| {
+            row.get::<_, f64>(0)
+        })? as u64;
+        if total > r.max_output_bytes {
+            let mut outputs: Vec<(String, u64, String)> = Vec::new();
+            {
+                let mut q = tx.prepare(
+                    "SELECT id, kept, summary FROM runs WHERE kept > 0 AND state != 'running' ORDER BY seq",
+                )?;
+                let rows = q.query_map([], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64, row.get(2)?))
+                })?;
+                for row in rows {
+                    let row = row?;
+                    if total <= r.max_output_bytes {
+                        break;
+                    }
+                    total -= row.1;
+                    outputs.push(row);
+                }
+            }
+            for (id, _, summary) in outputs {
+                let Ok(mut run) = serde_json::from_str::<RunSummary>(&summary) else {
+                    continue;
+                };
+                run.stdout.stored_bytes = 0;
+                run.stderr.stored_bytes = 0;
+                let summary = serde_json::to_string(&run).expect("a run summary serializes");
+                tx.execute(
+                    "UPDATE runs SET kept = 0, summary = ?2 WHERE id = ?1",
+                    params![id, summary],
+                )?;
+                gone.push(id);
+            }
+        }
+        tx.commit()?;
+        db.kept_total = total;
+        Ok(gone)
+    }
+
+    /// One run's record.
+    pub fn get(&self, id: &str) -> Result<Option<RunSummary>> {
+        let db = self.db.lock();
+        let summary: Option<String> = db
+            .conn
+            .prepare_cached("SELECT summary FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(unreadable)?;
+        Ok(summary.and_then(|s| parse(&s)))
+    }
+
+    /// Runs, newest first, as `q` asks.
+    pub fn query(&self, q: &Query) -> Result<Vec<RunSummary>> {
+        let db = self.db.lock();
+        let before: Option<i64> = match &q.before {
+            None => None,
+            Some(id) => Some(
+                db.conn
+                    .query_row("SELECT seq FROM runs WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()
+                    .map_err(unreadable)?
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::RunNotFound,
+                            format!(
+                                "no run `{id}` in the history (`before` takes the last id of the previous page)"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT summary FROM runs
+                 WHERE (?1 IS NULL OR seq < ?1)
+                   AND (?2 IS NULL OR coalesce(client, 'other') = ?2)
+                   AND (?3 IS NULL OR state = ?3)
+                   AND (?4 IS NULL OR instr(lower(command), lower(?4)) > 0 OR instr(lower(cwd), lower(?4)) > 0)
+                 ORDER BY seq DESC LIMIT ?5",
+            )
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    before,
+                    q.client,
+                    q.state.map(state_name),
+                    q.text.as_deref().filter(|t| !t.is_empty()),
+                    q.limit.min(MAX_PAGE) as i64,
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(unreadable)?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.extend(parse(&row.map_err(unreadable)?));
+        }
+        Ok(runs)
+    }
+
+    /// The names of the clients that ran something (`other` for those that gave none).
+    pub fn clients(&self) -> Result<Vec<String>> {
+        let db = self.db.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT DISTINCT coalesce(client, 'other') FROM runs ORDER BY 1")
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(unreadable)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(unreadable)
+    }
+
+    /// The runs whose whole output is kept.
+    pub fn with_output(&self) -> Result<HashSet<String>> {
+        let db = self.db.lock();
+        let mut stmt = db
+            .conn
+            .prepare("SELECT id FROM runs WHERE kept > 0 OR state = 'running'")
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(unreadable)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(unreadable)
+    }
+
+    /// How many runs are stored.
+    pub fn len(&self) -> u64 {
+        self.db
+            .lock()
+            .conn
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs recorded as running. Asked before this server starts any, they are the ones
+    /// an earlier server did not see end.
+    pub fn interrupted_runs(&self) -> Vec<RunSummary> {
+        self.running()
+            .map_err(|e| tracing::warn!("{}", e.message))
+            .unwrap_or_default()
+    }
+
+    fn running(&self) -> Result<Vec<RunSummary>> {
+        let db = self.db.lock();
+        let mut stmt = db
+            .conn
+            .prepare("SELECT summary FROM runs WHERE state = 'running' ORDER BY seq")
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(unreadable)?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.extend(parse(&row.map_err(unreadable)?));
+        }
+        Ok(runs)
+    }
+}
+
+/// Open (or make) the database file and check it.
+fn open_file(path: &Path) -> std::result::Result<Connection, String> {
+    if let Some(dir) = path.parent() {
+        crate::paths::Paths::ensure_private_dir(dir).map_err(|e| e.message)?;
+    }
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("journal mode is {mode}, not WAL"));
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("integrity check: {check}"));
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "it was written by a newer Stigmer (schema {version}, this one knows {SCHEMA_VERSION})"
+        ));
+    }
+    init(&conn).map_err(|e| e.to_string())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(conn)
+}
+
+fn init(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS runs (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             id TEXT NOT NULL UNIQUE,
+             started_at_ms INTEGER NOT NULL,
+             finished_at_ms INTEGER,
+             state TEXT NOT NULL,
+             client TEXT,
+             command TEXT NOT NULL,
+             cwd TEXT NOT NULL,
+             kept INTEGER NOT NULL DEFAULT 0,
+             summary TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+         PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+}
+
+/// Rename the file (and its WAL and shared-memory files) out of the way.
+fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let aside = PathBuf::from(format!(
+        "{}.unusable-{}",
+        path.display(),
+        crate::util::now_secs()
+    ));
+    if path.exists() {
+        std::fs::rename(path, &aside)?;
+    }
+    for ext in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{ext}", path.display()));
+        if side.exists() {
+            let _ = std::fs::rename(&side, format!("{}{ext}", aside.display()));
+        }
+    }
+    Ok(aside)
+}
+
+fn state_name(s: RunState) -> &'static str {
+    match s {
+        RunState::Running => "running",
+        RunState::Finished => "finished",
+        RunState::Failed => "failed",
+        RunState::Interrupted => "interrupted",
+    }
+}
+
+fn parse(summary: &str) -> Option<RunSummary> {
+    serde_json::from_str(summary)
+        .map_err(|e| tracing::warn!("a run in the history could not be read: {e}"))
+        .ok()
+}
+
+fn unreadable(e: rusqlite::Error) -> Error {
+    Error::new(
+        ErrorCode::Internal,
+        format!("the run history could not be read: {e}"),
+    )
+}
