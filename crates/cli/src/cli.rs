@@ -72,6 +72,20 @@ pub enum Command {
         Needs the running server (the app's, or `stigmer server start`)."
     )]
     Runs(RunsCommand),
+    /// Where each agent's commands run and whether they run freely, wait for your approval,
+    /// or are refused (agents cannot change it)
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        stigmer clients list                                  every client seen or configured\n  \
+        stigmer clients set \"Claude Code\" --tier basic      its commands run in the basic sandbox\n  \
+        stigmer clients set cursor --rule ask                 ask me before each of its commands (the app asks)\n  \
+        stigmer clients set my-script --rule refuse           refuse its commands\n  \
+        stigmer clients set cursor --tier default --rule run  back to the defaults\n\n\
+        A client is known by the name it gives (an MCP client's name, the API's `client`); those \
+        that give none are `other`. Clients seen for the first time get the global mode and run freely."
+    )]
+    Clients(ClientsCommand),
     /// Connect an AI agent (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Codex) to
     /// stigmer: adds `stigmer mcp` to its MCP configuration, keeping everything else
     #[command(after_help = "Examples:\n  \
@@ -170,6 +184,30 @@ pub enum RunsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Every client seen in the history or configured, with its tier and rule
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a client's tier and rule (what is not given stays as it is)
+    Set {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where its commands run
+        #[arg(long, value_parser = ["default", "local", "basic", "custom"])]
+        tier: Option<String>,
+        /// The image of the custom tier
+        #[arg(long)]
+        image: Option<String>,
+        /// Run freely, ask first, or refuse
+        #[arg(long, value_parser = ["run", "ask", "refuse"])]
+        rule: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WorkspacesCommand {
     /// The folders allowed, the scratch folder, and the requests refused lately
     List {

@@ -1,6 +1,7 @@
 //! `stigmer`: run agents' commands locally or in a sandbox, and manage the server.
 
 mod cli;
+mod clients;
 mod config;
 mod connect;
 mod mcp;
@@ -74,6 +75,7 @@ fn real_main() -> i32 {
             Command::Sandbox(cmd) => sandbox::sandbox(cmd, &paths).await,
             Command::Workspaces(cmd) => workspaces::workspaces(cmd, &paths).await,
             Command::Runs(cmd) => runs::runs(cmd, &paths).await,
+            Command::Clients(cmd) => clients::clients(cmd, &paths).await,
             Command::Connect(args) => connect::connect(args),
             Command::Mcp(args) => mcp::mcp(args, &paths).await,
         };

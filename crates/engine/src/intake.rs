@@ -4,7 +4,13 @@
 //!
 //! The rule for `image` without `mode`: an image selects sandbox mode (what `stigmer run
 //! --image` always did); `image` with mode `local` is refused.
+//!
+//! The client's own tier and rule, set by the user, come first: a client the user refuses is
+//! refused here, one whose tier the user set runs there (a request asking for another mode or
+//! image is refused, never obeyed), and one the user wants to be asked about says so in
+//! [`Intake::ask`].
 
+use stigmer_protocol::clients::{ClientTier, Rule, OTHER_CLIENT};
 use stigmer_protocol::run::RunRequest;
 
 use std::ffi::OsString;
@@ -16,17 +22,41 @@ use stigmer_protocol::run::ArgvEncoding;
 use crate::error::{Error, ErrorCode, Result};
 use crate::execute::container::Sandbox;
 use crate::execute::{self, timeout_from_secs, CommandSpec, ExecRequest, Target};
-use crate::settings::{Key, Mode, Settings, Value};
+use crate::settings::{Key, Mode, Settings, Value, BASIC_IMAGE};
 
 /// Who asks for a run: a name shown in the app's activity.
 pub type Client = Option<String>;
 
+/// A request made into a run, not started.
+pub struct Intake {
+    pub target: Target,
+    pub req: ExecRequest,
+    pub client: Client,
+    /// The user wants to approve this client's commands first.
+    pub ask: bool,
+}
+
 /// The run `request` asks for, with `settings` for whatever it does not say.
-pub fn intake(
-    request: RunRequest,
-    settings: &Settings,
-    sandbox: &Arc<Sandbox>,
-) -> Result<(Target, ExecRequest, Client)> {
+pub fn intake(request: RunRequest, settings: &Settings, sandbox: &Arc<Sandbox>) -> Result<Intake> {
+    if let Some(c) = &request.client {
+        if c.chars().count() > 100 || c.chars().any(char::is_control) {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                "`client` is at most 100 printable characters",
+            ));
+        }
+    }
+    let name = request.client.as_deref().unwrap_or(OTHER_CLIENT);
+    let policy = settings.clients.get(name).cloned().unwrap_or_default();
+    if policy.rule == Rule::Refuse {
+        return Err(Error::new(
+            ErrorCode::DeniedByUser,
+            format!(
+                "the user does not allow commands from `{name}` (its rule in Stigmer is \"refuse\"); nothing ran. \
+                 Do not retry: tell the user, who can change it in Stigmer's Agents section"
+            ),
+        ));
+    }
     let invalid = |m: &str| Error::new(ErrorCode::InvalidRequest, m);
     let command = match (request.argv, request.shell) {
         (Some(argv), None) => CommandSpec::Argv(decode_argv(argv, request.argv_encoding)?),
@@ -67,17 +97,36 @@ pub fn intake(
         (mode, _) => mode,
     };
     let mut settings = settings.clone();
-    settings.mode = mode.unwrap_or(settings.mode);
-    if let Some(image) = image {
-        settings.sandbox_image = image;
+    let chosen = match policy.tier {
+        ClientTier::Default => None,
+        ClientTier::Local => Some((Mode::Local, None)),
+        ClientTier::Basic => Some((Mode::Sandbox, Some(BASIC_IMAGE.to_string()))),
+        ClientTier::Custom => Some((Mode::Sandbox, policy.image.clone())),
+    };
+    if let Some((user_mode, user_image)) = chosen {
+        let other_mode = mode.is_some_and(|m| m != user_mode);
+        let other_image = image.is_some() && image != user_image;
+        if other_mode || other_image {
+            return Err(Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "the user chose where `{name}`'s commands run ({}); a request cannot change it: drop `mode` and `image`",
+                    policy.tier.as_str()
+                ),
+            ));
+        }
+        settings.mode = user_mode;
+        if let Some(image) = user_image {
+            settings.sandbox_image = image;
+        }
+    } else {
+        settings.mode = mode.unwrap_or(settings.mode);
+        if let Some(image) = image {
+            settings.sandbox_image = image;
+        }
     }
     let target = execute::target(&settings, request.workspace, sandbox);
     let cwd = request.cwd.unwrap_or_else(|| target.default_cwd());
-    if let Some(c) = &request.client {
-        if c.chars().count() > 100 || c.chars().any(char::is_control) {
-            return Err(invalid("`client` is at most 100 printable characters"));
-        }
-    }
     let req = ExecRequest {
         unset_env: Vec::new(),
         command,
@@ -85,7 +134,12 @@ pub fn intake(
         env: request.env,
         timeout,
     };
-    Ok((target, req, request.client))
+    Ok(Intake {
+        target,
+        req,
+        client: request.client,
+        ask: policy.rule == Rule::Ask,
+    })
 }
 
 /// `argv` as the OS takes it: text as it is, or base64 of each argument's bytes.

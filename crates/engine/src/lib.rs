@@ -1,6 +1,7 @@
 //! The Stigmer engine: settings and mode, tool detection, command execution and the local API
 //! server. No GUI dependency: the `stigmer` CLI and the desktop app both build on it.
 
+pub mod approvals;
 pub mod command_env;
 pub mod discovery;
 pub mod error;

@@ -58,6 +58,11 @@ pub enum ErrorCode {
     SpawnFailed,
     /// The user stopped the command (the window's Stop, the tray, `stigmer runs stop`).
     CancelledByUser,
+    /// The user refused the command: they denied it, did not answer in time, or refuse this
+    /// client's commands.
+    DeniedByUser,
+    /// The command needs the user's approval and no Stigmer app is open to ask them.
+    ApprovalUnavailable,
     /// The server stopped (crashed, was killed) while the command ran; how it ended is unknown.
     Interrupted,
     /// An unexpected internal failure.
@@ -94,6 +99,8 @@ impl ErrorCode {
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
             ErrorCode::CancelledByUser => "CANCELLED_BY_USER",
             ErrorCode::Interrupted => "INTERRUPTED",
+            ErrorCode::DeniedByUser => "DENIED_BY_USER",
+            ErrorCode::ApprovalUnavailable => "APPROVAL_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -105,7 +112,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::ForbiddenHost
             | ErrorCode::ForbiddenOrigin
-            | ErrorCode::WorkspaceNotAllowed => 403,
+            | ErrorCode::WorkspaceNotAllowed
+            | ErrorCode::DeniedByUser => 403,
             ErrorCode::NotFound | ErrorCode::RunNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ServerAlreadyRunning | ErrorCode::CancelledByUser => 409,
@@ -119,6 +127,7 @@ impl ErrorCode {
             | ErrorCode::ImageNotFound => 422,
             ErrorCode::ImagePullFailed
             | ErrorCode::EngineUnavailable
+            | ErrorCode::ApprovalUnavailable
             | ErrorCode::ServerUnavailable => 503,
             ErrorCode::ConfigError
             | ErrorCode::SpawnFailed

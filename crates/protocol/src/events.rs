@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::{Approval, ApprovalEnd};
 use crate::error::Error;
 use crate::mode::{Mode, Tier};
 use crate::run::{RunSummary, Stream};
@@ -56,6 +57,17 @@ pub enum Event {
     WorkspacesChanged {
         workspaces: Vec<std::path::PathBuf>,
     },
+    /// A command waits for the user's Allow or Deny (its client's rule is `ask`).
+    ApprovalRequested {
+        approval: Approval,
+    },
+    /// A wait ended: answered, timed out, or its client hung up.
+    ApprovalEnded {
+        id: String,
+        end: ApprovalEnd,
+    },
+    /// The user changed a client's tier or rule.
+    ClientsChanged,
     Log {
         level: String,
         target: String,

@@ -265,12 +265,8 @@ pub async fn start_run(
     headers: HeaderMap,
     ApiJson(body): ApiJson<RunRequest>,
 ) -> ApiResult<Response> {
-    let (target, req, client) = crate::intake::intake(body, &state.settings(), &state.sandbox)?;
-    // Refused before anything is registered: a sandbox run outside the allowed workspaces or
-    // without an engine never starts.
-    target.admit(&req, client.as_deref()).await?;
     let framing = Framing::from_headers(&headers);
-    let started = state.runs.start(target, req, client)?;
+    let started = super::clients::start(&state, body).await?;
     let body = stream::unfold(started.events, move |mut rx| async move {
         let event = tokio::select! {
             e = rx.recv() => Some(e?),
@@ -461,7 +457,19 @@ pub async fn stop_all_runs(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 /// Everything that happens in the server, as NDJSON or SSE, until the server stops.
-pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// The caller can ask the user to approve commands (the desktop app).
+    #[serde(default)]
+    approver: bool,
+}
+
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Response {
     // The event stream is JSON only: binary frames are for a run's own output.
     let framing = match Framing::from_headers(&headers) {
         Framing::Sse => Framing::Sse,
@@ -469,21 +477,26 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     };
     let rx = state.bus.subscribe();
     let shutdown = state.shutdown.clone();
-    let body = stream::unfold((rx, shutdown), move |(mut rx, shutdown)| async move {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            e = rx.recv() => match e {
-                Ok(e) => e,
-                Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
-                Err(RecvError::Closed) => return None,
-            },
-            _ = tokio::time::sleep(HEARTBEAT) => Event::Heartbeat,
-        };
-        Some((
-            Ok::<_, std::convert::Infallible>(framing.json(&event)),
-            (rx, shutdown),
-        ))
-    });
+    // Counted while the stream is open: the app that reads it can be asked.
+    let approver = q.approver.then(|| state.approvals.approver());
+    let body = stream::unfold(
+        (rx, shutdown, approver),
+        move |(mut rx, shutdown, approver)| async move {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                e = rx.recv() => match e {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep(HEARTBEAT) => Event::Heartbeat,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(framing.json(&event)),
+                (rx, shutdown, approver),
+            ))
+        },
+    );
     (
         [
             (CONTENT_TYPE, framing.content_type()),

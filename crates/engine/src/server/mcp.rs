@@ -29,10 +29,7 @@ pub struct InServer {
 impl Backend for InServer {
     fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary> {
         Box::pin(async move {
-            let (target, req, client) =
-                crate::intake::intake(body, &self.state.settings(), &self.state.sandbox)?;
-            target.admit(&req, client.as_deref()).await?;
-            let mut started = self.state.runs.start(target, req, client)?;
+            let mut started = super::clients::start(&self.state, body).await?;
             // Output is kept by the registry; the reply only needs the summary at the end.
             while let Some(event) = started.events.recv().await {
                 if let RunEvent::Finished(run) = event {

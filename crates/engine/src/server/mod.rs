@@ -1,6 +1,7 @@
 //! The agent runner: an HTTP+JSON API on 127.0.0.1 that runs commands and streams their output.
 
 pub mod api;
+pub mod clients;
 pub mod frames;
 pub mod guard;
 mod mcp;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Serializes config-file writes from concurrent mode changes.
     pub settings_write_lock: tokio::sync::Mutex<()>,
     pub runs: Arc<RunRegistry>,
+    /// Commands waiting for the user's approval.
+    pub approvals: Arc<crate::approvals::Approvals>,
     pub sandbox: Arc<Sandbox>,
     pub bus: EventBus,
     pub tools: tokio::sync::Mutex<Option<ToolReport>>,
@@ -121,6 +124,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/runs/{id}/output", get(api::run_output))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
         .route("/v1/runs/stop-all", post(api::stop_all_runs))
+        .route("/v1/clients", get(clients::list).post(clients::set))
+        .route("/v1/approvals", get(clients::pending))
+        .route("/v1/approvals/{id}", post(clients::answer))
         .route("/v1/events", get(api::events))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/shutdown", post(api::shutdown))
@@ -192,6 +198,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
         runs: RunRegistry::new(bus.clone(), history, spool),
+        approvals: crate::approvals::Approvals::new(bus.clone()),
         sandbox,
         bus,
         tools: tokio::sync::Mutex::new(None),
@@ -230,6 +237,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
 
     let stop = state.shutdown.clone();
     let runs = state.runs.clone();
+    let approvals = state.approvals.clone();
     // No Nagle: a run's stream is many small writes that must not wait for ACKs.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
@@ -238,6 +246,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         stop.cancelled().await;
         // Runs end first, so their streams finish and connections can close.
         runs.close();
+        approvals.close();
     });
     // A client that stops reading must not keep the server from stopping.
     let (stop, runs) = (state.shutdown.clone(), state.runs.clone());

@@ -17,7 +17,7 @@ const WORKSPACES_KEY: &str = "workspaces";
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
     pub path: PathBuf,
-    doc: DocumentMut,
+    pub(super) doc: DocumentMut,
 }
 
 impl ConfigFile {
@@ -78,8 +78,8 @@ impl ConfigFile {
         let mut unknown = Vec::new();
         for (k, item) in self.doc.iter() {
             match k {
-                "mode" | "env" => {}
-                table @ ("sandbox" | "history") => {
+                "mode" | "env" | "clients" => {}
+                table @ ("sandbox" | "history" | "approvals") => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
                             let known = (table == "sandbox" && sub == WORKSPACES_KEY)
@@ -222,6 +222,7 @@ impl ConfigFile {
             Value::HistoryMaxRuns(n) => (Key::HistoryMaxRuns, toml_edit::value(*n as i64)),
             Value::HistoryMaxDays(n) => (Key::HistoryMaxDays, toml_edit::value(*n as i64)),
             Value::HistoryMaxOutput(s) => (Key::HistoryMaxOutput, toml_edit::value(s.as_str())),
+            Value::ApprovalsTimeout(t) => (Key::ApprovalsTimeout, toml_edit::value(*t as i64)),
         };
         let (table, name) = key.file_location();
         match table {

@@ -24,6 +24,7 @@ pub enum Key {
     HistoryMaxRuns,
     HistoryMaxDays,
     HistoryMaxOutput,
+    ApprovalsTimeout,
 }
 
 /// Network of sandbox containers.
@@ -63,10 +64,11 @@ pub enum Value {
     HistoryMaxDays(u64),
     /// Normalized, e.g. `1g` or `0`.
     HistoryMaxOutput(String),
+    ApprovalsTimeout(u64),
 }
 
 impl Key {
-    pub const ALL: [Key; 12] = [
+    pub const ALL: [Key; 13] = [
         Key::Mode,
         Key::SandboxImage,
         Key::SandboxAutoPull,
@@ -79,6 +81,7 @@ impl Key {
         Key::HistoryMaxRuns,
         Key::HistoryMaxDays,
         Key::HistoryMaxOutput,
+        Key::ApprovalsTimeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Key {
             Key::HistoryMaxRuns => "history.max_runs",
             Key::HistoryMaxDays => "history.max_days",
             Key::HistoryMaxOutput => "history.max_output",
+            Key::ApprovalsTimeout => "approvals.timeout",
         }
     }
 
@@ -112,6 +116,7 @@ impl Key {
             Key::HistoryMaxRuns => "STIGMER_HISTORY_MAX_RUNS",
             Key::HistoryMaxDays => "STIGMER_HISTORY_MAX_DAYS",
             Key::HistoryMaxOutput => "STIGMER_HISTORY_MAX_OUTPUT",
+            Key::ApprovalsTimeout => "STIGMER_APPROVALS_TIMEOUT",
         }
     }
 
@@ -133,6 +138,9 @@ impl Key {
             Key::HistoryMaxOutput => {
                 "disk space for runs' whole output (e.g. 1g, 200m; 0 = keep none)"
             }
+            Key::ApprovalsTimeout => {
+                "seconds a command waits for the user's approval before it counts as denied"
+            }
         }
     }
 
@@ -152,6 +160,7 @@ impl Key {
             Key::HistoryMaxRuns => "a whole number of runs from 1 to 1000000",
             Key::HistoryMaxDays => "a whole number of days from 1 to 3650",
             Key::HistoryMaxOutput => "`0` (keep no output) or a size such as `200m` or `1g`",
+            Key::ApprovalsTimeout => "a whole number of seconds from 5 to 3600",
         }
     }
 
@@ -170,6 +179,7 @@ impl Key {
             Key::HistoryMaxRuns => (Some("history"), "max_runs"),
             Key::HistoryMaxDays => (Some("history"), "max_days"),
             Key::HistoryMaxOutput => (Some("history"), "max_output"),
+            Key::ApprovalsTimeout => (Some("approvals"), "timeout"),
         }
     }
 
@@ -237,6 +247,9 @@ impl Key {
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryMaxDays => parse_in(raw, 1, 3650)
                 .map(Value::HistoryMaxDays)
+                .ok_or_else(|| invalid(String::new())),
+            Key::ApprovalsTimeout => parse_in(raw, 5, 3600)
+                .map(Value::ApprovalsTimeout)
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryMaxOutput => parse_size(raw)
                 .map(|_| Value::HistoryMaxOutput(raw.trim().to_ascii_lowercase()))

@@ -15,9 +15,11 @@ use crate::command_env::{self, CommandEnv};
 use crate::error::Result;
 use crate::paths::Paths;
 
+mod clients;
 mod file;
 mod keys;
 
+pub use clients::*;
 pub use file::*;
 pub use keys::*;
 
@@ -46,6 +48,10 @@ pub struct Settings {
     pub history_max_days: u64,
     /// Disk space for runs' whole output, e.g. `1g`; `0` keeps none.
     pub history_max_output: String,
+    /// Seconds a command waits for the user's approval (`approvals.timeout`).
+    pub approvals_timeout_secs: u64,
+    /// Each client's tier and rule (`[clients."NAME"]`); clients not listed get the defaults.
+    pub clients: BTreeMap<String, stigmer_protocol::clients::ClientPolicy>,
 }
 
 impl Default for Settings {
@@ -65,6 +71,8 @@ impl Default for Settings {
             history_max_runs: 10_000,
             history_max_days: 90,
             history_max_output: "1g".to_string(),
+            approvals_timeout_secs: 120,
+            clients: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +102,7 @@ impl Settings {
             Key::HistoryMaxRuns => self.history_max_runs.to_string(),
             Key::HistoryMaxDays => self.history_max_days.to_string(),
             Key::HistoryMaxOutput => self.history_max_output.clone(),
+            Key::ApprovalsTimeout => self.approvals_timeout_secs.to_string(),
         }
     }
 
@@ -112,6 +121,7 @@ impl Settings {
             Value::HistoryMaxRuns(n) => self.history_max_runs = n,
             Value::HistoryMaxDays(n) => self.history_max_days = n,
             Value::HistoryMaxOutput(s) => self.history_max_output = s,
+            Value::ApprovalsTimeout(t) => self.approvals_timeout_secs = t,
         }
     }
 
@@ -175,6 +185,7 @@ pub fn resolve_with(
     }
     settings.env = file.env_entries()?;
     settings.sandbox_workspaces = file.workspaces()?;
+    settings.clients = file.clients()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(
             "unknown setting `{k}` in config file {} (ignored)",

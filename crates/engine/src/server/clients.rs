@@ -1,0 +1,136 @@
+//! The one way a request becomes a started run in the server (the HTTP API and MCP both come
+//! here): intake (the client's tier and rule included), the backend's admission, the user's
+//! approval when the client's rule is `ask`, then the run. And the endpoints where the user
+//! sets each client's tier and rule (`/v1/clients`) and answers approvals (`/v1/approvals`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use stigmer_protocol::clients::{
+    Approval, ApprovalsView, ClientChange, ClientView, ClientsView, Decision, DecisionBody, Rule,
+    OTHER_CLIENT,
+};
+use stigmer_protocol::run::RunRequest;
+
+use super::api::{ApiError, ApiJson};
+use super::AppState;
+use crate::error::Result;
+use crate::events::Event;
+use crate::runs::StartedRun;
+use crate::settings;
+use crate::util::{now_ms, random_hex};
+
+/// Start the run `body` asks for, or say why not. Nothing runs before every check passed,
+/// the user's approval included.
+pub async fn start(state: &Arc<AppState>, body: RunRequest) -> Result<StartedRun> {
+    let settings = state.settings();
+    let intake = crate::intake::intake(body, &settings, &state.sandbox)?;
+    intake.req.validate()?;
+    // Refused before anything is registered: a sandbox run outside the allowed workspaces or
+    // without an engine never starts, nor asks the user.
+    intake
+        .target
+        .admit(&intake.req, intake.client.as_deref())
+        .await?;
+    if intake.ask {
+        let client = intake.client.clone().unwrap_or(OTHER_CLIENT.into());
+        let requested_at_ms = now_ms();
+        let timeout = Duration::from_secs(settings.approvals_timeout_secs);
+        let approval = Approval {
+            id: format!("ask_{}", random_hex(8)?),
+            command: intake.req.command.display(),
+            client: client.clone(),
+            cwd: intake.req.cwd.clone(),
+            mode: intake.target.mode(),
+            image: intake.target.image().map(str::to_string),
+            requested_at_ms,
+            deadline_ms: requested_at_ms + timeout.as_millis() as u64,
+        };
+        if state.approvals.ask(approval, timeout).await? == Decision::AlwaysAllow {
+            always_allow(state, &client).await?;
+        }
+    }
+    state.runs.start(intake.target, intake.req, intake.client)
+}
+
+/// "Always allow this agent": its rule becomes `run`, its tier stays.
+async fn always_allow(state: &AppState, client: &str) -> Result<()> {
+    let mut policy = state
+        .settings()
+        .clients
+        .get(client)
+        .cloned()
+        .unwrap_or_default();
+    policy.rule = Rule::Run;
+    save(state, client, policy).await
+}
+
+async fn save(
+    state: &AppState,
+    client: &str,
+    policy: stigmer_protocol::clients::ClientPolicy,
+) -> Result<()> {
+    let _write = state.settings_write_lock.lock().await;
+    let clients = settings::set_client_in_file(&state.paths, client, policy)?;
+    state.settings.write().clients = clients;
+    tracing::info!(client, "the user changed a client's tier or rule");
+    state.bus.publish(Event::ClientsChanged);
+    Ok(())
+}
+
+fn view(state: &AppState) -> ClientsView {
+    let configured = state.settings().clients;
+    let seen: BTreeSet<String> = state
+        .runs
+        .history()
+        .clients()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let names: BTreeSet<&String> = configured.keys().chain(seen.iter()).collect();
+    ClientsView {
+        clients: names
+            .into_iter()
+            .map(|name| ClientView {
+                name: name.clone(),
+                policy: configured.get(name).cloned().unwrap_or_default(),
+                seen: seen.contains(name),
+            })
+            .collect(),
+    }
+}
+
+/// `GET /v1/clients`: every client seen in the history or configured.
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<ClientsView> {
+    Json(view(&state))
+}
+
+/// `POST /v1/clients`: the user sets one client's tier and rule (applies to its next command).
+pub async fn set(
+    State(state): State<Arc<AppState>>,
+    ApiJson(change): ApiJson<ClientChange>,
+) -> std::result::Result<Json<ClientsView>, ApiError> {
+    save(&state, &change.name, change.policy).await?;
+    Ok(Json(view(&state)))
+}
+
+/// `GET /v1/approvals`: the commands waiting for the user.
+pub async fn pending(State(state): State<Arc<AppState>>) -> Json<ApprovalsView> {
+    Json(ApprovalsView {
+        pending: state.approvals.pending(),
+    })
+}
+
+/// `POST /v1/approvals/{id}`: the user's answer.
+pub async fn answer(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> std::result::Result<Json<Approval>, ApiError> {
+    let approval = state.approvals.answer(&id, body.decision)?;
+    tracing::info!(approval = %id, decision = ?body.decision, "the user answered");
+    Ok(Json(approval))
+}
