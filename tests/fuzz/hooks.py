@@ -369,6 +369,10 @@ _SEMANTIC_422 = [
     ("POST /v1/runs", "INVALID_REQUEST", r"^`client` is at most 100 printable characters$"),
     ("POST /v1/runs", "INVALID_MODE", r"^mode: "),
     ("POST /v1/runs", "INVALID_SETTING", r"^image: "),
+    # A client's tier and image go together (`custom` needs a valid image, no other tier takes
+    # one), and its name is printable and not blank: rules across fields, or about text.
+    ("POST /v1/clients", "INVALID_SETTING", r"^client `"),
+    ("POST /v1/clients", "INVALID_REQUEST", r"^a client name is 1 to 100 printable characters$"),
     ("PUT /v1/mode", "INVALID_REQUEST", r"^give `mode` \(`local` or `sandbox`\), `image`, or both$"),  # both null
     ("PUT /v1/mode", "INVALID_MODE", r"^mode: "),
     ("PUT /v1/mode", "INVALID_SETTING", r"^image: "),

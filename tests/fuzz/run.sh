@@ -5,10 +5,11 @@
 #
 # Phase 1: a server in sandbox mode (commands run in throwaway busybox containers); every
 #   operation but POST /v1/shutdown (stops the server), GET /v1/events (an endless stream) and
-#   PUT /v1/mode (could switch it to local mode). All checks, plus the hooks' own
+#   PUT /v1/mode and POST /v1/clients (could switch it, or a client, to local mode). All checks, plus the hooks' own
 #   `no_run_from_invalid_request`. The server must still be up afterwards.
-# Phase 2: a server in local mode; only GET/PUT /v1/mode and GET /v1/status (no run can start),
-#   then `stigmer config list` must still accept the config file the fuzzing wrote.
+# Phase 2: a server in local mode; only GET/PUT /v1/mode, GET /v1/status and GET/POST /v1/clients
+#   (no run can start), then `stigmer config list` and `stigmer clients list` must still accept
+#   the config file the fuzzing wrote.
 #
 # tests/fuzz/hooks.py keeps the fuzzed runs harmless (never `mode: local`, short timeouts, no
 # existing host folder as `cwd`, only the test image) and adds checks: no run from a refused
@@ -133,17 +134,18 @@ p1=0
 fuzz phase1 \
   --exclude-name "POST /v1/shutdown" \
   --exclude-name "GET /v1/events" \
-  --exclude-name "PUT /v1/mode" || p1=$?
+  --exclude-name "PUT /v1/mode" \
+  --exclude-name "POST /v1/clients" || p1=$?
 alive=0
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server stop >/dev/null 2>&1 || true
 # Stopping the server removes its sandbox containers.
 left="$(docker ps -aq --filter "label=dev.stigmer.owner=server-$pid1" | wc -l)"
 if [ "$p1" -eq 0 ] && [ "$alive" -eq 0 ] && [ "$left" -eq 0 ]; then
-  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): PASS in $((SECONDS - t0)) s, $(counts "$report/phase1.json")")
+  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode/POST clients): PASS in $((SECONDS - t0)) s, $(counts "$report/phase1.json")")
 else
   failed=1
-  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode): FAIL in $((SECONDS - t0)) s (schemathesis exit $p1, server status exit $alive, containers left $left), $(counts "$report/phase1.json"); see $report/phase1.log")
+  summary+=("fuzz phase 1 (sandbox, all operations but shutdown/events/PUT mode/POST clients): FAIL in $((SECONDS - t0)) s (schemathesis exit $p1, server status exit $alive, containers left $left), $(counts "$report/phase1.json"); see $report/phase1.log")
 fi
 
 # Phase 2: the mode routes against a local-mode server (no operation here can start a run).
@@ -153,17 +155,20 @@ p2=0
 fuzz phase2 \
   --include-name "GET /v1/mode" \
   --include-name "PUT /v1/mode" \
-  --include-name "GET /v1/status" || p2=$?
+  --include-name "GET /v1/status" \
+  --include-name "GET /v1/clients" \
+  --include-name "POST /v1/clients" || p2=$?
 alive=0
 STIGMER_HOME="$scratch/phase2/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
 STIGMER_HOME="$scratch/phase2/stigmer" "$bin" server stop >/dev/null 2>&1 || true
 cfg=0
 STIGMER_HOME="$scratch/phase2/stigmer" HOME="$scratch/phase2/home" "$bin" config list >"$report/phase2.config.txt" 2>&1 || cfg=$?
+STIGMER_HOME="$scratch/phase2/stigmer" HOME="$scratch/phase2/home" "$bin" clients list >>"$report/phase2.config.txt" 2>&1 || cfg=$?
 if [ "$p2" -eq 0 ] && [ "$alive" -eq 0 ] && [ "$cfg" -eq 0 ]; then
-  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status): PASS in $((SECONDS - t0)) s, $(counts "$report/phase2.json")")
+  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status, GET/POST /v1/clients): PASS in $((SECONDS - t0)) s, $(counts "$report/phase2.json")")
 else
   failed=1
-  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status): FAIL in $((SECONDS - t0)) s (schemathesis exit $p2, server status exit $alive, config list exit $cfg), $(counts "$report/phase2.json"); see $report/phase2.log")
+  summary+=("fuzz phase 2 (local, GET/PUT /v1/mode, GET /v1/status, GET/POST /v1/clients): FAIL in $((SECONDS - t0)) s (schemathesis exit $p2, server status exit $alive, config list exit $cfg), $(counts "$report/phase2.json"); see $report/phase2.log")
 fi
 
 echo

@@ -77,19 +77,20 @@ impl ConfigFile {
                 let word = text.trim().to_ascii_lowercase();
                 match k {
                     "tier" => {
-                        policy.tier =
-                            match word.as_str() {
-                                "default" => ClientTier::Default,
-                                "local" => ClientTier::Local,
-                                "basic" => ClientTier::Basic,
-                                "custom" => ClientTier::Custom,
-                                _ => return Err(at(
+                        policy.tier = match word.as_str() {
+                            "default" => ClientTier::Default,
+                            "local" => ClientTier::Local,
+                            "basic" => ClientTier::Basic,
+                            "custom" => ClientTier::Custom,
+                            _ => {
+                                return Err(at(
                                     name,
                                     &format!(
                                         "tier `{text}` is not one of default, local, basic, custom"
                                     ),
-                                )),
+                                ))
                             }
+                        }
                     }
                     "rule" => {
                         policy.rule = match word.as_str() {
