@@ -14,7 +14,8 @@ use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_shell::process::{CommandChild, CommandEvent};
 use tauri_plugin_shell::ShellExt;
 
-use crate::model::{ids, AppModel, ServerState};
+use crate::menu::ids;
+use crate::model::{AppModel, ServerState};
 use crate::notify::{self, Notifier};
 use crate::prefs::{self, Prefs};
 use crate::tray;

@@ -7,6 +7,7 @@
 mod actions;
 mod cli_install;
 mod commands;
+mod menu;
 mod model;
 mod notify;
 mod prefs;

@@ -1,4 +1,4 @@
-//! The tray: its menu is built from [`model::tray_menu`], and its items call the same functions
+//! The tray: its menu is built from [`menu::tray_menu`], and its items call the same functions
 //! as the window's buttons.
 
 use tauri::image::Image;
@@ -6,7 +6,8 @@ use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem}
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Wry};
 
-use crate::model::{self, ids, Item, TrayIcon};
+use crate::menu::{self, ids, Item, TrayIcon};
+use crate::model;
 
 pub const TRAY_ID: &str = "main-tray";
 
@@ -64,9 +65,9 @@ pub fn install(
     m: &model::AppModel,
     on_click: impl Fn(&AppHandle, &str) + Send + Sync + 'static,
 ) -> tauri::Result<()> {
-    let menu = build_menu(app, &model::tray_menu(m))?;
+    let menu = build_menu(app, &menu::tray_menu(m))?;
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon(model::tray_icon(m)))
+        .icon(icon(menu::tray_icon(m)))
         .tooltip("Stigmer")
         .menu(&menu)
         .show_menu_on_left_click(true)
@@ -108,7 +109,7 @@ fn show(app: &AppHandle, m: &model::AppModel, force: bool) {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };
-    let wanted = (model::tray_menu(m), model::tray_icon(m));
+    let wanted = (menu::tray_menu(m), menu::tray_icon(m));
     let mut shown = SHOWN.lock();
     let same = shown.as_ref();
     if !force && same.is_some_and(|s| *s == wanted) {
