@@ -6,8 +6,6 @@ const { invoke, Channel } = window.__TAURI__.core;
 const { listen } = window.__TAURI__.event;
 
 const $ = (id) => document.getElementById(id);
-const MAX_RUNS = 30;            // activity entries kept on the page
-const MAX_RUN_TEXT = 16 * 1024; // characters of output kept per run (the tail)
 const MAX_LOG_LINES = 300;
 const MAX_TRY_TEXT = 64 * 1024;
 
@@ -38,7 +36,8 @@ function showView(name) {
     if (t.dataset.view === name) t.setAttribute("aria-current", "page");
     else t.removeAttribute("aria-current");
   }
-  if (name === "agents") loadAgents();
+  if (name === "agents") { loadAgents(); loadClients(); }
+  if (name === "activity") loadClientFilter();
   if (name === "sandbox") { loadWorkspaces(); loadTools(false); }
   if (name === "settings") loadCli();
 }
@@ -136,6 +135,9 @@ function render(m) {
   }
   $("try-run").disabled = s.state !== "running";
   renderUpdate(m.update);
+  renderWaiting(s.state === "running" ? m.waiting : []);
+  $("nav-running").hidden = !m.active_runs;
+  $("nav-running").textContent = m.active_runs;
 }
 
 async function startServer() {
@@ -153,82 +155,6 @@ async function setMode(tier, image) {
   } catch (e) {
     showError($("mode-error"), e);
     render(model);
-  }
-}
-
-// ---- activity: runs from every client, bounded ----
-const runs = new Map();
-
-function runEntry(run) {
-  let entry = runs.get(run.id);
-  if (!entry) {
-    const li = document.createElement("li");
-    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><button class="stop small" hidden>Stop</button></div><pre class="output small"></pre>`;
-    li.dataset.run = run.id;
-    // Stop: the command's whole tree ends, and its agent is told the user stopped it.
-    const stop = li.querySelector(".stop");
-    stop.onclick = async () => {
-      stop.disabled = true;
-      try { await invoke("cancel_run", { id: run.id }); } catch (e) { stop.disabled = false; stop.title = e.message || String(e); }
-    };
-    $("runs").prepend(li);
-    entry = { li, text: 0 };
-    runs.set(run.id, entry);
-    while (runs.size > MAX_RUNS) {
-      const [oldest] = runs.keys();
-      runs.get(oldest).li.remove();
-      runs.delete(oldest);
-    }
-  }
-  const li = entry.li;
-  li.querySelector("code").textContent = run.command;
-  li.querySelector(".mode").textContent = run.mode === "local" ? "local" : `sandbox · ${run.image}`;
-  li.querySelector(".client").textContent = run.client || "api";
-  li.querySelector(".cwd").textContent = run.cwd;
-  const st = li.querySelector(".state");
-  entry.running = run.state === "running";
-  li.querySelector(".stop").hidden = !entry.running;
-  if (run.state === "running") { st.textContent = "running"; st.className = "badge state"; }
-  else if (run.error && run.error.code === "CANCELLED_BY_USER") { st.textContent = "stopped by you"; st.className = "badge state"; }
-  else if (run.error) { st.textContent = run.error.code; st.className = "badge state bad"; }
-  else if (run.outcome) {
-    const o = run.outcome;
-    const code = o.timed_out ? "timed out" : o.cancelled ? "cancelled" : `exit ${o.exit_code ?? "signal " + o.signal}`;
-    st.textContent = `${code} · ${o.duration_ms.toFixed(0)} ms`;
-    st.className = "badge state " + (o.exit_code === 0 ? "ok" : "bad");
-  }
-  $("runs-empty").hidden = runs.size > 0;
-  const going = [...runs.values()].filter((r) => r.running).length;
-  $("nav-running").hidden = going === 0;
-  $("nav-running").textContent = going;
-  return entry;
-}
-
-function appendOutput(pre, stream, text, limit) {
-  const span = document.createElement("span");
-  if (stream === "stderr") span.className = "err";
-  span.textContent = text;
-  pre.append(span);
-  // Keep the tail only: the page stays fast under a flood of output.
-  while (pre.textContent.length > limit && pre.firstChild) pre.firstChild.remove();
-  pre.scrollTop = pre.scrollHeight;
-}
-
-function decodeBase64(b64) {
-  const bin = atob(b64);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new TextDecoder().decode(bytes);
-}
-
-function onEvents(batch) {
-  for (const ev of batch.events) {
-    if (ev.type === "run_started" || ev.type === "run_finished") runEntry(ev.run);
-    else if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
-    else if (ev.type === "run_output") {
-      const entry = runs.get(ev.run_id);
-      if (entry) appendOutput(entry.li.querySelector("pre"), ev.stream, decodeBase64(ev.data), MAX_RUN_TEXT);
-    }
   }
 }
 
@@ -455,6 +381,7 @@ async function init() {
     if (was !== "running" && e.payload.server.state === "running") { loadWorkspaces(); loadRuns(); }
   });
   await listen("stigmer://events", (e) => onEvents(e.payload));
+  setupActivity();
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://show-view", (e) => openView(e.payload));
 
@@ -492,10 +419,6 @@ function openView(v) {
   const r = document.querySelector("input[name=tier][value=custom]");
   r.checked = true;
   r.dispatchEvent(new Event("change"));
-}
-
-async function loadRuns() {
-  try { (await invoke("get_runs")).runs.reverse().forEach(runEntry); } catch (_) { /* no server yet */ }
 }
 
 init();

@@ -278,6 +278,18 @@ pub async fn stop_all_runs(app: &AppHandle) -> Result<usize> {
 }
 
 /// Stop the server: through its API (runs are cancelled), then make sure the process is gone.
+/// The user's answer to a waiting command (the window's buttons, a notification's).
+pub async fn answer(
+    app: &AppHandle,
+    id: &str,
+    decision: stigmer_protocol::clients::Decision,
+) -> Result<()> {
+    shared(app).api()?.answer_approval(id, decision).await?;
+    // The server's `approval_ended` event updates the model; this is for at once.
+    update(app, |m| m.waiting.retain(|a| a.id != id));
+    Ok(())
+}
+
 pub async fn stop(app: &AppHandle) -> Result<AppModel> {
     let s = shared(app);
     s.stopping.store(true, Ordering::SeqCst);
@@ -398,7 +410,7 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
                     Ok(())
                 }
             }
-            ids::OPEN => {
+            ids::OPEN | ids::APPROVALS => {
                 crate::window::show_window(&app);
                 Ok(())
             }

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 use stigmer_client::RunItem;
-use stigmer_protocol::run::{RunList, RunRequest, RunSummary, Stream};
+use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
+use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
 use stigmer_protocol::status::{FolderBody, SandboxStatus, Status, ToolReport, WorkspacesView};
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::ipc::Channel;
@@ -129,9 +130,39 @@ pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<ToolR
     shared.api()?.get(&format!("/v1/tools{q}")).await
 }
 
+/// Runs from the history, newest first, as the activity's filters and paging ask.
 #[tauri::command]
-pub async fn get_runs(shared: State<'_, Shared>) -> Result<RunList> {
-    shared.api()?.get("/v1/runs?limit=50").await
+pub async fn get_runs(shared: State<'_, Shared>, query: Option<RunQuery>) -> Result<RunList> {
+    shared.api()?.list_runs(&query.unwrap_or_default()).await
+}
+
+/// A page of a run's whole output (the activity's "Full output").
+#[tauri::command]
+pub async fn get_run_output(
+    shared: State<'_, Shared>,
+    id: String,
+    stream: Stream,
+    offset: u64,
+) -> Result<OutputPage> {
+    shared.api()?.run_output(&id, stream, offset, 1 << 20).await
+}
+
+/// Every client seen or configured, with the tier and rule the user chose.
+#[tauri::command]
+pub async fn get_clients(shared: State<'_, Shared>) -> Result<ClientsView> {
+    shared.api()?.get("/v1/clients").await
+}
+
+/// The user sets a client's tier and rule (the Agents section).
+#[tauri::command]
+pub async fn set_client(shared: State<'_, Shared>, change: ClientChange) -> Result<ClientsView> {
+    shared.api()?.post("/v1/clients", &change).await
+}
+
+/// Allow once, always allow, or deny a waiting command.
+#[tauri::command]
+pub async fn answer_approval(app: AppHandle, id: String, decision: Decision) -> Result<()> {
+    actions::answer(&app, &id, decision).await
 }
 
 /// The folders sandboxed commands may work in, and the requests refused lately.

@@ -1,7 +1,7 @@
 //! What the tray shows for the app's state: the icon, the status line and the menu, pure
 //! functions of [`AppModel`], so they are unit-tested without a desktop.
 
-use crate::model::{mode_label, status_line, AppModel, ServerState};
+use crate::model::{mode_label, status_line, waiting_line, AppModel, ServerState};
 use stigmer_protocol::mode::Tier;
 
 /// Which tray icon to show.
@@ -10,12 +10,15 @@ pub enum TrayIcon {
     Stopped,
     Running,
     Downloading,
+    /// A command waits for the user's approval.
+    Waiting,
     Error,
 }
 
 pub fn tray_icon(m: &AppModel) -> TrayIcon {
     match (&m.server, &m.download) {
         (ServerState::Crashed { .. }, _) => TrayIcon::Error,
+        (ServerState::Running { .. }, _) if !m.waiting.is_empty() => TrayIcon::Waiting,
         (_, Some(_)) => TrayIcon::Downloading,
         _ if m.sandbox_problem().is_some() => TrayIcon::Error,
         (ServerState::Running { .. }, _) => TrayIcon::Running,
@@ -51,6 +54,7 @@ pub mod ids {
     pub const START: &str = "start";
     pub const STOP: &str = "stop";
     pub const STOP_RUNS: &str = "stop-runs";
+    pub const APPROVALS: &str = "approvals";
     pub const MODE_LOCAL: &str = "mode-local";
     pub const MODE_BASIC: &str = "mode-basic";
     pub const MODE_CUSTOM: &str = "mode-custom";
@@ -115,6 +119,13 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         items.push(Item::Action {
             id: ids::UPDATE,
             text: format!("Version {v} is available…"),
+            enabled: true,
+        });
+    }
+    if running && !m.waiting.is_empty() {
+        items.push(Item::Action {
+            id: ids::APPROVALS,
+            text: format!("{}: answer…", waiting_line(m.waiting.len())),
             enabled: true,
         });
     }
@@ -305,5 +316,27 @@ mod tests {
         assert!(tray_menu(&m).iter().any(
             |i| matches!(i, Item::Action { text, .. } if text == "Version 0.2.0 is available…")
         ));
+    }
+
+    #[test]
+    fn a_command_that_waits_shows_in_the_icon_the_status_and_the_menu() {
+        let mut m = running(Mode::Local, BASIC_IMAGE);
+        m.waiting = vec![stigmer_protocol::clients::Approval {
+            id: "ask_1".into(),
+            command: "rm -rf build".into(),
+            client: "Cursor (MCP)".into(),
+            cwd: "/home/me/p".into(),
+            mode: Mode::Local,
+            image: None,
+            requested_at_ms: 1,
+            deadline_ms: 2,
+        }];
+        assert_eq!(tray_icon(&m), TrayIcon::Waiting);
+        let menu = tray_menu(&m);
+        assert!(matches!(&menu[0], Item::Label { text, .. } if text == "1 command waits for your approval"));
+        assert!(menu.iter().any(|i| matches!(i, Item::Action { id, text, .. }
+            if *id == ids::APPROVALS && text == "1 command waits for your approval: answer…")));
+        m.waiting.clear();
+        assert_eq!(tray_icon(&m), TrayIcon::Running);
     }
 }

@@ -78,6 +78,8 @@ pub struct AppModel {
     pub update: crate::updates::UpdateState,
     /// Commands running now, from every client (the tray offers to stop them).
     pub active_runs: usize,
+    /// Commands waiting for the user's Allow or Deny, oldest first.
+    pub waiting: Vec<stigmer_protocol::clients::Approval>,
 }
 
 /// The model as the window receives it.
@@ -91,6 +93,8 @@ struct ModelView {
     download: Option<Download>,
     image_problem: Option<String>,
     update: crate::updates::UpdateState,
+    waiting: Vec<stigmer_protocol::clients::Approval>,
+    active_runs: usize,
     tier: Tier,
     problem: Option<Problem>,
     /// The tray's status line, for the window's too.
@@ -111,6 +115,8 @@ impl From<AppModel> for ModelView {
             download: m.download,
             image_problem: m.image_problem,
             update: m.update,
+            waiting: m.waiting,
+            active_runs: m.active_runs,
         }
     }
 }
@@ -199,6 +205,7 @@ impl Default for AppModel {
             image_problem: None,
             update: Default::default(),
             active_runs: 0,
+            waiting: Vec::new(),
         }
     }
 }
@@ -234,6 +241,7 @@ pub fn status_line(m: &AppModel) -> String {
     match &m.server {
         ServerState::Stopped => "Server stopped".to_string(),
         ServerState::Starting => "Server starting…".to_string(),
+        ServerState::Running { .. } if !m.waiting.is_empty() => waiting_line(m.waiting.len()),
         ServerState::Running { .. } => match &m.download {
             Some(d) => format!(
                 "Downloading sandbox image{}",
@@ -245,6 +253,15 @@ pub fn status_line(m: &AppModel) -> String {
             },
         },
         ServerState::Crashed { .. } => "Server stopped unexpectedly".to_string(),
+    }
+}
+
+/// "N commands wait for your approval".
+pub fn waiting_line(n: usize) -> String {
+    if n == 1 {
+        "1 command waits for your approval".into()
+    } else {
+        format!("{n} commands wait for your approval")
     }
 }
 

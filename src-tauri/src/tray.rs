@@ -16,6 +16,7 @@ fn icon(state: TrayIcon) -> Image<'static> {
         TrayIcon::Stopped => include_bytes!("../../icons/tray-stopped.png"),
         TrayIcon::Running => include_bytes!("../../icons/tray-running.png"),
         TrayIcon::Downloading => include_bytes!("../../icons/tray-downloading.png"),
+        TrayIcon::Waiting => include_bytes!("../../icons/tray-waiting.png"),
         TrayIcon::Error => include_bytes!("../../icons/tray-error.png"),
     };
     Image::from_bytes(bytes).expect("tray icons are valid PNGs")

@@ -54,10 +54,22 @@ pub async fn health(app: AppHandle, api: Client, generation: u64, owned: bool) {
 /// Follow the server's event stream: mode changes, downloads (tray, notifications), runs and
 /// logs for the window, sent in bounded batches.
 pub async fn events(app: AppHandle, api: Client, generation: u64) {
-    let mut stream = match api.events().await {
+    // As an approver: while the app follows the server, commands that need the user's
+    // approval wait for it here.
+    let mut stream = match api.events_as_approver().await {
         Ok(s) => s,
         Err(e) => return log_line(&app, format!("no event stream: {}", e.message)),
     };
+    // Those that waited before this stream opened (the app was restarted).
+    if let Ok(view) = api
+        .get::<stigmer_protocol::clients::ApprovalsView>("/v1/approvals")
+        .await
+    {
+        for approval in &view.pending {
+            notify::ask(&app, approval);
+        }
+        update(&app, |m| m.waiting = view.pending);
+    }
     let mut batch: Vec<Event> = Vec::new();
     let (mut batch_bytes, mut dropped) = (0usize, 0u64);
     let mut last_flush = Instant::now();
@@ -124,6 +136,17 @@ fn on_event(app: &AppHandle, event: &Event) {
         Event::RunStarted { .. } => update(app, |m| m.active_runs += 1),
         Event::RunFinished { .. } => {
             update(app, |m| m.active_runs = m.active_runs.saturating_sub(1))
+        }
+        Event::ApprovalRequested { approval } => {
+            notify::ask(app, approval);
+            update(app, |m| {
+                if !m.waiting.iter().any(|a| a.id == approval.id) {
+                    m.waiting.push(approval.clone());
+                }
+            });
+        }
+        Event::ApprovalEnded { id, .. } => {
+            update(app, |m| m.waiting.retain(|a| a.id != *id));
         }
         Event::ModeChanged { mode, image, .. } => update(app, |m| {
             m.mode = *mode;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use stigmer_protocol::clients::{Approval, Decision, DecisionBody};
 use stigmer_protocol::events::Event;
 use stigmer_protocol::frames;
 use stigmer_protocol::local::{read_token, Discovery, Paths};
@@ -182,8 +183,33 @@ impl Client {
 
     /// Everything that happens in the server, until it stops.
     pub async fn events(&self) -> Result<EventStream> {
+        self.event_stream("/v1/events").await
+    }
+
+    /// [`Client::events`] for an app that asks the user to approve commands: while this
+    /// stream is open, commands of clients whose rule is `ask` wait for its answer.
+    pub async fn events_as_approver(&self) -> Result<EventStream> {
+        self.event_stream("/v1/events?approver=true").await
+    }
+
+    /// The user's answer to a command that waits.
+    pub async fn answer_approval(&self, id: &str, decision: Decision) -> Result<Approval> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("no command waits for approval with id `{id}`"),
+            ));
+        }
+        self.post(
+            &format!("/v1/approvals/{id}"),
+            &DecisionBody { decision },
+        )
+        .await
+    }
+
+    async fn event_stream(&self, path: &str) -> Result<EventStream> {
         let resp = self
-            .send(self.request(reqwest::Method::GET, "/v1/events"))
+            .send(self.request(reqwest::Method::GET, path))
             .await?;
         Ok(EventStream {
             body: Box::pin(resp.bytes_stream()),

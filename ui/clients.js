@@ -1,0 +1,88 @@
+// The user's say over each agent: commands waiting for an answer (Allow once, Always allow,
+// Deny), and per agent where its commands run and whether they run freely, ask first, or are
+// refused. Agents cannot change any of it. Uses app.js's helpers ($, el, button, invoke).
+"use strict";
+
+const TIERS = [["default", "The default (Home)"], ["local", "Local"], ["basic", "Basic sandbox"], ["custom", "Custom image…"]];
+const RULES = [["run", "Run freely"], ["ask", "Ask me first"], ["refuse", "Refuse"]];
+
+// ---- commands waiting for the user's answer (from the model: the tray shows them too) ----
+function renderWaiting(waiting) {
+  const list = waiting || [];
+  $("waiting").hidden = list.length === 0;
+  const shown = new Set(list.map((a) => a.id));
+  for (const li of [...$("waiting-list").children]) if (!shown.has(li.dataset.id)) li.remove();
+  for (const a of list) {
+    if ($("waiting-list").querySelector(`li[data-id="${a.id}"]`)) continue;
+    const place = a.image ? `in the sandbox (${a.image})` : "on this computer";
+    const left = el("span", { className: "muted left" });
+    const answer = async (decision, btn) => {
+      for (const b of li.querySelectorAll("button")) b.disabled = true;
+      try { await invoke("answer_approval", { id: a.id, decision }); }
+      catch (e) { for (const b of li.querySelectorAll("button")) b.disabled = false; showError(li.querySelector(".error"), e); }
+    };
+    const li = el("li", {},
+      el("p", {}, el("strong", { textContent: a.client }), " wants to run"),
+      el("pre", { className: "output small", textContent: a.command }),
+      el("p", { className: "muted" }, "in ", el("code", { textContent: a.cwd }), `, ${place}. `, left),
+      el("div", { className: "row" },
+        button("Allow once", () => answer("allow_once")),
+        button(`Always allow ${a.client}`, () => answer("always_allow"), "secondary"),
+        button("Deny", () => answer("deny"), "secondary danger")),
+      el("p", { className: "error", hidden: true }));
+    li.dataset.id = a.id;
+    li.dataset.deadline = a.deadline_ms;
+    $("waiting-list").append(li);
+  }
+  tickWaiting();
+}
+
+// The time left of each wait, counted down every second.
+function tickWaiting() {
+  for (const li of $("waiting-list").children) {
+    const s = Math.max(0, Math.ceil((Number(li.dataset.deadline) - Date.now()) / 1000));
+    li.querySelector(".left").textContent = `No answer within ${s} s means Deny.`;
+  }
+}
+setInterval(tickWaiting, 1000);
+
+// ---- where each agent's commands run, and its rule ----
+function select(options, value, label) {
+  const s = el("select", {}, ...options.map(([v, t]) => el("option", { value: v, textContent: t })));
+  s.setAttribute("aria-label", label);
+  s.value = value;
+  return s;
+}
+
+function clientRow(c) {
+  const tier = select(TIERS, c.policy.tier, `Where ${c.name}'s commands run`);
+  const rule = select(RULES, c.policy.rule, `${c.name}'s rule`);
+  const image = el("input", { type: "text", value: c.policy.image || "", placeholder: "ghcr.io/org/image:tag", hidden: c.policy.tier !== "custom" });
+  image.setAttribute("aria-label", `${c.name}'s custom image`);
+  const error = el("p", { className: "error", hidden: true });
+  const save = async () => {
+    error.hidden = true;
+    image.hidden = tier.value !== "custom";
+    if (tier.value === "custom" && !image.value.trim()) { image.focus(); return; }
+    const change = { name: c.name, tier: tier.value, rule: rule.value };
+    if (tier.value === "custom") change.image = image.value.trim();
+    try { renderClients(await invoke("set_client", { change })); }
+    catch (e) { showError(error, e); }
+  };
+  tier.onchange = save;
+  rule.onchange = save;
+  image.onchange = save;
+  const row = el("li", { className: "client" }, el("div", { className: "row" }, el("strong", { className: "grow", textContent: c.name }), tier, image, rule), error);
+  row.dataset.client = c.name;
+  return row;
+}
+
+function renderClients(view) {
+  $("client-list").replaceChildren(...view.clients.map(clientRow));
+  $("clients-empty").hidden = view.clients.length > 0;
+}
+
+async function loadClients() {
+  try { renderClients(await invoke("get_clients")); } catch (_) { /* no server yet */ }
+  loadClientFilter();
+}
