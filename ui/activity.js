@@ -127,6 +127,8 @@ async function toggleFullOutput(li, id) {
   const box = li.querySelector(".full");
   const toggle = li.querySelector(".full-toggle");
   box.hidden = !box.hidden;
+  // The whole output replaces the preview of its end.
+  li.querySelector(".live").hidden = !box.hidden;
   toggle.textContent = box.hidden ? "Full output" : "Hide full output";
   if (box.hidden) return;
   box.replaceChildren(el("p", { className: "muted", textContent: "Loading…" }));

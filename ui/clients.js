@@ -78,7 +78,8 @@ function clientRow(c) {
 }
 
 function renderClients(view) {
-  $("client-list").replaceChildren(...view.clients.map(clientRow));
+  const head = el("li", { className: "row muted small client-head" }, el("span", { className: "grow", textContent: "Agent" }), el("span", { textContent: "Where its commands run · What happens to them" }));
+  $("client-list").replaceChildren(...(view.clients.length ? [head] : []), ...view.clients.map(clientRow));
   $("clients-empty").hidden = view.clients.length > 0;
 }
 

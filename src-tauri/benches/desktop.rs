@@ -1,6 +1,6 @@
 //! The desktop app, measured under Xvfb: launch to an interactive window, idle memory (the app
-//! and its WebKit processes), and how the page responds while a command prints 100 MB, side
-//! by side with the same page idle.
+//! and its WebKit processes), how the page responds while a command prints 100 MB, side by
+//! side with the same page idle, and the Activity with a short history and with 10,000 runs.
 //!
 //! `cargo bench -p stigmer-desktop --bench desktop` (needs what `scripts/test.sh` installs).
 
@@ -116,6 +116,48 @@ fn tray_cycle(app: &str) -> (u64, u64, Duration) {
     (shown, hidden, reopen)
 }
 
+/// The Activity view: how long the page takes to load its first page of runs, and to load it
+/// filtered by text, as the page itself times them (median of `n` each).
+async fn activity_loads(c: &Client, n: usize) -> (Duration, Duration) {
+    let time = |filter: &'static str| async move {
+        let script = format!(
+            "const done = arguments[0]; $('f-text').value = '{filter}'; const t = performance.now(); \
+             loadRuns().then(() => done(performance.now() - t));"
+        );
+        let v = c.execute_async(&script, vec![]).await.unwrap();
+        Duration::from_secs_f64(v.as_f64().unwrap() / 1000.0)
+    };
+    let (mut all, mut filtered) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        all.push(time("").await);
+        filtered.push(time("run-77").await);
+    }
+    all.sort();
+    filtered.sort();
+    (all[n / 2], filtered[n / 2])
+}
+
+/// Store runs through the app's server until its history holds `total`, 4 at a time.
+async fn fill_history(d: &Desktop, total: usize) {
+    let api = std::sync::Arc::new(page::ServerApi::of(d).expect("the app's server"));
+    let mut done = api.get("/v1/runs?limit=200").await["runs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    while done < total {
+        let batch: Vec<_> = (0..4.min(total - done))
+            .map(|i| {
+                let api = api.clone();
+                let body = serde_json::json!({"shell": format!("echo run-{}", done + i), "cwd": "/tmp", "client": format!("agent-{}", (done + i) % 3)});
+                tokio::spawn(async move { api.post("/v1/runs", &body).await })
+            })
+            .collect();
+        for b in batch {
+            assert_eq!(b.await.unwrap().0, 200);
+        }
+        done += 4.min(total - done);
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -181,6 +223,19 @@ async fn main() {
     let flood_secs = flood_started.elapsed().as_secs_f64();
     let (after_kib, _) = tree_rss_kib(pid);
 
+    // The Activity with a short history, then with 10,000 runs in it.
+    page::view(&c, "activity").await;
+    fill_history(&d, 30).await;
+    let (few_med, few_max) = responsiveness(&c, 20).await;
+    let (few_load, few_filtered) = activity_loads(&c, 10).await;
+    let t = Instant::now();
+    fill_history(&d, 10_000).await;
+    let fill_secs = t.elapsed().as_secs_f64();
+    page::view(&c, "home").await;
+    page::view(&c, "activity").await;
+    let (many_med, many_max) = responsiveness(&c, 20).await;
+    let (many_load, many_filtered) = activity_loads(&c, 10).await;
+
     println!();
     println!("| measure (desktop, release build, Xvfb) | value | note |");
     println!("|---|---|---|");
@@ -205,6 +260,27 @@ async fn main() {
         peak as f64 / 1024.0,
         after_kib as f64 / 1024.0
     );
+    println!();
+    println!("| Activity (the run history) | 10,000 runs stored | 30 runs stored |");
+    println!("|---|---|---|");
+    println!(
+        "| page script round trip, Activity shown (median / max of 20) | {} / {} | {} / {} |",
+        ms(many_med),
+        ms(many_max),
+        ms(few_med),
+        ms(few_max)
+    );
+    println!(
+        "| first page of 30 runs loaded and drawn (median of 10) | {} | {} |",
+        ms(many_load),
+        ms(few_load)
+    );
+    println!(
+        "| same, filtered by text (median of 10) | {} | {} |",
+        ms(many_filtered),
+        ms(few_filtered)
+    );
+    println!("| (storing the 10,000 runs through the API, 4 at a time) | {fill_secs:.1} s | |");
     let _ = c.close().await;
     let _ = driver.kill();
     let _ = driver.wait();

@@ -333,8 +333,12 @@ mod tests {
         }];
         assert_eq!(tray_icon(&m), TrayIcon::Waiting);
         let menu = tray_menu(&m);
-        assert!(matches!(&menu[0], Item::Label { text, .. } if text == "1 command waits for your approval"));
-        assert!(menu.iter().any(|i| matches!(i, Item::Action { id, text, .. }
+        assert!(
+            matches!(&menu[0], Item::Label { text, .. } if text == "1 command waits for your approval")
+        );
+        assert!(menu
+            .iter()
+            .any(|i| matches!(i, Item::Action { id, text, .. }
             if *id == ids::APPROVALS && text == "1 command waits for your approval: answer…")));
         m.waiting.clear();
         assert_eq!(tray_icon(&m), TrayIcon::Running);

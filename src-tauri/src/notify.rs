@@ -214,10 +214,27 @@ mod tests {
         };
         let n = approval_note(&a, 1_500);
         assert_eq!(n.summary, "Cursor (MCP) wants to run a command");
-        assert!(n.body.starts_with("rm -rf build\nin /home/me/p, in the sandbox"), "{}", n.body);
-        assert!(n.body.ends_with("No answer within 120 s means Deny."), "{}", n.body);
+        assert!(
+            n.body
+                .starts_with("rm -rf build\nin /home/me/p, in the sandbox"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body.ends_with("No answer within 120 s means Deny."),
+            "{}",
+            n.body
+        );
         let labels: Vec<String> = approval_actions(&a).into_iter().map(|(_, l)| l).collect();
-        assert_eq!(labels, ["Open Stigmer", "Allow once", "Always allow Cursor (MCP)", "Deny"]);
+        assert_eq!(
+            labels,
+            [
+                "Open Stigmer",
+                "Allow once",
+                "Always allow Cursor (MCP)",
+                "Deny"
+            ]
+        );
     }
 
     #[test]

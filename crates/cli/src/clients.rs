@@ -61,14 +61,11 @@ pub async fn clients(cmd: ClientsCommand, paths: &Paths) -> Result<i32> {
             if image.is_some() {
                 policy.image = image;
             }
-            let change = ClientChange {
-                name: name.clone(),
-                policy,
-            };
+            let change = ClientChange::new(name.clone(), policy);
             let view: ClientsView = match &server {
                 Some(c) => c.post("/v1/clients", &change).await?,
                 None => {
-                    settings::set_client_in_file(paths, &change.name, change.policy.clone())?;
+                    settings::set_client_in_file(paths, &change.name, change.policy())?;
                     from_file(paths)?
                 }
             };

@@ -283,6 +283,7 @@ async fn refused_denied_timed_out_and_unanswerable_commands_run_nothing() {
         json!({ "name": "x", "tier": "local", "image": BUSYBOX }),
         json!({ "name": "", "rule": "ask" }),
         json!({ "name": "x", "rule": "sometimes" }),
+        json!({ "name": "x", "rule": "run", "bogus": 1 }),
     ] {
         let (s, e) = post(&server, &c, "/v1/clients", bad.clone()).await;
         assert!(s == 422, "{bad}: {s} {e}");

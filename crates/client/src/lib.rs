@@ -200,17 +200,12 @@ impl Client {
                 format!("no command waits for approval with id `{id}`"),
             ));
         }
-        self.post(
-            &format!("/v1/approvals/{id}"),
-            &DecisionBody { decision },
-        )
-        .await
+        self.post(&format!("/v1/approvals/{id}"), &DecisionBody { decision })
+            .await
     }
 
     async fn event_stream(&self, path: &str) -> Result<EventStream> {
-        let resp = self
-            .send(self.request(reqwest::Method::GET, path))
-            .await?;
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         Ok(EventStream {
             body: Box::pin(resp.bytes_stream()),
             pending: Vec::new(),

@@ -100,8 +100,31 @@ pub struct ClientsView {
 #[serde(deny_unknown_fields)]
 pub struct ClientChange {
     pub name: String,
-    #[serde(flatten)]
-    pub policy: ClientPolicy,
+    #[serde(default)]
+    pub tier: ClientTier,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub rule: Rule,
+}
+
+impl ClientChange {
+    pub fn new(name: String, policy: ClientPolicy) -> ClientChange {
+        ClientChange {
+            name,
+            tier: policy.tier,
+            image: policy.image,
+            rule: policy.rule,
+        }
+    }
+
+    pub fn policy(&self) -> ClientPolicy {
+        ClientPolicy {
+            tier: self.tier,
+            image: self.image.clone(),
+            rule: self.rule,
+        }
+    }
 }
 
 /// A command that waits for the user's answer (rule `ask`).

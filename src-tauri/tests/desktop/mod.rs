@@ -156,7 +156,32 @@ impl Desktop {
             std::fs::read_to_string(&tray_log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(300));
-        let dunst = d.command("dunst").spawn().unwrap();
+        // dunst's context menu (a notification's buttons) goes through `dmenu`: a script of
+        // the test's that picks the entry named in `dmenu-choice` (see `notification_action`).
+        let script = d.home.path().join("dmenu.sh");
+        let choice = d.home.path().join("dmenu-choice");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ngrep -F -- \"$(cat '{}')\" | head -n1\n",
+                choice.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let dunstrc = d.home.path().join("dunstrc");
+        std::fs::write(
+            &dunstrc,
+            format!("[global]\n    dmenu = {}\n", script.display()),
+        )
+        .unwrap();
+        let dunst = d
+            .command("dunst")
+            .arg("-config")
+            .arg(&dunstrc)
+            .spawn()
+            .unwrap();
         d.children.push(dunst);
         let log = std::fs::File::create(&d.notifications_log).unwrap();
         let monitor = d
@@ -283,6 +308,24 @@ impl Desktop {
             }
         }
         out
+    }
+
+    /// Press the button labelled `label` of the notification on screen, as a user does through
+    /// dunst's context menu.
+    pub fn notification_action(&self, label: &str) {
+        std::fs::write(self.home.path().join("dmenu-choice"), format!("#{label} (")).unwrap();
+        let ok = self
+            .command("dunstctl")
+            .arg("context")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "dunstctl context failed");
+    }
+
+    /// The raw Notify calls seen on the bus (their actions included).
+    pub fn notify_calls(&self) -> String {
+        std::fs::read_to_string(&self.notifications_log).unwrap_or_default()
     }
 
     pub fn screenshot(&self, path: &Path) {

@@ -113,7 +113,7 @@ pub async fn set(
     State(state): State<Arc<AppState>>,
     ApiJson(change): ApiJson<ClientChange>,
 ) -> std::result::Result<Json<ClientsView>, ApiError> {
-    save(&state, &change.name, change.policy).await?;
+    save(&state, &change.name, change.policy()).await?;
     Ok(Json(view(&state)))
 }
 

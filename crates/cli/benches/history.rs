@@ -1,0 +1,170 @@
+//! Side-by-side benchmark of the run history, in one run: the added latency of recording each
+//! run on disk (SQLite, WAL) against the same build keeping it in memory only
+//! (`history.keep = false`), runs interleaved; the database's size per 1,000 runs; the server's
+//! memory with 10,000 runs stored, and how fast a page of them is listed.
+//!
+//! `cargo bench -p stigmer-cli --bench history` (add `-- --quick` for fewer latency samples;
+//! the 10,000 runs are stored either way).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+mod common;
+
+use common::*;
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// The database and its WAL, as they are on disk.
+fn db_bytes(home: &Path) -> u64 {
+    let db = home.join("data/history.sqlite3");
+    file_size(&db) + file_size(&db.with_extension("sqlite3-wal"))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 300 } else { 2000 };
+    let rt = runtime();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (disk_home, mem_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(mem_home.path().join("config")).unwrap();
+    std::fs::write(
+        mem_home.path().join("config/config.toml"),
+        "[history]\nkeep = false\n",
+    )
+    .unwrap();
+    let (mut disk, _) = start_server(disk_home.path());
+    let (disk_url, disk_token) = discovery(disk_home.path());
+    let (mut mem, _) = start_server(mem_home.path());
+    let (mem_url, mem_token) = discovery(mem_home.path());
+    let body = json!({"argv": ["true"], "cwd": "/tmp", "client": "bench"});
+
+    // Latency of a trivial run, interleaved so drift hits both alike.
+    let (mut on_disk, mut in_memory) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        for _ in 0..20 {
+            api_run(&client, &disk_url, &disk_token, body.clone()).await;
+            api_run(&client, &mem_url, &mem_token, body.clone()).await;
+        }
+        for _ in 0..n {
+            let t = Instant::now();
+            api_run(&client, &disk_url, &disk_token, body.clone()).await;
+            on_disk.push(t.elapsed());
+            let t = Instant::now();
+            api_run(&client, &mem_url, &mem_token, body.clone()).await;
+            in_memory.push(t.elapsed());
+        }
+    });
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let (d50, m50) = (median(&mut on_disk), median(&mut in_memory));
+    let (d99, m99) = (p99(&mut on_disk), p99(&mut in_memory));
+    let added = |a: Duration, b: Duration| {
+        format!("{:+.3} ms", (a.as_secs_f64() - b.as_secs_f64()) * 1000.0)
+    };
+    rows.push((
+        format!("trivial run through the API, history on disk vs in memory only, median of {n}"),
+        fmt_ms(d50),
+        fmt_ms(m50),
+        format!("{} per run", added(d50, m50)),
+    ));
+    rows.push((
+        "same, p99".into(),
+        fmt_ms(d99),
+        fmt_ms(m99),
+        added(d99, m99),
+    ));
+    stop(&mut mem);
+
+    // Size per 1,000 runs, and memory and listing with 10,000 stored.
+    let target = 10_000usize;
+    let stored_before = 20 + n;
+    let per_thousand_at = 1_000usize.max(stored_before);
+    let (mut at_1000, mut size_1000) = (0usize, 0u64);
+    let mut done = stored_before;
+    let t = Instant::now();
+    rt.block_on(async {
+        while done < target {
+            // Four at a time, as several agents would.
+            let batch = 4.min(target - done);
+            let runs: Vec<_> = (0..batch)
+                .map(|_| {
+                    api_run(
+                        &client,
+                        &disk_url,
+                        &disk_token,
+                        json!({"shell": "echo stored", "cwd": "/tmp", "client": "bench"}),
+                    )
+                })
+                .collect();
+            futures_util::future::join_all(runs).await;
+            done += batch;
+            if at_1000 == 0 && done >= per_thousand_at + 1000 {
+                at_1000 = done;
+                size_1000 = db_bytes(disk_home.path());
+            }
+        }
+    });
+    let fill = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let size_all = db_bytes(disk_home.path());
+    let rss = rss_kib(disk.id());
+    let mut list = Vec::new();
+    rt.block_on(async {
+        for _ in 0..20 {
+            let t = Instant::now();
+            let r = client
+                .get(format!("{disk_url}/v1/runs?limit=30&q=stored&client=bench"))
+                .bearer_auth(&disk_token)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+            list.push(t.elapsed());
+        }
+    });
+    stop(&mut disk);
+    rows.push((
+        format!("database on disk with {target} runs (`echo`, 6 bytes of output each; WAL included)"),
+        format!("{:.2} MiB", size_all as f64 / (1 << 20) as f64),
+        "-".into(),
+        format!(
+            "about {:.0} KiB per 1,000 runs (measured at {} runs: {:.2} MiB); stored at {:.0} runs/s, 4 at a time",
+            size_all as f64 / 1024.0 / (target as f64 / 1000.0),
+            at_1000,
+            size_1000 as f64 / (1 << 20) as f64,
+            (target - stored_before) as f64 / fill.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        format!("server RSS with {target} runs stored"),
+        format!("{:.1} MiB", rss as f64 / 1024.0),
+        "-".into(),
+        "the history is on disk, not in memory".into(),
+    ));
+    rows.push((
+        format!("one page of 30 runs, filtered by client and text, of {target} (median of 20)"),
+        fmt_ms(median(&mut list)),
+        "-".into(),
+        "what the window's Activity asks".into(),
+    ));
+
+    println!();
+    println!("| measure | stigmer | baseline | note |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+    println!();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel()
+    );
+}
