@@ -24,7 +24,7 @@ install_deps() {
   fi
   if [ "$1" = "test" ]; then
     # The MCP tests' client (the official MCP Python SDK) and the API fuzzer, in a venv.
-    python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt
+    python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt tests/images/requirements.txt
   fi
   if [ "$1" = "test" ] && ! command -v tauri-driver >/dev/null 2>&1; then
     # tauri-driver bridges WebDriver to the app (a crate; builds in about a minute).

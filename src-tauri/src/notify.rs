@@ -14,53 +14,117 @@ pub struct Note {
     pub body: String,
 }
 
-/// Decides which notifications to show; pure, so it is tested without a desktop.
+/// A preparation starts quietly: its first note waits this long, and one that ends sooner
+/// (an image already half there, a fast registry) shows no note at all.
+pub const QUIET_START: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// One image preparation: from the first download or build until the image is ready or has
+/// failed for good (a failed download of the basic image followed by a build is one).
+#[derive(Debug)]
+struct Prep {
+    id: u64,
+    image: String,
+    action: ImageAction,
+    /// The download's size, from the registry (0 while unknown).
+    total: u64,
+    started_shown: bool,
+}
+
+/// Decides which notifications to show; pure, so it is tested without a desktop. At most two
+/// per preparation: it started (with its real size, or "building, once"), and it ended.
 #[derive(Debug, Default)]
 pub struct Notifier {
     crash_shown: bool,
+    prep: Option<Prep>,
+    next_id: u64,
 }
 
 impl Notifier {
-    pub fn image_started(&mut self, image: &str, action: ImageAction, tier: Tier) -> Note {
-        let size = if tier == Tier::Basic {
-            " (about 300 MB)"
-        } else {
-            ""
-        };
-        match action {
-            ImageAction::Build => Note {
-                summary: "Building the sandbox image".into(),
-                body: format!("Stigmer is building {image} from its Dockerfile. This happens once; it can take a few minutes."),
-            },
-            _ => Note {
-                summary: "Downloading the sandbox image".into(),
-                body: format!("Stigmer is downloading {image}{size}. This happens once; later commands start at once."),
-            },
+    /// A download or build started: the id to pass to [`Notifier::still_preparing`] after
+    /// [`QUIET_START`].
+    pub fn image_started(&mut self, image: &str, action: ImageAction) -> u64 {
+        match &mut self.prep {
+            // The build after a failed download: the same preparation.
+            Some(p) => {
+                p.action = action;
+                p.id
+            }
+            None => {
+                self.next_id += 1;
+                self.prep = Some(Prep {
+                    id: self.next_id,
+                    image: image.to_string(),
+                    action,
+                    total: 0,
+                    started_shown: false,
+                });
+                self.next_id
+            }
         }
     }
 
+    /// The size the registry gave, once known.
+    pub fn image_progress(&mut self, bytes_total: u64) {
+        if let Some(p) = &mut self.prep {
+            p.total = p.total.max(bytes_total);
+        }
+    }
+
+    /// [`QUIET_START`] after a start: the note that it started, if preparation `id` still goes.
+    pub fn still_preparing(&mut self, id: u64) -> Option<Note> {
+        let p = self
+            .prep
+            .as_mut()
+            .filter(|p| p.id == id && !p.started_shown)?;
+        p.started_shown = true;
+        let image = &p.image;
+        Some(match (p.action, p.total) {
+            (ImageAction::Build, _) => Note {
+                summary: "Preparing the sandbox".into(),
+                body: format!("Stigmer is building {image}, once. Commands that need it wait; Stigmer shows the progress."),
+            },
+            (_, 0) => Note {
+                summary: "Preparing the sandbox".into(),
+                body: format!("Stigmer is downloading {image}, once. Commands that need it wait; Stigmer shows the progress."),
+            },
+            (_, total) => Note {
+                summary: "Preparing the sandbox".into(),
+                body: format!(
+                    "Stigmer is downloading {image} ({}), once. Commands that need it wait; Stigmer shows the progress.",
+                    megabytes(total)
+                ),
+            },
+        })
+    }
+
+    /// A download or build ended: the note that the preparation ended, if its start was told
+    /// (a quick one says nothing). A failed download of the basic image goes on as a build.
     pub fn image_finished(
         &mut self,
         image: &str,
         action: ImageAction,
         ok: bool,
         tier: Tier,
-    ) -> Note {
-        match (ok, action) {
-            (true, _) => Note {
+    ) -> Option<Note> {
+        if !ok && action == ImageAction::Pull && tier == Tier::Basic {
+            return None;
+        }
+        let prep = self.prep.take()?;
+        if !prep.started_shown {
+            return None;
+        }
+        Some(if ok {
+            Note {
                 summary: "Sandbox ready".into(),
                 body: format!("{image} is ready: commands now run in the sandbox."),
-            },
+            }
+        } else {
             // Plain words only: the technical reason is in the window, under Details.
-            (false, ImageAction::Pull) if tier == Tier::Basic => Note {
-                summary: "Download failed".into(),
-                body: "The sandbox image could not be downloaded. Stigmer builds it from its Dockerfile instead, once.".into(),
-            },
-            (false, _) => Note {
-                summary: "Sandbox image not available".into(),
-                body: format!("{image} is not available, so commands will not run in the sandbox. Open Stigmer to try again or use Local."),
-            },
-        }
+            Note {
+                summary: "Sandbox not ready".into(),
+                body: format!("{image} could not be prepared, so commands will not run in the sandbox. Open Stigmer to try again or to use Local."),
+            }
+        })
     }
 
     /// A note the first time the server stops on its own; none again until it ran again.
@@ -95,6 +159,16 @@ fn show_now(note: &Note) {
         .show();
     if let Err(e) = shown {
         tracing::warn!("notification not shown: {e}");
+    }
+}
+
+/// "12 MB" (decimal, as registries and download sizes are usually told).
+fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb >= 10.0 {
+        format!("{mb:.0} MB")
+    } else {
+        format!("{mb:.1} MB")
     }
 }
 
@@ -238,22 +312,49 @@ mod tests {
     }
 
     #[test]
-    fn download_notes_say_what_and_what_next() {
+    fn a_preparation_has_at_most_two_notes_and_a_quick_one_none() {
+        let basic = "ghcr.io/stigmer/agent-sandbox-basic:latest";
         let mut n = Notifier::default();
-        let start = n.image_started(
-            "ghcr.io/stigmer/agent-sandbox-basic:latest",
-            ImageAction::Pull,
-            Tier::Basic,
-        );
-        assert!(start.body.contains("300 MB") && start.body.contains("once"));
-        let failed = n.image_finished("x", ImageAction::Pull, false, Tier::Basic);
-        assert!(failed.body.contains("Dockerfile"));
-        let failed = n.image_finished("x", ImageAction::Pull, false, Tier::Custom);
-        assert!(!failed.body.contains("Dockerfile") && failed.body.contains("Open Stigmer"));
+        // Quick: ended before QUIET_START, nothing at all.
+        let id = n.image_started(basic, ImageAction::Pull);
         assert_eq!(
-            n.image_finished("x", ImageAction::Build, true, Tier::Basic)
-                .summary,
-            "Sandbox ready"
+            n.image_finished(basic, ImageAction::Pull, true, Tier::Basic),
+            None
+        );
+        assert_eq!(n.still_preparing(id), None);
+        // Slow download that fails, then a build that works: two notes.
+        let id = n.image_started(basic, ImageAction::Pull);
+        n.image_progress(123_400_000);
+        let start = n.still_preparing(id).unwrap();
+        assert!(start.body.contains("(123 MB), once"), "{}", start.body);
+        assert_eq!(n.still_preparing(id), None, "once");
+        assert_eq!(
+            n.image_finished(basic, ImageAction::Pull, false, Tier::Basic),
+            None
+        );
+        assert_eq!(
+            n.image_started(basic, ImageAction::Build),
+            id,
+            "the same preparation"
+        );
+        let end = n
+            .image_finished(basic, ImageAction::Build, true, Tier::Basic)
+            .unwrap();
+        assert_eq!(end.summary, "Sandbox ready");
+        // A build from the start says so; a failure is plain words with what to do.
+        let id = n.image_started("my/img:1", ImageAction::Build);
+        assert!(n
+            .still_preparing(id)
+            .unwrap()
+            .body
+            .contains("building my/img:1, once"));
+        let failed = n
+            .image_finished("my/img:1", ImageAction::Build, false, Tier::Custom)
+            .unwrap();
+        assert!(
+            failed.body.contains("Open Stigmer") && !failed.body.contains("error"),
+            "{}",
+            failed.body
         );
     }
 }

@@ -154,8 +154,16 @@ fn on_event(app: &AppHandle, event: &Event) {
             m.image_problem = None;
         }),
         Event::ImageStarted { image, action } => {
-            let note = s.notifier.lock().image_started(image, *action, tier);
-            notify::show(note);
+            // Told only if it is still going a moment later: a quick one says nothing.
+            let id = s.notifier.lock().image_started(image, *action);
+            let app2 = app.clone();
+            tauri::async_runtime::spawn(async move {
+                tokio::time::sleep(notify::QUIET_START).await;
+                let note = shared(&app2).notifier.lock().still_preparing(id);
+                if let Some(note) = note {
+                    notify::show(note);
+                }
+            });
             update(app, |m| {
                 m.image_problem = None;
                 m.download = Some(Download::started(image, *action));
@@ -165,9 +173,12 @@ fn on_event(app: &AppHandle, event: &Event) {
             image,
             action,
             progress,
-        } => update(app, |m| {
-            m.download = Some(Download::of(image, *action, progress))
-        }),
+        } => {
+            s.notifier.lock().image_progress(progress.bytes_total);
+            update(app, |m| {
+                m.download = Some(Download::of(image, *action, progress))
+            })
+        }
         Event::ImageFinished {
             image,
             action,
@@ -176,7 +187,9 @@ fn on_event(app: &AppHandle, event: &Event) {
             ..
         } => {
             let note = s.notifier.lock().image_finished(image, *action, *ok, tier);
-            notify::show(note);
+            if let Some(note) = note {
+                notify::show(note);
+            }
             // A failed download of the basic image is followed by a build: not a failure yet.
             let fallback = !ok && *action == ImageAction::Pull && tier == Tier::Basic;
             update(app, |m| {

@@ -226,11 +226,19 @@ async fn notifications_for_the_download_and_a_crash() {
     if !engine::engine_or_skip("notifications_for_the_download_and_a_crash") {
         return;
     }
-    engine::ensure_busybox();
+    // 12 MB through a proxy at 3 MB/s: a download that lasts, so it is told (a quick one is not).
+    // Its layers must not be here already, or the pull has nothing to download.
+    let big = format!("stigmer-test/big-notify:{}", std::process::id());
+    engine::ensure_big_image(&big, 12);
     let registry = engine::Registry::start();
-    let image = registry.push(
-        engine::BUSYBOX,
-        &format!("stigmer/desktop-{}:test", std::process::id()),
+    let pushed = registry.push(&big, &format!("stigmer/desktop-{}:test", std::process::id()));
+    engine::remove_image(&pushed);
+    engine::remove_image(&big);
+    let slow = engine::SlowProxy::start(registry.port, 3_000_000);
+    let image = pushed.replacen(
+        &format!(":{}/", registry.port),
+        &format!(":{}/", slow.port),
+        1,
     );
     let (mut driver, port) = d.driver(&[]);
     let c = connect(port).await;
@@ -277,8 +285,11 @@ async fn notifications_for_the_download_and_a_crash() {
     );
     assert_eq!(
         d.notifications(),
-        ["Downloading the sandbox image", "Sandbox ready"]
+        ["Preparing the sandbox", "Sandbox ready"]
     );
+    // Its real size, from the registry: 12 MiB of data in the image's layers.
+    let calls = d.notify_calls();
+    assert!(calls.contains(" MB), once."), "{calls}");
 
     // Cached now: another command, no notification.
     c.find(Locator::Id("try-run"))

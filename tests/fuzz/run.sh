@@ -39,7 +39,7 @@ seed="${FUZZ_SEED:-20261127}"
 # The same venv as the MCP tests (scripts/test.sh makes it; made here when missing).
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
-python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt
+python_env target/pyenv tests/mcp/requirements.txt tests/fuzz/requirements.txt tests/images/requirements.txt
 st="$root/target/pyenv/bin/schemathesis"
 
 image="$(tests/images/busybox.sh)"

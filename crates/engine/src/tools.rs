@@ -81,6 +81,43 @@ pub const CATALOG: &[CatalogEntry] = &[
     tool("pulumi", &["version"], "infrastructure", false, true),
 ];
 
+/// The oldest version of each basic-tier tool the basic image may have (what its `--version`
+/// must report at least): supported releases only (Python 3.11+, Node.js 22 LTS or newer).
+pub const BASIC_MIN_VERSIONS: &[(&str, &str)] = &[
+    ("bash", "5.1"),
+    ("git", "2.39"),
+    ("curl", "7.88"),
+    ("jq", "1.6"),
+    ("python3", "3.11"),
+    ("pip", "23.0"),
+    ("node", "22.0"),
+    ("npm", "10.0"),
+];
+
+/// The first dotted number in a `--version` output (`jq-1.6` gives 1.6, `v24.11.1` gives
+/// 24.11.1), as numbers.
+pub fn version_numbers(output: &str) -> Option<Vec<u64>> {
+    let start = output.find(|c: char| c.is_ascii_digit())?;
+    let rest = &output[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let parts: Vec<u64> = rest[..end]
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// Whether `output` reports at least version `min`.
+pub fn at_least(output: &str, min: &str) -> bool {
+    match (version_numbers(output), version_numbers(min)) {
+        (Some(have), Some(want)) => have >= want,
+        _ => false,
+    }
+}
+
 /// Detect every tool in [`CATALOG`] on `path`, probing versions in parallel.
 pub async fn detect(path: &OsStr, path_from_login_shell: bool) -> ToolReport {
     let started = Instant::now();
@@ -321,17 +358,40 @@ mod tests {
                 e.name
             );
             let in_basic = match e.name {
-                // From the python:3.11-slim base image.
-                "python3" | "pip" => basic.contains("BASE_IMAGE=python:3.11"),
-                "node" => basic.contains("        nodejs"),
+                // From the official Python base image.
+                "python3" | "pip" => basic.contains("ARG PYTHON_IMAGE=python:3.12"),
+                // The official build's binary and npm, from the official Node.js image.
+                "node" => basic.contains("COPY --from=node /usr/local/bin/node "),
+                "npm" => basic.contains("COPY --from=node /usr/local/lib/node_modules/npm "),
                 name => basic.lines().any(|l| l.trim() == format!("{name} \\")),
             };
+            assert_eq!(
+                BASIC_MIN_VERSIONS.iter().any(|(n, _)| *n == e.name),
+                e.in_basic,
+                "{}: every basic tool has a minimum version, and only they",
+                e.name
+            );
             assert_eq!(
                 in_basic, e.in_basic,
                 "{}: basic column vs Dockerfile.sandbox.basic",
                 e.name
             );
         }
+    }
+
+    #[test]
+    fn versions_are_read_from_what_tools_print() {
+        assert!(at_least("jq-1.6", "1.6"));
+        assert!(at_least("v24.11.1", "22.0"));
+        assert!(!at_least("v18.19.0", "22.0"));
+        assert!(at_least("Python 3.11.2", "3.11"));
+        assert!(!at_least("Python 3.10.12", "3.11"));
+        assert!(at_least(
+            "pip 23.0.1 from /usr/lib/python3/dist-packages/pip (python 3.11)",
+            "23.0"
+        ));
+        assert!(!at_least("no version here", "1.0"));
+        assert!(at_least("GNU bash, version 5.2.15(1)-release", "5.1"));
     }
 
     #[test]

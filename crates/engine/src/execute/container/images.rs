@@ -24,6 +24,9 @@ pub const BASIC_REQUIREMENTS: &str = include_str!("../../../../../sandbox/requir
 /// Where the basic image's Dockerfile is taken from instead of the embedded copy (a folder
 /// with `Dockerfile.sandbox.basic` and its context): mirrors, air-gapped sites, tests.
 pub const BUILD_CONTEXT_ENV: &str = "STIGMER_SANDBOX_BUILD_CONTEXT";
+/// Build arguments for that build, `NAME=VALUE` separated by spaces, e.g. bases from a mirror:
+/// `PYTHON_IMAGE=mirror/python:3.12-slim NODE_IMAGE=mirror/node:24-slim`.
+pub const BUILD_ARGS_ENV: &str = "STIGMER_SANDBOX_BUILD_ARGS";
 /// The command users run to build a custom image from the reference Dockerfile.
 pub const FULL_BUILD_COMMAND: &str =
     "docker build -f sandbox/Dockerfile.sandbox.full -t my-custom-sandbox:latest sandbox/";
@@ -242,6 +245,7 @@ pub async fn build_basic(
     let options = BuildImageOptions {
         dockerfile: "Dockerfile.sandbox.basic".into(),
         t: Some(image.to_string()),
+        buildargs: build_args(),
         rm: true,
         forcerm: true,
         ..Default::default()
@@ -374,6 +378,17 @@ fn build_context() -> Result<Vec<u8>> {
     archive.into_inner().map_err(io)
 }
 
+/// The build arguments of [`BUILD_ARGS_ENV`], if any.
+fn build_args() -> Option<std::collections::HashMap<String, String>> {
+    let raw = std::env::var(BUILD_ARGS_ENV).ok()?;
+    let args: std::collections::HashMap<String, String> = raw
+        .split_whitespace()
+        .filter_map(|a| a.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (!args.is_empty()).then_some(args)
+}
+
 /// The regular files directly in `dir` (a build context folder).
 fn read_dir_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
@@ -429,6 +444,7 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["Dockerfile.sandbox.basic", "requirements.txt"]);
-        assert!(BASIC_DOCKERFILE.contains("ARG BASE_IMAGE"));
+        assert!(BASIC_DOCKERFILE.contains("ARG PYTHON_IMAGE"));
+        assert!(BASIC_DOCKERFILE.contains("ARG NODE_IMAGE"));
     }
 }
