@@ -128,7 +128,11 @@ function render(m) {
     const what = d.action === "build" ? "Building" : "Downloading";
     const pct = d.percent == null ? "" : ` ${d.percent.toFixed(0)}%`;
     const bytes = d.bytes_total ? ` · ${humanBytes(d.bytes_done)} of ${humanBytes(d.bytes_total)} · ${humanBytes(d.rate_bytes_per_sec)}/s` : "";
-    $("download-text").textContent = `${what} ${d.image} (${d.phase}${pct})${bytes}. This happens once.`;
+    const step = d.detail ? ` · ${d.detail.replace(/^Step (\d+)\/(\d+) : .*/, "step $1 of $2")}` : "";
+    const secs = (ms) => ms < 60000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60000)} min`;
+    const left = d.bytes_total && d.rate_bytes_per_sec ? ` · about ${secs(1000 * (d.bytes_total - d.bytes_done) / d.rate_bytes_per_sec)} left` : "";
+    const elapsed = d.elapsed_ms ? ` · ${secs(d.elapsed_ms)} so far` : "";
+    $("download-text").textContent = `${what} ${d.image} (${d.phase}${pct})${bytes}${step}${elapsed}${left}. This happens once.`;
     $("download-cancel").textContent = d.action === "build" ? "Cancel build" : "Cancel download";
     const bar = $("download-bar");
     if (d.percent == null) bar.removeAttribute("value"); else bar.value = d.percent;

@@ -33,6 +33,9 @@ pub struct Download {
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub rate_bytes_per_sec: u64,
+    pub elapsed_ms: u64,
+    /// For builds: the step, e.g. `Step 3/9 : RUN apt-get ...`.
+    pub detail: Option<String>,
 }
 
 impl Download {
@@ -45,6 +48,8 @@ impl Download {
             bytes_done: 0,
             bytes_total: 0,
             rate_bytes_per_sec: 0,
+            elapsed_ms: 0,
+            detail: None,
         }
     }
 
@@ -57,6 +62,8 @@ impl Download {
             bytes_done: p.bytes_done,
             bytes_total: p.bytes_total,
             rate_bytes_per_sec: p.rate_bytes_per_sec,
+            elapsed_ms: p.elapsed_ms,
+            detail: p.detail.clone(),
         }
     }
 }

@@ -231,7 +231,10 @@ async fn notifications_for_the_download_and_a_crash() {
     let big = format!("stigmer-test/big-notify:{}", std::process::id());
     engine::ensure_big_image(&big, 12);
     let registry = engine::Registry::start();
-    let pushed = registry.push(&big, &format!("stigmer/desktop-{}:test", std::process::id()));
+    let pushed = registry.push(
+        &big,
+        &format!("stigmer/desktop-{}:test", std::process::id()),
+    );
     engine::remove_image(&pushed);
     engine::remove_image(&big);
     let slow = engine::SlowProxy::start(registry.port, 3_000_000);
@@ -240,7 +243,7 @@ async fn notifications_for_the_download_and_a_crash() {
         &format!(":{}/", slow.port),
         1,
     );
-    let (mut driver, port) = d.driver(&[]);
+    let (mut driver, port) = d.driver(&[("STIGMER_SANDBOX_AUTO_PULL", "true")]);
     let c = connect(port).await;
     wait_text(&c, "server-state", "Running").await;
     assert!(d.notifications().is_empty(), "{:?}", d.notifications());

@@ -150,7 +150,8 @@ fi
 
 # Phase 2: the mode routes against a local-mode server (no operation here can start a run).
 t0=$SECONDS
-start_server phase2 --mode local
+# No downloads either: a fuzzed mode change to a sandbox tier prepares its image at once.
+STIGMER_SANDBOX_AUTO_PULL=false start_server phase2 --mode local
 p2=0
 fuzz phase2 \
   --include-name "GET /v1/mode" \

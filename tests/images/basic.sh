@@ -10,7 +10,9 @@
 #
 # Test-only tags: nothing is tagged as the published image. Each image is kept and reused; the
 # basic image's tag carries a hash of the Dockerfile and requirements.txt, so a change rebuilds
-# it. The last line printed is the tag built. Needs Docker, debootstrap and pip.
+# it. The last line printed is the tag built. `--bases-only` makes the two stand-ins and prints
+# the build arguments that select them (for STIGMER_SANDBOX_BUILD_ARGS). Needs Docker,
+# debootstrap and pip.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python_image=stigmer-test/python:3.11-slim-bookworm
@@ -78,6 +80,11 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --ve
 CMD ["node"]
 EOF
   docker build -q -t "$node_image" "$work/node" >/dev/null
+fi
+
+if [ "${1:-}" = "--bases-only" ]; then
+  echo "PYTHON_IMAGE=$python_image NODE_IMAGE=$node_image"
+  exit 0
 fi
 
 hash=$(cat "$root/sandbox/Dockerfile.sandbox.basic" "$root/sandbox/requirements.txt" | sha256sum | cut -c1-12)

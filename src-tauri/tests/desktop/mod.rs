@@ -215,6 +215,9 @@ impl Desktop {
             .env("NO_AT_BRIDGE", "1")
             // Update checks go to a closed port on loopback, never to the internet.
             .env("STIGMER_UPDATE_ENDPOINT", "https://127.0.0.1:9/latest.json")
+            // Choosing a sandbox tier prepares its image at once: never from a registry on the
+            // internet in a test (a test that pulls from its own registry says so).
+            .env("STIGMER_SANDBOX_AUTO_PULL", "false")
             .env_remove("STIGMER_EXECUTION_MODE")
             .env_remove("STIGMER_SANDBOX_IMAGE")
             .stdin(Stdio::null())

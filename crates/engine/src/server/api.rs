@@ -227,6 +227,19 @@ pub async fn put_mode(
         image: s.sandbox_image.clone(),
         tier: s.tier(),
     });
+    // A sandbox tier starts preparing its image now, not at the first command (which then
+    // waits for this same attempt). Progress and the outcome are events; nothing else waits.
+    // Back to local: a download or build still going is of no use any more.
+    if s.mode == settings::Mode::Sandbox {
+        let (sandbox, spec) = (state.sandbox.clone(), SandboxSpec::from_settings(&s));
+        tokio::spawn(async move {
+            if let Err(e) = sandbox.ensure_image(&spec).await {
+                tracing::info!("the sandbox image is not ready: {}", e.message);
+            }
+        });
+    } else if change.mode.is_some() {
+        state.sandbox.cancel_downloads();
+    }
     Ok(mode_view(&s))
 }
 

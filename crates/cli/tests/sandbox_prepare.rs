@@ -1,0 +1,157 @@
+//! Choosing a sandbox tier prepares its image at once, before any command (which then waits
+//! for that same download), and choosing Local again stops a download still going: against
+//! the real engine and a real registry on 127.0.0.1 behind a slow proxy.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::engine::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// Read events until one of type `kind` arrives (at most `limit`): the events seen.
+async fn events_until(
+    events: &mut reqwest::Response,
+    buf: &mut Vec<u8>,
+    kind: &str,
+    limit: Duration,
+) -> Vec<Value> {
+    let until = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let v: Value = serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+            let done = v["type"] == kind;
+            if v["type"] != "heartbeat" && v["type"] != "log" {
+                seen.push(v);
+            }
+            if done {
+                return seen;
+            }
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event: {seen:?}"))
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choosing_a_sandbox_tier_prepares_its_image_and_local_stops_it() {
+    if !engine_or_skip("choosing_a_sandbox_tier_prepares_its_image") {
+        return;
+    }
+    let local = format!("stigmer-test/prepare:{}", std::process::id());
+    ensure_big_image(&local, 24);
+    let registry = Registry::start();
+    let pushed = registry.push(&local, &format!("stigmer/prepare-{}:1", std::process::id()));
+    remove_image(&pushed);
+    remove_image(&local);
+    // 24 MiB at 4 MB/s: a download of several seconds.
+    let slow = SlowProxy::start(registry.port, 4_000_000);
+    let image = pushed.replacen(
+        &format!(":{}/", registry.port),
+        &format!(":{}/", slow.port),
+        1,
+    );
+
+    let env = TestEnv::new();
+    env.allow_work();
+    let server = env.start_server();
+    let c = server.client();
+    let mut events = server.get(&c, "/v1/events").send().await.unwrap();
+    let mut buf = Vec::new();
+    let put = |body: Value| {
+        c.put(format!("{}/v1/mode", server.url))
+            .bearer_auth(&server.token)
+            .json(&body)
+            .send()
+    };
+
+    // Custom image: the download starts with the choice, no command asked for it.
+    assert_eq!(
+        put(json!({"mode": "sandbox", "image": image}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let seen = events_until(
+        &mut events,
+        &mut buf,
+        "image_progress",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "image_started" && e["image"] == image.as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(run_count(&server, &c).await, 0, "no command ran");
+    // Local again while it downloads: the download stops, and nothing was pulled.
+    assert_eq!(put(json!({"mode": "local"})).await.unwrap().status(), 200);
+    let seen = events_until(
+        &mut events,
+        &mut buf,
+        "image_finished",
+        Duration::from_secs(20),
+    )
+    .await;
+    let finished = seen.last().unwrap();
+    assert_eq!(finished["ok"], false, "{finished}");
+    assert!(!image_exists(&image), "the download was stopped");
+
+    // Chosen again, then a command right away: it waits for the same download, which is one.
+    assert_eq!(
+        put(json!({"mode": "sandbox", "image": image}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let body = server
+        .post(&c, "/v1/runs")
+        .json(&json!({"shell": "wc -c < /blob", "cwd": env.path()}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (out, _, finished) = decode_stream(&body);
+    assert_eq!(finished["run"]["outcome"]["exit_code"], 0, "{finished}");
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        (24 * 1024 * 1024).to_string()
+    );
+    let seen = events_until(
+        &mut events,
+        &mut buf,
+        "run_finished",
+        Duration::from_secs(60),
+    )
+    .await;
+    let starts = seen.iter().filter(|e| e["type"] == "image_started").count();
+    assert_eq!(
+        starts, 1,
+        "one download for the choice and the command: {seen:?}"
+    );
+    remove_image(&image);
+}
+
+async fn run_count(server: &Server, c: &reqwest::Client) -> usize {
+    let v: Value = server
+        .get(c, "/v1/runs?limit=200")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["runs"].as_array().unwrap().len()
+}
