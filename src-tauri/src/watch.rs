@@ -145,6 +145,19 @@ fn on_event(app: &AppHandle, event: &Event) {
                 }
             });
         }
+        // Events were lost: what waits is asked again, so no prompt is missed or left stale.
+        Event::Lagged { .. } => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let Ok(api) = shared(&app).api() else { return };
+                if let Ok(view) = api
+                    .get::<stigmer_protocol::clients::ApprovalsView>("/v1/approvals")
+                    .await
+                {
+                    update(&app, |m| m.waiting = view.pending);
+                }
+            });
+        }
         Event::ApprovalEnded { id, .. } => {
             update(app, |m| m.waiting.retain(|a| a.id != *id));
         }

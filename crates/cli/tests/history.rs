@@ -242,7 +242,7 @@ async fn retention_drops_the_oldest_finished_runs_never_a_running_one() {
     let o = env.stigmer(&["runs", "stop", "--all"]);
     assert!(o.status.success());
     let oldest = oldest.await.unwrap();
-    // Ended, it is the oldest finished run: the next to go.
+    // Ended, it is the run that ended last: it stays, and the one that ended first goes.
     let (_, list) = get(&server, &c, "/v1/runs?limit=200").await;
     let ids: Vec<_> = list["runs"]
         .as_array()
@@ -251,5 +251,20 @@ async fn retention_drops_the_oldest_finished_runs_never_a_running_one() {
         .map(|r| r["id"].clone())
         .collect();
     assert_eq!(ids.len(), 5, "{list}");
-    assert!(!ids.contains(&json!(oldest)), "{list}");
+    assert!(ids.contains(&json!(oldest)), "{list}");
+    assert!(!ids.contains(&json!(quick[35])), "{list}");
+    // Its output was not kept (max_output = 0), and reading it says so.
+    let (status, e) = get(&server, &c, &format!("/v1/runs/{oldest}/output")).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("RUN_NOT_FOUND")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer kept"),
+        "{e}"
+    );
 }

@@ -64,6 +64,16 @@ pub struct History {
     retention: Retention,
     /// The database file; none when the history lives in memory only.
     path: Option<PathBuf>,
+    /// In memory because the user keeps no history on disk (not because the file failed).
+    memory_by_choice: bool,
+}
+
+/// Why a database file was not used.
+enum Unusable {
+    /// Not a sound database: it is set aside and a fresh one made.
+    Damaged(String),
+    /// Sound, maybe, but not usable now (busy, no permission, a newer schema): left as it is.
+    Unavailable(String),
 }
 
 /// What opening the history found, for the server's log.
@@ -82,7 +92,14 @@ impl History {
             None => None,
             Some(p) => match open_file(p) {
                 Ok(c) => Some(c),
-                Err(why) => match set_aside(p) {
+                Err(Unusable::Unavailable(why)) => {
+                    opened.warnings.push(format!(
+                        "the run history {} cannot be used now ({why}); it is left as it is, and runs are remembered until the server stops only",
+                        p.display()
+                    ));
+                    None
+                }
+                Err(Unusable::Damaged(why)) => match set_aside(p) {
                     Ok(aside) => {
                         opened.warnings.push(format!(
                             "the run history {} could not be used ({why}); it was kept as {} and a new history was started",
@@ -90,7 +107,10 @@ impl History {
                             aside.display()
                         ));
                         open_file(p)
-                            .map_err(|e| opened.warnings.push(format!("the new run history {} cannot be used either ({e}); runs are remembered until the server stops only", p.display())))
+                            .map_err(|e| {
+                                let (Unusable::Damaged(e) | Unusable::Unavailable(e)) = e;
+                                opened.warnings.push(format!("the new run history {} cannot be used either ({e}); runs are remembered until the server stops only", p.display()))
+                            })
                             .ok()
                     }
                     Err(e) => {
@@ -120,6 +140,7 @@ impl History {
             }),
             retention,
             path: path.filter(|_| on_disk).map(Path::to_path_buf),
+            memory_by_choice: path.is_none(),
         };
         (history, opened)
     }
@@ -127,6 +148,11 @@ impl History {
     /// The database file, when the history is on disk.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// In memory because the user keeps no history on disk (`history.keep = false`).
+    pub fn memory_by_choice(&self) -> bool {
+        self.memory_by_choice
     }
 
     /// Write a run's record (new or updated). Failing to write never fails the run: the
@@ -199,11 +225,12 @@ impl History {
         let tx = db.conn.transaction()?;
         let mut gone: Vec<String> = Vec::new();
         {
-            // Beyond the count: the newest `max_runs` finished runs stay (running ones always).
+            // Beyond the count: the `max_runs` runs that ended last stay (running ones always).
             let mut old = tx.prepare(
                 "SELECT id FROM runs WHERE state != 'running' AND (
-                    seq <= coalesce((SELECT seq FROM runs WHERE state != 'running'
-                                     ORDER BY seq DESC LIMIT 1 OFFSET ?1), -1)
+                    id IN (SELECT id FROM runs WHERE state != 'running'
+                           ORDER BY coalesce(finished_at_ms, started_at_ms) DESC, seq DESC
+                           LIMIT -1 OFFSET ?1)
                     OR coalesce(finished_at_ms, started_at_ms) < ?2)",
             )?;
             let ids = old.query_map(params![r.max_runs as i64, oldest_kept], |row| row.get(0))?;
@@ -221,7 +248,8 @@ impl History {
             let mut outputs: Vec<(String, u64, String)> = Vec::new();
             {
                 let mut q = tx.prepare(
-                    "SELECT id, kept, summary FROM runs WHERE kept > 0 AND state != 'running' ORDER BY seq",
+                    "SELECT id, kept, summary FROM runs WHERE kept > 0 AND state != 'running'
+                     ORDER BY coalesce(finished_at_ms, started_at_ms), seq",
                 )?;
                 let rows = q.query_map([], |row| {
                     Ok((row.get(0)?, row.get::<_, i64>(1)? as u64, row.get(2)?))
@@ -237,6 +265,9 @@ impl History {
             }
             for (id, _, summary) in outputs {
                 let Ok(mut run) = serde_json::from_str::<RunSummary>(&summary) else {
+                    // Unreadable: its output goes all the same, as the total counted.
+                    tx.execute("UPDATE runs SET kept = 0 WHERE id = ?1", [&id])?;
+                    gone.push(id);
                     continue;
                 };
                 run.stdout.stored_bytes = 0;
@@ -379,35 +410,47 @@ impl History {
     }
 }
 
-/// Open (or make) the database file and check it.
-fn open_file(path: &Path) -> std::result::Result<Connection, String> {
-    if let Some(dir) = path.parent() {
-        crate::paths::Paths::ensure_private_dir(dir).map_err(|e| e.message)?;
+/// Damaged for SQLite's "not a database" and "corrupt"; anything else is not the file's fault.
+fn classify(e: rusqlite::Error) -> Unusable {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::NotADatabase | C::DatabaseCorrupt) => Unusable::Damaged(e.to_string()),
+        _ => Unusable::Unavailable(e.to_string()),
     }
-    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+}
+
+/// Open (or make) the database file and check it.
+fn open_file(path: &Path) -> std::result::Result<Connection, Unusable> {
+    if let Some(dir) = path.parent() {
+        crate::paths::Paths::ensure_private_dir(dir)
+            .map_err(|e| Unusable::Unavailable(e.message))?;
+    }
+    let conn = Connection::open(path).map_err(classify)?;
     conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
+        .map_err(classify)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(classify)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("journal mode is {mode}, not WAL"));
+        return Err(Unusable::Unavailable(format!(
+            "journal mode is {mode}, not WAL"
+        )));
     }
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(classify)?;
     if check != "ok" {
-        return Err(format!("integrity check: {check}"));
+        return Err(Unusable::Damaged(format!("integrity check: {check}")));
     }
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(classify)?;
     if version > SCHEMA_VERSION {
-        return Err(format!(
+        return Err(Unusable::Unavailable(format!(
             "it was written by a newer Stigmer (schema {version}, this one knows {SCHEMA_VERSION})"
-        ));
+        )));
     }
-    init(&conn).map_err(|e| e.to_string())?;
+    init(&conn).map_err(classify)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -438,18 +481,21 @@ fn init(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Rename the file (and its WAL and shared-memory files) out of the way.
 fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let aside = PathBuf::from(format!(
-        "{}.unusable-{}",
-        path.display(),
-        crate::util::now_secs()
-    ));
+    let stamp = crate::util::now_secs();
+    let mut aside = PathBuf::from(format!("{}.unusable-{stamp}", path.display()));
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{}.unusable-{stamp}-{n}", path.display()));
+        n += 1;
+    }
     if path.exists() {
         std::fs::rename(path, &aside)?;
     }
+    // The old WAL must not meet the new database.
     for ext in ["-wal", "-shm"] {
         let side = PathBuf::from(format!("{}{ext}", path.display()));
         if side.exists() {
-            let _ = std::fs::rename(&side, format!("{}{ext}", aside.display()));
+            std::fs::rename(&side, format!("{}{ext}", aside.display()))?;
         }
     }
     Ok(aside)
@@ -475,4 +521,65 @@ fn unreadable(e: rusqlite::Error) -> Error {
         ErrorCode::Internal,
         format!("the run history could not be read: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention() -> Retention {
+        Retention {
+            max_runs: 10,
+            max_age: Duration::from_secs(3600),
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_newer_history_is_left_as_it_is_and_a_broken_one_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("history.sqlite3");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch("PRAGMA user_version = 99; CREATE TABLE t (x);")
+                .unwrap();
+        }
+        let (h, opened) = History::open(Some(&db), retention());
+        assert!(h.path().is_none() && !h.memory_by_choice());
+        assert!(
+            opened.warnings[0].contains("newer Stigmer"),
+            "{:?}",
+            opened.warnings
+        );
+        assert!(db.exists(), "left in place");
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("unusable"))
+                .collect()
+        };
+        assert!(names(dir.path()).is_empty());
+
+        std::fs::remove_file(&db).unwrap();
+        std::fs::write(&db, b"garbage, twice").unwrap();
+        let (h, _) = History::open(Some(&db), retention());
+        assert!(h.path().is_some(), "a fresh one on disk");
+        drop(h);
+        for side in ["history.sqlite3-wal", "history.sqlite3-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(side));
+        }
+        std::fs::write(&db, b"garbage, twice").unwrap();
+        let (h, _) = History::open(Some(&db), retention());
+        assert!(h.path().is_some());
+        let aside: Vec<String> = names(dir.path())
+            .into_iter()
+            .filter(|n| !n.ends_with("-wal") && !n.ends_with("-shm"))
+            .collect();
+        assert_eq!(
+            aside.len(),
+            2,
+            "two set aside, neither overwritten: {aside:?}"
+        );
+    }
 }

@@ -37,7 +37,13 @@ pub struct Intake {
 }
 
 /// The run `request` asks for, with `settings` for whatever it does not say.
-pub fn intake(request: RunRequest, settings: &Settings, sandbox: &Arc<Sandbox>) -> Result<Intake> {
+pub fn intake(
+    mut request: RunRequest,
+    settings: &Settings,
+    sandbox: &Arc<Sandbox>,
+) -> Result<Intake> {
+    // A blank name is no name: it is ruled as `other`, like one not given.
+    request.client = request.client.filter(|c| !c.trim().is_empty());
     if let Some(c) = &request.client {
         if c.chars().count() > 100 || c.chars().any(char::is_control) {
             return Err(Error::new(

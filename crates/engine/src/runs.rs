@@ -97,8 +97,14 @@ impl RunRegistry {
         }
         let gone = self.history.prune();
         self.forget_output(gone.iter().map(String::as_str));
-        if let (Some(spool), Ok(keep)) = (&self.spool, self.history.with_output()) {
-            spool.retain(&keep);
+        // Output files no record refers to go: those of pruned runs, or all of them when the
+        // user keeps no history on disk. A history that failed to open says nothing about them.
+        if let Some(spool) = &self.spool {
+            if self.history.memory_by_choice() {
+                spool.retain(&HashSet::new());
+            } else if let (Some(_), Ok(keep)) = (self.history.path(), self.history.with_output()) {
+                spool.retain(&keep);
+            }
         }
     }
 
@@ -232,7 +238,7 @@ impl RunRegistry {
             summary.stdout.stored_bytes = o.written();
             summary.stderr.stored_bytes = e.written();
         }
-        let by_user = self.lock().stopped.remove(&summary.id);
+        let by_user = self.lock().stopped.contains(&summary.id);
         match result {
             Ok(outcome) => {
                 summary.state = RunState::Finished;
@@ -253,9 +259,19 @@ impl RunRegistry {
         );
         // Written before anyone hears that it ended: a finished run is never lost.
         self.history.record(&summary);
-        self.lock().active.remove(&summary.id);
+        {
+            // Together: a stop from now on finds the run ended.
+            let mut inner = self.lock();
+            inner.active.remove(&summary.id);
+            inner.stopped.remove(&summary.id);
+        }
         if self.history.due() {
             let gone = self.history.prune();
+            if gone.contains(&summary.id) {
+                // Its own output went to make room: its client is told so.
+                summary.stdout.stored_bytes = 0;
+                summary.stderr.stored_bytes = 0;
+            }
             self.forget_output(gone.iter().map(String::as_str));
         }
         self.bus.publish(Event::RunFinished {
@@ -337,6 +353,9 @@ impl RunRegistry {
         offset: u64,
         limit: u64,
     ) -> Result<OutputPage> {
+        // Whether it runs is asked first: a run leaves `active` only after its final record
+        // is written, so a record read after this is at least as new.
+        let running = self.lock().active.contains_key(id);
         let run = self.get(id)?.ok_or_else(|| Error::run_not_found(id))?;
         let spool = self.spool.as_ref().ok_or_else(|| {
             Error::new(
@@ -344,7 +363,7 @@ impl RunRegistry {
                 "this server keeps no run output (its cache directory could not be created); see the server log",
             )
         })?;
-        let running = run.state == RunState::Running && self.lock().active.contains_key(id);
+        let running = running && run.state == RunState::Running;
         let of = |s: &OutputSummary| (s.total_bytes, s.stored_bytes);
         let (total, stored) = match (running, stream) {
             (true, _) => {
@@ -355,6 +374,15 @@ impl RunRegistry {
             (false, Stream::Stdout) => of(&run.stdout),
             (false, Stream::Stderr) => of(&run.stderr),
         };
+        if !running && stored == 0 && total > 0 {
+            return Err(Error::new(
+                ErrorCode::RunNotFound,
+                format!(
+                    "the whole {} output of {id} is no longer kept (history.max_output, or room for newer runs' output); its head and tail are in the run's record",
+                    stream.name()
+                ),
+            ));
+        }
         if offset > stored {
             return Err(Error::new(
                 ErrorCode::InvalidRequest,
@@ -373,7 +401,7 @@ impl RunRegistry {
                 ),
             ));
         }
-        let data = spool.read(id, stream, offset, limit, stored)?;
+        let data = spool.read(id, stream, offset, limit, stored, running)?;
         let next_offset = offset + data.len() as u64;
         Ok(OutputPage {
             run_id: id.to_string(),

@@ -71,9 +71,10 @@ impl Spool {
     }
 
     /// Up to `limit` bytes of a stream from `offset`, never past `end` (the bytes kept). A
-    /// page that stops before `end` is cut back to a UTF-8 character boundary, so the next page
-    /// starts on a character; the last page, and a page too short to hold one whole character,
-    /// are returned as they are, so reading always makes progress.
+    /// page that stops before `end`, or any page of a stream still `growing`, is cut back to a
+    /// UTF-8 character boundary, so the next page starts on a character; the last page, and a
+    /// page too short to hold one whole character, are returned as they are, so reading always
+    /// makes progress.
     pub fn read(
         &self,
         run_id: &str,
@@ -81,6 +82,7 @@ impl Spool {
         offset: u64,
         limit: u64,
         end: u64,
+        growing: bool,
     ) -> Result<Vec<u8>> {
         let path = self.file(run_id, stream);
         let unreadable = |e: std::io::Error| {
@@ -108,7 +110,7 @@ impl Spool {
         file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
         let mut buf = Vec::new();
         file.take(want).read_to_end(&mut buf).map_err(unreadable)?;
-        if offset + (buf.len() as u64) < end {
+        if growing || offset + (buf.len() as u64) < end {
             let safe = utf8_safe_len(&buf);
             if safe > 0 {
                 buf.truncate(safe);
@@ -223,8 +225,9 @@ mod tests {
         w.push(b"hello ");
         w.push("wörld".as_bytes());
         assert_eq!(w.written(), 12);
-        let read =
-            |id: &str, offset, limit, end| spool.read(id, Stream::Stdout, offset, limit, end);
+        let read = |id: &str, offset, limit, end| {
+            spool.read(id, Stream::Stdout, offset, limit, end, false)
+        };
         assert_eq!(read("run_1", 0, 8, 12).unwrap(), b"hello w"); // the ö is not cut in half
         let rest = read("run_1", 7, 100, 12).unwrap();
         assert_eq!(String::from_utf8(rest).unwrap(), "örld");
@@ -234,6 +237,11 @@ mod tests {
         let mut w2 = spool.writer("run_3", Stream::Stdout);
         w2.push(b"caf\xC3");
         assert_eq!(read("run_3", 0, 4, 4).unwrap(), b"caf\xC3");
+        // While the run goes on, its last byte may be half a character: not sent yet.
+        assert_eq!(
+            spool.read("run_3", Stream::Stdout, 0, 4, 4, true).unwrap(),
+            b"caf"
+        );
         assert!(read("run_2", 0, 10, 0).unwrap().is_empty());
         spool.remove("run_1");
         assert!(!w.path().exists());

@@ -50,7 +50,10 @@ pub async fn start(state: &Arc<AppState>, body: RunRequest) -> Result<StartedRun
             deadline_ms: requested_at_ms + timeout.as_millis() as u64,
         };
         if state.approvals.ask(approval, timeout).await? == Decision::AlwaysAllow {
-            always_allow(state, &client).await?;
+            // Allowed either way: a rule that could not be saved does not undo the answer.
+            if let Err(e) = always_allow(state, &client).await {
+                tracing::warn!(client, "\"always allow\" could not be saved: {}", e.message);
+            }
         }
     }
     state.runs.start(intake.target, intake.req, intake.client)
@@ -58,6 +61,8 @@ pub async fn start(state: &Arc<AppState>, body: RunRequest) -> Result<StartedRun
 
 /// "Always allow this agent": its rule becomes `run`, its tier stays.
 async fn always_allow(state: &AppState, client: &str) -> Result<()> {
+    let _write = state.settings_write_lock.lock().await;
+    // Read under the lock: a change the user makes meanwhile is not overwritten.
     let mut policy = state
         .settings()
         .clients
@@ -65,7 +70,7 @@ async fn always_allow(state: &AppState, client: &str) -> Result<()> {
         .cloned()
         .unwrap_or_default();
     policy.rule = Rule::Run;
-    save(state, client, policy).await
+    save_locked(state, client, policy)
 }
 
 async fn save(
@@ -74,6 +79,15 @@ async fn save(
     policy: stigmer_protocol::clients::ClientPolicy,
 ) -> Result<()> {
     let _write = state.settings_write_lock.lock().await;
+    save_locked(state, client, policy)
+}
+
+/// Save a client's policy; the caller holds the settings' write lock.
+fn save_locked(
+    state: &AppState,
+    client: &str,
+    policy: stigmer_protocol::clients::ClientPolicy,
+) -> Result<()> {
     let clients = settings::set_client_in_file(&state.paths, client, policy)?;
     state.settings.write().clients = clients;
     tracing::info!(client, "the user changed a client's tier or rule");

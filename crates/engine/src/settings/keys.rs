@@ -304,7 +304,8 @@ pub fn parse_size(raw: &str) -> Option<u64> {
     if s == "0" {
         return Some(0);
     }
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let unit_at = s.char_indices().last()?.0;
+    let (num, unit) = s.split_at(unit_at);
     let mult: u64 = match unit {
         "k" => 1 << 10,
         "m" => 1 << 20,
@@ -319,5 +320,21 @@ fn parse_bool(raw: &str) -> Option<bool> {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_parsed_and_odd_text_refused_without_panicking() {
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("200m"), Some(200 << 20));
+        assert_eq!(parse_size("0"), Some(0));
+        for bad in ["5é", "é", "", "m", "12", "1.5g", "-1m"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_memory("5m"), None, "below the engines' minimum");
     }
 }
