@@ -38,7 +38,7 @@ function showView(name) {
   }
   if (name === "agents") { loadAgents(); loadClients(); }
   if (name === "activity") loadClientFilter();
-  if (name === "sandbox") { loadWorkspaces(); loadTools(false); }
+  if (name === "sandbox") { loadWorkspaces(); loadTools(false); loadImages(); }
   if (name === "settings") loadCli();
 }
 
@@ -235,6 +235,33 @@ async function workspaceChange(command, path) {
   $("workspace-error").hidden = true;
   try { renderWorkspaces(await invoke(command, { path })); }
   catch (e) { showError($("workspace-error"), e); }
+}
+
+// ---- the images Stigmer uses: size, last use, Remove and Rebuild ----
+async function loadImages() {
+  let view;
+  try { view = await invoke("get_images"); } catch (_) { return; }
+  $("images-body").replaceChildren(...view.images.map((i) => {
+    const cell = (text, cls) => el("td", { textContent: text, className: cls || "" });
+    const size = i.present === null ? "engine not available" : i.present ? humanBytes(i.size_bytes || 0) : "not here";
+    const used = i.last_used_ms ? new Date(i.last_used_ms).toLocaleString() : "never";
+    const act = async (command, btn) => {
+      $("images-error").hidden = true;
+      btn.disabled = true;
+      try { await invoke(command, { image: i.image }); await loadImages(); }
+      catch (e) { showError($("images-error"), e); btn.disabled = false; }
+    };
+    const actions = el("div", { className: "row" });
+    if (i.present) {
+      const remove = button("Remove", () => act("remove_image", remove), "secondary small");
+      remove.setAttribute("aria-label", `Remove ${i.image}`);
+      actions.append(remove);
+    }
+    const again = button(i.buildable ? (i.present ? "Rebuild" : "Build") : (i.present ? "Download again" : "Download"), () => act("remake_image", again), "secondary small");
+    again.setAttribute("aria-label", `${again.textContent} ${i.image}`);
+    actions.append(again);
+    return el("tr", {}, el("td", {}, el("code", { textContent: i.image })), cell(i.used_for.join(", ")), cell(size, i.present ? "yes" : "no"), cell(used), el("td", {}, actions));
+  }));
 }
 
 // ---- tools ----

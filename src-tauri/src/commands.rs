@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 use stigmer_client::RunItem;
 use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
 use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
-use stigmer_protocol::status::{FolderBody, SandboxStatus, Status, ToolReport, WorkspacesView};
+use stigmer_protocol::status::{
+    FolderBody, ImageBody, ImagesView, SandboxStatus, Status, ToolReport, WorkspacesView,
+};
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
@@ -145,6 +147,30 @@ pub async fn get_run_output(
     offset: u64,
 ) -> Result<OutputPage> {
     shared.api()?.run_output(&id, stream, offset, 1 << 20).await
+}
+
+/// The images Stigmer uses, with their size and when they were last used.
+#[tauri::command]
+pub async fn get_images(shared: State<'_, Shared>) -> Result<ImagesView> {
+    shared.api()?.get("/v1/sandbox/images").await
+}
+
+/// Remove one of them (its idle containers too).
+#[tauri::command]
+pub async fn remove_image(shared: State<'_, Shared>, image: String) -> Result<ImagesView> {
+    shared
+        .api()?
+        .post("/v1/sandbox/images/remove", &ImageBody { image })
+        .await
+}
+
+/// Build the basic image again, or download a custom one again (progress as any download).
+#[tauri::command]
+pub async fn remake_image(shared: State<'_, Shared>, image: String) -> Result<()> {
+    shared
+        .api()?
+        .post_json_accepted("/v1/sandbox/images/remake", &ImageBody { image })
+        .await
 }
 
 /// Every client seen or configured, with the tier and rule the user chose.

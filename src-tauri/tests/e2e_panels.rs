@@ -131,6 +131,17 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     view(&c, "sandbox").await;
     wait_text(&c, "refused-list", &project.display().to_string()).await;
     wait_text(&c, "refused-list", "e2e-agent").await;
+    // The images Stigmer uses: the custom one here, its size, with Remove and Download again.
+    wait_text(&c, "images-body", engine::BUSYBOX).await;
+    let row = text(&c, "images-body").await;
+    assert!(
+        row.contains("Custom image") && row.contains("Basic sandbox"),
+        "{row}"
+    );
+    assert!(
+        row.contains("Remove") && row.contains("Download again"),
+        "{row}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     shot(&c, "window-workspace-refused.png").await;
     c.find(Locator::Css("#refused-list button"))

@@ -5,7 +5,7 @@
 #
 # Phase 1: a server in sandbox mode (commands run in throwaway busybox containers); every
 #   operation but POST /v1/shutdown (stops the server), GET /v1/events (an endless stream) and
-#   PUT /v1/mode and POST /v1/clients (could switch it, or a client, to local mode). All checks, plus the hooks' own
+#   PUT /v1/mode and POST /v1/clients (could switch it, or a client, to local mode), and removing or remaking sandbox images (the fuzzing's own image; a download). All checks, plus the hooks' own
 #   `no_run_from_invalid_request`. The server must still be up afterwards.
 # Phase 2: a server in local mode; only GET/PUT /v1/mode, GET /v1/status and GET/POST /v1/clients
 #   (no run can start), then `stigmer config list` and `stigmer clients list` must still accept
@@ -135,7 +135,9 @@ fuzz phase1 \
   --exclude-name "POST /v1/shutdown" \
   --exclude-name "GET /v1/events" \
   --exclude-name "PUT /v1/mode" \
-  --exclude-name "POST /v1/clients" || p1=$?
+  --exclude-name "POST /v1/clients" \
+  --exclude-name "POST /v1/sandbox/images/remove" \
+  --exclude-name "POST /v1/sandbox/images/remake" || p1=$?
 alive=0
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server status >/dev/null 2>&1 || alive=$?
 STIGMER_HOME="$scratch/phase1/stigmer" "$bin" server stop >/dev/null 2>&1 || true

@@ -155,3 +155,77 @@ async fn run_count(server: &Server, c: &reqwest::Client) -> usize {
         .unwrap();
     v["runs"].as_array().unwrap().len()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_images_stigmer_uses_are_listed_removed_and_downloaded_again() {
+    if !engine_or_skip("the_images_stigmer_uses_are_listed_removed_and_downloaded_again") {
+        return;
+    }
+    ensure_busybox();
+    let registry = Registry::start();
+    let image = registry.push(BUSYBOX, &format!("stigmer/images-{}:1", std::process::id()));
+    let env = TestEnv::new();
+    env.allow_work();
+    let server = env.start_server_env(&[
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+        ("STIGMER_SANDBOX_IMAGE", &image),
+    ]);
+    let c = server.client();
+    let body = server
+        .post(&c, "/v1/runs")
+        .json(&json!({"argv": ["true"], "cwd": env.path()}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(decode_stream(&body).2["run"]["outcome"]["exit_code"], 0);
+    let list = |c: reqwest::Client| {
+        let rb = server.get(&c, "/v1/sandbox/images");
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let v = list(c.clone()).await;
+    let custom = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["image"] == image.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(custom["used_for"], json!(["Custom image"]), "{v}");
+    assert_eq!(custom["present"], true);
+    assert!(custom["size_bytes"].as_u64().unwrap() > 0);
+    assert!(custom["last_used_ms"].as_u64().is_some(), "{custom}");
+    assert_eq!(custom["buildable"], false);
+    assert!(v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["used_for"] == json!(["Basic sandbox"])));
+
+    // Only the images Stigmer uses: any other is refused and kept.
+    let post = |path: &'static str, image: String| {
+        let rb = server.post(&c, path).json(&json!({ "image": image }));
+        async move {
+            let r = rb.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, b) = post("/v1/sandbox/images/remove", BUSYBOX.to_string()).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(image_exists(BUSYBOX));
+    // Remove: its idle container first, then the image.
+    let (s, b) = post("/v1/sandbox/images/remove", image.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(!image_exists(&image));
+    assert!(
+        containers_for(env.path()).is_empty(),
+        "its container went too"
+    );
+    // Download again (a custom image is never built).
+    let (s, b) = post("/v1/sandbox/images/remake", image.clone()).await;
+    assert_eq!(s, 202, "{b}");
+    assert!(wait_until(Duration::from_secs(30), || image_exists(&image)));
+    remove_image(&image);
+}

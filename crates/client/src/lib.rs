@@ -104,6 +104,13 @@ impl Client {
             .await
     }
 
+    /// A POST with a body whose answer is only its status (202 Accepted and the like).
+    pub async fn post_json_accepted(&self, path: &str, body: &impl Serialize) -> Result<()> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+            .map(|_| ())
+    }
+
     /// A POST without a body whose answer does not matter (cancel, shutdown).
     pub async fn post_empty(&self, path: &str) -> Result<()> {
         self.send(self.request(reqwest::Method::POST, path))

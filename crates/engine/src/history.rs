@@ -359,6 +359,20 @@ impl History {
         rows.collect::<rusqlite::Result<_>>().map_err(unreadable)
     }
 
+    /// When a command last started in `image`.
+    pub fn last_used(&self, image: &str) -> Option<u64> {
+        let db = self.db.lock();
+        db.conn
+            .query_row(
+                "SELECT max(started_at_ms) FROM runs WHERE json_extract(summary, '$.image') = ?1",
+                [image],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .ok()
+            .flatten()
+            .map(|t| t as u64)
+    }
+
     /// The runs whose whole output is kept.
     pub fn with_output(&self) -> Result<HashSet<String>> {
         let db = self.db.lock();

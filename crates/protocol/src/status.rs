@@ -149,3 +149,32 @@ pub struct ToolReport {
     pub path_from_login_shell: bool,
     pub tools: Vec<ToolInfo>,
 }
+
+/// One image Stigmer uses (the basic image, the custom image, an agent's custom image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageView {
+    pub image: String,
+    /// What it is for, in words: `Basic sandbox`, `Custom image`, `Custom image of NAME`.
+    pub used_for: Vec<String>,
+    /// None when the engine cannot be asked.
+    pub present: Option<bool>,
+    pub size_bytes: Option<u64>,
+    /// When a command last started in it (from the run history).
+    pub last_used_ms: Option<u64>,
+    /// It can be built from the Dockerfile embedded in stigmer (the basic image), else only
+    /// downloaded.
+    pub buildable: bool,
+}
+
+/// `GET /v1/sandbox/images`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagesView {
+    pub images: Vec<ImageView>,
+}
+
+/// `POST /v1/sandbox/images/remove` and `/remake`: one of the images listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBody {
+    pub image: String,
+}

@@ -4,6 +4,7 @@ pub mod api;
 pub mod clients;
 pub mod frames;
 pub mod guard;
+pub mod images;
 mod mcp;
 pub mod usage;
 pub mod workspaces;
@@ -114,6 +115,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tools", get(api::tools))
         .route("/v1/sandbox", get(api::sandbox))
         .route("/v1/sandbox/cancel-download", post(api::cancel_download))
+        .route("/v1/sandbox/images", get(images::list))
+        .route("/v1/sandbox/images/remove", post(images::remove))
+        .route("/v1/sandbox/images/remake", post(images::remake))
         .route(
             "/v1/workspaces",
             get(workspaces::list).post(workspaces::add),

@@ -11,6 +11,7 @@ mod engine_error;
 mod executor;
 pub mod helper;
 pub mod images;
+mod manage;
 pub mod progress;
 pub mod run;
 pub mod workspace;
