@@ -28,13 +28,15 @@ use crate::util::{now_ms, random_hex};
 pub async fn start(state: &Arc<AppState>, body: RunRequest) -> Result<StartedRun> {
     let settings = state.settings();
     let intake = crate::intake::intake(body, &settings, &state.sandbox)?;
-    intake.req.validate()?;
     // Refused before anything is registered: a sandbox run outside the allowed workspaces or
-    // without an engine never starts, nor asks the user.
+    // without an engine never starts, nor asks the user (a folder that is never mounted is
+    // refused as such, whether it exists or not).
     intake
         .target
         .admit(&intake.req, intake.client.as_deref())
         .await?;
+    // The user is asked only about a command that can run.
+    intake.req.validate()?;
     if intake.ask {
         let client = intake.client.clone().unwrap_or(OTHER_CLIENT.into());
         let requested_at_ms = now_ms();
