@@ -17,6 +17,31 @@ pub const APP: &str = env!("CARGO_BIN_EXE_stigmer-desktop");
 /// One desktop at a time: parallel ones raced for ports and displays.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// tauri-driver, ended when dropped: a test that fails midway leaves no driver (nor its app)
+/// running after it.
+pub struct Driver(Child);
+
+impl Driver {
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Desktop {
     _serial: std::sync::MutexGuard<'static, ()>,
     pub home: tempfile::TempDir,
@@ -270,8 +295,8 @@ impl Desktop {
         .contains(name)
     }
 
-    /// tauri-driver for this desktop, listening on a free port; returns (child, port).
-    pub fn driver(&self, extra_env: &[(&str, &str)]) -> (Child, u16) {
+    /// tauri-driver for this desktop, listening on a free port; returns (driver, port).
+    pub fn driver(&self, extra_env: &[(&str, &str)]) -> (Driver, u16) {
         let (port, native) = (free_port(), free_port());
         let child = self
             .command("tauri-driver")
@@ -292,7 +317,7 @@ impl Desktop {
             .is_ok()),
             "tauri-driver did not start"
         );
-        (child, port)
+        (Driver(child), port)
     }
 
     /// Notifications shown so far: their summaries.
