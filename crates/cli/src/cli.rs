@@ -77,13 +77,14 @@ pub enum Command {
     #[command(
         subcommand,
         after_help = "Examples:\n  \
-        stigmer clients list                                  every client seen or configured\n  \
-        stigmer clients set \"Claude Code\" --tier basic      its commands run in the basic sandbox\n  \
-        stigmer clients set cursor --rule ask                 ask me before each of its commands (the app asks)\n  \
-        stigmer clients set my-script --rule refuse           refuse its commands\n  \
-        stigmer clients set cursor --tier default --rule run  back to the defaults\n\n\
-        A client is known by the name it gives (an MCP client's name, the API's `client`); those \
-        that give none are `other`. Clients seen for the first time get the global mode and run freely."
+        stigmer clients list                                      every client seen or configured\n  \
+        stigmer clients set \"Claude Code (MCP)\" --tier basic      its commands run in the basic sandbox\n  \
+        stigmer clients set \"Cursor (MCP)\" --rule ask             the app asks you before each one\n  \
+        stigmer clients set my-script --rule refuse               refuse its commands\n  \
+        stigmer clients set my-script --tier default --rule run   back to the defaults\n\n\
+        A client is known by the name it gives: an MCP client's name with \" (MCP)\", the API's \
+        `client`; those that give none are `other` (`stigmer clients list` shows the names seen). \
+        Clients seen for the first time get the global mode and run freely."
     )]
     Clients(ClientsCommand),
     /// Connect an AI agent (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf, Codex) to
