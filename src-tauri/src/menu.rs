@@ -154,22 +154,9 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Download;
+    use crate::model::{running, Download};
     use stigmer_protocol::events::{ImageAction, Phase};
     use stigmer_protocol::mode::{Mode, BASIC_IMAGE};
-
-    fn running(mode: Mode, image: &str) -> AppModel {
-        AppModel {
-            server: ServerState::Running {
-                url: "http://127.0.0.1:1".into(),
-                pid: 1,
-                owned: true,
-            },
-            mode,
-            image: image.into(),
-            ..AppModel::default()
-        }
-    }
 
     fn checked(menu: &[Item]) -> Vec<&'static str> {
         menu.iter()

@@ -280,22 +280,24 @@ pub fn mode_label(t: Tier) -> &'static str {
     }
 }
 
+/// A model with a running server, for the tests of the window's and the tray's views.
+#[cfg(test)]
+pub fn running(mode: Mode, image: &str) -> AppModel {
+    AppModel {
+        server: ServerState::Running {
+            url: "http://127.0.0.1:1".into(),
+            pid: 1,
+            owned: true,
+        },
+        mode,
+        image: image.into(),
+        ..AppModel::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn running(mode: Mode, image: &str) -> AppModel {
-        AppModel {
-            server: ServerState::Running {
-                url: "http://127.0.0.1:1".into(),
-                pid: 1,
-                owned: true,
-            },
-            mode,
-            image: image.into(),
-            ..AppModel::default()
-        }
-    }
 
     #[test]
     fn problems_are_plain_words_with_buttons_never_commands() {

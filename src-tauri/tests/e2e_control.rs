@@ -214,27 +214,19 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
         .unwrap();
     wait_text(&c, "server-state", "Running").await;
     view(&c, "activity").await;
-    let count = || async { js(&c, "return document.querySelectorAll('#runs li').length").await };
-    for _ in 0..50 {
-        if count().await == json!(30) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, json!(30), "one page");
+    const COUNT: &str = "return document.querySelectorAll('#runs li').length";
+    let count = |n: usize| {
+        let c = &c;
+        async move { wait_js(c, COUNT, &json!(n)).await }
+    };
+    assert_eq!(count(30).await, json!(30), "one page");
     c.find(Locator::Id("runs-more"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    for _ in 0..50 {
-        if count().await == json!(35) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, json!(35), "and the older ones");
+    assert_eq!(count(35).await, json!(35), "and the older ones");
     assert_eq!(
         js(
             &c,
@@ -247,13 +239,7 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
     // Filters: by agent, then by text.
     let agent = c.find(Locator::Id("f-client")).await.unwrap();
     agent.select_by_value("agent-long").await.unwrap();
-    for _ in 0..50 {
-        if count().await == json!(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, json!(1));
+    assert_eq!(count(1).await, json!(1));
     agent.select_by_value("").await.unwrap();
     c.find(Locator::Id("f-text"))
         .await
@@ -261,36 +247,20 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
         .send_keys("run-3")
         .await
         .unwrap();
-    let mut shown = Value::Null;
-    for _ in 0..50 {
-        shown = js(
-            &c,
-            "return [...document.querySelectorAll('#runs li code')].map(e => e.textContent)",
-        )
-        .await;
-        if shown
-            == json!([
-                "echo run-33",
-                "echo run-32",
-                "echo run-31",
-                "echo run-30",
-                "echo run-3"
-            ])
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        shown,
-        json!([
-            "echo run-33",
-            "echo run-32",
-            "echo run-31",
-            "echo run-30",
-            "echo run-3"
-        ])
-    );
+    let newest_with_run_3 = json!([
+        "echo run-33",
+        "echo run-32",
+        "echo run-31",
+        "echo run-30",
+        "echo run-3"
+    ]);
+    let shown = wait_js(
+        &c,
+        "return [...document.querySelectorAll('#runs li code')].map(e => e.textContent)",
+        &newest_with_run_3,
+    )
+    .await;
+    assert_eq!(shown, newest_with_run_3);
 
     // The whole output of the long run, one click away.
     c.find(Locator::Id("f-text"))
@@ -305,26 +275,19 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
         .for_element(Locator::Css("#runs li .full-toggle"))
         .await
         .unwrap();
-    for _ in 0..50 {
-        if count().await == json!(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    count(1).await;
     let toggle = c
         .find(Locator::Css("#runs li .full-toggle"))
         .await
         .unwrap_or(toggle);
     toggle.click().await.unwrap();
     let whole: String = (1..=50_000).map(|i| format!("{i}\n")).collect();
-    let mut got = Value::Null;
-    for _ in 0..100 {
-        got = js(&c, "const p = document.querySelector('#runs li .full pre'); return p ? p.textContent.length : 0").await;
-        if got == json!(whole.len()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = wait_js(
+        &c,
+        "const p = document.querySelector('#runs li .full pre'); return p ? p.textContent.length : 0",
+        &json!(whole.len()),
+    )
+    .await;
     assert_eq!(got, json!(whole.len()), "every byte of it");
     let text = js(
         &c,

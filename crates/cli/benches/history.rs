@@ -153,18 +153,5 @@ fn main() {
         "what the window's Activity asks".into(),
     ));
 
-    println!();
-    println!("| measure | stigmer | baseline | note |");
-    println!("|---|---|---|---|");
-    for (a, b, c, d) in rows {
-        println!("| {a} | {b} | {c} | {d} |");
-    }
-    println!();
-    println!(
-        "machine: {} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel()
-    );
+    print_table(rows);
 }

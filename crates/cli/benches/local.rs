@@ -236,18 +236,5 @@ fn main() {
     ));
     stop(&mut server);
 
-    println!();
-    println!("| measure | stigmer | baseline | note |");
-    println!("|---|---|---|---|");
-    for (a, b, c, d) in rows {
-        println!("| {a} | {b} | {c} | {d} |");
-    }
-    println!();
-    println!(
-        "machine: {} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel()
-    );
+    print_table(rows);
 }

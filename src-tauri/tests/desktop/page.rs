@@ -48,6 +48,19 @@ pub async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
+/// `script`'s value once it is `want` (polled for up to 10 s), or the last one seen.
+pub async fn wait_js(c: &Client, script: &str, want: &Value) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = js(c, script).await;
+        if last == *want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// Open one of the window's sections (Home, Activity, Agents, Sandbox, Settings).
 pub async fn view(c: &Client, name: &str) {
     c.find(Locator::Css(&format!(".tab[data-view={name}]")))

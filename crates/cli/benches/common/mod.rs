@@ -186,3 +186,21 @@ pub fn kernel() -> String {
         .map(|s| format!("Linux {}", s.trim()))
         .unwrap_or_default()
 }
+
+/// The benchmark's table (measure, stigmer, baseline, note) in Markdown, and the machine.
+pub fn print_table(rows: Vec<(String, String, String, String)>) {
+    println!();
+    println!("| measure | stigmer | baseline | note |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+    println!();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel()
+    );
+}
