@@ -354,6 +354,16 @@ async fn the_engine_going_away_during_32_runs_fails_each_clearly_and_the_next_wo
         wait_for_processes(&mark, 32, Duration::from_secs(30)),
         "32 runs in the container"
     );
+    // Their first line printed is not yet their first line received: wait until the server
+    // has every run's, so the engine goes away with each run's output started.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while first_lines_received(&client, &server).await < 32 {
+        assert!(
+            std::time::Instant::now() < until,
+            "every run's first line reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     engine.down();
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         let mut all = Vec::new();
@@ -389,4 +399,35 @@ async fn the_engine_going_away_during_32_runs_fails_each_clearly_and_the_next_wo
         left.is_empty(),
         "the lost runs' container is removed: {left:?}"
     );
+}
+
+/// How many of the server's runs have their first line ("started ...") received.
+async fn first_lines_received(c: &reqwest::Client, server: &Server) -> usize {
+    let v: serde_json::Value = server
+        .get(c, "/v1/runs?limit=200")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut n = 0;
+    for r in v["runs"].as_array().unwrap() {
+        let path = format!("/v1/runs/{}/output", r["id"].as_str().unwrap());
+        let page: serde_json::Value = server
+            .get(c, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("started "))
+        {
+            n += 1;
+        }
+    }
+    n
 }
