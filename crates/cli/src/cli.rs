@@ -250,6 +250,12 @@ pub enum SandboxCommand {
     },
     /// Remove every sandbox container stigmer made (not images, not other containers)
     Prune,
+    /// Internal: the allowlist network policy's proxy, started and restarted by the server
+    #[command(hide = true)]
+    Proxy {
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -296,7 +302,7 @@ pub struct ToolsArgs {
 pub enum ConfigCommand {
     /// Print the effective value of a setting
     Get {
-        /// mode, sandbox.image, sandbox.auto_pull, sandbox.cleanup or sandbox.ttl
+        /// A setting's name (`stigmer config list` shows them all), or env.NAME
         key: String,
     },
     /// Validate and save a setting in the config file (mode and image apply live to a running
@@ -312,6 +318,26 @@ pub enum ConfigCommand {
     },
     /// Print the path of the config file
     Path,
+    /// Let sandboxes reach these hosts under the allowlist network policy (host names, or
+    /// `*.domain` for its subdomains); applies at once to a running server
+    #[command(after_help = "Examples:\n  \
+        stigmer config set sandbox.network allowlist   only allowed hosts, through stigmer's proxy\n  \
+        stigmer config allow pypi.org files.pythonhosted.org\n  \
+        stigmer config allow '*.github.com'             every subdomain of github.com\n  \
+        stigmer config disallow pypi.org\n  \
+        stigmer config allow                            list the allowed hosts\n\n\
+        Only ports 80 and 443 go out; raw IP addresses, this computer, the cloud metadata \
+        address and link-local addresses never do. Private addresses (10.x, 192.168.x...) only \
+        for a host listed by its exact name.")]
+    Allow {
+        #[arg(value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+    /// Remove hosts from the allowlist
+    Disallow {
+        #[arg(value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

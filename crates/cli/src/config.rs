@@ -7,6 +7,7 @@ use stigmer_engine::Result;
 
 use crate::cli::ConfigCommand;
 use stigmer_client::Client;
+use stigmer_protocol::network::{validate_allow_entry, HostBody, NetworkChange, NetworkView};
 use stigmer_protocol::status::ModeChange;
 
 pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
@@ -47,6 +48,8 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
             );
             note_server_restart_for(paths, &format!("env.{name}"));
         }
+        ConfigCommand::Allow { hosts } => allowlist(paths, &hosts, true).await?,
+        ConfigCommand::Disallow { hosts } => allowlist(paths, &hosts, false).await?,
         ConfigCommand::Get { key } => {
             let key: Key = key.parse()?;
             let resolved = resolve(paths)?;
@@ -71,6 +74,7 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                 let doc = json!({
                     "config_file": paths.config_file(),
                     "settings": items,
+                    "sandbox_allow": resolved.settings.sandbox_allow,
                     "command_env": env,
                 });
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -88,6 +92,15 @@ pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
                         resolved.settings.get(k)
                     );
                 }
+                println!(
+                    "{:<24} = {:<45} (config file)",
+                    "sandbox.allow",
+                    if resolved.settings.sandbox_allow.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        resolved.settings.sandbox_allow.join(", ")
+                    }
+                );
                 let env = resolved.settings.command_env();
                 for (k, v) in &env.set {
                     let source = if resolved.settings.env.contains_key(k) {
@@ -134,9 +147,26 @@ fn resolve(paths: &Paths) -> Result<settings::Resolved> {
 
 async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
     let value = key.parse(raw, "stigmer config set")?;
-    // Mode and image of a running server change live, through the same path as the app.
-    let live = matches!(key, Key::Mode | Key::SandboxImage);
+    // Mode, image and network of a running server change live, through the app's path.
+    let live = matches!(key, Key::Mode | Key::SandboxImage | Key::SandboxNetwork);
     match Client::find(paths)? {
+        Some(client) if key == Key::SandboxNetwork => {
+            let view: NetworkView = client
+                .post(
+                    "/v1/sandbox/network",
+                    &NetworkChange {
+                        policy: raw.to_string(),
+                    },
+                )
+                .await?;
+            println!(
+                "{} = {} (saved in {}; the next sandboxed command runs under it)",
+                key.name(),
+                view.policy,
+                paths.config_file().display()
+            );
+            allowlist_hint(&view.policy, &view.allow);
+        }
         Some(client) if live => {
             let change = match &value {
                 settings::Value::Mode(m) => ModeChange {
@@ -174,6 +204,62 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `stigmer config allow|disallow HOST...`: through the running server (applied at once),
+/// else in the config file. Every entry is checked first: one bad entry changes nothing.
+async fn allowlist(paths: &Paths, hosts: &[String], add: bool) -> Result<()> {
+    for h in hosts {
+        validate_allow_entry(h).map_err(|why| {
+            stigmer_engine::Error::new(
+                stigmer_engine::ErrorCode::InvalidSetting,
+                format!("`{h}` cannot be allowed: {why}"),
+            )
+        })?;
+    }
+    let client = Client::find(paths)?;
+    let mut list = resolve(paths)?.settings.sandbox_allow;
+    for h in hosts {
+        list = match &client {
+            Some(c) => {
+                let path = if add { "allow" } else { "disallow" };
+                let body = HostBody { host: h.clone() };
+                let view: NetworkView = c
+                    .post(&format!("/v1/sandbox/network/{path}"), &body)
+                    .await?;
+                view.allow
+            }
+            None => settings::edit_allowlist_in_file(paths, h, add)?,
+        };
+    }
+    if list.is_empty() {
+        println!("sandbox.allow: no hosts (under the allowlist policy, sandboxes reach nothing)");
+    } else {
+        println!("sandbox.allow: {}", list.join(", "));
+    }
+    if !hosts.is_empty() {
+        let applied = if client.is_some() {
+            "applied to the running server"
+        } else {
+            "applies from the next start"
+        };
+        println!("(saved in {}, {applied})", paths.config_file().display());
+    }
+    let policy = resolve(paths)?.settings.sandbox_network;
+    allowlist_hint(&policy, &list);
+    Ok(())
+}
+
+fn allowlist_hint(policy: &settings::Network, list: &[String]) {
+    match policy {
+        settings::Network::Allowlist if list.is_empty() => eprintln!(
+            "stigmer: note: no host is allowed yet: add some with `stigmer config allow HOST`"
+        ),
+        settings::Network::Allowlist => {}
+        other => eprintln!(
+            "stigmer: note: the network policy is `{other}`; the list is used under `stigmer config set sandbox.network allowlist`"
+        ),
+    }
 }
 
 fn note_server_restart(paths: &Paths, key: Key) {

@@ -43,7 +43,10 @@ fn real_main() -> i32 {
     #[cfg(unix)]
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Mcp(_) | Command::Server(cli::ServerCommand::Start(_))
+        Command::Run(_)
+            | Command::Mcp(_)
+            | Command::Server(cli::ServerCommand::Start(_))
+            | Command::Sandbox(cli::SandboxCommand::Proxy { .. })
     ) {
         // SAFETY: restoring the default disposition of one signal, before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

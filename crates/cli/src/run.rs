@@ -222,7 +222,9 @@ async fn in_process(request: RunRequest, settings: &Settings, paths: &Paths) -> 
     progress.abort();
     // Without a server nothing would remove the container later.
     sandbox.reap(true).await;
-    Ok(exit_code(&outcome??, out.broken, &interrupt))
+    let outcome = outcome??;
+    network_note(&outcome);
+    Ok(exit_code(&outcome, out.broken, &interrupt))
 }
 
 /// SIGINT, SIGTERM and SIGHUP (Ctrl-C on Windows) while a run is going: the command must not
@@ -277,6 +279,14 @@ impl Interrupt {
     }
 }
 
+/// What the sandbox's network policy refused, on stderr after the command's own output.
+fn network_note(o: &ExecOutcome) {
+    let note = stigmer_engine::mcp::render::network_note(o);
+    for line in note.lines().filter(|l| !l.is_empty()) {
+        eprintln!("stigmer: {line}");
+    }
+}
+
 fn exit_code(outcome: &ExecOutcome, broken: bool, interrupt: &Interrupt) -> i32 {
     if broken {
         BROKEN_PIPE
@@ -322,6 +332,7 @@ async fn through_server(client: &Client, request: &RunRequest) -> Result<i32> {
                     }
                 }
                 let outcome = run.outcome.unwrap_or_default();
+                network_note(&outcome);
                 return Ok(exit_code(&outcome, false, &interrupt));
             }
             Some(RunItem::Started(_) | RunItem::Heartbeat) => {}

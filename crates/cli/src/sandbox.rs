@@ -16,6 +16,18 @@ use tokio::task::JoinHandle;
 use crate::cli::SandboxCommand;
 
 pub async fn sandbox(cmd: SandboxCommand, paths: &Paths) -> Result<i32> {
+    // The proxy reads no settings: the server gives it the allowlist.
+    if let SandboxCommand::Proxy { listen } = cmd {
+        return Ok(
+            match stigmer_engine::network::proxy::run_stdio(listen).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("cannot listen on {listen}: {e}");
+                    1
+                }
+            },
+        );
+    }
     let resolved = settings::resolve(paths, &Overrides::default())?;
     for w in &resolved.warnings {
         eprintln!("stigmer: warning: {w}");
@@ -80,6 +92,7 @@ pub async fn sandbox(cmd: SandboxCommand, paths: &Paths) -> Result<i32> {
             println!("{image} is ready (built from sandbox/Dockerfile.sandbox.basic)");
             Ok(0)
         }
+        SandboxCommand::Proxy { .. } => unreachable!("handled above"),
         SandboxCommand::Prune => {
             let n = sandbox.prune().await?;
             println!("removed {n} sandbox container(s)");

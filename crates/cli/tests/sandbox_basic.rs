@@ -15,23 +15,6 @@ use common::engine::*;
 use common::*;
 use stigmer_engine::tools::{at_least, BASIC_MIN_VERSIONS, CATALOG};
 
-/// The image tests/images/basic.sh built (its last line).
-fn basic_image() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/basic.sh");
-    let o = Command::new(&script).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{}: {}",
-        script.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .expect("the script prints the tag it built")
-        .to_string()
-}
-
 /// A wheel made by hand (a wheel is a zip with its metadata): `hello_stigmer`, one module.
 fn write_wheel(dir: &Path) -> std::path::PathBuf {
     let name = "hello_stigmer-1.0-py3-none-any.whl";

@@ -4,41 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::engine::*;
 use common::*;
 use serde_json::{json, Value};
-
-/// Read events until one of type `kind` arrives (at most `limit`): the events seen.
-async fn events_until(
-    events: &mut reqwest::Response,
-    buf: &mut Vec<u8>,
-    kind: &str,
-    limit: Duration,
-) -> Vec<Value> {
-    let until = Instant::now() + limit;
-    let mut seen = Vec::new();
-    loop {
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let v: Value = serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
-            let done = v["type"] == kind;
-            if v["type"] != "heartbeat" && v["type"] != "log" {
-                seen.push(v);
-            }
-            if done {
-                return seen;
-            }
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(left, events.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} event: {seen:?}"))
-            .unwrap()
-            .unwrap();
-        buf.extend_from_slice(&chunk);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn choosing_a_sandbox_tier_prepares_its_image_and_local_stops_it() {

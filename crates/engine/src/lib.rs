@@ -11,6 +11,7 @@ pub mod history;
 pub mod intake;
 pub mod logging;
 pub mod mcp;
+pub mod network;
 pub mod paths;
 pub mod runs;
 pub mod server;

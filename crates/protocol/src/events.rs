@@ -68,6 +68,16 @@ pub enum Event {
     },
     /// The user changed a client's tier or rule.
     ClientsChanged,
+    /// The allowlist network policy refused a sandbox's connection (the window offers to
+    /// allow its host).
+    NetworkBlocked {
+        blocked: crate::network::BlockedConnection,
+    },
+    /// The network policy or the allowlist changed (window, tray, `stigmer config`, API).
+    NetworkChanged {
+        policy: crate::network::NetworkPolicy,
+        allow: Vec<String>,
+    },
     Log {
         level: String,
         target: String,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod frames;
 pub mod local;
 pub mod mode;
+pub mod network;
 pub mod run;
 pub mod status;
 

@@ -96,6 +96,13 @@ pub struct ExecOutcome {
     pub cancelled: bool,
     /// From start to exit, in milliseconds.
     pub duration_ms: f64,
+    /// Hosts the sandbox's network policy refused while it ran (so the agent stops retrying).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_blocked: Vec<String>,
+    /// The sandbox's network proxy stopped while it ran (it was restarted): network calls
+    /// made meanwhile failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_interrupted: bool,
 }
 
 impl ExecOutcome {

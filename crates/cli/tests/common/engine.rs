@@ -464,3 +464,96 @@ fn copy_unix(mut from: std::os::unix::net::UnixStream, mut to: std::os::unix::ne
     let _ = std::io::copy(&mut from, &mut to);
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
+
+/// The image tests/images/basic.sh built (its last line).
+pub fn basic_image() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/basic.sh");
+    let o = Command::new(&script).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .expect("the script prints the tag it built")
+        .to_string()
+}
+
+/// A web server of the test's own (tests/network/server.py) in a container on the default
+/// bridge: HTTP on 80 and 8080, HTTPS on 443 with `dir`'s cert.pem and key.pem. Removed on drop.
+pub struct WebServer {
+    pub container: String,
+    pub ip: String,
+}
+
+impl WebServer {
+    pub fn start(image: &str, name: &str, dir: &Path) -> WebServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/network/server.py");
+        std::fs::copy(&script, dir.join("server.py")).unwrap();
+        let container = format!("stigmer-test-web-{name}-{}", std::process::id());
+        let _ = docker(&["rm", "-f", &container]);
+        let mount = format!("{}:/srv:ro", dir.display());
+        let o = docker(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &container,
+            "--user",
+            "0",
+            "-v",
+            &mount,
+            "--entrypoint",
+            "python3",
+            image,
+            "/srv/server.py",
+            name,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            &container,
+        ]);
+        let ip = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert!(!ip.is_empty(), "no address for {container}");
+        let ready = wait_until(Duration::from_secs(20), || {
+            let o = docker(&["logs", &container]);
+            String::from_utf8_lossy(&o.stdout).contains("ready")
+        });
+        assert!(ready, "the web server {container} did not start");
+        WebServer { container, ip }
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.container]);
+    }
+}
+
+/// A certificate for `names` (and its key) in `dir`, made with openssl.
+pub fn make_cert(dir: &Path, names: &[&str]) {
+    let san = names
+        .iter()
+        .map(|n| format!("DNS:{n}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .args(["-subj", &format!("/CN={}", names[0])])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -308,3 +308,34 @@ pub fn decode_stream(body: &[u8]) -> (Vec<u8>, Vec<u8>, serde_json::Value) {
     }
     (out, err, finished)
 }
+
+/// Read events until one of type `kind` arrives (at most `limit`): the events seen.
+pub async fn events_until(
+    events: &mut reqwest::Response,
+    buf: &mut Vec<u8>,
+    kind: &str,
+    limit: Duration,
+) -> Vec<serde_json::Value> {
+    let until = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let v: serde_json::Value =
+                serde_json::from_slice(&buf.drain(..=nl).collect::<Vec<u8>>()).unwrap();
+            let done = v["type"] == kind;
+            if v["type"] != "heartbeat" && v["type"] != "log" {
+                seen.push(v);
+            }
+            if done {
+                return seen;
+            }
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event: {seen:?}"))
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+    }
+}

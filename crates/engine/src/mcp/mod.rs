@@ -6,7 +6,7 @@
 //! API. Either way a run is an ordinary run: it shows in the app's activity with the agent's
 //! name. Agents cannot change the mode or the image: no tool takes them.
 
-mod render;
+pub mod render;
 
 use std::collections::BTreeMap;
 use std::future::Future;

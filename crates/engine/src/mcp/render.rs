@@ -55,6 +55,7 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
     } else if o.cancelled {
         head.push_str("\ncancelled");
     }
+    head.push_str(&network_note(o));
     let mut text = head;
     for (name, s) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
         if s.total_bytes == 0 {
@@ -87,8 +88,30 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         "stdout": stream_json(&run.stdout, "stdout"),
         "stderr": stream_json(&run.stderr, "stderr"),
         "error": stopped,
+        "network_blocked": o.network_blocked,
+        "network_interrupted": o.network_interrupted,
     });
     result(text, structured, stopped.is_some())
+}
+
+/// What the sandbox's network policy did during the run, so the model stops retrying a host
+/// it will never reach (and knows a failure during a proxy restart was not its fault).
+pub fn network_note(o: &crate::execute::ExecOutcome) -> String {
+    let mut note = String::new();
+    if !o.network_blocked.is_empty() {
+        note.push_str(&format!(
+            "\nNETWORK POLICY: the user's sandbox network policy blocked {}. Retrying will not help; \
+             if the task needs it, ask the user to allow it in Stigmer.",
+            o.network_blocked.join(", ")
+        ));
+    }
+    if o.network_interrupted {
+        note.push_str(
+            "\nNETWORK: the sandbox's network proxy restarted during this command; network calls made \
+             meanwhile failed (nothing went out unfiltered). Running it again should work.",
+        );
+    }
+    note
 }
 
 /// One stream: all of it, or its head, a marker with exact counts, and its tail.

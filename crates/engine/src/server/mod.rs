@@ -6,6 +6,7 @@ pub mod frames;
 pub mod guard;
 pub mod images;
 mod mcp;
+pub mod network;
 pub mod usage;
 pub mod workspaces;
 
@@ -115,6 +116,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tools", get(api::tools))
         .route("/v1/sandbox", get(api::sandbox))
         .route("/v1/sandbox/cancel-download", post(api::cancel_download))
+        .route("/v1/sandbox/network", get(network::get).post(network::set))
+        .route("/v1/sandbox/network/allow", post(network::allow))
+        .route("/v1/sandbox/network/disallow", post(network::disallow))
         .route("/v1/sandbox/images", get(images::list))
         .route("/v1/sandbox/images/remove", post(images::remove))
         .route("/v1/sandbox/images/remake", post(images::remake))

@@ -12,6 +12,8 @@ use crate::paths::{write_atomic, Paths};
 
 /// The key of the sandbox workspaces in the `[sandbox]` table.
 const WORKSPACES_KEY: &str = "workspaces";
+/// The key of the network allowlist in the `[sandbox]` table.
+const ALLOW_KEY: &str = "allow";
 
 /// The TOML config file, edited in place so the user's comments and layout survive.
 #[derive(Debug, Clone)]
@@ -82,7 +84,8 @@ impl ConfigFile {
                 table @ ("sandbox" | "history" | "approvals") => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
-                            let known = (table == "sandbox" && sub == WORKSPACES_KEY)
+                            let known = (table == "sandbox"
+                                && (sub == WORKSPACES_KEY || sub == ALLOW_KEY))
                                 || Key::ALL
                                     .iter()
                                     .any(|k| k.file_location() == (Some(table), sub));
@@ -172,8 +175,50 @@ impl ConfigFile {
             .collect()
     }
 
-    /// Replace `sandbox.workspaces` (the list's comments are kept where entries stay).
+    /// `sandbox.allow`: host names and `*.suffix` entries, each validated.
+    pub fn allowlist(&self) -> Result<Vec<String>> {
+        let Some(item) = self
+            .doc
+            .get("sandbox")
+            .and_then(|t| t.as_table_like())
+            .and_then(|t| t.get(ALLOW_KEY))
+        else {
+            return Ok(Vec::new());
+        };
+        let invalid = |why: &str| {
+            Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "config file {} (sandbox.allow): {why}; expected a list of host names, e.g. allow = [\"pypi.org\", \"*.github.com\"]",
+                    self.path.display()
+                ),
+            )
+        };
+        let list = item.as_array().ok_or_else(|| invalid("not a list"))?;
+        list.iter()
+            .map(|v| match v.as_str() {
+                Some(h) => stigmer_protocol::network::validate_allow_entry(h)
+                    .map_err(|why: String| invalid(&format!("`{h}`: {why}"))),
+                None => Err(invalid("every entry must be a text")),
+            })
+            .collect()
+    }
+
+    /// Replace `sandbox.workspaces`.
     pub fn set_workspaces(&mut self, list: &[PathBuf]) {
+        let items: Vec<String> = list
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        self.set_sandbox_list(WORKSPACES_KEY, &items);
+    }
+
+    /// Replace `sandbox.allow`.
+    pub fn set_allowlist(&mut self, list: &[String]) {
+        self.set_sandbox_list(ALLOW_KEY, list);
+    }
+
+    fn set_sandbox_list(&mut self, key: &str, list: &[String]) {
         if !self.doc.get("sandbox").is_some_and(|i| i.is_table_like()) {
             self.doc.insert("sandbox", Item::Table(Table::new()));
         }
@@ -186,9 +231,9 @@ impl ConfigFile {
         };
         let mut array = toml_edit::Array::new();
         for p in list {
-            array.push(p.to_string_lossy().as_ref());
+            array.push(p.as_str());
         }
-        t.insert(WORKSPACES_KEY, toml_edit::value(array));
+        t.insert(key, toml_edit::value(array));
     }
 
     /// Set `env.NAME` (an empty value removes the variable from commands).
@@ -345,6 +390,33 @@ pub fn edit_workspaces_in_file(paths: &Paths, dir: &Path, add: bool) -> Result<V
     }
     if list != before {
         file.set_workspaces(&list);
+        file.save()?;
+    }
+    Ok(list)
+}
+
+/// Add `host` to `sandbox.allow` (validated first: a bad entry changes nothing), or remove
+/// it; returns the list. Adding one already there, or removing one that is not, changes
+/// nothing.
+pub fn edit_allowlist_in_file(paths: &Paths, host: &str, add: bool) -> Result<Vec<String>> {
+    let entry = stigmer_protocol::network::validate_allow_entry(host).map_err(|why| {
+        Error::new(
+            ErrorCode::InvalidSetting,
+            format!("`{host}` cannot be allowed: {why}"),
+        )
+    })?;
+    let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
+    let mut list = file.allowlist()?;
+    let before = list.clone();
+    if add {
+        if !list.contains(&entry) {
+            list.push(entry);
+        }
+    } else {
+        list.retain(|h| *h != entry);
+    }
+    if list != before {
+        file.set_allowlist(&list);
         file.save()?;
     }
     Ok(list)

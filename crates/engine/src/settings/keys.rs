@@ -5,8 +5,6 @@ use std::str::FromStr;
 
 use stigmer_protocol::mode::{validate_image_ref, Mode};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, ErrorCode, Result};
 
 /// The name of a setting, as typed in `stigmer config` and the config file.
@@ -27,24 +25,8 @@ pub enum Key {
     ApprovalsTimeout,
 }
 
-/// Network of sandbox containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// The engine's default bridge: outbound access (package installs, git clone).
-    Bridge,
-    /// No network at all.
-    None,
-}
-
-impl Network {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Network::Bridge => "bridge",
-            Network::None => "none",
-        }
-    }
-}
+/// What sandbox containers may reach (`sandbox.network`).
+pub use stigmer_protocol::network::NetworkPolicy as Network;
 
 /// A validated setting value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +111,9 @@ impl Key {
             Key::SandboxTtl => "seconds a sandbox container may stay idle before removal",
             Key::SandboxMemory => "memory limit of a sandbox container (e.g. 4g, 512m; 0 = none)",
             Key::SandboxCpus => "CPU limit of a sandbox container (e.g. 2, 0.5; 0 = none)",
-            Key::SandboxNetwork => "network of sandbox containers: bridge or none",
+            Key::SandboxNetwork => {
+                "what sandboxes may reach: open (any host), none, or allowlist (only sandbox.allow)"
+            }
             Key::HistoryKeep => {
                 "keep the run history on disk across restarts (false: until the server stops)"
             }
@@ -155,7 +139,7 @@ impl Key {
             }
             Key::SandboxMemory => "`0` (no limit) or a size such as `512m` or `4g` (at least 6m)",
             Key::SandboxCpus => "`0` (no limit) or a number of CPUs such as `1` or `0.5`",
-            Key::SandboxNetwork => "`bridge` or `none`",
+            Key::SandboxNetwork => "`open`, `none` or `allowlist`",
             Key::HistoryKeep => "`true` or `false`",
             Key::HistoryMaxRuns => "a whole number of runs from 1 to 1000000",
             Key::HistoryMaxDays => "a whole number of days from 1 to 3650",
@@ -234,11 +218,9 @@ impl Key {
                 .filter(|c| c.is_finite() && *c >= 0.0 && *c <= 1024.0)
                 .map(|c| Value::Cpus(c.to_string()))
                 .ok_or_else(|| invalid(String::new())),
-            Key::SandboxNetwork => match raw.trim().to_ascii_lowercase().as_str() {
-                "bridge" => Ok(Value::Network(Network::Bridge)),
-                "none" => Ok(Value::Network(Network::None)),
-                _ => Err(invalid(String::new())),
-            },
+            Key::SandboxNetwork => Network::parse(raw)
+                .map(Value::Network)
+                .ok_or_else(|| invalid(String::new())),
             Key::HistoryKeep => parse_bool(raw)
                 .map(Value::HistoryKeep)
                 .ok_or_else(|| invalid(String::new())),

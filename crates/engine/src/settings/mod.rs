@@ -39,6 +39,9 @@ pub struct Settings {
     /// Folders the user allowed sandboxed commands to work in (`sandbox.workspaces`), links
     /// resolved when they were added.
     pub sandbox_workspaces: Vec<PathBuf>,
+    /// Hosts sandboxes may reach under the allowlist policy (`sandbox.allow`): names and
+    /// `*.suffix` entries, validated.
+    pub sandbox_allow: Vec<String>,
     /// The `[env]` table: changes to the commands' default environment
     /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
     pub env: BTreeMap<String, String>,
@@ -64,8 +67,9 @@ impl Default for Settings {
             sandbox_ttl_secs: 3600,
             sandbox_memory: "4g".to_string(),
             sandbox_cpus: "0".to_string(),
-            sandbox_network: Network::Bridge,
+            sandbox_network: Network::Open,
             sandbox_workspaces: Vec::new(),
+            sandbox_allow: Vec::new(),
             env: BTreeMap::new(),
             history_keep: true,
             history_max_runs: 10_000,
@@ -185,6 +189,7 @@ pub fn resolve_with(
     }
     settings.env = file.env_entries()?;
     settings.sandbox_workspaces = file.workspaces()?;
+    settings.sandbox_allow = file.allowlist()?;
     settings.clients = file.clients()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(

@@ -11,8 +11,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::engine_error::engine_error;
+use super::netplan::Plan;
 use crate::error::{Error, ErrorCode, Result};
-use crate::settings::{parse_memory, Network};
+use crate::settings::parse_memory;
 
 pub const LABEL_MANAGED: &str = "dev.stigmer.managed";
 /// Which stigmer installation (data dir) made the container.
@@ -51,7 +52,7 @@ pub struct ContainerSpec {
     pub workspace: PathBuf,
     pub memory: String,
     pub cpus: String,
-    pub network: Network,
+    pub plan: Plan,
 }
 
 /// The user commands run as: the host user's uid:gid on Linux, so files they create are the
@@ -98,7 +99,7 @@ pub async fn create(
         pids_limit: Some(PIDS_LIMIT),
         memory: (memory > 0).then_some(memory),
         nano_cpus: (nano_cpus > 0).then_some(nano_cpus),
-        network_mode: Some(spec.network.as_str().into()),
+        network_mode: Some(spec.plan.network_mode()),
         // Runs' output goes to stigmer over the attached stream, never to the engine's logs.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".into()),
@@ -119,6 +120,7 @@ pub async fn create(
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
+        env: Some(spec.plan.env()).filter(|e| !e.is_empty()),
         user: run_as_user(),
         working_dir: Some(ws),
         labels: Some(labels),

@@ -14,13 +14,20 @@ impl Sandbox {
         let docker = self.docker().await?;
         let idle: Vec<String> = {
             let mut slots = self.slots.lock();
-            if slots.iter().any(|((i, _), s)| i == image && s.active > 0) {
+            if slots
+                .iter()
+                .any(|((i, _, _), s)| i == image && s.active > 0)
+            {
                 return Err(Error::new(
                     ErrorCode::InvalidRequest,
                     format!("commands are running in {image}: stop them first (Activity), then remove it"),
                 ));
             }
-            let keys: Vec<_> = slots.keys().filter(|(i, _)| i == image).cloned().collect();
+            let keys: Vec<_> = slots
+                .keys()
+                .filter(|(i, _, _)| i == image)
+                .cloned()
+                .collect();
             keys.into_iter()
                 .filter_map(|k| slots.remove(&k).and_then(|s| s.id).map(|(id, _)| id))
                 .collect()

@@ -4,6 +4,7 @@
 //! present once (concurrent first runs share one download), and keeps one long-lived container
 //! per (image, workspace), removed after `sandbox.ttl` idle seconds and on stop.
 
+mod allowlist;
 mod attach;
 pub mod connect;
 pub mod containers;
@@ -12,6 +13,7 @@ mod executor;
 pub mod helper;
 pub mod images;
 mod manage;
+pub mod netplan;
 pub mod progress;
 pub mod run;
 pub mod workspace;
@@ -51,6 +53,8 @@ pub struct SandboxSpec {
     pub memory: String,
     pub cpus: String,
     pub network: Network,
+    /// The hosts the allowlist policy lets through (`sandbox.allow`).
+    pub allow: Vec<String>,
     /// Folders a run may be in (besides the scratch folder): the user's workspaces, and the
     /// folder the client's session was started in.
     pub workspaces: Vec<PathBuf>,
@@ -66,6 +70,7 @@ impl SandboxSpec {
             memory: s.sandbox_memory.clone(),
             cpus: s.sandbox_cpus.clone(),
             network: s.sandbox_network,
+            allow: s.sandbox_allow.clone(),
             workspaces: s.sandbox_workspaces.clone(),
         }
     }
@@ -86,13 +91,16 @@ impl SandboxSpec {
     }
 }
 
-type ContainerKey = (String, PathBuf);
+/// A container per image, workspace and network policy.
+type ContainerKey = (String, PathBuf, Network);
 
 /// A container in use or kept warm.
 struct Slot {
     /// The container and the stream to its helper.
     id: Option<(String, Arc<HelperConn>)>,
     active: usize,
+    /// Its address on the allowlist network, to tell who a refused connection came from.
+    peer: Option<std::net::IpAddr>,
     last_used: Instant,
     ttl: Duration,
     cleanup: bool,
@@ -118,6 +126,10 @@ pub struct Sandbox {
     scratch: PathBuf,
     /// The last refused folders, newest last, for the window.
     refusals: Mutex<VecDeque<RefusedRun>>,
+    /// The allowlist's refusals and the runs they come from.
+    net: Arc<crate::network::NetWatch>,
+    /// The allowlist's proxy process.
+    proxy: Arc<crate::network::supervisor::ProxySupervisor>,
 }
 
 /// How many refused requests the server remembers for the window.
@@ -136,6 +148,11 @@ fn container_view(c: OwnContainer) -> ContainerView {
 impl Sandbox {
     /// `owner` is `server-PID` for the server, `cli-PID` for a run without one.
     pub fn new(paths: &Paths, owner: &str, bus: EventBus) -> Arc<Sandbox> {
+        let net = crate::network::NetWatch::new(bus.clone());
+        let watch = net.clone();
+        let proxy = crate::network::supervisor::ProxySupervisor::new(Arc::new(move |b| {
+            watch.on_blocked(b)
+        }));
         Arc::new(Sandbox {
             owner: Owner {
                 home: home_id(&paths.data_dir),
@@ -154,6 +171,8 @@ impl Sandbox {
             ],
             scratch: paths.scratch_dir(),
             refusals: Mutex::default(),
+            net,
+            proxy,
         })
     }
 
@@ -371,7 +390,9 @@ impl Sandbox {
         // A container (or its helper) gone behind our back is replaced once.
         for attempt in 0..2 {
             let (id, conn) = self.acquire(&docker, spec, &workspace).await?;
+            let watched = self.watch_run(spec, &workspace, req);
             let result = run::run(&conn, req, &out, &cancel).await;
+            let result = self.end_watch(watched, result);
             self.release(spec, &workspace);
             let gone = match result {
                 Ok(outcome) if conn.alive() => return outcome,
@@ -413,12 +434,13 @@ impl Sandbox {
         spec: &SandboxSpec,
         workspace: &Path,
     ) -> Result<(String, Arc<HelperConn>)> {
-        let key = (spec.image.clone(), workspace.to_path_buf());
+        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
         let creating = {
             let mut slots = self.slots.lock();
             let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
                 id: None,
                 active: 0,
+                peer: None,
                 last_used: Instant::now(),
                 ttl: Duration::from_secs(spec.ttl_secs),
                 cleanup: spec.cleanup,
@@ -443,7 +465,10 @@ impl Sandbox {
             workspace: workspace.to_path_buf(),
             memory: spec.memory.clone(),
             cpus: spec.cpus.clone(),
-            network: spec.network,
+            plan: self
+                .plan(docker, spec)
+                .await
+                .inspect_err(|_| self.release(spec, workspace))?,
         };
         let arch = self.engine_arch().await;
         let made = async {
@@ -458,8 +483,15 @@ impl Sandbox {
         };
         match made.await {
             Ok(found) => {
+                let peer = match &cspec.plan {
+                    netplan::Plan::Allowlist { network, .. } => {
+                        netplan::address_on(docker, &found.0, network).await
+                    }
+                    _ => None,
+                };
                 if let Some(slot) = self.slots.lock().get_mut(&key) {
                     slot.id = Some(found.clone());
+                    slot.peer = peer;
                 }
                 Ok(found)
             }
@@ -475,7 +507,7 @@ impl Sandbox {
     }
 
     fn release(&self, spec: &SandboxSpec, workspace: &Path) {
-        let key = (spec.image.clone(), workspace.to_path_buf());
+        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
             slot.active = slot.active.saturating_sub(1);
@@ -484,7 +516,7 @@ impl Sandbox {
     }
 
     fn forget(&self, spec: &SandboxSpec, workspace: &Path, id: &str) {
-        let key = (spec.image.clone(), workspace.to_path_buf());
+        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(&key) {
             if slot.id.as_ref().is_some_and(|(have, _)| have == id) {

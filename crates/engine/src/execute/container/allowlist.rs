@@ -1,0 +1,106 @@
+//! The sandbox's side of the network policy: the plan a new container is made with, the runs
+//! watched for refused connections, and the policy's view and changes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::netplan::{self, Plan};
+use super::run::ContainerGone;
+use super::{Sandbox, SandboxSpec};
+use crate::error::Result;
+use crate::execute::{ExecOutcome, ExecRequest};
+use crate::network::{NetworkView, RunNet};
+use crate::settings::Network;
+
+/// A run being watched, and the proxy's generation when it started.
+pub(super) struct Watched(Option<(Arc<RunNet>, u64)>);
+
+impl Sandbox {
+    /// The network a new container gets; for the allowlist, its internal network and the
+    /// proxy on its gateway, started if needed.
+    pub(super) async fn plan(&self, docker: &bollard::Docker, spec: &SandboxSpec) -> Result<Plan> {
+        Ok(match spec.network {
+            Network::Open => Plan::Open,
+            Network::None => Plan::None,
+            Network::Allowlist => {
+                let (network, gateway) =
+                    netplan::internal_network(docker, &self.owner.home).await?;
+                let proxy = self.proxy.ensure(gateway, &spec.allow).await?;
+                Plan::Allowlist { network, proxy }
+            }
+        })
+    }
+
+    /// Start watching a run in the allowlist container of `workspace` (no-op otherwise).
+    pub(super) fn watch_run(
+        &self,
+        spec: &SandboxSpec,
+        workspace: &Path,
+        req: &ExecRequest,
+    ) -> Watched {
+        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
+        let Some(peer) = self.slots.lock().get(&key).and_then(|s| s.peer) else {
+            return Watched(None);
+        };
+        let run = self
+            .net
+            .begin(peer, req.command.display(), workspace.display().to_string());
+        Watched(Some((run, self.proxy.generation())))
+    }
+
+    /// Stop watching: what the policy refused, and whether the proxy restarted meanwhile,
+    /// go into the outcome (so the agent's reply says it).
+    pub(super) fn end_watch(
+        &self,
+        watched: Watched,
+        result: std::result::Result<Result<ExecOutcome>, ContainerGone>,
+    ) -> std::result::Result<Result<ExecOutcome>, ContainerGone> {
+        let Watched(Some((run, generation))) = watched else {
+            return result;
+        };
+        self.net.end(&run);
+        result.map(|r| {
+            r.map(|mut o| {
+                o.network_blocked = run.blocked.lock().clone();
+                o.network_interrupted = self.proxy.generation() != generation;
+                o
+            })
+        })
+    }
+
+    /// The policy, the list and the refusals of late.
+    pub fn network_view(&self, policy: Network, allow: &[String]) -> NetworkView {
+        NetworkView {
+            policy,
+            allow: allow.to_vec(),
+            blocked: self.net.recent(),
+            proxy_pid: None,
+        }
+    }
+
+    /// A new allowlist: the proxy judges connections by it from now on.
+    pub async fn set_allowlist(&self, allow: &[String]) {
+        self.proxy.set_allow(allow).await;
+        self.net.forget(allow);
+    }
+
+    /// The proxy's process id, while it runs.
+    pub async fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.pid().await
+    }
+
+    /// A new policy applies to the next command: containers made under another one are
+    /// removed once idle (at once when idle now).
+    pub async fn retire_other_networks(&self, policy: Network) -> usize {
+        {
+            let mut slots = self.slots.lock();
+            for ((_, _, network), slot) in slots.iter_mut() {
+                if *network != policy {
+                    slot.ttl = std::time::Duration::ZERO;
+                    slot.cleanup = true;
+                }
+            }
+        }
+        self.reap(false).await
+    }
+}
