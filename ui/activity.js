@@ -184,6 +184,7 @@ function onEvents(batch) {
       if (ev.type === "run_started" && !$("f-client").querySelector(`option[value="${CSS.escape(ev.run.client || "other")}"]`)) loadClientFilter();
     } else if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
     else if (ev.type === "clients_changed") loadClients();
+    else if (ev.type === "network_blocked" || ev.type === "network_changed") loadNetwork();
     else if (ev.type === "image_finished" && !$("view-sandbox").hidden) loadImages();
     else if (ev.type === "run_output") {
       const entry = runs.get(ev.run_id);

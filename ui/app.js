@@ -409,10 +409,12 @@ async function init() {
   await listen("stigmer://model", (e) => {
     const was = model && model.server.state;
     render(e.payload);
-    if (was !== "running" && e.payload.server.state === "running") { loadWorkspaces(); loadRuns(); }
+    if (was !== "running" && e.payload.server.state === "running") { loadWorkspaces(); loadRuns(); loadNetwork(); }
+    else if (model && e.payload.network && document.querySelector("input[name=net]:checked")?.value !== e.payload.network) loadNetwork();
   });
   await listen("stigmer://events", (e) => onEvents(e.payload));
   setupActivity();
+  setupNetwork();
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://show-view", (e) => openView(e.payload));
 
@@ -436,7 +438,7 @@ async function init() {
   const logs = await invoke("get_logs");
   $("log-dir").textContent = logs.log_dir;
   logs.lines.forEach(addLog);
-  if (model.server.state === "running") { loadWorkspaces(); loadRuns(); }
+  if (model.server.state === "running") { loadWorkspaces(); loadRuns(); loadNetwork(); }
   if (!prefs.welcomed) await welcome();
   else { const v = await invoke("take_pending_view"); if (v) openView(v); }
   // Drawn: the window may show now (never a blank one).

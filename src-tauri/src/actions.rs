@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use stigmer_client::Client;
 use stigmer_protocol::local::{server_lock_held, Discovery, Paths};
 use stigmer_protocol::mode::{validate_image_ref, BASIC_IMAGE};
+use stigmer_protocol::network::{NetworkChange, NetworkView};
 use stigmer_protocol::status::{ModeChange, Status};
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Emitter, Manager};
@@ -266,6 +267,20 @@ pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
     m.engine = status.engine.state.clone();
     m.engine_message = status.engine.message.clone();
     m.active_runs = status.active_runs;
+    m.network = status.network;
+}
+
+/// Choose what sandboxes may reach (the window's and the tray's network choice).
+pub async fn set_network(app: &AppHandle, policy: &str) -> Result<NetworkView> {
+    let body = NetworkChange {
+        policy: policy.to_string(),
+    };
+    let view: NetworkView = shared(app)
+        .api()?
+        .post("/v1/sandbox/network", &body)
+        .await?;
+    update(app, |m| m.network = view.policy);
+    Ok(view)
 }
 
 /// Stop every running command for the user (the tray's item; agents are told the user did).
@@ -400,6 +415,9 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
             ids::STOP_RUNS => stop_all_runs(&app).await.map(|_| ()),
             ids::MODE_LOCAL => set_mode(&app, "local", None).await.map(|_| ()),
             ids::MODE_BASIC => set_mode(&app, "basic", None).await.map(|_| ()),
+            ids::NET_OPEN => set_network(&app, "open").await.map(|_| ()),
+            ids::NET_NONE => set_network(&app, "none").await.map(|_| ()),
+            ids::NET_ALLOWLIST => set_network(&app, "allowlist").await.map(|_| ()),
             ids::MODE_CUSTOM => {
                 let known = shared(&app).prefs.lock().last_custom_image.is_some();
                 if known {

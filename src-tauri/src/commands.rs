@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 use stigmer_client::RunItem;
 use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
+use stigmer_protocol::network::{HostBody, NetworkView};
 use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
 use stigmer_protocol::status::{
     FolderBody, ImageBody, ImagesView, SandboxStatus, Status, ToolReport, WorkspacesView,
@@ -208,6 +209,35 @@ pub async fn add_workspace(shared: State<'_, Shared>, path: String) -> Result<Wo
 pub async fn remove_workspace(shared: State<'_, Shared>, path: String) -> Result<WorkspacesView> {
     let body = FolderBody { path: path.into() };
     shared.api()?.post("/v1/workspaces/remove", &body).await
+}
+
+/// The sandbox's network policy, allowlist and connections refused lately.
+#[tauri::command]
+pub async fn get_network(shared: State<'_, Shared>) -> Result<NetworkView> {
+    shared.api()?.get("/v1/sandbox/network").await
+}
+
+/// Choose the policy (`open`, `none`, `allowlist`); the tray's choice goes the same way.
+#[tauri::command]
+pub async fn set_network(app: AppHandle, policy: String) -> Result<NetworkView> {
+    actions::set_network(&app, &policy).await
+}
+
+/// Let sandboxes reach a host (the window's Allow buttons and its add field).
+#[tauri::command]
+pub async fn allow_host(shared: State<'_, Shared>, host: String) -> Result<NetworkView> {
+    shared
+        .api()?
+        .post("/v1/sandbox/network/allow", &HostBody { host })
+        .await
+}
+
+#[tauri::command]
+pub async fn disallow_host(shared: State<'_, Shared>, host: String) -> Result<NetworkView> {
+    shared
+        .api()?
+        .post("/v1/sandbox/network/disallow", &HostBody { host })
+        .await
 }
 
 /// The system's folder picker; `None` when the person closed it.

@@ -3,6 +3,7 @@
 
 use crate::model::{mode_label, status_line, waiting_line, AppModel, ServerState};
 use stigmer_protocol::mode::Tier;
+use stigmer_protocol::network::NetworkPolicy;
 
 /// Which tray icon to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub mod ids {
     pub const MODE_LOCAL: &str = "mode-local";
     pub const MODE_BASIC: &str = "mode-basic";
     pub const MODE_CUSTOM: &str = "mode-custom";
+    pub const NET_OPEN: &str = "net-open";
+    pub const NET_NONE: &str = "net-none";
+    pub const NET_ALLOWLIST: &str = "net-allowlist";
     pub const OPEN: &str = "open";
     pub const UPDATE: &str = "update";
     pub const QUIT: &str = "quit";
@@ -115,6 +119,22 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         },
         Item::Separator,
     ];
+    // What sandboxes may reach: only shown where it matters, in a sandbox tier.
+    if tier != Tier::Local {
+        for (id, policy) in [
+            (ids::NET_OPEN, NetworkPolicy::Open),
+            (ids::NET_NONE, NetworkPolicy::None),
+            (ids::NET_ALLOWLIST, NetworkPolicy::Allowlist),
+        ] {
+            items.push(Item::Check {
+                id,
+                text: format!("Network: {}", policy.label()),
+                checked: m.network == policy,
+                enabled: running,
+            });
+        }
+        items.push(Item::Separator);
+    }
     if let (crate::updates::Phase::Available, Some(v)) = (m.update.state, &m.update.version) {
         items.push(Item::Action {
             id: ids::UPDATE,
@@ -158,15 +178,33 @@ mod tests {
     use stigmer_protocol::events::{ImageAction, Phase};
     use stigmer_protocol::mode::{Mode, BASIC_IMAGE};
 
-    fn checked(menu: &[Item]) -> Vec<&'static str> {
+    fn checked_of(menu: &[Item], prefix: &str) -> Vec<&'static str> {
         menu.iter()
             .filter_map(|i| match i {
                 Item::Check {
                     id, checked: true, ..
-                } => Some(*id),
+                } if id.starts_with(prefix) => Some(*id),
                 _ => None,
             })
             .collect()
+    }
+
+    fn checked(menu: &[Item]) -> Vec<&'static str> {
+        checked_of(menu, "mode-")
+    }
+
+    #[test]
+    fn the_network_choice_shows_in_a_sandbox_tier_with_one_checked() {
+        let local = tray_menu(&running(Mode::Local, BASIC_IMAGE));
+        assert!(checked_of(&local, "net-").is_empty(), "not in local mode");
+        let mut m = running(Mode::Sandbox, BASIC_IMAGE);
+        assert_eq!(checked_of(&tray_menu(&m), "net-"), [ids::NET_OPEN]);
+        m.network = NetworkPolicy::Allowlist;
+        let menu = tray_menu(&m);
+        assert_eq!(checked_of(&menu, "net-"), [ids::NET_ALLOWLIST]);
+        assert!(menu.iter().any(
+            |i| matches!(i, Item::Check { text, .. } if text == "Network: Only allowed hosts")
+        ));
     }
 
     #[test]

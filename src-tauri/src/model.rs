@@ -87,6 +87,8 @@ pub struct AppModel {
     pub active_runs: usize,
     /// Commands waiting for the user's Allow or Deny, oldest first.
     pub waiting: Vec<stigmer_protocol::clients::Approval>,
+    /// What sandboxes may reach.
+    pub network: stigmer_protocol::network::NetworkPolicy,
 }
 
 /// The model as the window receives it.
@@ -102,6 +104,7 @@ struct ModelView {
     update: crate::updates::UpdateState,
     waiting: Vec<stigmer_protocol::clients::Approval>,
     active_runs: usize,
+    network: stigmer_protocol::network::NetworkPolicy,
     tier: Tier,
     problem: Option<Problem>,
     /// The tray's status line, for the window's too.
@@ -124,6 +127,7 @@ impl From<AppModel> for ModelView {
             update: m.update,
             waiting: m.waiting,
             active_runs: m.active_runs,
+            network: m.network,
         }
     }
 }
@@ -213,6 +217,7 @@ impl Default for AppModel {
             update: Default::default(),
             active_runs: 0,
             waiting: Vec::new(),
+            network: Default::default(),
         }
     }
 }

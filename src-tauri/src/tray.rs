@@ -131,5 +131,13 @@ fn show(app: &AppHandle, m: &model::AppModel, force: bool) {
 }
 
 pub fn is_mode_item(id: &str) -> bool {
-    [ids::MODE_LOCAL, ids::MODE_BASIC, ids::MODE_CUSTOM].contains(&id)
+    [
+        ids::MODE_LOCAL,
+        ids::MODE_BASIC,
+        ids::MODE_CUSTOM,
+        ids::NET_OPEN,
+        ids::NET_NONE,
+        ids::NET_ALLOWLIST,
+    ]
+    .contains(&id)
 }

@@ -161,6 +161,7 @@ fn on_event(app: &AppHandle, event: &Event) {
         Event::ApprovalEnded { id, .. } => {
             update(app, |m| m.waiting.retain(|a| a.id != *id));
         }
+        Event::NetworkChanged { policy, .. } => update(app, |m| m.network = *policy),
         Event::ModeChanged { mode, image, .. } => update(app, |m| {
             m.mode = *mode;
             m.image = image.clone();

@@ -37,6 +37,9 @@ pub struct Status {
     /// The folders a run may be in: none listed when any folder may be used (local mode), else
     /// the user's workspaces and the scratch folder.
     pub allowed_folders: Vec<PathBuf>,
+    /// What sandboxes may reach (`sandbox.network`).
+    #[serde(default)]
+    pub network: crate::network::NetworkPolicy,
 }
 
 /// The mode as applied (`GET`/`PUT /v1/mode`).

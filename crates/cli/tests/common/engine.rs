@@ -37,16 +37,21 @@ pub fn engine_or_skip(test: &str) -> bool {
 
 static IMAGES: Mutex<()> = Mutex::new(());
 
+/// A file of the repository. This file is also compiled into the desktop's tests: the root is
+/// found from either crate.
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join(rel))
+        .find(|s| s.exists())
+        .unwrap_or_else(|| panic!("{rel} in the repository"))
+}
+
 /// A tiny image with busybox's applets, made from the host's busybox-static by the script the
 /// Python tests use too.
 pub fn ensure_busybox() {
     let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    // This file is also compiled into the desktop's tests: find the repository root from either.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("tests/images/busybox.sh"))
-        .find(|s| s.exists())
-        .expect("tests/images/busybox.sh in the repository");
+    let script = repo_file("tests/images/busybox.sh");
     let o = Command::new(&script).arg(BUSYBOX).output().unwrap();
     assert!(
         o.status.success(),
@@ -64,11 +69,7 @@ pub const NOSHELL: &str = "stigmer-test/noshell:1";
 /// locally, or in another image through the workspace mount).
 pub fn ensure_noshell(out: &Path) {
     let _one = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("tests/images/noshell.sh"))
-        .find(|s| s.exists())
-        .expect("tests/images/noshell.sh in the repository");
+    let script = repo_file("tests/images/noshell.sh");
     let o = Command::new(&script)
         .arg(NOSHELL)
         .arg(out)
@@ -467,7 +468,7 @@ fn copy_unix(mut from: std::os::unix::net::UnixStream, mut to: std::os::unix::ne
 
 /// The image tests/images/basic.sh built (its last line).
 pub fn basic_image() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/basic.sh");
+    let script = repo_file("tests/images/basic.sh");
     let o = Command::new(&script).output().unwrap();
     assert!(
         o.status.success(),
@@ -491,7 +492,7 @@ pub struct WebServer {
 
 impl WebServer {
     pub fn start(image: &str, name: &str, dir: &Path) -> WebServer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/network/server.py");
+        let script = repo_file("tests/network/server.py");
         std::fs::copy(&script, dir.join("server.py")).unwrap();
         let container = format!("stigmer-test-web-{name}-{}", std::process::id());
         let _ = docker(&["rm", "-f", &container]);

@@ -260,3 +260,24 @@ pub fn environment(
     });
     result(text, structured, false)
 }
+
+#[cfg(test)]
+mod network_tests {
+    use super::network_note;
+    use crate::execute::ExecOutcome;
+
+    #[test]
+    fn the_reply_names_blocked_hosts_and_a_proxy_restart() {
+        let mut o = ExecOutcome::default();
+        assert_eq!(network_note(&o), "");
+        o.network_blocked = vec!["pypi.org".into(), "evil.example".into()];
+        let note = network_note(&o);
+        assert!(
+            note.contains("policy blocked pypi.org, evil.example"),
+            "{note}"
+        );
+        assert!(note.contains("Retrying will not help"), "{note}");
+        o.network_interrupted = true;
+        assert!(network_note(&o).contains("proxy restarted"));
+    }
+}

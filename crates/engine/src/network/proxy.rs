@@ -41,12 +41,19 @@ pub enum Report {
         reason: String,
         can_allow: bool,
     },
+    /// The answer to a ping: every report made before the ping was asked is out.
+    Pong(u64),
 }
 
 /// A line of the proxy's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Control {
-    pub allow: Vec<String>,
+    /// A new allowlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Answer with [`Report::Pong`] after the reports queued so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<u64>,
 }
 
 struct State {
@@ -73,7 +80,7 @@ pub async fn run_stdio(listen: SocketAddr) -> std::io::Result<()> {
     let listener = socket.listen(1024)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
-        allow: RwLock::new(control.allow),
+        allow: RwLock::new(control.allow.unwrap_or_default()),
         hosts: test_hosts(),
         reports: tx.clone(),
     });
@@ -92,7 +99,12 @@ pub async fn run_stdio(listen: SocketAddr) -> std::io::Result<()> {
     tokio::spawn(async move {
         while let Ok(Some(line)) = stdin.next_line().await {
             if let Ok(c) = serde_json::from_str::<Control>(&line) {
-                *control_state.allow.write() = c.allow;
+                if let Some(allow) = c.allow {
+                    *control_state.allow.write() = allow;
+                }
+                if let Some(n) = c.ping {
+                    let _ = control_state.reports.send(Report::Pong(n));
+                }
             }
         }
         std::process::exit(0);

@@ -23,6 +23,8 @@ use crate::error::{Error, ErrorCode, Result};
 
 /// How long a starting proxy has to say it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a run's end waits for the proxy's last reports.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between restarts of a proxy that keeps dying.
 const RESTART_PAUSE: Duration = Duration::from_millis(250);
 
@@ -50,8 +52,13 @@ pub struct ProxySupervisor {
     /// for a moment.
     generation: AtomicU64,
     on_blocked: OnBlocked,
+    /// Pings waiting for their pong, by number.
+    pongs: Pongs,
+    next_ping: AtomicU64,
     me: Weak<ProxySupervisor>,
 }
+
+type Pongs = Arc<Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>>;
 
 impl ProxySupervisor {
     pub fn new(on_blocked: OnBlocked) -> Arc<ProxySupervisor> {
@@ -65,6 +72,8 @@ impl ProxySupervisor {
             allow: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             on_blocked,
+            pongs: Pongs::default(),
+            next_ping: AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -92,6 +101,22 @@ impl ProxySupervisor {
         let listen = started.listen;
         *running = Some(started);
         Ok(listen)
+    }
+
+    /// Wait (briefly) until every refusal the proxy made so far has been handled: a run's
+    /// own refusals arrive before it is reported as ended.
+    pub async fn sync(&self) {
+        let n = self.next_ping.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pongs.lock().insert(n, tx);
+        let sent = match self.running.lock().await.as_ref() {
+            Some(r) => r.control.send(ping_line(n)).is_ok(),
+            None => false,
+        };
+        if sent {
+            let _ = tokio::time::timeout(SYNC_TIMEOUT, rx).await;
+        }
+        self.pongs.lock().remove(&n);
     }
 
     /// Give the running proxy a new list (connections judged from now on use it).
@@ -204,7 +229,18 @@ impl ProxySupervisor {
 
 fn control_line(allow: &[String]) -> String {
     let mut line = serde_json::to_string(&Control {
-        allow: allow.to_vec(),
+        allow: Some(allow.to_vec()),
+        ping: None,
+    })
+    .unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+fn ping_line(n: u64) -> String {
+    let mut line = serde_json::to_string(&Control {
+        allow: None,
+        ping: Some(n),
     })
     .unwrap_or_default();
     line.push('\n');
@@ -219,6 +255,7 @@ async fn watch(
     me: Weak<ProxySupervisor>,
     listen: SocketAddr,
 ) {
+    let pongs = me.upgrade().map(|m| m.pongs.clone()).unwrap_or_default();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(l)) = lines.next_line().await {
@@ -226,21 +263,26 @@ async fn watch(
         }
     });
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(Report::Blocked {
-            peer,
-            host,
-            port,
-            reason,
-            can_allow,
-        }) = serde_json::from_str(&line)
-        {
-            blocked(Blocked {
+        match serde_json::from_str(&line) {
+            Ok(Report::Blocked {
                 peer,
                 host,
                 port,
                 reason,
                 can_allow,
-            });
+            }) => blocked(Blocked {
+                peer,
+                host,
+                port,
+                reason,
+                can_allow,
+            }),
+            Ok(Report::Pong(n)) => {
+                if let Some(tx) = pongs.lock().remove(&n) {
+                    let _ = tx.send(());
+                }
+            }
+            _ => {}
         }
     }
     let status = child.wait().await;

@@ -171,6 +171,7 @@ pub async fn status_of(state: &AppState) -> Status {
         workspaces: s.sandbox_workspaces,
         confinement: target.confinement(),
         allowed_folders: target.allowed_folders(),
+        network: s.sandbox_network,
     }
 }
 

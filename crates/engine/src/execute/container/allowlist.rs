@@ -50,7 +50,7 @@ impl Sandbox {
 
     /// Stop watching: what the policy refused, and whether the proxy restarted meanwhile,
     /// go into the outcome (so the agent's reply says it).
-    pub(super) fn end_watch(
+    pub(super) async fn end_watch(
         &self,
         watched: Watched,
         result: std::result::Result<Result<ExecOutcome>, ContainerGone>,
@@ -58,6 +58,7 @@ impl Sandbox {
         let Watched(Some((run, generation))) = watched else {
             return result;
         };
+        self.proxy.sync().await;
         self.net.end(&run);
         result.map(|r| {
             r.map(|mut o| {

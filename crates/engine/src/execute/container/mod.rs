@@ -392,7 +392,7 @@ impl Sandbox {
             let (id, conn) = self.acquire(&docker, spec, &workspace).await?;
             let watched = self.watch_run(spec, &workspace, req);
             let result = run::run(&conn, req, &out, &cancel).await;
-            let result = self.end_watch(watched, result);
+            let result = self.end_watch(watched, result).await;
             self.release(spec, &workspace);
             let gone = match result {
                 Ok(outcome) if conn.alive() => return outcome,
