@@ -26,6 +26,7 @@ pub const TEST_HOSTS_VAR: &str = "STIGMER_PROXY_TEST_HOSTS";
 const HEAD_LIMIT: usize = 64 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const COPY_BUF: usize = 64 * 1024;
 
 /// A line of the proxy's stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,7 +171,9 @@ async fn handle(mut conn: TcpStream, peer: IpAddr, state: &State) {
     if !sent || upstream.write_all(&rest).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+    // 64 KiB buffers, not tokio's 8 KiB: a fraction of the system calls on big downloads.
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
+        .await;
 }
 
 /// Decide, resolve, check the addresses, connect. An error is the status and text to answer.
