@@ -24,6 +24,9 @@ declare -A node_wheel_sha256=(
   [aarch64]=5ef598101b0fb1c2bf643abb76dfbf6f76f1686198ed17ae46009049ee83c546
 )
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# Tests call this in parallel: one builds, the others wait and reuse what it built.
+exec 9>"${TMPDIR:-/tmp}/stigmer-test-basic.lock"
+flock 9
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -494,7 +494,10 @@ impl WebServer {
     pub fn start(image: &str, name: &str, dir: &Path) -> WebServer {
         let script = repo_file("tests/network/server.py");
         std::fs::copy(&script, dir.join("server.py")).unwrap();
-        let container = format!("stigmer-test-web-{name}-{}", std::process::id());
+        // Tests of one binary run in parallel in one process: the pid alone is not unique.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let container = format!("stigmer-test-web-{name}-{}-{n}", std::process::id());
         let _ = docker(&["rm", "-f", &container]);
         let mount = format!("{}:/srv:ro", dir.display());
         let o = docker(&[

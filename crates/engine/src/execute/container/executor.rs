@@ -73,9 +73,10 @@ impl Executor for Container {
              project folder of the working directory (its .git root, else the folder itself), \
              read-write, at the same path; nothing else of the user's computer. The working \
              directory must lie in a folder the user allowed: {}. Any other folder is refused \
-             with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user.",
+             with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user. {}",
             self.spec.image,
-            folders.join(", ")
+            folders.join(", "),
+            network_words(self.spec.network, &self.spec.allow)
         )
     }
 
@@ -84,5 +85,23 @@ impl Executor for Container {
         all.push(self.sandbox.scratch().to_path_buf());
         all.dedup();
         all
+    }
+}
+
+/// What the network policy lets a command reach, for the model.
+fn network_words(policy: crate::settings::Network, allow: &[String]) -> String {
+    use crate::settings::Network;
+    match policy {
+        Network::Open => "Network: open.".into(),
+        Network::None => {
+            "Network: none (the user turned it off); downloads and git clone fail.".into()
+        }
+        Network::Allowlist => {
+            format!(
+            "Network: only these hosts, over HTTP(S) through a proxy set in the environment: {}. \
+             Others are blocked by the user's policy: do not retry them, ask the user.",
+            if allow.is_empty() { "none yet".to_string() } else { allow.join(", ") }
+        )
+        }
     }
 }
