@@ -185,7 +185,10 @@ function onEvents(batch) {
     } else if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
     else if (ev.type === "clients_changed") loadClients();
     else if (ev.type === "network_blocked" || ev.type === "network_changed") loadNetwork();
-    else if (ev.type === "image_finished" && !$("view-sandbox").hidden) loadImages();
+    else if (ev.type === "image_finished") {
+      customImageFinished(ev);
+      if (!$("view-sandbox").hidden) loadImages();
+    }
     else if (ev.type === "run_output") {
       const entry = runs.get(ev.run_id);
       if (entry) appendOutput(entry.li.querySelector(".live"), ev.stream, decodeBase64(ev.data), MAX_RUN_TEXT);

@@ -122,6 +122,7 @@ function render(m) {
   }
   if (m.tier === "custom" && document.activeElement !== $("custom-image")) $("custom-image").value = m.image;
   $("custom-row").hidden = m.tier !== "custom" && !$("custom-row").dataset.open;
+  if (!$("custom-row").hidden && s.state === "running") customShown();
   const d = m.download;
   $("download").hidden = !d;
   if (d) {
@@ -342,6 +343,7 @@ async function init() {
         $("custom-row").dataset.open = "1";
         $("custom-row").hidden = false;
         $("custom-image").focus();
+        customShown();
       } else {
         delete $("custom-row").dataset.open;
         setMode(r.value);
@@ -415,6 +417,7 @@ async function init() {
   await listen("stigmer://events", (e) => onEvents(e.payload));
   setupActivity();
   setupNetwork();
+  setupCustom();
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://show-view", (e) => openView(e.payload));
 

@@ -7,7 +7,8 @@ use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
 use stigmer_protocol::network::{HostBody, NetworkView};
 use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
 use stigmer_protocol::status::{
-    FolderBody, ImageBody, ImagesView, SandboxStatus, Status, ToolReport, WorkspacesView,
+    BuildBody, FolderBody, ImageBody, ImagesView, LocalImagesView, SandboxStatus, Status,
+    ToolReport, WorkspacesView,
 };
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::ipc::Channel;
@@ -172,6 +173,41 @@ pub async fn remake_image(shared: State<'_, Shared>, image: String) -> Result<()
         .api()?
         .post_json_accepted("/v1/sandbox/images/remake", &ImageBody { image })
         .await
+}
+
+/// The images the engine has, for the custom tier's picker.
+#[tauri::command]
+pub async fn get_local_images(shared: State<'_, Shared>) -> Result<LocalImagesView> {
+    shared.api()?.get("/v1/sandbox/images/local").await
+}
+
+/// Build `image` from `dockerfile` (progress as any preparation); once built it is the
+/// custom image.
+#[tauri::command]
+pub async fn build_image(
+    shared: State<'_, Shared>,
+    dockerfile: String,
+    image: String,
+) -> Result<()> {
+    shared
+        .api()?
+        .post_json_accepted("/v1/sandbox/images/build", &BuildBody { dockerfile, image })
+        .await
+}
+
+/// The system's file picker, for a Dockerfile; `None` when the person closed it.
+#[tauri::command]
+pub async fn pick_dockerfile(app: AppHandle) -> Option<String> {
+    use tauri_plugin_dialog::DialogExt;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Choose the Dockerfile of your sandbox image")
+        .set_directory(stigmer_protocol::local::user_home())
+        .pick_file(move |f| {
+            let _ = tx.send(f.and_then(|f| f.into_path().ok()));
+        });
+    rx.await.ok().flatten().map(|p| p.display().to_string())
 }
 
 /// Every client seen or configured, with the tier and rule the user chose.

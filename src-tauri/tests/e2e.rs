@@ -54,7 +54,8 @@ async fn window_tray_and_server_work_together() {
         let _ = d.command("xdotool").args(["key", "Escape"]).status();
     }
 
-    // The window switches the mode: the server and the tray follow.
+    // The window switches the mode: the server and the tray follow (a sandbox tier also shows
+    // its network policy, one of three, checked).
     c.find(Locator::Css("input[name=tier][value=basic]"))
         .await
         .unwrap()
@@ -63,8 +64,9 @@ async fn window_tray_and_server_work_together() {
         .unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || checked(&tray_layout(&d, &addr))
-            == ["Basic sandbox"]),
-        "tray did not follow"
+            == ["Basic sandbox", "Network: Open (any host)"]),
+        "tray did not follow: {:?}",
+        checked(&tray_layout(&d, &addr))
     );
     let mode = api.get("/v1/mode").await;
     assert_eq!(

@@ -432,3 +432,148 @@ async fn stop_in_the_window_and_the_tray_ends_commands_and_says_who() {
     let _ = driver.kill();
     let _ = driver.wait();
 }
+
+/// The custom tier without a terminal: an image the engine has is picked from a list, and one
+/// is built from a Dockerfile chosen in the system's file picker; once built, commands run in
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
+    let test = "a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window";
+    let Some(d) = Desktop::start(test) else {
+        return;
+    };
+    d.skip_welcome();
+    if !engine::engine_or_skip(test) {
+        return;
+    }
+    engine::ensure_busybox();
+    let tools = d.home.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let dockerfile = tools.join("Dockerfile");
+    std::fs::write(
+        &dockerfile,
+        format!(
+            "FROM {}\nCOPY greeting.txt /greeting.txt\n",
+            engine::BUSYBOX
+        ),
+    )
+    .unwrap();
+    std::fs::write(tools.join("greeting.txt"), "built in the window\n").unwrap();
+    let image = format!("stigmer-test/e2e-built-{}:1", std::process::id());
+    engine::remove_image(&image);
+    let (mut driver, port) = d.driver(&[]);
+    let c = connect(port).await;
+    wait_text(&c, "server-state", "Running").await;
+    let api = ServerApi::of(&d).unwrap();
+    let mode_is = |want: &'static str, image: String| {
+        let api = &api;
+        async move {
+            for _ in 0..1200 {
+                let m = api.get("/v1/mode").await;
+                if m["mode"] == want && m["image"] == json!(image) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+
+    // Pick one the engine has: the list shows it with its size.
+    c.find(Locator::Css("input[name=tier][value=custom]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "custom-have", engine::BUSYBOX).await;
+    c.find(Locator::Css(&format!(
+        "#custom-have option[value='{}']",
+        engine::BUSYBOX
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    assert!(mode_is("sandbox", engine::BUSYBOX.to_string()).await);
+
+    // Build one from a Dockerfile chosen in the file picker, as a person does.
+    c.find(Locator::Id("custom-pick"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut picker = String::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let o = d
+                .command("xdotool")
+                .stdout(std::process::Stdio::piped())
+                .args(["search", "--name", "Choose the Dockerfile"])
+                .output()
+                .unwrap();
+            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            o.status.success() && !picker.is_empty()
+        }),
+        "no file picker opened"
+    );
+    let picker = picker.lines().last().unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let typed = dockerfile.display().to_string();
+    for keys in [
+        &["windowfocus", "--sync", &picker][..],
+        &["key", "ctrl+l"],
+        &["type", "--delay", "5", &typed],
+    ] {
+        let _ = d.command("xdotool").args(keys).status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for _ in 0..3 {
+        if text(&c, "custom-file").await.contains(&typed) {
+            break;
+        }
+        let _ = d.command("xdotool").args(["key", "Return"]).status();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    wait_text(&c, "custom-file", &typed).await;
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('custom-build-name').value"
+        )
+        .await,
+        json!("tools-sandbox:latest"),
+        "a name is suggested from the folder"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "window-custom-build.png").await;
+    let name = c.find(Locator::Id("custom-build-name")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys(&image).await.unwrap();
+    c.find(Locator::Id("custom-build"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(mode_is("sandbox", image.clone()).await, "built and used");
+    wait_text(&c, "custom-file", &format!("Built {image}")).await;
+    wait_text(&c, "custom-have", &image).await;
+    let run = c.find(Locator::Id("try-input")).await.unwrap();
+    run.send_keys("cat /greeting.txt").await.unwrap();
+    c.find(Locator::Id("try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "try-result", "exit code 0").await;
+    wait_text(&c, "try-output", "built in the window").await;
+    shot(&c, "window-custom-built.png").await;
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    engine::remove_image(&image);
+}

@@ -376,6 +376,14 @@ _SEMANTIC_422 = [
     ("PUT /v1/mode", "INVALID_REQUEST", r"^give `mode` \(`local` or `sandbox`\), `image`, or both$"),  # both null
     ("PUT /v1/mode", "INVALID_MODE", r"^mode: "),
     ("PUT /v1/mode", "INVALID_SETTING", r"^image: "),
+    # The network policy's names (any case, `bridge` too) and the allowlist's host-name rules.
+    ("POST /v1/sandbox/network", "INVALID_SETTING", r"^policy: .* is not a valid value for sandbox\.network"),
+    ("POST /v1/sandbox/network/allow", "INVALID_SETTING", r" cannot be allowed: "),
+    ("POST /v1/sandbox/network/disallow", "INVALID_REQUEST", r"^name the host to remove from the allowlist$"),
+    # A Dockerfile to build: the state of the machine (is there such a file, in which folder).
+    ("POST /v1/sandbox/images/build", "INVALID_REQUEST",
+     r"(: give the Dockerfile as an absolute path|: no such file \(|is not a file$|cannot be a build folder: |is the basic sandbox's name|holds more than)"),
+    ("POST /v1/sandbox/images/build", "INVALID_SETTING", r"^image: "),
 ]
 
 

@@ -393,3 +393,141 @@ fn a_download_can_be_cancelled() {
     });
     assert!(!image_exists(&image));
 }
+
+/// The custom tier without a terminal (the window's "Build from a Dockerfile…"): a Dockerfile
+/// the user chose is built with its folder as the context (files, folders, modes), with
+/// progress events; then it is the custom image and commands run in it. Bad requests are
+/// refused and change nothing; a failing build leaves the settings as they were. The images
+/// the engine has are listed for the picker.
+#[test]
+fn a_dockerfile_the_user_chose_is_built_and_becomes_the_custom_image() {
+    if !engine_or_skip("a_dockerfile_the_user_chose_is_built_and_becomes_the_custom_image") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let tools = env.beside("my-tools");
+    std::fs::create_dir_all(tools.join("bin")).unwrap();
+    std::fs::write(
+        tools.join("Dockerfile.tools"),
+        format!("FROM {BUSYBOX}\nCOPY greeting.txt /greeting.txt\nCOPY bin/ /opt/bin/\n"),
+    )
+    .unwrap();
+    std::fs::write(tools.join("greeting.txt"), "hello from my image\n").unwrap();
+    std::fs::write(tools.join("bin/tool"), "#!/bin/sh\necho tool ran\n").unwrap();
+    std::fs::set_permissions(
+        tools.join("bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let broken = env.beside("broken");
+    std::fs::write(
+        broken.join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nCOPY missing.txt /\n"),
+    )
+    .unwrap();
+    let own = env.home().join("config");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("Dockerfile"), format!("FROM {BUSYBOX}\n")).unwrap();
+    let image = format!("stigmer-test/built-{}:1", std::process::id());
+    let other = format!("stigmer-test/broken-{}:1", std::process::id());
+    remove_image(&image);
+    let server = env.start_server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = server.client();
+        let mode = || async {
+            let v: Value = server.get(&c, "/v1/mode").send().await.unwrap().json().await.unwrap();
+            (v["mode"].as_str().unwrap().to_string(), v["image"].as_str().unwrap().to_string())
+        };
+        let before = mode().await;
+        let local: Value = server.get(&c, "/v1/sandbox/images/local").send().await.unwrap().json().await.unwrap();
+        assert!(
+            local["images"].as_array().unwrap().iter().any(|i| i["image"] == BUSYBOX && i["size_bytes"].as_u64().unwrap() > 0),
+            "{local}"
+        );
+
+        let dockerfile = tools.join("Dockerfile.tools").display().to_string();
+        for (body, code, words) in [
+            (json!({"dockerfile": "Dockerfile", "image": image}), "INVALID_REQUEST", "absolute path"),
+            (json!({"dockerfile": tools.join("nope").display().to_string(), "image": image}), "INVALID_REQUEST", "no such file"),
+            (json!({"dockerfile": tools.display().to_string(), "image": image}), "INVALID_REQUEST", "is not a file"),
+            (json!({"dockerfile": own.join("Dockerfile").display().to_string(), "image": image}), "INVALID_REQUEST", "cannot be a build folder"),
+            (json!({"dockerfile": dockerfile, "image": "Not An Image!"}), "INVALID_SETTING", "Not An Image!"),
+            (json!({"dockerfile": dockerfile, "image": "ghcr.io/stigmer/agent-sandbox-basic:latest"}), "INVALID_REQUEST", "name of its own"),
+        ] {
+            let r = server.post(&c, "/v1/sandbox/images/build").json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 422, "{body}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], code, "{body}: {v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains(words), "{body}: {v}");
+        }
+        assert_eq!(mode().await, before, "a refused build changes nothing");
+        assert!(!image_exists(&image));
+
+        let mut events = server.get(&c, "/v1/events").send().await.unwrap();
+        let mut buf = Vec::new();
+        let r = server
+            .post(&c, "/v1/sandbox/images/build")
+            .json(&json!({"dockerfile": dockerfile, "image": image}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let seen = events_until(&mut events, &mut buf, "image_finished", Duration::from_secs(120)).await;
+        let done = seen.last().unwrap();
+        assert_eq!(done["ok"], true, "{seen:?}");
+        assert_eq!(done["image"], image.as_str());
+        assert!(seen.iter().any(|e| e["type"] == "image_started" && e["action"] == "build"), "{seen:?}");
+        let steps: Vec<&Value> = seen.iter().filter(|e| e["type"] == "image_progress").collect();
+        assert!(
+            steps.iter().any(|e| e["progress"]["detail"].as_str().is_some_and(|d| d.contains("COPY"))),
+            "the steps show as progress: {seen:?}"
+        );
+        assert!(image_exists(&image));
+        let ok = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(env.config_file()).is_ok_and(|f| f.contains(&image))
+        });
+        assert!(ok, "the built image is saved as the custom image");
+        assert_eq!(mode().await, ("sandbox".to_string(), image.clone()));
+
+        let body = server
+            .post(&c, "/v1/runs")
+            .json(&json!({"shell": "cat /greeting.txt; /opt/bin/tool", "cwd": env.path()}))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (out, err, finished) = decode_stream(&body);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "hello from my image\ntool ran\n",
+            "{} {finished}",
+            String::from_utf8_lossy(&err)
+        );
+
+        // A build that fails: told in its event, and the custom image stays what it was.
+        let r = server
+            .post(&c, "/v1/sandbox/images/build")
+            .json(&json!({"dockerfile": broken.join("Dockerfile").display().to_string(), "image": other}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let seen = events_until(&mut events, &mut buf, "image_finished", Duration::from_secs(120)).await;
+        let done = seen.last().unwrap();
+        assert_eq!(done["ok"], false, "{seen:?}");
+        let message = done["error"]["message"].as_str().unwrap();
+        assert_eq!(done["error"]["code"], "IMAGE_BUILD_FAILED", "{done}");
+        assert!(message.contains("missing.txt"), "{done}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(mode().await, ("sandbox".to_string(), image.clone()));
+        assert!(!image_exists(&other));
+    });
+    drop(server);
+    remove_image(&image);
+}

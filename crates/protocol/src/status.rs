@@ -181,3 +181,28 @@ pub struct ImagesView {
 pub struct ImageBody {
     pub image: String,
 }
+
+/// One tagged image of the container engine, for the custom tier's picker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalImage {
+    pub image: String,
+    pub size_bytes: u64,
+    /// When it was made (milliseconds since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// `GET /v1/sandbox/images/local`: every tagged image the engine has, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalImagesView {
+    pub images: Vec<LocalImage>,
+}
+
+/// `POST /v1/sandbox/images/build`: build `image` from a Dockerfile the user chose (its
+/// folder is the build context); once built it becomes the custom image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildBody {
+    /// Absolute path of the Dockerfile.
+    pub dockerfile: String,
+    pub image: String,
+}

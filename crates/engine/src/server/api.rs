@@ -193,6 +193,14 @@ pub async fn put_mode(
     State(state): State<Arc<AppState>>,
     ApiJson(change): ApiJson<ModeChange>,
 ) -> ApiResult<Json<ModeView>> {
+    change_mode(&state, &change).await
+}
+
+/// Validate, save and apply a mode change (`PUT /v1/mode`, and a custom image once built).
+pub(super) async fn change_mode(
+    state: &Arc<AppState>,
+    change: &ModeChange,
+) -> ApiResult<Json<ModeView>> {
     let mut values = Vec::new();
     if let Some(raw) = &change.mode {
         values.push(Key::Mode.parse(raw, "mode")?);

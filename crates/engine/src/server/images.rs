@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stigmer_protocol::clients::ClientTier;
-use stigmer_protocol::status::{ImageBody, ImageView, ImagesView};
+use stigmer_protocol::status::{
+    BuildBody, ImageBody, ImageView, ImagesView, LocalImagesView, ModeChange,
+};
 
 use super::api::{ApiError, ApiJson};
 use super::AppState;
@@ -95,5 +97,83 @@ pub async fn remake(
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "started": true })),
+    ))
+}
+
+/// Every tagged image of the engine: what a person can pick for the custom tier.
+pub async fn local(State(state): State<Arc<AppState>>) -> Result<Json<LocalImagesView>, ApiError> {
+    let images = state.sandbox.local_images().await?;
+    Ok(Json(LocalImagesView { images }))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError(Error::new(ErrorCode::InvalidRequest, message))
+}
+
+/// Build an image from a Dockerfile the user chose, in the background (progress and the
+/// outcome are events, as for any preparation); once built it is the custom image and the
+/// mode is sandbox. Everything is checked first: a bad request builds and changes nothing.
+pub async fn build(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<BuildBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    crate::settings::Key::SandboxImage.parse(&body.image, "image")?;
+    if body.image == BASIC_IMAGE {
+        return Err(invalid(format!(
+            "{BASIC_IMAGE} is the basic sandbox's name: give your image a name of its own, such as my-sandbox:latest"
+        )));
+    }
+    let given = std::path::PathBuf::from(&body.dockerfile);
+    if !given.is_absolute() {
+        return Err(invalid(format!(
+            "{}: give the Dockerfile as an absolute path",
+            body.dockerfile
+        )));
+    }
+    let file = std::fs::canonicalize(&given)
+        .map_err(|e| invalid(format!("{}: no such file ({e})", given.display())))?;
+    if !file.is_file() {
+        return Err(invalid(format!("{} is not a file", given.display())));
+    }
+    let dir = file
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .to_path_buf();
+    // The folder is sent whole to the engine, and an image can copy anything of it: never
+    // the home folder, its settings folders or the system's.
+    if let Some(why) = state.sandbox.never_mounted().await.refuses(&dir) {
+        return Err(invalid(format!(
+            "{} cannot be a build folder: {why}. Put the Dockerfile in a folder with only what the image needs",
+            dir.display()
+        )));
+    }
+    let check = dir.clone();
+    tokio::task::spawn_blocking(move || crate::execute::container::context::check_folder(&check))
+        .await
+        .map_err(|e| ApiError(Error::new(ErrorCode::Internal, e.to_string())))??;
+    // The engine must be there now: a 503 is better than a build that fails later.
+    state.sandbox.docker().await?;
+    let image = body.image.clone();
+    tokio::spawn(async move {
+        match state.sandbox.build_from(&image, file).await {
+            Ok(()) => {
+                let change = ModeChange {
+                    mode: Some("sandbox".into()),
+                    image: Some(image.clone()),
+                };
+                if let Err(e) = super::api::change_mode(&state, &change).await {
+                    tracing::warn!(
+                        image,
+                        "built, but not made the custom image: {}",
+                        e.0.message
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(image, "building the image failed: {}", e.message),
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "started": true, "image": body.image })),
     ))
 }

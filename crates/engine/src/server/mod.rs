@@ -122,6 +122,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sandbox/images", get(images::list))
         .route("/v1/sandbox/images/remove", post(images::remove))
         .route("/v1/sandbox/images/remake", post(images::remake))
+        .route("/v1/sandbox/images/local", get(images::local))
+        .route("/v1/sandbox/images/build", post(images::build))
         .route(
             "/v1/workspaces",
             get(workspaces::list).post(workspaces::add),

@@ -18,12 +18,7 @@ use crate::events::{Event, EventBus};
 use crate::settings::Tier;
 use tokio_util::sync::CancellationToken;
 
-/// The basic image's Dockerfile and Python requirements, as shipped in `sandbox/`.
-pub const BASIC_DOCKERFILE: &str = include_str!("../../../../../sandbox/Dockerfile.sandbox.basic");
-pub const BASIC_REQUIREMENTS: &str = include_str!("../../../../../sandbox/requirements.txt");
-/// Where the basic image's Dockerfile is taken from instead of the embedded copy (a folder
-/// with `Dockerfile.sandbox.basic` and its context): mirrors, air-gapped sites, tests.
-pub const BUILD_CONTEXT_ENV: &str = "STIGMER_SANDBOX_BUILD_CONTEXT";
+pub use super::context::{BASIC_DOCKERFILE, BASIC_REQUIREMENTS, BUILD_CONTEXT_ENV};
 /// Build arguments for that build, `NAME=VALUE` separated by spaces, e.g. bases from a mirror:
 /// `PYTHON_IMAGE=mirror/python:3.12-slim NODE_IMAGE=mirror/node:24-slim`.
 pub const BUILD_ARGS_ENV: &str = "STIGMER_SANDBOX_BUILD_ARGS";
@@ -222,10 +217,30 @@ fn stalled(image: &str) -> Error {
     )
 }
 
+/// What an image is built from.
+pub enum BuildSource {
+    /// The basic image's Dockerfile (embedded, or from [`BUILD_CONTEXT_ENV`]), with the build
+    /// arguments of [`BUILD_ARGS_ENV`].
+    Basic,
+    /// A Dockerfile the user chose; its folder is the build context.
+    File(PathBuf),
+}
+
 /// Build the basic image from its Dockerfile (embedded, or from [`BUILD_CONTEXT_ENV`]).
 pub async fn build_basic(
     docker: &Docker,
     image: &str,
+    bus: &EventBus,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    build(docker, image, &BuildSource::Basic, bus, cancel).await
+}
+
+/// Build `image` from `source`, publishing the steps as progress.
+pub async fn build(
+    docker: &Docker,
+    image: &str,
+    source: &BuildSource,
     bus: &EventBus,
     cancel: &CancellationToken,
 ) -> Result<()> {
@@ -234,18 +249,31 @@ pub async fn build_basic(
         action: ImageAction::Build,
     });
     let started = Instant::now();
-    let context = match build_context() {
+    let (made, dockerfile, buildargs, what) = match source {
+        BuildSource::Basic => (
+            super::context::basic(),
+            "Dockerfile.sandbox.basic".to_string(),
+            build_args(),
+            "its Dockerfile".to_string(),
+        ),
+        BuildSource::File(path) => {
+            let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let made = tokio::task::spawn_blocking(move || super::context::folder(&dir))
+                .await
+                .unwrap_or_else(|e| Err(Error::new(ErrorCode::Internal, e.to_string())));
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            (made, name.into_owned(), None, path.display().to_string())
+        }
+    };
+    let context = match made {
         Ok(c) => c,
         Err(e) => return finish(bus, image, ImageAction::Build, started, Some(e)),
     };
-    tracing::info!(
-        image,
-        "building the basic sandbox image from its Dockerfile"
-    );
+    tracing::info!(image, "building a sandbox image from {what}");
     let options = BuildImageOptions {
-        dockerfile: "Dockerfile.sandbox.basic".into(),
+        dockerfile,
         t: Some(image.to_string()),
-        buildargs: build_args(),
+        buildargs,
         rm: true,
         forcerm: true,
         ..Default::default()
@@ -307,7 +335,7 @@ pub async fn build_basic(
     let failure = failure.map(|f| {
         Error::new(
             ErrorCode::ImageBuildFailed,
-            format!("building {image} from its Dockerfile failed: {}", f.trim()),
+            format!("building {image} from {what} failed: {}", f.trim()),
         )
     });
     finish(bus, image, ImageAction::Build, started, failure)
@@ -346,38 +374,6 @@ fn publish_progress(bus: &EventBus, image: &str, action: ImageAction, progress: 
     });
 }
 
-/// The build context as a tar archive made in memory.
-fn build_context() -> Result<Vec<u8>> {
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_cksum();
-        archive.append_data(&mut header, name, data)
-    };
-    let io = |e: std::io::Error| {
-        Error::new(
-            ErrorCode::ImageBuildFailed,
-            format!("cannot make the build context: {e}"),
-        )
-    };
-    match std::env::var_os(BUILD_CONTEXT_ENV).filter(|v| !v.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            for (name, data) in read_dir_files(&dir).map_err(io)? {
-                add(&name, &data).map_err(io)?;
-            }
-        }
-        None => {
-            add("Dockerfile.sandbox.basic", BASIC_DOCKERFILE.as_bytes()).map_err(io)?;
-            add("requirements.txt", BASIC_REQUIREMENTS.as_bytes()).map_err(io)?;
-        }
-    }
-    archive.into_inner().map_err(io)
-}
-
 /// The build arguments of [`BUILD_ARGS_ENV`], if any.
 fn build_args() -> Option<std::collections::HashMap<String, String>> {
     let raw = std::env::var(BUILD_ARGS_ENV).ok()?;
@@ -387,21 +383,6 @@ fn build_args() -> Option<std::collections::HashMap<String, String>> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     (!args.is_empty()).then_some(args)
-}
-
-/// The regular files directly in `dir` (a build context folder).
-fn read_dir_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            files.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                std::fs::read(entry.path())?,
-            ));
-        }
-    }
-    Ok(files)
 }
 
 fn pull_error(image: &str, e: bollard::errors::Error) -> Error {
@@ -432,19 +413,5 @@ mod tests {
             "127.0.0.1:5000/a/b:latest"
         );
         assert_eq!(pull_reference("a@sha256:00"), "a@sha256:00");
-    }
-
-    #[test]
-    fn the_embedded_context_has_the_dockerfile_and_requirements() {
-        let tar = build_context().unwrap();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, ["Dockerfile.sandbox.basic", "requirements.txt"]);
-        assert!(BASIC_DOCKERFILE.contains("ARG PYTHON_IMAGE"));
-        assert!(BASIC_DOCKERFILE.contains("ARG NODE_IMAGE"));
     }
 }

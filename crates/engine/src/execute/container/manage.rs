@@ -2,8 +2,13 @@
 //! containers first; never while a command runs in it), or make it again (the basic image
 //! rebuilt from its Dockerfile, a custom one downloaded again).
 
-use bollard::query_parameters::RemoveImageOptions;
+use std::path::PathBuf;
 
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
+use stigmer_protocol::status::LocalImage;
+
+use super::engine_error::engine_error;
+use super::images::BuildSource;
 use super::{containers, images, Sandbox};
 use crate::error::{Error, ErrorCode, Result};
 use crate::settings::BASIC_IMAGE;
@@ -84,5 +89,52 @@ impl Sandbox {
             ),
             Err(_) => (None, None),
         }
+    }
+
+    /// Build `image` from a Dockerfile the user chose (its folder is the context), with
+    /// progress events; runs waiting for that image wait for the build.
+    pub async fn build_from(&self, image: &str, dockerfile: PathBuf) -> Result<()> {
+        let docker = self.docker().await?;
+        let gate = self
+            .images
+            .lock()
+            .entry(image.to_string())
+            .or_default()
+            .clone();
+        let mut last = gate.lock().await;
+        let cancel = self.downloads.lock().clone();
+        let source = BuildSource::File(dockerfile);
+        let result = images::build(&docker, image, &source, &self.bus, &cancel).await;
+        *last = result
+            .as_ref()
+            .err()
+            .map(|e| (std::time::Instant::now(), e.clone()));
+        result
+    }
+
+    /// Every tagged image of the engine, by name (for the custom tier's picker).
+    pub async fn local_images(&self) -> Result<Vec<LocalImage>> {
+        let docker = self.docker().await?;
+        let list = docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(engine_error)?;
+        let mut images: Vec<LocalImage> = list
+            .into_iter()
+            .flat_map(|i| {
+                let (size, created) = (i.size.max(0) as u64, i.created.max(0) as u64 * 1000);
+                i.repo_tags
+                    .into_iter()
+                    .filter(|t| !t.contains("<none>"))
+                    .map(move |image| LocalImage {
+                        image,
+                        size_bytes: size,
+                        created_ms: created,
+                    })
+            })
+            .collect();
+        images.sort_by(|a, b| a.image.cmp(&b.image));
+        images.dedup_by(|a, b| a.image == b.image);
+        Ok(images)
     }
 }

@@ -8,6 +8,7 @@ mod allowlist;
 mod attach;
 pub mod connect;
 pub mod containers;
+pub mod context;
 mod engine_error;
 mod executor;
 pub mod helper;
