@@ -399,12 +399,17 @@ pub fn edit_workspaces_in_file(paths: &Paths, dir: &Path, add: bool) -> Result<V
 /// it; returns the list. Adding one already there, or removing one that is not, changes
 /// nothing.
 pub fn edit_allowlist_in_file(paths: &Paths, host: &str, add: bool) -> Result<Vec<String>> {
-    let entry = stigmer_protocol::network::validate_allow_entry(host).map_err(|why| {
-        Error::new(
-            ErrorCode::InvalidSetting,
-            format!("`{host}` cannot be allowed: {why}"),
-        )
-    })?;
+    let entry = match stigmer_protocol::network::validate_allow_entry(host) {
+        Ok(entry) => entry,
+        // What is not a valid entry is in no list: removing it changes nothing.
+        Err(_) if !add => return ConfigFile::load(&paths.config_file())?.0.allowlist(),
+        Err(why) => {
+            return Err(Error::new(
+                ErrorCode::InvalidSetting,
+                format!("`{host}` cannot be allowed: {why}"),
+            ))
+        }
+    };
     let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
     let mut list = file.allowlist()?;
     let before = list.clone();
