@@ -112,7 +112,12 @@ fn walk(root: &Path) -> std::io::Result<(Vec<Entry>, u64)> {
 
 /// Check that the folder of a user's Dockerfile can be sent as a build context.
 pub fn check_folder(dir: &Path) -> Result<()> {
-    let (_, total) = walk(dir).map_err(|e| {
+    within_limit(dir).map(|_| ())
+}
+
+/// What `dir` holds, if it is readable and not over [`FOLDER_LIMIT`].
+fn within_limit(dir: &Path) -> Result<Vec<Entry>> {
+    let (entries, total) = walk(dir).map_err(|e| {
         Error::new(
             ErrorCode::InvalidRequest,
             format!("cannot read the Dockerfile's folder {}: {e}", dir.display()),
@@ -129,13 +134,12 @@ pub fn check_folder(dir: &Path) -> Result<()> {
             ),
         ));
     }
-    Ok(())
+    Ok(entries)
 }
 
 /// The folder `dir` as a build context, file modes kept.
 pub fn folder(dir: &Path) -> Result<Vec<u8>> {
-    check_folder(dir)?;
-    let (entries, _) = walk(dir).map_err(io)?;
+    let entries = within_limit(dir)?;
     let mut archive = tar::Builder::new(Vec::new());
     for Entry { rel, kind } in entries {
         let path = dir.join(&rel);
