@@ -137,20 +137,28 @@ fn within_limit(dir: &Path) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// The permission bits to record for `path` (on Windows, which has none: the usual ones).
+fn file_mode(path: &Path, dir: bool) -> std::io::Result<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = dir;
+        Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(if dir { 0o755 } else { 0o644 })
+    }
+}
+
 /// The folder `dir` as a build context, file modes kept.
 pub fn folder(dir: &Path) -> Result<Vec<u8>> {
     let entries = within_limit(dir)?;
     let mut archive = tar::Builder::new(Vec::new());
     for Entry { rel, kind } in entries {
         let path = dir.join(&rel);
-        let mode = {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::symlink_metadata(&path)
-                .map_err(io)?
-                .permissions()
-                .mode()
-                & 0o7777
-        };
+        let mode = file_mode(&path, matches!(kind, Kind::Dir)).map_err(io)?;
         match kind {
             Kind::Dir => {
                 let mut h = header(0, mode);
@@ -196,6 +204,7 @@ mod tests {
         assert_eq!(names, ["Dockerfile.sandbox.basic", "requirements.txt"]);
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_folder_context_keeps_files_folders_links_and_modes() {
         use std::os::unix::fs::PermissionsExt;
