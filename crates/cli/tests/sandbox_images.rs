@@ -445,7 +445,12 @@ fn a_dockerfile_the_user_chose_is_built_and_becomes_the_custom_image() {
         let before = mode().await;
         let local: Value = server.get(&c, "/v1/sandbox/images/local").send().await.unwrap().json().await.unwrap();
         assert!(
-            local["images"].as_array().unwrap().iter().any(|i| i["image"] == BUSYBOX && i["size_bytes"].as_u64().unwrap() > 0),
+            // Podman names images in full (docker.io/...).
+            local["images"].as_array().unwrap().iter().any(|i| {
+                let name = i["image"].as_str().unwrap();
+                (name == BUSYBOX || name.ends_with(&format!("/{BUSYBOX}")))
+                    && i["size_bytes"].as_u64().unwrap() > 0
+            }),
             "{local}"
         );
 

@@ -138,15 +138,27 @@ impl PullProgress {
 
 /// `Step 3/9 : RUN ...` from a classic builder's output: (3, 9, the line).
 pub fn build_step(line: &str) -> Option<(u32, u32, String)> {
-    let rest = line.trim().strip_prefix("Step ")?;
-    let (nums, _) = rest.split_once(' ')?;
+    // Docker says `Step 1/3 : FROM x`, Podman (Buildah) `STEP 1/3: FROM x`.
+    let line = line.trim();
+    let rest = line
+        .strip_prefix("Step ")
+        .or_else(|| line.strip_prefix("STEP "))?;
+    let (nums, _) = rest.split_once([' ', ':'])?;
     let (n, m) = nums.split_once('/')?;
-    Some((n.parse().ok()?, m.parse().ok()?, line.trim().to_string()))
+    Some((n.parse().ok()?, m.parse().ok()?, line.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_steps_are_read_from_docker_and_podman() {
+        assert_eq!(build_step("Step 2/3 : COPY a /a").unwrap().0, 2);
+        let (n, m, text) = build_step("STEP 2/3: COPY a /a").unwrap();
+        assert_eq!((n, m, text.as_str()), (2, 3, "STEP 2/3: COPY a /a"));
+        assert!(build_step("Sending build context").is_none());
+    }
 
     #[test]
     fn layers_add_up_into_one_progress() {
