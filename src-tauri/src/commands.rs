@@ -195,19 +195,10 @@ pub async fn build_image(
         .await
 }
 
-/// The system's file picker, for a Dockerfile; `None` when the person closed it.
+/// The system's file picker, for a Dockerfile.
 #[tauri::command]
 pub async fn pick_dockerfile(app: AppHandle) -> Option<String> {
-    use tauri_plugin_dialog::DialogExt;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
-        .file()
-        .set_title("Choose the Dockerfile of your sandbox image")
-        .set_directory(stigmer_protocol::local::user_home())
-        .pick_file(move |f| {
-            let _ = tx.send(f.and_then(|f| f.into_path().ok()));
-        });
-    rx.await.ok().flatten().map(|p| p.display().to_string())
+    pick(&app, "Choose the Dockerfile of your sandbox image", false).await
 }
 
 /// Every client seen or configured, with the tier and rule the user chose.
@@ -276,20 +267,31 @@ pub async fn disallow_host(shared: State<'_, Shared>, host: String) -> Result<Ne
         .await
 }
 
-/// The system's folder picker; `None` when the person closed it.
-#[tauri::command]
-pub async fn pick_folder(app: AppHandle) -> Option<String> {
+/// The system's file or folder picker, opened in the home folder (where projects live;
+/// "Recent" lists files, not folders); `None` when the person closed it.
+async fn pick(app: &AppHandle, title: &str, folder: bool) -> Option<String> {
     use tauri_plugin_dialog::DialogExt;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog()
+    let dialog = app
+        .dialog()
         .file()
-        .set_title("Allow sandboxed commands in a folder")
-        // Projects live under the home folder; "Recent" lists files, not folders.
-        .set_directory(stigmer_protocol::local::user_home())
-        .pick_folder(move |f| {
-            let _ = tx.send(f.and_then(|f| f.into_path().ok()));
-        });
+        .set_title(title)
+        .set_directory(stigmer_protocol::local::user_home());
+    let done = move |f: Option<tauri_plugin_dialog::FilePath>| {
+        let _ = tx.send(f.and_then(|f| f.into_path().ok()));
+    };
+    if folder {
+        dialog.pick_folder(done);
+    } else {
+        dialog.pick_file(done);
+    }
     rx.await.ok().flatten().map(|p| p.display().to_string())
+}
+
+/// The system's folder picker, for a workspace.
+#[tauri::command]
+pub async fn pick_folder(app: AppHandle) -> Option<String> {
+    pick(&app, "Allow sandboxed commands in a folder", true).await
 }
 
 #[tauri::command]

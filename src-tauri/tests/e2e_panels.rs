@@ -183,40 +183,15 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
         .click()
         .await
         .unwrap();
-    let mut picker = String::new();
-    assert!(
-        wait_for(Duration::from_secs(10), || {
-            let o = d
-                .command("xdotool")
-                .stdout(std::process::Stdio::piped())
-                .args(["search", "--name", "Allow sandboxed commands in a folder"])
-                .output()
-                .unwrap();
-            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            o.status.success() && !picker.is_empty()
-        }),
-        "no folder picker opened"
-    );
-    let picker = picker.lines().last().unwrap_or_default().to_string();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    d.screenshot(&screenshots().join("desktop-folder-picker.png"));
-    // As a person does: type the folder's path (Ctrl+L), Enter to open it, Enter to choose it.
     let typed = project.display().to_string();
-    for keys in [
-        &["windowfocus", "--sync", &picker][..],
-        &["key", "ctrl+l"],
-        &["type", "--delay", "5", &typed],
-    ] {
-        let _ = d.command("xdotool").args(keys).status();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for _ in 0..3 {
-        if text(&c, "workspace-list").await.contains(&typed) {
-            break;
-        }
-        let _ = d.command("xdotool").args(["key", "Return"]).status();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
+    choose_in_picker(
+        &d,
+        &c,
+        "Allow sandboxed commands in a folder",
+        &typed,
+        "workspace-list",
+    )
+    .await;
     wait_text(&c, "workspace-list", &typed).await;
     let (status, body) = api.post("/v1/runs", &run).await;
     assert_eq!(status, 200, "{body}");
@@ -505,38 +480,8 @@ async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
         .click()
         .await
         .unwrap();
-    let mut picker = String::new();
-    assert!(
-        wait_for(Duration::from_secs(10), || {
-            let o = d
-                .command("xdotool")
-                .stdout(std::process::Stdio::piped())
-                .args(["search", "--name", "Choose the Dockerfile"])
-                .output()
-                .unwrap();
-            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            o.status.success() && !picker.is_empty()
-        }),
-        "no file picker opened"
-    );
-    let picker = picker.lines().last().unwrap_or_default().to_string();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let typed = dockerfile.display().to_string();
-    for keys in [
-        &["windowfocus", "--sync", &picker][..],
-        &["key", "ctrl+l"],
-        &["type", "--delay", "5", &typed],
-    ] {
-        let _ = d.command("xdotool").args(keys).status();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for _ in 0..3 {
-        if text(&c, "custom-file").await.contains(&typed) {
-            break;
-        }
-        let _ = d.command("xdotool").args(["key", "Return"]).status();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
+    choose_in_picker(&d, &c, "Choose the Dockerfile", &typed, "custom-file").await;
     wait_text(&c, "custom-file", &typed).await;
     assert_eq!(
         js(
@@ -576,4 +521,47 @@ async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
     let _ = driver.kill();
     let _ = driver.wait();
     engine::remove_image(&image);
+}
+
+/// Choose `path` in the system's picker titled `title`, as a person does: type it (Ctrl+L),
+/// Enter (to open a folder, then to choose it) until the window's `shows` element shows it.
+async fn choose_in_picker(
+    d: &Desktop,
+    c: &fantoccini::Client,
+    title: &str,
+    path: &str,
+    shows: &str,
+) {
+    let mut picker = String::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let o = d
+                .command("xdotool")
+                .stdout(std::process::Stdio::piped())
+                .args(["search", "--name", title])
+                .output()
+                .unwrap();
+            picker = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            o.status.success() && !picker.is_empty()
+        }),
+        "no picker '{title}' opened"
+    );
+    let picker = picker.lines().last().unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.screenshot(&screenshots().join(format!("desktop-picker-{shows}.png")));
+    for keys in [
+        &["windowfocus", "--sync", &picker][..],
+        &["key", "ctrl+l"],
+        &["type", "--delay", "5", path],
+    ] {
+        let _ = d.command("xdotool").args(keys).status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for _ in 0..3 {
+        if text(c, shows).await.contains(path) {
+            break;
+        }
+        let _ = d.command("xdotool").args(["key", "Return"]).status();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
 }
