@@ -131,7 +131,12 @@ pub fn intake(
             settings.sandbox_image = image;
         }
     }
-    let target = execute::target(&settings, request.workspace, sandbox);
+    let target = execute::target(
+        &settings,
+        request.workspace,
+        request.client.as_deref(),
+        sandbox,
+    );
     let cwd = request.cwd.unwrap_or_else(|| target.default_cwd());
     let req = ExecRequest {
         unset_env: Vec::new(),

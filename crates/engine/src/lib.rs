@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mcp;
 pub mod network;
 pub mod paths;
+pub mod private;
 pub mod runs;
 pub mod server;
 pub mod settings;

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     /// In sandbox mode, a working directory outside the workspaces the user allowed, or a
     /// folder that is never mounted (system folders, the home folder and its dot-folders...).
     WorkspaceNotAllowed,
+    /// In sandbox mode, the folder to mount changed between its check and the container's
+    /// start (renamed, or replaced by a link): nothing ran, the container was removed.
+    WorkspaceChanged,
     /// The container engine cannot be reached.
     EngineUnavailable,
     /// The sandbox image does not exist.
@@ -89,6 +92,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::RunNotFound => "RUN_NOT_FOUND",
             ErrorCode::WorkspaceNotAllowed => "WORKSPACE_NOT_ALLOWED",
+            ErrorCode::WorkspaceChanged => "WORKSPACE_CHANGED",
             ErrorCode::EngineUnavailable => "ENGINE_UNAVAILABLE",
             ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
             ErrorCode::ImagePullFailed => "IMAGE_PULL_FAILED",
@@ -116,7 +120,9 @@ impl ErrorCode {
             | ErrorCode::DeniedByUser => 403,
             ErrorCode::NotFound | ErrorCode::RunNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::ServerAlreadyRunning | ErrorCode::CancelledByUser => 409,
+            ErrorCode::ServerAlreadyRunning
+            | ErrorCode::CancelledByUser
+            | ErrorCode::WorkspaceChanged => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidMode

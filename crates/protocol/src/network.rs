@@ -127,7 +127,7 @@ pub fn validate_allow_entry(raw: &str) -> Result<String, String> {
         }
         None => entry.as_str(),
     };
-    if name.parse::<std::net::IpAddr>().is_ok() || name.trim_matches(['[', ']']).contains(':') {
+    if is_numeric_host(name) || name.trim_matches(['[', ']']).contains(':') {
         return Err("addresses and ports are not allowed, only host names (connections go to ports 80 and 443)".to_string());
     }
     if name.len() > 253 || !name.split('.').all(valid_label) {
@@ -136,6 +136,24 @@ pub fn validate_allow_entry(raw: &str) -> Result<String, String> {
         );
     }
     Ok(entry)
+}
+
+/// Whether a host name is an address in disguise: a URL parser, `curl` and `getaddrinfo` read
+/// a name whose last label is a number (`2130706433`, `127.1`, `0x7f000001`, `10.1`, `0177.1`)
+/// as an IPv4 address, and an IPv6 literal is an address too.
+pub fn is_numeric_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() || bare.contains(':') {
+        return true;
+    }
+    let last = host.rsplit('.').next().unwrap_or("");
+    let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
+    let lower = last.to_ascii_lowercase();
+    digits(&lower, 10)
+        || lower
+            .strip_prefix("0x")
+            .is_some_and(|h| h.is_empty() || digits(h, 16))
 }
 
 fn valid_label(l: &str) -> bool {
@@ -172,6 +190,13 @@ mod tests {
             ("https://pypi.org/simple", "pypi.org"),
             ("pypi.org/simple", "URL"),
             ("10.0.0.1", "addresses"),
+            ("2886795266", "addresses"),
+            ("10.1", "addresses"),
+            ("127.1", "addresses"),
+            ("0x7f000001", "addresses"),
+            ("0X7F.1", "addresses"),
+            ("0177.0.0.1", "addresses"),
+            ("*.10.1", "addresses"),
             ("pypi.org:8080", "ports"),
             ("[::1]", "addresses"),
             ("a..b", "not a host name"),

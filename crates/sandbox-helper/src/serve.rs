@@ -1,7 +1,14 @@
 //! `stigmer-sandbox-helper serve`: read frames on stdin, run commands, write their output and
 //! ends on stdout. Each command gets a session and process group of its own, default signal
 //! dispositions, an empty stdin; its whole group is ended when it exits (leftovers), on
-//! timeout and on cancel (TERM, a grace, KILL).
+//! timeout and on cancel (TERM, a grace, KILL). As the container's init, once no run is left
+//! every other process in the container is ended too: what left its group (`setsid`, a double
+//! fork, a daemon) cannot leave the container, which serves the runs of one agent only.
+//!
+//! The helper is not dumpable: a command, even of the same uid, cannot open `/proc/1/fd/*`
+//! (the stream to stigmer), read `/proc/1/environ` or `/proc/1/mem`, or ptrace it (that takes
+//! CAP_SYS_PTRACE, which sandbox containers never have); and as PID 1 it only gets the signals
+//! it handles.
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -67,8 +74,11 @@ impl Helper {
 
 pub fn serve() {
     // SAFETY: plain syscalls on our own process. Not PID 1 (a test, an exec): orphans of our
-    // commands still come to us to be reaped.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // commands still come to us to be reaped. Not dumpable: our fds and memory stay ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     let (wake, woken) = channel();
     let helper = Arc::new(Helper {
         // SAFETY: fd 1 is ours for the process's life; nothing else writes to it.
@@ -124,7 +134,13 @@ fn handle(helper: &Arc<Helper>, f: wire::Frame) {
             }
         }
         wire::PING => {
-            let me = format!("{} {}", wire::VERSION, std::env::consts::ARCH);
+            let mut me = format!("{} {}", wire::VERSION, std::env::consts::ARCH);
+            // The folder stigmer mounted, as this container sees it: stigmer proves it is the
+            // one it checked. Asked before any command runs, so no command can answer for us.
+            if !f.payload.is_empty() {
+                me.push(' ');
+                me.push_str(&identity(OsStr::from_bytes(&f.payload)));
+            }
             helper.send(wire::PONG, f.id, me.as_bytes());
         }
         other => eprintln!("stigmer-sandbox-helper: unknown frame kind {other}"),
@@ -223,6 +239,19 @@ fn start(helper: &Arc<Helper>, id: u32, payload: &[u8]) {
             spawn_failed(helper, id, program, e);
         }
     }
+}
+
+/// `DEV INO` of `path` (not following a link), or `- -`.
+fn identity(path: &OsStr) -> String {
+    let Ok(c) = CString::new(path.as_bytes()) else {
+        return "- -".into();
+    };
+    // SAFETY: a zeroed stat is valid for lstat to fill; a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::lstat(c.as_ptr(), &mut st) } != 0 {
+        return "- -".into();
+    }
+    format!("{} {}", st.st_dev, st.st_ino)
 }
 
 fn writable(dir: &OsStr) -> bool {
@@ -340,6 +369,7 @@ fn finish(helper: &Helper, id: u32, pgid: i32, pipes_done: Option<Receiver<()>>,
     if group_alive(pgid) {
         end_group(pgid, LEFTOVER_GRACE);
     }
+    end_strays(helper, id);
     if let Some(done) = pipes_done {
         let until = Instant::now() + DRAIN_LIMIT;
         for _ in 0..2 {
@@ -351,6 +381,31 @@ fn finish(helper: &Helper, id: u32, pgid: i32, pipes_done: Option<Receiver<()>>,
     }
     lock(&helper.state).runs.remove(&id);
     helper.send(wire::EXIT, id, &exit.encode());
+}
+
+/// As the container's init with no other run going: end every other process in the container,
+/// whatever group or session it made for itself. Not as PID 1 (a test), `kill(-1)` would reach
+/// the user's own processes: nothing is done.
+fn end_strays(helper: &Helper, id: u32) {
+    // SAFETY: getpid cannot fail.
+    if unsafe { libc::getpid() } != 1 {
+        return;
+    }
+    if lock(&helper.state).runs.keys().any(|other| *other != id) {
+        return;
+    }
+    // SAFETY: kill(-1) from PID 1 reaches every process of the container but us.
+    let any = || unsafe { libc::kill(-1, 0) == 0 };
+    if !any() {
+        return;
+    }
+    unsafe { libc::kill(-1, libc::SIGTERM) };
+    let until = Instant::now() + LEFTOVER_GRACE;
+    while any() && Instant::now() < until {
+        thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: as above. Zombies still count for kill(0) until the reaper takes them.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
 }
 
 fn group_alive(pgid: i32) -> bool {

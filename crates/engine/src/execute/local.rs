@@ -153,6 +153,30 @@ pub async fn run_local(
         cmd.env_remove(k);
     }
     cmd.envs(&req.env);
+    #[cfg(unix)]
+    {
+        let umask = crate::private::inherited_umask();
+        // SAFETY: only async-signal-safe calls between fork and exec. A command starts as from
+        // a shell, whatever the server was started under (`nohup` ignores SIGHUP, a service
+        // manager may block signals) and with the umask the server was started with (the
+        // server's own is private).
+        unsafe {
+            cmd.pre_exec(move || {
+                for sig in 1..libc::SIGRTMIN() {
+                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                if let Some(m) = umask {
+                    libc::umask(m as libc::mode_t);
+                }
+                Ok(())
+            });
+        }
+    }
     // The whole tree in one group (Unix) or job object (Windows), so it ends as one.
     let mut wrap = CommandWrap::from(cmd);
     #[cfg(unix)]

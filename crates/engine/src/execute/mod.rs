@@ -87,12 +87,19 @@ pub struct Target {
 
 /// The one place where a run's backend is chosen: the settings (mode, image, limits, the
 /// user's workspaces), the folder the client's session was started in, the engine connection.
-pub fn target(settings: &Settings, session: Option<PathBuf>, sandbox: &Arc<Sandbox>) -> Target {
+pub fn target(
+    settings: &Settings,
+    session: Option<PathBuf>,
+    client: Option<&str>,
+    sandbox: &Arc<Sandbox>,
+) -> Target {
     let executor: Arc<dyn Executor> = match settings.mode {
         Mode::Local => Arc::new(Local),
         Mode::Sandbox => Arc::new(Container::new(
             sandbox.clone(),
-            SandboxSpec::from_settings(settings).with_session(session),
+            SandboxSpec::from_settings(settings)
+                .with_session(session)
+                .with_client(client),
         )),
     };
     Target {

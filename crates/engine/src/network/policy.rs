@@ -43,10 +43,10 @@ fn refused(reason: impl Into<String>, can_allow: bool) -> Refused {
 /// Decided on the name, before it is resolved.
 pub fn decide(host: &str, port: u16, allow: &[String]) -> Result<Matched, Refused> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<IpAddr>().is_ok() {
+    if stigmer_protocol::network::is_numeric_host(&host) {
         return Err(refused(
-            "raw IP addresses are refused: only host names in the allowlist",
+            "raw IP addresses (and numbers that name one, such as 2130706433 or 127.1) are \
+             refused: only host names in the allowlist",
             false,
         ));
     }
@@ -212,6 +212,25 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(check_address(ip, Matched::Exact).is_err(), "{ip}");
         }
+    }
+
+    #[test]
+    fn numbers_that_name_an_address_are_refused_like_addresses() {
+        let allow = ["2130706433".to_string(), "*.example.com".to_string()];
+        for host in [
+            "2130706433",
+            "127.1",
+            "0x7f000001",
+            "10.1",
+            "1.example.com.0x1",
+            "[::1]",
+        ] {
+            let e = decide(host, 443, &allow).unwrap_err();
+            assert!(e.reason.contains("raw IP"), "{host}: {}", e.reason);
+            assert!(!e.can_allow, "{host}");
+        }
+        assert_eq!(decide("a1.example.com", 443, &allow), Ok(Matched::Suffix));
+        assert!(decide("1.example.com", 443, &allow).is_ok());
     }
 
     #[test]

@@ -27,6 +27,9 @@ const HEAD_LIMIT: usize = 64 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COPY_BUF: usize = 64 * 1024;
+/// A tunnel with no byte either way for this long is closed (a held-open tunnel is a way out
+/// that outlives the allowlist's changes).
+const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// A line of the proxy's stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,9 +174,50 @@ async fn handle(mut conn: TcpStream, peer: IpAddr, state: &State) {
     if !sent || upstream.write_all(&rest).await.is_err() {
         return;
     }
-    // 64 KiB buffers, not tokio's 8 KiB: a fraction of the system calls on big downloads.
-    let _ = tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut upstream, COPY_BUF, COPY_BUF)
-        .await;
+    relay(conn, upstream, IDLE_LIMIT).await;
+}
+
+/// Copy one way until the reader ends, or nothing moved either way for `idle`.
+async fn pipe(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    last: Arc<std::sync::atomic::AtomicU64>,
+    start: tokio::time::Instant,
+    idle: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        match tokio::time::timeout(idle, r.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            Err(_) => {
+                let quiet = start.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
+                if quiet >= idle.as_millis() as u64 {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Copy both ways until either side ends or nothing moves for `idle`. 64 KiB buffers, not
+/// tokio's 8 KiB: a fraction of the system calls on big downloads.
+async fn relay(a: TcpStream, b: TcpStream, idle: Duration) {
+    use std::sync::atomic::AtomicU64;
+    let start = tokio::time::Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let (ar, aw) = a.into_split();
+    let (br, bw) = b.into_split();
+    let up = pipe(ar, bw, last.clone(), start, idle);
+    let down = pipe(br, aw, last.clone(), start, idle);
+    tokio::join!(up, down);
 }
 
 /// Decide, resolve, check the addresses, connect. An error is the status and text to answer.
@@ -277,8 +321,35 @@ fn parse(head: &[u8]) -> Result<Target, String> {
         _ => return Err("not an HTTP proxy request".into()),
     }
     let (method, path) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+    // The host that is checked is the host that is reached: a `Host` naming another one (a CDN
+    // fronting another site) is refused.
+    let named: Vec<&[u8]> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value)
+        .collect();
+    if named.len() > 1 {
+        return Err("two Host headers".into());
+    }
+    let same_host = |host: &str, default: u16| -> Result<(), String> {
+        let Some(value) = named.first() else {
+            return Ok(());
+        };
+        let value = std::str::from_utf8(value).map_err(|_| "a Host that is not text")?;
+        let (h, _) = host_port(value.trim(), default)?;
+        if h.trim_end_matches('.') == host.trim_end_matches('.') {
+            Ok(())
+        } else {
+            Err(format!(
+                "the request is for {host} but its Host header names {h}: a request goes only \
+                 to the host it names"
+            ))
+        }
+    };
     if method.eq_ignore_ascii_case("CONNECT") {
         let (host, port) = host_port(path, 443)?;
+        same_host(&host, port)?;
         return Ok(Target {
             host,
             port,
@@ -296,10 +367,23 @@ fn parse(head: &[u8]) -> Result<Target, String> {
         None => (rest, "/".to_string()),
     };
     let (host, port) = host_port(authority, 80)?;
+    same_host(&host, port)?;
     let mut out = format!("{method} {origin} HTTP/1.1\r\n").into_bytes();
+    // The Host sent is the one checked.
+    let authority = match (host.contains(':'), port) {
+        (true, 80) => format!("[{host}]"),
+        (true, p) => format!("[{host}]:{p}"),
+        (false, 80) => host.clone(),
+        (false, p) => format!("{host}:{p}"),
+    };
+    out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
-        if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
+        if name.starts_with("proxy-")
+            || name == "connection"
+            || name == "keep-alive"
+            || name == "host"
+        {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -368,6 +452,20 @@ mod tests {
             fwd,
             "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         );
+        // Fronting: the Host header must name the host of the request line.
+        for bad in [
+            &b"GET http://allowed.test/ HTTP/1.1\r\nHost: other.test\r\n\r\n"[..],
+            b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: other.test:443\r\n\r\n",
+            b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nHost: other.test\r\n\r\n",
+        ] {
+            let e = parse(bad).err().unwrap();
+            assert!(e.contains("Host"), "{e}");
+        }
+        // No Host: the checked one is sent.
+        let t = parse(b"GET http://allowed.test:80/x HTTP/1.1\r\n\r\n").unwrap();
+        assert!(String::from_utf8(t.forward.unwrap())
+            .unwrap()
+            .starts_with("GET /x HTTP/1.1\r\nHost: allowed.test\r\n"));
         let t = parse(b"GET http://[::1]:8080 HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
         let t = parse(b"GET http://a.com?x=1 HTTP/1.1\r\n\r\n").unwrap();

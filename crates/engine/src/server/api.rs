@@ -150,7 +150,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
 
 pub async fn status_of(state: &AppState) -> Status {
     let s = state.settings();
-    let target = crate::execute::target(&s, None, &state.sandbox);
+    let target = crate::execute::target(&s, None, None, &state.sandbox);
     let engine = state.sandbox.engine_state().await;
     let command_env = s.command_env();
     Status {

@@ -159,6 +159,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// file once it accepts connections and removes it on the way out.
 pub async fn serve(opts: ServeOptions) -> Result<()> {
     let paths = opts.paths;
+    // Before anything is written: logs, history, kept output and scratch are the user's alone.
+    crate::private::make_private(&paths);
     let lock = ServerLock::acquire(&paths)?;
     let token = load_or_create_token(&paths)?;
     crate::execute::detach_from_terminal();

@@ -31,15 +31,14 @@ impl Sandbox {
         })
     }
 
-    /// Start watching a run in the allowlist container of `workspace` (no-op otherwise).
+    /// Start watching a run in an allowlist container at `peer` (no-op for other containers).
     pub(super) fn watch_run(
         &self,
-        spec: &SandboxSpec,
+        peer: Option<std::net::IpAddr>,
         workspace: &Path,
         req: &ExecRequest,
     ) -> Watched {
-        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
-        let Some(peer) = self.slots.lock().get(&key).and_then(|s| s.peer) else {
+        let Some(peer) = peer else {
             return Watched(None);
         };
         let run = self
@@ -93,15 +92,7 @@ impl Sandbox {
     /// A new policy applies to the next command: containers made under another one are
     /// removed once idle (at once when idle now).
     pub async fn retire_other_networks(&self, policy: Network) -> usize {
-        {
-            let mut slots = self.slots.lock();
-            for ((_, _, network), slot) in slots.iter_mut() {
-                if *network != policy {
-                    slot.ttl = std::time::Duration::ZERO;
-                    slot.cleanup = true;
-                }
-            }
-        }
+        self.pool.lock().retire_other_networks(policy);
         self.reap(false).await
     }
 }

@@ -44,11 +44,18 @@ pub struct HelperConn {
     next_id: AtomicU32,
     dead: CancellationToken,
     why_dead: Mutex<String>,
+    /// What the helper saw mounted at the workspace before any command ran (`DEV INO`).
+    mounted: Mutex<Option<super::held::Identity>>,
 }
 
 impl HelperConn {
-    /// Attach to container `id` (started with the helper as its init) and check it answers.
-    pub async fn attach(docker: &Docker, id: &str) -> Result<Arc<HelperConn>> {
+    /// Attach to container `id` (started with the helper as its init) and check it answers,
+    /// telling what it sees at `workspace`.
+    pub async fn attach(
+        docker: &Docker,
+        id: &str,
+        workspace: &std::path::Path,
+    ) -> Result<Arc<HelperConn>> {
         let options = AttachContainerOptions {
             stdin: true,
             stdout: true,
@@ -69,13 +76,21 @@ impl HelperConn {
             next_id: AtomicU32::new(1),
             dead: CancellationToken::new(),
             why_dead: Mutex::default(),
+            mounted: Mutex::default(),
         });
         tokio::spawn(read_replies(conn.clone(), output));
         let (tx, rx) = oneshot::channel();
         *conn.pong.lock() = Some(tx);
-        conn.write(wire::frame(wire::PING, 0, &[])).await?;
+        conn.write(wire::frame(
+            wire::PING,
+            0,
+            workspace.as_os_str().as_encoded_bytes(),
+        ))
+        .await?;
         match tokio::time::timeout(READY_LIMIT, rx).await {
             Ok(Ok(me)) => {
+                let rest: Vec<&str> = me.split_whitespace().skip(2).collect();
+                *conn.mounted.lock() = super::held::Identity::parse(&rest.join(" "));
                 tracing::debug!(container = %conn.container, helper = %me, "sandbox helper ready");
                 Ok(conn)
             }
@@ -88,6 +103,11 @@ impl HelperConn {
                 ),
             )),
         }
+    }
+
+    /// The device and inode the helper saw at the workspace when it started.
+    pub fn mounted(&self) -> Option<super::held::Identity> {
+        *self.mounted.lock()
     }
 
     pub fn alive(&self) -> bool {

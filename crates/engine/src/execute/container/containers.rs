@@ -1,10 +1,12 @@
-//! Sandbox containers: one long-lived container per (image, workspace), labelled as stigmer's,
-//! with defaults a security reviewer accepts.
+//! Sandbox containers: long-lived containers per (image, workspace, network policy, agent), one
+//! run at a time each, labelled as stigmer's, with defaults a security reviewer accepts.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountType,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
@@ -22,6 +24,12 @@ pub const LABEL_HOME: &str = "dev.stigmer.home";
 pub const LABEL_OWNER: &str = "dev.stigmer.owner";
 pub const LABEL_IMAGE: &str = "dev.stigmer.image";
 pub const LABEL_WORKSPACE: &str = "dev.stigmer.workspace";
+/// The agent whose runs the container serves (runs of two agents never share one).
+pub const LABEL_CLIENT: &str = "dev.stigmer.client";
+/// How the container was made ([`LAYOUT`]): a container of another layout is never reused.
+pub const LABEL_LAYOUT: &str = "dev.stigmer.layout";
+/// Bumped whenever what a container is made with changes its safety (mounts, helper, users).
+pub const LAYOUT: &str = "2";
 
 /// Most processes one sandbox container may have (fork bombs stop here).
 const PIDS_LIMIT: i64 = 1024;
@@ -50,6 +58,8 @@ pub struct Owner {
 pub struct ContainerSpec {
     pub image: String,
     pub workspace: PathBuf,
+    /// The agent, `other` when none is named.
+    pub client: String,
     pub memory: String,
     pub cpus: String,
     pub plan: Plan,
@@ -85,11 +95,25 @@ pub async fn create(
         (LABEL_OWNER.to_string(), owner.owner.clone()),
         (LABEL_IMAGE.to_string(), spec.image.clone()),
         (LABEL_WORKSPACE.to_string(), ws.clone()),
+        (LABEL_CLIENT.to_string(), spec.client.clone()),
+        (LABEL_LAYOUT.to_string(), LAYOUT.to_string()),
     ]);
     let memory = parse_memory(&spec.memory).unwrap_or(0) as i64;
     let nano_cpus = (spec.cpus.parse::<f64>().unwrap_or(0.0) * 1e9) as i64;
     let host = HostConfig {
-        binds: Some(vec![format!("{ws}:{ws}:rw")]),
+        // A bind mount of the path stigmer resolved, which the engine never creates: a missing
+        // folder is an error, not a new folder made as root. Proved after start ([`super::held`]).
+        mounts: Some(vec![Mount {
+            typ: Some(MountType::BIND),
+            source: Some(ws.clone()),
+            target: Some(ws.clone()),
+            read_only: Some(false),
+            bind_options: Some(MountBindOptions {
+                create_mountpoint: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
         // The helper is the init: no engine-side init binary is needed (Podman's catatonit).
         init: Some(false),
         privileged: Some(false),
@@ -221,6 +245,7 @@ pub struct OwnContainer {
     pub owner: String,
     pub image: String,
     pub workspace: String,
+    pub layout: String,
     pub state: String,
 }
 
@@ -260,6 +285,7 @@ pub async fn list_own(docker: &Docker, home: &str) -> Result<Vec<OwnContainer>> 
                 owner: label(LABEL_OWNER),
                 image: label(LABEL_IMAGE),
                 workspace: label(LABEL_WORKSPACE),
+                layout: label(LABEL_LAYOUT),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             }
         })

@@ -18,24 +18,14 @@ impl Sandbox {
     pub async fn remove_image(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
         let idle: Vec<String> = {
-            let mut slots = self.slots.lock();
-            if slots
-                .iter()
-                .any(|((i, _, _), s)| i == image && s.active > 0)
-            {
+            let mut pool = self.pool.lock();
+            if pool.busy_with(image) {
                 return Err(Error::new(
                     ErrorCode::InvalidRequest,
                     format!("commands are running in {image}: stop them first (Activity), then remove it"),
                 ));
             }
-            let keys: Vec<_> = slots
-                .keys()
-                .filter(|(i, _, _)| i == image)
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| slots.remove(&k).and_then(|s| s.id).map(|(id, _)| id))
-                .collect()
+            pool.drain_image(image)
         };
         for id in &idle {
             containers::remove(&docker, id).await;

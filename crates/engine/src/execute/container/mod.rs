@@ -1,8 +1,9 @@
 //! Sandbox mode: commands run in containers made from the sandbox image, never on the host.
 //!
 //! [`Sandbox`] keeps the engine connection (re-made when the engine comes back), makes images
-//! present once (concurrent first runs share one download), and keeps one long-lived container
-//! per (image, workspace), removed after `sandbox.ttl` idle seconds and on stop.
+//! present once (concurrent first runs share one download), and keeps long-lived containers
+//! per (image, workspace, network policy, agent), one run at a time each ([`pool`]), removed
+//! after `sandbox.ttl` idle seconds and on stop.
 
 mod allowlist;
 mod attach;
@@ -11,10 +12,12 @@ pub mod containers;
 pub mod context;
 mod engine_error;
 mod executor;
+pub mod held;
 pub mod helper;
 pub mod images;
 mod manage;
 pub mod netplan;
+mod pool;
 pub mod progress;
 pub mod run;
 pub mod workspace;
@@ -28,6 +31,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use self::pool::{ContainerKey, Pool, Warm};
+
 use bollard::Docker;
 pub use stigmer_protocol::events::RefusedRun;
 pub use stigmer_protocol::status::{ContainerView, SandboxStatus};
@@ -37,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use self::attach::HelperConn;
 use self::connect::{EngineInfo, EngineState};
 use self::containers::{ContainerSpec, OwnContainer, Owner};
+use self::held::Held;
 use self::workspace::{Admitted, NeverMounted, Refusal};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
@@ -59,6 +65,8 @@ pub struct SandboxSpec {
     /// Folders a run may be in (besides the scratch folder): the user's workspaces, and the
     /// folder the client's session was started in.
     pub workspaces: Vec<PathBuf>,
+    /// The agent the runs are for: runs of two agents never share a container.
+    pub client: String,
 }
 
 impl SandboxSpec {
@@ -73,7 +81,14 @@ impl SandboxSpec {
             network: s.sandbox_network,
             allow: s.sandbox_allow.clone(),
             workspaces: s.sandbox_workspaces.clone(),
+            client: "other".into(),
         }
+    }
+
+    /// The runs are for `client` (`other` when none is named).
+    pub fn with_client(mut self, client: Option<&str>) -> SandboxSpec {
+        self.client = client.unwrap_or("other").to_string();
+        self
     }
 
     pub fn tier(&self) -> Tier {
@@ -92,23 +107,6 @@ impl SandboxSpec {
     }
 }
 
-/// A container per image, workspace and network policy.
-type ContainerKey = (String, PathBuf, Network);
-
-/// A container in use or kept warm.
-struct Slot {
-    /// The container and the stream to its helper.
-    id: Option<(String, Arc<HelperConn>)>,
-    active: usize,
-    /// Its address on the allowlist network, to tell who a refused connection came from.
-    peer: Option<std::net::IpAddr>,
-    last_used: Instant,
-    ttl: Duration,
-    cleanup: bool,
-    /// Held while the container is being created, so concurrent runs make one.
-    creating: Arc<tokio::sync::Mutex<()>>,
-}
-
 /// One image's download gate: the last failure, so runs that queued behind a failed attempt
 /// get its error instead of starting another download.
 type ImageGate = Arc<tokio::sync::Mutex<Option<(Instant, Error)>>>;
@@ -120,7 +118,9 @@ pub struct Sandbox {
     images: Mutex<HashMap<String, ImageGate>>,
     /// Cancels the downloads and builds in progress (the app's Cancel button).
     downloads: Mutex<CancellationToken>,
-    slots: Mutex<HashMap<ContainerKey, Slot>>,
+    pool: Mutex<Pool>,
+    /// Whether the connected engine runs on this kernel (mounts can be proved by inode).
+    same_kernel: tokio::sync::Mutex<Option<bool>>,
     /// stigmer's config and data folders: never inside a mounted workspace.
     protected: Vec<PathBuf>,
     /// Where runs that name no folder go; always allowed.
@@ -163,7 +163,8 @@ impl Sandbox {
             conn: tokio::sync::Mutex::new(None),
             images: Mutex::default(),
             downloads: Mutex::new(CancellationToken::new()),
-            slots: Mutex::default(),
+            pool: Mutex::default(),
+            same_kernel: tokio::sync::Mutex::default(),
             protected: vec![
                 paths.config_dir.clone(),
                 paths.data_dir.clone(),
@@ -262,6 +263,7 @@ impl Sandbox {
             *conn = None;
         }
         let (docker, info) = connect::connect().await?;
+        *self.same_kernel.lock().await = None;
         tracing::info!(kind = %info.kind, version = %info.version, endpoint = %info.endpoint, "container engine connected");
         *conn = Some((docker.clone(), info));
         Ok(docker)
@@ -383,33 +385,42 @@ impl Sandbox {
             .admit(spec, &req.cwd)
             .await
             .map_err(|r| workspace::refusal_error(&r))?;
+        // Held open without following links: the folder that was checked, whatever the path
+        // names later. The container's mount is proved against it.
+        let held = held::hold(&workspace)?;
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
         if let Some((_, info)) = self.conn.lock().await.as_ref() {
             connect::mounts_can_work(info)?;
         }
+        let key = ContainerKey {
+            image: spec.image.clone(),
+            workspace: workspace.clone(),
+            network: spec.network,
+            client: spec.client.clone(),
+        };
         // A container (or its helper) gone behind our back is replaced once.
         for attempt in 0..2 {
-            let (id, conn) = self.acquire(&docker, spec, &workspace).await?;
-            let watched = self.watch_run(spec, &workspace, req);
-            let result = run::run(&conn, req, &out, &cancel).await;
+            let warm = self.acquire(&docker, spec, &key, &held).await?;
+            let watched = self.watch_run(warm.peer, &workspace, req);
+            let result = run::run(&warm.conn, req, &out, &cancel).await;
             let result = self.end_watch(watched, result).await;
-            self.release(spec, &workspace);
+            self.pool.lock().leave(&key);
             let gone = match result {
-                Ok(outcome) if conn.alive() => return outcome,
+                Ok(outcome) if warm.conn.alive() => return outcome,
                 Ok(outcome) => {
                     // The helper went away during the run: the next run gets a new container.
                     // If the engine is gone too, the next acquire removes this one.
-                    if containers::remove(&docker, &id).await {
-                        self.forget(spec, &workspace, &id);
+                    if containers::remove(&docker, &warm.id).await {
+                        self.pool.lock().forget(&key, &warm.id);
                     }
                     return outcome;
                 }
                 Err(run::ContainerGone) => attempt > 0,
             };
-            tracing::warn!(container = %containers::short(&id), "sandbox container gone ({}); making a new one", conn.why_dead());
-            self.forget(spec, &workspace, &id);
-            let _ = containers::remove(&docker, &id).await;
+            tracing::warn!(container = %containers::short(&warm.id), "sandbox container gone ({}); making a new one", warm.conn.why_dead());
+            self.pool.lock().forget(&key, &warm.id);
+            let _ = containers::remove(&docker, &warm.id).await;
             if gone {
                 break;
             }
@@ -420,6 +431,15 @@ impl Sandbox {
         ))
     }
 
+    /// Whether the engine shares this kernel, asked once per connection.
+    async fn shares_kernel(&self, docker: &Docker) -> bool {
+        let mut known = self.same_kernel.lock().await;
+        if known.is_none() {
+            *known = Some(held::engine_shares_kernel(docker).await);
+        }
+        known.unwrap_or(false)
+    }
+
     /// The engine's architecture (`amd64`...), as it said when connecting.
     async fn engine_arch(&self) -> String {
         match self.conn.lock().await.as_ref() {
@@ -428,126 +448,98 @@ impl Sandbox {
         }
     }
 
-    /// The container for (image, workspace), made if needed; counts as in use until released.
+    /// The container of `key`, whose mount is the `held` folder, made if needed; counts the
+    /// run in until [`Pool::leave`].
     async fn acquire(
         &self,
         docker: &Docker,
         spec: &SandboxSpec,
-        workspace: &Path,
-    ) -> Result<(String, Arc<HelperConn>)> {
-        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
-        let creating = {
-            let mut slots = self.slots.lock();
-            let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
-                id: None,
-                active: 0,
-                peer: None,
-                last_used: Instant::now(),
-                ttl: Duration::from_secs(spec.ttl_secs),
-                cleanup: spec.cleanup,
-                creating: Arc::default(),
-            });
-            slot.active += 1;
-            slot.ttl = Duration::from_secs(spec.ttl_secs);
-            slot.cleanup = spec.cleanup;
-            slot.creating.clone()
-        };
+        key: &ContainerKey,
+        held: &Held,
+    ) -> Result<Warm> {
+        let ttl = Duration::from_secs(spec.ttl_secs);
+        let creating = self.pool.lock().enter(key, ttl, spec.cleanup);
         let _one_at_a_time = creating.lock().await;
-        if let Some((id, conn)) = self.slot_id(&key) {
-            if conn.alive() {
-                return Ok((id, conn));
+        let warm = self.pool.lock().warm(key);
+        if let Some(warm) = warm {
+            // Its helper gone (killed, the engine restarted), or made for a folder the path no
+            // longer names: start over.
+            if warm.conn.alive() && warm.mounted == held.identity {
+                return Ok(warm);
             }
-            // Its helper is gone (killed, or the engine restarted): start over.
-            self.forget(spec, workspace, &id);
-            let _ = containers::remove(docker, &id).await;
+            self.pool.lock().forget(key, &warm.id);
+            let _ = containers::remove(docker, &warm.id).await;
         }
-        let cspec = ContainerSpec {
-            image: spec.image.clone(),
-            workspace: workspace.to_path_buf(),
-            memory: spec.memory.clone(),
-            cpus: spec.cpus.clone(),
-            plan: self
-                .plan(docker, spec)
-                .await
-                .inspect_err(|_| self.release(spec, workspace))?,
-        };
-        let arch = self.engine_arch().await;
-        let made = async {
-            let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
-            match HelperConn::attach(docker, &id).await {
-                Ok(conn) => Ok((id, conn)),
-                Err(e) => {
-                    containers::remove(docker, &id).await;
-                    Err(e)
-                }
-            }
-        };
-        match made.await {
-            Ok(found) => {
-                let peer = match &cspec.plan {
-                    netplan::Plan::Allowlist { network, .. } => {
-                        netplan::address_on(docker, &found.0, network).await
-                    }
-                    _ => None,
-                };
-                if let Some(slot) = self.slots.lock().get_mut(&key) {
-                    slot.id = Some(found.clone());
-                    slot.peer = peer;
-                }
-                Ok(found)
+        match self.create(docker, spec, key, held).await {
+            Ok(warm) => {
+                self.pool.lock().set(key, Some(warm.clone()));
+                Ok(warm)
             }
             Err(e) => {
-                self.release(spec, workspace);
+                self.pool.lock().leave(key);
                 Err(e)
             }
         }
     }
 
-    fn slot_id(&self, key: &ContainerKey) -> Option<(String, Arc<HelperConn>)> {
-        self.slots.lock().get(key).and_then(|s| s.id.clone())
-    }
-
-    fn release(&self, spec: &SandboxSpec, workspace: &Path) {
-        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
-        let mut slots = self.slots.lock();
-        if let Some(slot) = slots.get_mut(&key) {
-            slot.active = slot.active.saturating_sub(1);
-            slot.last_used = Instant::now();
-        }
-    }
-
-    fn forget(&self, spec: &SandboxSpec, workspace: &Path, id: &str) {
-        let key = (spec.image.clone(), workspace.to_path_buf(), spec.network);
-        let mut slots = self.slots.lock();
-        if let Some(slot) = slots.get_mut(&key) {
-            if slot.id.as_ref().is_some_and(|(have, _)| have == id) {
-                slot.id = None;
+    /// Make and start a container for `key`, and prove its mount is the `held` folder.
+    async fn create(
+        &self,
+        docker: &Docker,
+        spec: &SandboxSpec,
+        key: &ContainerKey,
+        held: &Held,
+    ) -> Result<Warm> {
+        let cspec = ContainerSpec {
+            image: spec.image.clone(),
+            workspace: key.workspace.clone(),
+            client: key.client.clone(),
+            memory: spec.memory.clone(),
+            cpus: spec.cpus.clone(),
+            plan: self.plan(docker, spec).await?,
+        };
+        let arch = self.engine_arch().await;
+        test_pause_before_mount().await;
+        let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
+        let conn = match HelperConn::attach(docker, &id, &key.workspace).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                containers::remove(docker, &id).await;
+                return Err(e);
             }
+        };
+        let mounted = conn.mounted();
+        if self.shares_kernel(docker).await && mounted != held.identity {
+            containers::remove(docker, &id).await;
+            tracing::warn!(workspace = %key.workspace.display(), ?mounted, held = ?held.identity, "the container's mount is not the folder that was checked; removed");
+            return Err(Error::new(
+                crate::error::ErrorCode::WorkspaceChanged,
+                format!(
+                    "{} was renamed or replaced by a link while the sandbox container was being \
+                     made, so the container saw another folder; it was removed and nothing ran. \
+                     If you did not move this folder, a program is tampering with it",
+                    key.workspace.display()
+                ),
+            ));
         }
+        let peer = match &cspec.plan {
+            netplan::Plan::Allowlist { network, .. } => {
+                netplan::address_on(docker, &id, network).await
+            }
+            _ => None,
+        };
+        Ok(Warm {
+            id,
+            conn,
+            peer,
+            mounted,
+        })
     }
 
     /// Remove containers idle for longer than their TTL (all idle ones with `all`, when
     /// cleanup is on for them). Returns how many were removed.
     pub async fn reap(&self, all: bool) -> usize {
-        let expired: Vec<String> = {
-            let mut slots = self.slots.lock();
-            let now = Instant::now();
-            let keys: Vec<ContainerKey> = slots
-                .iter()
-                .filter(|(_, s)| s.id.is_some() && s.active == 0)
-                .filter(|(_, s)| {
-                    if all {
-                        s.cleanup
-                    } else {
-                        now.duration_since(s.last_used) >= s.ttl
-                    }
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| slots.remove(&k).and_then(|s| s.id).map(|(id, _)| id))
-                .collect()
-        };
+        let expired = self.pool.lock().expired(all);
         if expired.is_empty() {
             return 0;
         }
@@ -588,8 +580,21 @@ impl Sandbox {
         for c in &list {
             containers::remove(&docker, &c.id).await;
         }
-        self.slots.lock().clear();
+        self.pool.lock().clear();
         Ok(list.len())
+    }
+}
+
+/// Tests only (debug builds): wait `STIGMER_TEST_MOUNT_PAUSE_MS` between the folder's check and
+/// the container's creation, so a test can swap the folder there every time.
+async fn test_pause_before_mount() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("STIGMER_TEST_MOUNT_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::info!("test pause before the mount: {ms} ms");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 

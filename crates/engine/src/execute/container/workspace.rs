@@ -6,8 +6,13 @@
 //! scratch folder. Never mounted, even when allowed ([`NeverMounted`]): `/` and the system
 //! folders, the home folder and its dot-folders, folders on PATH, folders holding a container
 //! engine's socket, stigmer's own folders and the folder of the stigmer program. Paths are
-//! compared with their links resolved, at each run, for the folder that is mounted (the project
-//! root) and not only the requested one.
+//! compared with their links resolved, at each run, for the folder that is mounted and not only
+//! the requested one.
+//!
+//! The folder mounted is always the outermost allowed workspace holding the run's folder (or the
+//! scratch folder): never a folder inside a writable workspace, which a sandboxed command could
+//! rename or swap for a link between the check and the mount. It is then held open without
+//! following links ([`Held`]) and the container's mount is proved to be that very folder.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -34,7 +39,16 @@ const SYSTEM_TREES: &[&str] = &[
     "/srv",
     "/sys",
     "/usr",
-    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/cache",
+    "/var/spool",
+    "/var/mail",
+    "/var/run",
+    "/var/lock",
+    "/var/backups",
+    "/var/opt",
+    "/var/db",
     // macOS
     "/System",
     "/Library",
@@ -47,6 +61,11 @@ const SYSTEM_TREES: &[&str] = &[
 #[cfg(unix)]
 const SHARED_FOLDERS: &[&str] = &[
     "/tmp",
+    // /var holds system trees (above) and, on Fedora's atomic desktops, the homes (/var/home,
+    // where /home links) and a second temporary folder.
+    "/var",
+    "/var/tmp",
+    "/var/home",
     "/mnt",
     "/media",
     "/Volumes",
@@ -102,7 +121,8 @@ pub fn refusal_error(r: &Refusal) -> Error {
 /// Where a sandboxed run goes: the folder to mount and the working directory in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
-    /// The folder mounted read-write at the same path (the project root, or the cwd).
+    /// The folder mounted read-write at the same path: the outermost allowed workspace holding
+    /// the cwd, or the scratch folder. No sandboxed command can rename it or replace it.
     pub mount: PathBuf,
     /// The run's working directory, links resolved (it exists in the container as on the host).
     pub cwd: PathBuf,
@@ -272,9 +292,10 @@ impl NeverMounted {
     }
 
     /// Where a run in `cwd` goes: inside one of the `allowed` workspaces or the `scratch`
-    /// folder, mounting its project root (the nearest folder with `.git`, not above the
-    /// workspace) or else the cwd itself. An allowed folder that is never mounted itself (the
-    /// home folder, `/`) allows nothing.
+    /// folder, mounting the outermost of them that holds it (nested workspaces share the outer
+    /// one's mount: a command there could swap the inner one). A `.git` never picks the mount:
+    /// a command can create one anywhere it writes. An allowed folder that is never mounted
+    /// itself (the home folder, `/`) allows nothing.
     pub fn admit(
         &self,
         cwd: &Path,
@@ -293,9 +314,8 @@ impl NeverMounted {
                     can_allow: false,
                 });
             }
-            let usable: Vec<PathBuf> = allowed
-                .iter()
-                .map(|w| resolved(w))
+            let usable: Vec<PathBuf> = trusted(allowed, &scratch)
+                .into_iter()
                 .filter(|w| self.refuses_but(w, None, true).is_none())
                 .collect();
             // The outermost allowed folder holding the cwd bounds the project-root search.
@@ -320,24 +340,42 @@ impl NeverMounted {
                 }
             }
         };
-        let mount = real
-            .ancestors()
-            .take_while(|d| d.starts_with(&bound))
-            .find(|d| d.join(".git").exists())
-            .unwrap_or(&real)
-            .to_path_buf();
+        let mount = bound;
         if let Some(why) = self.refuses_but(&mount, exempt, false) {
             return Err(Refusal {
-                reason: format!(
-                    "{why} (the project folder {} would be mounted)",
-                    mount.display()
-                ),
+                reason: format!("{why} (the workspace {} would be mounted)", mount.display()),
                 folder: mount,
                 can_allow: false,
             });
         }
         Ok(Admitted { mount, cwd: real })
     }
+}
+
+/// The allowed folders, links resolved, except those whose path now leads through a link that
+/// lies inside another allowed folder or the scratch folder: a sandboxed command working there
+/// could have made that link, to have whatever it points at allowed (a workspace allowed inside
+/// another one, swapped for a link to the home folder's documents).
+fn trusted(allowed: &[PathBuf], scratch: &Path) -> Vec<PathBuf> {
+    let real: Vec<(PathBuf, PathBuf)> = allowed.iter().map(|w| (w.clone(), resolved(w))).collect();
+    real.iter()
+        .filter(|(w, r)| {
+            let moved = !same_path(w, r);
+            let inside_other = |w: &Path| {
+                w.starts_with(scratch)
+                    || real
+                        .iter()
+                        .any(|(w2, r2)| !same_path(w2, w) && w.starts_with(r2) && !same_path(r2, w))
+            };
+            !(moved && inside_other(w))
+        })
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+/// `a` and `b` name the same path, `.` and trailing separators aside.
+fn same_path(a: &Path, b: &Path) -> bool {
+    a.components().eq(b.components())
 }
 
 /// The project a session started in `dir` works on: the nearest folder with `.git` holding
@@ -467,8 +505,15 @@ mod tests {
         let a = r
             .admit(&proj.join("src"), std::slice::from_ref(&ws), &scratch)
             .unwrap();
-        assert_eq!(a.mount, proj);
+        // The workspace, never the project inside it that a `.git` names: a command can make
+        // a `.git` anywhere and then swap that folder for a link.
+        assert_eq!(a.mount, ws);
         assert_eq!(a.cwd, proj.join("src"));
+        // Nested workspaces share the outer one's mount.
+        let a = r
+            .admit(&proj.join("src"), &[proj.clone(), ws.clone()], &scratch)
+            .unwrap();
+        assert_eq!(a.mount, ws);
         // A .git above the workspace is not a reason to mount more than was allowed.
         let inner = proj.join("src");
         let a = r
@@ -496,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn a_project_root_holding_a_refused_folder_is_refused() {
+    fn a_workspace_holding_a_refused_folder_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let base = resolved(dir.path());
         let proj = base.join("proj");
@@ -506,11 +551,52 @@ mod tests {
         let mut r = NeverMounted::default();
         r.push(&proj.join("bin"), Scope::Tree, "on PATH".into());
         let e = r
-            .admit(&proj.join("src"), &[base], Path::new("/nowhere"))
+            .admit(&proj.join("src"), &[proj.clone()], Path::new("/nowhere"))
             .unwrap_err();
         assert_eq!(e.folder, proj);
         assert!(!e.can_allow);
         assert!(e.reason.contains("on PATH"), "{}", e.reason);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn homes_and_temporary_folders_under_var_are_not_system_folders() {
+        let r = NeverMounted::gather(&[], &[], std::ffi::OsStr::new(""));
+        assert!(r.refuses(Path::new("/var/home/ann/code/proj")).is_none());
+        assert!(r.refuses(Path::new("/var/tmp/proj")).is_none());
+        assert!(r.refuses(Path::new("/var/tmp")).is_some());
+        assert!(r.refuses(Path::new("/var/home")).is_some());
+        assert!(r.refuses(Path::new("/var")).is_some());
+        assert!(r.refuses(Path::new("/var/lib/docker")).is_some());
+        assert!(r.refuses(Path::new("/var/log/x")).is_some());
+        assert!(r.refuses(Path::new("/etc/x")).is_some());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_workspace_inside_another_swapped_for_a_link_allows_nothing_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = resolved(dir.path());
+        let (outer, outside) = (base.join("outer"), base.join("outside"));
+        std::fs::create_dir_all(&outer).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let inner = outer.join("inner");
+        // A command in `outer` replaced the allowed `inner` by a link to `outside`.
+        std::os::unix::fs::symlink(&outside, &inner).unwrap();
+        let r = NeverMounted::default();
+        let allowed = [outer.clone(), inner.clone()];
+        let e = r
+            .admit(&inner, &allowed, Path::new("/nowhere"))
+            .unwrap_err();
+        assert_eq!(e.folder, outside);
+        assert!(r.admit(&outside, &allowed, Path::new("/nowhere")).is_err());
+        // A link the user made themselves, outside any workspace, is followed.
+        let mine = base.join("mine");
+        std::os::unix::fs::symlink(&outside, &mine).unwrap();
+        let a = r
+            .admit(&mine, &[mine.clone()], Path::new("/nowhere"))
+            .unwrap();
+        assert_eq!(a.mount, outside);
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! A hostile agent against the sandbox, on the real engine: it swaps folders for links while
+//! runs are asked for, reads and writes the helper's channel, leaves daemons behind and spies
+//! on another agent's runs. Each attack must fail; each test fails with its defence removed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::engine::*;
+use common::*;
+use serde_json::{json, Value};
+
+const SECRET: &str = "the-secret-key-outside-every-workspace";
+
+fn sandbox_server(env: &TestEnv, extra: &[(&str, &str)]) -> Server {
+    let mut vars = vec![
+        ("STIGMER_EXECUTION_MODE", "sandbox"),
+        ("STIGMER_SANDBOX_IMAGE", BUSYBOX),
+    ];
+    vars.extend_from_slice(extra);
+    env.start_server_env(&vars)
+}
+
+/// Run `shell` in `cwd` for `client` through the API: (stdout, stderr, finished line).
+async fn run(
+    server: &Server,
+    client: &reqwest::Client,
+    agent: &str,
+    cwd: &Path,
+    shell: &str,
+) -> (String, String, Value) {
+    let body = server
+        .post(client, "/v1/runs")
+        .json(&json!({"shell": shell, "cwd": cwd, "client": agent}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    if !body.starts_with(b"{\"type\"") {
+        // Refused before it started: the error body.
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        return (String::new(), String::new(), v);
+    }
+    let (out, err, fin) = decode_stream(&body);
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        fin,
+    )
+}
+
+/// No container of the engine has `folder` mounted.
+fn assert_never_mounted(folder: &Path) {
+    for id in stigmer_containers() {
+        let v = inspect(&id);
+        for m in v["Mounts"].as_array().into_iter().flatten() {
+            assert_ne!(
+                m["Source"].as_str(),
+                Some(folder.to_str().unwrap()),
+                "container {id} has {} mounted",
+                folder.display()
+            );
+        }
+    }
+}
+
+fn secret_folder(env: &TestEnv) -> PathBuf {
+    let outside = env.beside("outside");
+    std::fs::write(outside.join("secret.txt"), SECRET).unwrap();
+    outside
+}
+
+/// The issue's attack: the agent made `proj/sub` a "project" (a `.git` in it) and swaps it for
+/// a link to another folder between stigmer's check and the container's start (a test-only
+/// pause makes that moment certain). Only the workspace the user allowed is ever mounted, so
+/// the link leads nowhere in the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_folder_swapped_for_a_link_is_never_what_is_mounted() {
+    if !engine_or_skip("a_sub_folder_swapped_for_a_link_is_never_what_is_mounted") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let sub = env.path().join("proj/sub");
+    std::fs::create_dir_all(env.path().join("proj/.git")).unwrap();
+    std::fs::create_dir_all(sub.join(".git")).unwrap();
+    let outside = secret_folder(&env);
+    let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "1500")]);
+    let client = server.client();
+    let swap = {
+        let (sub, outside) = (sub.clone(), outside.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            std::fs::rename(&sub, sub.with_file_name("sub-real")).unwrap();
+            std::os::unix::fs::symlink(&outside, &sub).unwrap();
+        })
+    };
+    let (out, err, fin) = run(&server, &client, "agent", &sub, "cat secret.txt; pwd").await;
+    swap.join().unwrap();
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "the folder outside the workspace was mounted: {out} {err} {fin}"
+    );
+    assert_never_mounted(&outside);
+    // Later runs there, in the container that was kept, see no more of it.
+    let (out, err, _) = run(&server, &client, "agent", &sub, "cat secret.txt").await;
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "{out} {err}"
+    );
+}
+
+/// The second line: the allowed workspace itself is replaced by a link between the check and
+/// the mount (by something outside the sandbox, in a tight loop): the container's mount is
+/// proved against the folder stigmer held open, and a run never starts on another folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_replaced_after_its_check_never_runs_a_command() {
+    if !engine_or_skip("a_workspace_replaced_after_its_check_never_runs_a_command") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    let base = env.beside("swapped");
+    let ws = base.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("mine.txt"), "mine").unwrap();
+    let o = env
+        .cmd()
+        .args(["workspaces", "add"])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let outside = secret_folder(&env);
+    let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "300")]);
+    let client = server.client();
+
+    // Deterministic first: swapped during the pause.
+    let swap = {
+        let (ws, outside) = (ws.clone(), outside.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            std::fs::rename(&ws, ws.with_file_name("ws-real")).unwrap();
+            std::os::unix::fs::symlink(&outside, &ws).unwrap();
+        })
+    };
+    let (out, err, fin) = run(&server, &client, "first", &ws, "cat secret.txt").await;
+    swap.join().unwrap();
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "{out} {err}"
+    );
+    assert_eq!(
+        fin["run"]["error"]["code"], "WORKSPACE_CHANGED",
+        "the run should be refused as such: {fin}"
+    );
+    assert_never_mounted(&outside);
+    std::fs::remove_file(&ws).unwrap();
+    std::fs::rename(ws.with_file_name("ws-real"), &ws).unwrap();
+
+    assert!(run(&server, &client, "first", &ws, "cat mine.txt")
+        .await
+        .0
+        .contains("mine"));
+}
+
+/// A workspace allowed inside another one is swapped with a link, as fast as can be (a command
+/// of the outer workspace can do that), while runs in it are asked for, each by a new agent (a
+/// new container each): no run ever sees the folder the link points to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_workspace_swapped_in_a_loop_never_leads_outside() {
+    if !engine_or_skip("a_nested_workspace_swapped_in_a_loop_never_leads_outside") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let inner = env.path().join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(inner.join("mine.txt"), "mine").unwrap();
+    let o = env
+        .cmd()
+        .args(["workspaces", "add"])
+        .arg(&inner)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let outside = secret_folder(&env);
+    let link = env.path().join("link");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let server = sandbox_server(&env, &[]);
+    let client = server.client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (inner, link, stop) = (inner.clone(), link.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            let (a, b) = (c(&inner), c(&link));
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two valid paths; RENAME_EXCHANGE swaps them atomically.
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut attempts, mut ran, mut refused) = (0, 0, 0);
+    let until = Instant::now() + Duration::from_secs(10);
+    while attempts < 200 && Instant::now() < until {
+        attempts += 1;
+        // A new agent every fourth attempt: new containers as well as warm ones.
+        let agent = format!("agent-{}", attempts / 4);
+        let (out, err, fin) =
+            run(&server, &client, &agent, &inner, "cat mine.txt secret.txt").await;
+        assert!(
+            !out.contains(SECRET) && !err.contains(SECRET),
+            "attempt {attempts}: the folder outside was reached: {out} {err} {fin}"
+        );
+        if out.contains("mine") {
+            ran += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{attempts} attempts during {swaps} swaps: {ran} ran in the workspace, {refused} refused or failed");
+    assert!(attempts >= 20, "too few attempts: {attempts}");
+    assert_never_mounted(&outside);
+}
+
+/// A command cannot reach the helper's stream to stigmer (`/proc/1/fd`), its environment or
+/// memory, nor trace it: the helper is not dumpable, and containers never have CAP_SYS_PTRACE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_cannot_reach_the_helpers_channel() {
+    if !engine_or_skip("commands_cannot_reach_the_helpers_channel") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let server = sandbox_server(&env, &[]);
+    let client = server.client();
+    let probe = "readlink /proc/1/fd/1 >/dev/null 2>&1 && echo FD-READ; \
+                 cat /proc/1/environ >/dev/null 2>&1 && echo ENV-READ; \
+                 (echo forged > /proc/1/fd/1) 2>/dev/null && echo STDOUT-WRITTEN; \
+                 (: < /proc/1/fd/0) 2>/dev/null && echo STDIN-OPENED; \
+                 head -c1 /proc/1/mem >/dev/null 2>&1 && echo MEM-READ; \
+                 kill -TERM 1 2>/dev/null; kill -KILL 1 2>/dev/null; echo end";
+    let (out, err, fin) = run(&server, &client, "agent", env.path(), probe).await;
+    assert_eq!(out, "end\n", "stderr: {err} {fin}");
+    assert_eq!(fin["run"]["outcome"]["exit_code"], 0, "{fin}");
+    // The helper survived the signals: the next run works in the same container.
+    let (out, _, _) = run(&server, &client, "agent", env.path(), "echo still").await;
+    assert_eq!(out, "still\n");
+}
+
+/// What a run leaves behind (a `setsid` daemon, a double fork) ends with the run, found by
+/// something a command cannot leave: its container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_left_by_a_run_does_not_outlive_it() {
+    if !engine_or_skip("a_daemon_left_by_a_run_does_not_outlive_it") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let server = sandbox_server(&env, &[]);
+    let client = server.client();
+    let (m1, m2) = (marker(), marker());
+    let shell = format!("setsid sleep {m1} & (sh -c 'sleep {m2} &' &) ; sleep 0.2; echo left");
+    let (out, _, fin) = run(&server, &client, "agent", env.path(), &shell).await;
+    assert_eq!(out, "left\n", "{fin}");
+    for m in [&m1, &m2] {
+        assert!(
+            wait_no_process(m, Duration::from_secs(5)).is_empty(),
+            "`sleep {m}` outlived its run"
+        );
+    }
+}
+
+/// Runs of two agents never share a container: one cannot see, signal or trace the other's
+/// processes, nor find them in `/proc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_never_share_a_container() {
+    if !engine_or_skip("two_agents_never_share_a_container") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let server = sandbox_server(&env, &[]);
+    let client = server.client();
+    let m = marker();
+    let long = {
+        let (server_url, token, cwd) = (
+            server.url.clone(),
+            server.token.clone(),
+            env.path().to_path_buf(),
+        );
+        let m = m.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{server_url}/v1/runs"))
+                .bearer_auth(token)
+                .json(&json!({"shell": format!("sleep {m}; echo woke"), "cwd": cwd, "client": "victim", "timeout_secs": 4}))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        })
+    };
+    assert!(wait_for_processes(&m, 1, Duration::from_secs(20)));
+    let spy = format!(
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'slee[p] {m}'; \
+         pkill -f 'slee[p] {m}' 2>/dev/null; kill -9 -1 2>/dev/null; echo done"
+    );
+    let (out, _, fin) = run(&server, &client, "attacker", env.path(), &spy).await;
+    assert_eq!(out, "0\ndone\n", "{fin}");
+    assert!(
+        !processes_with(&m).is_empty(),
+        "the other agent's run was killed"
+    );
+    let _ = long.await;
+    let ours: Vec<String> = containers_for(env.path());
+    let clients: std::collections::BTreeSet<String> = ours
+        .iter()
+        .map(|id| {
+            inspect(id)["Config"]["Labels"]["dev.stigmer.client"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        clients.contains("victim") && clients.contains("attacker"),
+        "{clients:?}"
+    );
+}

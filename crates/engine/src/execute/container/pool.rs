@@ -1,0 +1,155 @@
+//! The containers kept warm: one per image, workspace, network policy and agent, shared by
+//! that agent's runs at once (runs of two agents never share one), removed after its TTL idle.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::attach::HelperConn;
+use super::held::Identity;
+use crate::settings::Network;
+
+/// Runs of one key share a container; anything else gets its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ContainerKey {
+    pub image: String,
+    pub workspace: PathBuf,
+    pub network: Network,
+    pub client: String,
+}
+
+/// A started container and the stream to its helper.
+#[derive(Clone)]
+pub(super) struct Warm {
+    pub id: String,
+    pub conn: Arc<HelperConn>,
+    /// Its address on the allowlist network, to tell who a refused connection came from.
+    pub peer: Option<IpAddr>,
+    /// The folder mounted, as proved when it started (None where it cannot be proved).
+    pub mounted: Option<Identity>,
+}
+
+struct Slot {
+    warm: Option<Warm>,
+    active: usize,
+    last_used: Instant,
+    ttl: Duration,
+    cleanup: bool,
+    /// Held while the container is being made, so concurrent runs make one.
+    creating: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+pub(super) struct Pool {
+    slots: HashMap<ContainerKey, Slot>,
+}
+
+impl Pool {
+    /// Count a run in; the lock to hold while looking at or making the key's container.
+    pub fn enter(
+        &mut self,
+        key: &ContainerKey,
+        ttl: Duration,
+        cleanup: bool,
+    ) -> Arc<tokio::sync::Mutex<()>> {
+        let slot = self.slots.entry(key.clone()).or_insert_with(|| Slot {
+            warm: None,
+            active: 0,
+            last_used: Instant::now(),
+            ttl,
+            cleanup,
+            creating: Arc::default(),
+        });
+        slot.active += 1;
+        slot.ttl = ttl;
+        slot.cleanup = cleanup;
+        slot.creating.clone()
+    }
+
+    /// The key's container, if it has one.
+    pub fn warm(&self, key: &ContainerKey) -> Option<Warm> {
+        self.slots.get(key).and_then(|s| s.warm.clone())
+    }
+
+    /// The key's container is now `warm` (or none).
+    pub fn set(&mut self, key: &ContainerKey, warm: Option<Warm>) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.warm = warm;
+        }
+    }
+
+    /// A run is over.
+    pub fn leave(&mut self, key: &ContainerKey) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.active = slot.active.saturating_sub(1);
+            slot.last_used = Instant::now();
+        }
+    }
+
+    /// Forget container `id` of `key` (gone, or being removed).
+    pub fn forget(&mut self, key: &ContainerKey, id: &str) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            if slot.warm.as_ref().is_some_and(|w| w.id == id) {
+                slot.warm = None;
+            }
+        }
+    }
+
+    /// Idle containers past their TTL (every idle one whose cleanup is on, with `all`),
+    /// taken out of the pool.
+    pub fn expired(&mut self, all: bool) -> Vec<String> {
+        let now = Instant::now();
+        let keys: Vec<ContainerKey> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.warm.is_some() && s.active == 0)
+            .filter(|(_, s)| {
+                if all {
+                    s.cleanup
+                } else {
+                    now.duration_since(s.last_used) >= s.ttl
+                }
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.slots.remove(&k).and_then(|s| s.warm).map(|w| w.id))
+            .collect()
+    }
+
+    /// Containers of another network policy go as soon as they are idle.
+    pub fn retire_other_networks(&mut self, policy: Network) {
+        for (key, slot) in self.slots.iter_mut() {
+            if key.network != policy {
+                slot.ttl = Duration::ZERO;
+                slot.cleanup = true;
+            }
+        }
+    }
+
+    /// Whether a run is going in a container of `image`.
+    pub fn busy_with(&self, image: &str) -> bool {
+        self.slots
+            .iter()
+            .any(|(k, s)| k.image == image && s.active > 0)
+    }
+
+    /// Take out every (idle) container of `image`.
+    pub fn drain_image(&mut self, image: &str) -> Vec<String> {
+        let keys: Vec<ContainerKey> = self
+            .slots
+            .keys()
+            .filter(|k| k.image == image)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.slots.remove(&k).and_then(|s| s.warm).map(|w| w.id))
+            .collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}

@@ -1,0 +1,106 @@
+//! Stigmer's own files are the user's alone: its logs name every command, its kept output and
+//! history hold what commands printed, its scratch folder holds what they wrote. The server
+//! makes them with a private umask (0077), and folders or files an earlier version or another
+//! way of starting made readable by others are made private when it starts. Commands started
+//! locally get the umask the server was started with back ([`inherited_umask`]).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::paths::Paths;
+
+/// The umask the process had before [`make_private`]; `u32::MAX` until then.
+static INHERITED: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The umask local commands get: the one the server was started with.
+pub fn inherited_umask() -> Option<u32> {
+    match INHERITED.load(Ordering::Relaxed) {
+        u32::MAX => None,
+        m => Some(m),
+    }
+}
+
+/// Set a private umask for this process, and make stigmer's folders (0700) and the files
+/// directly in them (0600) private.
+pub fn make_private(paths: &Paths) {
+    #[cfg(unix)]
+    {
+        // SAFETY: umask cannot fail; it is read back and set again at once.
+        let before = unsafe { libc::umask(0o077) };
+        let _ = INHERITED.compare_exchange(
+            u32::MAX,
+            before as u32,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        for dir in [
+            &paths.config_dir,
+            &paths.data_dir,
+            &paths.log_dir,
+            &paths.run_output_dir(),
+            &paths.scratch_dir(),
+        ] {
+            tighten(dir);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = paths;
+}
+
+/// `dir` 0700 and its files (not its sub-folders' contents) 0600, when they are ours.
+#[cfg(unix)]
+fn tighten(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &Path, mode: u32| {
+        // Never through a link: only our own folders' own entries.
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o077 == 0 {
+            return;
+        }
+        if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!("cannot make {} private: {e}", p.display());
+        }
+    };
+    if !dir.is_dir() {
+        return;
+    }
+    set(dir, 0o700);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            set(&e.path(), 0o700);
+        } else if kind.is_file() {
+            set(&e.path(), 0o600);
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn folders_and_their_files_become_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(logs.join("sub")).unwrap();
+        std::fs::write(logs.join("stigmer.log"), "x").unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            logs.join("stigmer.log"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        tighten(&logs);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&logs), 0o700);
+        assert_eq!(mode(&logs.join("sub")), 0o700);
+        assert_eq!(mode(&logs.join("stigmer.log")), 0o600);
+    }
+}
