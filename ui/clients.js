@@ -7,6 +7,13 @@ const TIERS = [["default", "The default (Home)"], ["local", "Local"], ["basic", 
 const RULES = [["run", "Run freely"], ["ask", "Ask me first"], ["refuse", "Refuse"]];
 
 // ---- commands waiting for the user's answer (from the model: the tray shows them too) ----
+// Controls (but tab and newline), zero-width and bidirectional characters, shown as ⟨U+XXXX⟩:
+// what the user approves is what runs. The same list as the protocol's is_hidden_char.
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+function visibleCommand(s) {
+  return s.replace(HIDDEN, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+}
+
 function renderWaiting(waiting) {
   const list = waiting || [];
   $("waiting").hidden = list.length === 0;
@@ -21,9 +28,12 @@ function renderWaiting(waiting) {
       try { await invoke("answer_approval", { id: a.id, decision }); }
       catch (e) { for (const b of li.querySelectorAll("button")) b.disabled = false; showError(li.querySelector(".error"), e); }
     };
+    const lines = a.command.split("\n").length;
     const li = el("li", {},
-      el("p", {}, el("strong", { textContent: a.client }), " wants to run"),
-      el("pre", { className: "output small", textContent: a.command }),
+      el("p", {}, el("strong", { textContent: a.client }), " wants to run",
+        lines > 1 ? el("span", { className: "muted", textContent: ` (${lines} lines, all shown)` }) : ""),
+      // The whole command, never cut to a fixed height: nothing of it below a fold.
+      el("pre", { className: "output small command", textContent: visibleCommand(a.command) }),
       el("p", { className: "muted" }, "in ", el("code", { textContent: a.cwd }), `, ${place}. `, left),
       el("div", { className: "row" },
         button("Allow once", () => answer("allow_once")),

@@ -106,6 +106,17 @@ async fn a_sub_folder_swapped_for_a_link_is_never_what_is_mounted() {
         "the folder outside the workspace was mounted: {out} {err} {fin}"
     );
     assert_never_mounted(&outside);
+    // The first line held: the workspace was mounted, not the sub-folder (whose swap the
+    // mount proof would also have caught).
+    assert_ne!(fin["run"]["error"]["code"], "WORKSPACE_CHANGED", "{fin}");
+    assert!(
+        !containers_for(env.path()).is_empty(),
+        "the workspace is mounted"
+    );
+    assert!(
+        containers_for(&sub).is_empty(),
+        "the sub-folder was mounted"
+    );
     // Later runs there, in the container that was kept, see no more of it.
     let (out, err, _) = run(&server, &client, "agent", &sub, "cat secret.txt").await;
     assert!(

@@ -75,8 +75,46 @@ struct Entry {
 
 enum Kind {
     Dir,
-    File,
+    /// A regular file, and what it was when walked (device, inode): the file read must be it.
+    File(u64, u64),
     Link(PathBuf),
+}
+
+/// A file's device and inode.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// Read the file walked as `walked`, never through a link: a file swapped for a link (or a
+/// folder on its way swapped for one) since the walk is refused, not read from elsewhere.
+fn read_walked(path: &Path, walked: (u64, u64)) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || identity(&meta) != walked {
+        return Err(std::io::Error::other(
+            "it changed while the build was being prepared (replaced, or reached through a link)",
+        ));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut data)?;
+    Ok(data)
 }
 
 fn walk(root: &Path) -> std::io::Result<(Vec<Entry>, u64)> {
@@ -98,7 +136,8 @@ fn walk(root: &Path) -> std::io::Result<(Vec<Entry>, u64)> {
                     // Stop counting: the caller says how much is too much.
                     return Ok((entries, total));
                 }
-                Kind::File
+                let (dev, ino) = identity(&meta);
+                Kind::File(dev, ino)
             } else if meta.file_type().is_symlink() {
                 Kind::Link(std::fs::read_link(root.join(&rel))?)
             } else {
@@ -166,8 +205,8 @@ pub fn folder(dir: &Path) -> Result<Vec<u8>> {
                 h.set_cksum();
                 archive.append_data(&mut h, &rel, std::io::empty())
             }
-            Kind::File => {
-                let data = std::fs::read(&path).map_err(|e| {
+            Kind::File(dev, ino) => {
+                let data = read_walked(&path, (dev, ino)).map_err(|e| {
                     io(std::io::Error::new(
                         e.kind(),
                         format!("{}: {e}", path.display()),
@@ -191,6 +230,31 @@ pub fn folder(dir: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_file_swapped_for_a_link_after_the_walk_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("sub")).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(ctx.join("sub/data"), "data").unwrap();
+        std::fs::write(dir.path().join("key"), "PRIVATE KEY").unwrap();
+        let (entries, _) = walk(&ctx).unwrap();
+        // The swap comes between the walk and the read, as a racing program would do it.
+        std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("key"), ctx.join("Dockerfile")).unwrap();
+        std::fs::rename(ctx.join("sub"), dir.path().join("sub-real")).unwrap();
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::fs::write(dir.path().join("elsewhere/data"), "PRIVATE KEY").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), ctx.join("sub")).unwrap();
+        for e in entries {
+            if let Kind::File(dev, ino) = e.kind {
+                let r = read_walked(&ctx.join(&e.rel), (dev, ino));
+                assert!(r.is_err(), "{} was read: {:?}", e.rel.display(), r);
+            }
+        }
+    }
 
     #[test]
     fn the_embedded_context_has_the_dockerfile_and_requirements() {

@@ -551,7 +551,11 @@ mod tests {
         let mut r = NeverMounted::default();
         r.push(&proj.join("bin"), Scope::Tree, "on PATH".into());
         let e = r
-            .admit(&proj.join("src"), &[proj.clone()], Path::new("/nowhere"))
+            .admit(
+                &proj.join("src"),
+                std::slice::from_ref(&proj),
+                Path::new("/nowhere"),
+            )
             .unwrap_err();
         assert_eq!(e.folder, proj);
         assert!(!e.can_allow);
@@ -594,7 +598,7 @@ mod tests {
         let mine = base.join("mine");
         std::os::unix::fs::symlink(&outside, &mine).unwrap();
         let a = r
-            .admit(&mine, &[mine.clone()], Path::new("/nowhere"))
+            .admit(&mine, std::slice::from_ref(&mine), Path::new("/nowhere"))
             .unwrap();
         assert_eq!(a.mount, outside);
     }
