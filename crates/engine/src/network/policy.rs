@@ -45,8 +45,8 @@ pub fn decide(host: &str, port: u16, allow: &[String]) -> Result<Matched, Refuse
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if stigmer_protocol::network::is_numeric_host(&host) {
         return Err(refused(
-            "raw IP addresses (and numbers that name one, such as 2130706433 or 127.1) are \
-             refused: only host names in the allowlist",
+            "raw IP addresses are refused (and numbers that name one, such as 2130706433 or \
+             127.1): only host names in the allowlist",
             false,
         ));
     }

@@ -70,8 +70,9 @@ impl Executor for Container {
             .collect();
         format!(
             "sandbox mode: commands run in a container of image {}. The container sees only the \
-             project folder of the working directory (its .git root, else the folder itself), \
-             read-write, at the same path; nothing else of the user's computer. The working \
+             allowed folder that holds the working directory, read-write, at the same path; \
+             nothing else of the user's computer. It serves this agent's commands only, and \
+             processes a command leaves behind are ended when no command of it is running. The working \
              directory must lie in a folder the user allowed: {}. Any other folder is refused \
              with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user. {}",
             self.spec.image,
