@@ -67,6 +67,17 @@ fn assert_never_mounted(folder: &Path) {
     }
 }
 
+/// After `after`, move `folder` aside and put a link to `target` in its place.
+fn swap_later(folder: &Path, target: &Path, after: Duration) -> std::thread::JoinHandle<()> {
+    let (folder, target) = (folder.to_path_buf(), target.to_path_buf());
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let aside = folder.with_extension("real");
+        std::fs::rename(&folder, aside).unwrap();
+        std::os::unix::fs::symlink(&target, &folder).unwrap();
+    })
+}
+
 fn secret_folder(env: &TestEnv) -> PathBuf {
     let outside = env.beside("outside");
     std::fs::write(outside.join("secret.txt"), SECRET).unwrap();
@@ -91,14 +102,7 @@ async fn a_sub_folder_swapped_for_a_link_is_never_what_is_mounted() {
     let outside = secret_folder(&env);
     let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "1500")]);
     let client = server.client();
-    let swap = {
-        let (sub, outside) = (sub.clone(), outside.clone());
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            std::fs::rename(&sub, sub.with_file_name("sub-real")).unwrap();
-            std::os::unix::fs::symlink(&outside, &sub).unwrap();
-        })
-    };
+    let swap = swap_later(&sub, &outside, Duration::from_millis(500));
     let (out, err, fin) = run(&server, &client, "agent", &sub, "cat secret.txt; pwd").await;
     swap.join().unwrap();
     assert!(
@@ -151,14 +155,7 @@ async fn a_workspace_replaced_after_its_check_never_runs_a_command() {
     let client = server.client();
 
     // Deterministic first: swapped during the pause.
-    let swap = {
-        let (ws, outside) = (ws.clone(), outside.clone());
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(150));
-            std::fs::rename(&ws, ws.with_file_name("ws-real")).unwrap();
-            std::os::unix::fs::symlink(&outside, &ws).unwrap();
-        })
-    };
+    let swap = swap_later(&ws, &outside, Duration::from_millis(150));
     let (out, err, fin) = run(&server, &client, "first", &ws, "cat secret.txt").await;
     swap.join().unwrap();
     assert!(
@@ -171,7 +168,7 @@ async fn a_workspace_replaced_after_its_check_never_runs_a_command() {
     );
     assert_never_mounted(&outside);
     std::fs::remove_file(&ws).unwrap();
-    std::fs::rename(ws.with_file_name("ws-real"), &ws).unwrap();
+    std::fs::rename(ws.with_extension("real"), &ws).unwrap();
 
     assert!(run(&server, &client, "first", &ws, "cat mine.txt")
         .await

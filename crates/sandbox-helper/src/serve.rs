@@ -189,14 +189,7 @@ fn start(helper: &Arc<Helper>, id: u32, payload: &[u8]) {
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
-            for sig in 1..libc::SIGRTMIN() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            wire::default_signals();
             Ok(())
         });
     }

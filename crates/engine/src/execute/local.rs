@@ -162,14 +162,7 @@ pub async fn run_local(
         // server's own is private).
         unsafe {
             cmd.pre_exec(move || {
-                for sig in 1..libc::SIGRTMIN() {
-                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                        libc::signal(sig, libc::SIG_DFL);
-                    }
-                }
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                stigmer_sandbox_helper::default_signals();
                 if let Some(m) = umask {
                     libc::umask(m as libc::mode_t);
                 }

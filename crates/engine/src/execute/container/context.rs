@@ -96,7 +96,8 @@ fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
 
 /// Read the file walked as `walked`, never through a link: a file swapped for a link (or a
 /// folder on its way swapped for one) since the walk is refused, not read from elsewhere.
-fn read_walked(path: &Path, walked: (u64, u64)) -> std::io::Result<Vec<u8>> {
+/// Returns its bytes and permission bits.
+fn read_walked(path: &Path, walked: (u64, u64)) -> std::io::Result<(Vec<u8>, u32)> {
     use std::io::Read;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -114,7 +115,7 @@ fn read_walked(path: &Path, walked: (u64, u64)) -> std::io::Result<Vec<u8>> {
     }
     let mut data = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut data)?;
-    Ok(data)
+    Ok((data, mode_of(&meta, false)))
 }
 
 fn walk(root: &Path) -> std::io::Result<(Vec<Entry>, u64)> {
@@ -176,18 +177,22 @@ fn within_limit(dir: &Path) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// The permission bits to record for `path` (on Windows, which has none: the usual ones).
-fn file_mode(path: &Path, dir: bool) -> std::io::Result<u32> {
+/// The permission bits to record (on Windows, which has none: the usual ones).
+fn mode_of(meta: &std::fs::Metadata, dir: bool) -> u32 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = dir;
-        Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+        meta.permissions().mode() & 0o7777
     }
     #[cfg(not(unix))]
     {
-        let _ = path;
-        Ok(if dir { 0o755 } else { 0o644 })
+        let _ = meta;
+        if dir {
+            0o755
+        } else {
+            0o644
+        }
     }
 }
 
@@ -197,16 +202,16 @@ pub fn folder(dir: &Path) -> Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
     for Entry { rel, kind } in entries {
         let path = dir.join(&rel);
-        let mode = file_mode(&path, matches!(kind, Kind::Dir)).map_err(io)?;
         match kind {
             Kind::Dir => {
-                let mut h = header(0, mode);
+                let meta = std::fs::symlink_metadata(&path).map_err(io)?;
+                let mut h = header(0, mode_of(&meta, true));
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_cksum();
                 archive.append_data(&mut h, &rel, std::io::empty())
             }
             Kind::File(dev, ino) => {
-                let data = read_walked(&path, (dev, ino)).map_err(|e| {
+                let (data, mode) = read_walked(&path, (dev, ino)).map_err(|e| {
                     io(std::io::Error::new(
                         e.kind(),
                         format!("{}: {e}", path.display()),

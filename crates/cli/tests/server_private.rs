@@ -1,0 +1,121 @@
+//! Stigmer's own files are the user's alone however the server was started, and the commands
+//! it starts locally do not inherit how it was started: a server under `nohup` (SIGHUP ignored,
+//! signals blocked) with a permissive umask, its log folder left 0755 by an earlier start.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_and_local_commands_start_like_from_a_shell() {
+    let env = TestEnv::new();
+    let logs = env.home().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old_log = logs.join("stigmer.2026-01-01.log");
+    std::fs::write(&old_log, "run: cat ~/.ssh/id_rsa\n").unwrap();
+    std::fs::set_permissions(&old_log, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // As `nohup` and a careless service manager would start it.
+    let mut cmd = env.cmd();
+    cmd.args(["server", "start", "--foreground", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: plain system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    let (url, token) = loop {
+        if let Ok(text) = std::fs::read_to_string(env.discovery_file()) {
+            let d: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if d["pid"] == child.id() {
+                let token = std::fs::read_to_string(env.home().join("data/token")).unwrap();
+                break (
+                    d["url"].as_str().unwrap().to_string(),
+                    token.trim().to_string(),
+                );
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server not ready"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let body = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{url}/v1/runs"))
+        .bearer_auth(&token)
+        .json(&json!({"shell": "grep -E '^Sig(Ign|Blk)' /proc/self/status; umask; touch made", "cwd": env.path(), "mode": "local"}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (out, _, fin) = decode_stream(&body);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+
+    // Signals 1..=31 (32 and up are the C library's own, beyond what a program can reset).
+    let mask = |name: &str| {
+        let line = out.lines().find(|l| l.starts_with(name)).expect(name);
+        u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap() & 0x7fff_ffff
+    };
+    assert_eq!(
+        mask("SigIgn:"),
+        0,
+        "SIGHUP or another signal ignored: {out} {fin}"
+    );
+    assert_eq!(mask("SigBlk:"), 0, "a signal blocked: {out}");
+    assert_eq!(out.lines().last(), Some("0022"), "{out}");
+    // The command's files get the umask the server was started with, not the server's own.
+    assert_eq!(mode(&env.path().join("made")), 0o644);
+    // Stigmer's own: folders 0700, files 0600, old and new.
+    assert_eq!(mode(&logs), 0o700);
+    assert_eq!(mode(&old_log), 0o600);
+    for dir in ["data", "config", "logs"] {
+        let dir = env.home().join(dir);
+        if dir == env.home().join("config") && !dir.exists() {
+            continue; // made only when a setting is saved
+        }
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for f in std::fs::read_dir(&dir).unwrap().flatten() {
+            if f.file_type().unwrap().is_file() {
+                assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+            }
+        }
+    }
+    let wal = env.home().join("data/history.sqlite3-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+}
