@@ -35,7 +35,7 @@ fi
 if docker version >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
   echo "== the sandbox tests on Podman"
   tests/engines/podman.sh with cargo test --locked -p stigmer-cli --test sandbox --test sandbox_images \
-    --test sandbox_any_image --test sandbox_workspaces --test sandbox_remote 2>&1 | tee -a "$log" || status=$?
+    --test sandbox_any_image --test sandbox_workspaces --test sandbox_remote --test sandbox_hostile 2>&1 | tee -a "$log" || status=$?
 elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
   echo "podman pass (podman is missing, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"
   status=1

@@ -67,11 +67,29 @@ fn assert_never_mounted(folder: &Path) {
     }
 }
 
-/// After `after`, move `folder` aside and put a link to `target` in its place.
-fn swap_later(folder: &Path, target: &Path, after: Duration) -> std::thread::JoinHandle<()> {
-    let (folder, target) = (folder.to_path_buf(), target.to_path_buf());
+/// Once the server is in its test pause between the check and the mount (its log says so),
+/// move `folder` aside and put a link to `target` in its place.
+fn swap_in_pause(env: &TestEnv, folder: &Path, target: &Path) -> std::thread::JoinHandle<()> {
+    let (folder, target, logs) = (
+        folder.to_path_buf(),
+        target.to_path_buf(),
+        env.home().join("logs"),
+    );
     std::thread::spawn(move || {
-        std::thread::sleep(after);
+        let paused = || {
+            std::fs::read_dir(&logs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| {
+                    std::fs::read_to_string(f.path())
+                        .is_ok_and(|t| t.contains("test pause before the mount"))
+                })
+        };
+        assert!(
+            wait_until(Duration::from_secs(60), paused),
+            "the server never paused before the mount"
+        );
         let aside = folder.with_extension("real");
         std::fs::rename(&folder, aside).unwrap();
         std::os::unix::fs::symlink(&target, &folder).unwrap();
@@ -102,7 +120,7 @@ async fn a_sub_folder_swapped_for_a_link_is_never_what_is_mounted() {
     let outside = secret_folder(&env);
     let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "1500")]);
     let client = server.client();
-    let swap = swap_later(&sub, &outside, Duration::from_millis(500));
+    let swap = swap_in_pause(&env, &sub, &outside);
     let (out, err, fin) = run(&server, &client, "agent", &sub, "cat secret.txt; pwd").await;
     swap.join().unwrap();
     assert!(
@@ -115,7 +133,8 @@ async fn a_sub_folder_swapped_for_a_link_is_never_what_is_mounted() {
     assert_ne!(fin["run"]["error"]["code"], "WORKSPACE_CHANGED", "{fin}");
     assert!(
         !containers_for(env.path()).is_empty(),
-        "the workspace is mounted"
+        "the workspace is mounted: {fin} {:?}",
+        stigmer_containers()
     );
     assert!(
         containers_for(&sub).is_empty(),
@@ -151,11 +170,11 @@ async fn a_workspace_replaced_after_its_check_never_runs_a_command() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let outside = secret_folder(&env);
-    let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "300")]);
+    let server = sandbox_server(&env, &[("STIGMER_TEST_MOUNT_PAUSE_MS", "1500")]);
     let client = server.client();
 
     // Deterministic first: swapped during the pause.
-    let swap = swap_later(&ws, &outside, Duration::from_millis(150));
+    let swap = swap_in_pause(&env, &ws, &outside);
     let (out, err, fin) = run(&server, &client, "first", &ws, "cat secret.txt").await;
     swap.join().unwrap();
     assert!(
