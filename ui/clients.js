@@ -10,8 +10,10 @@ const RULES = [["run", "Run freely"], ["ask", "Ask me first"], ["refuse", "Refus
 // Controls (but tab and newline), zero-width and bidirectional characters, shown as ⟨U+XXXX⟩:
 // what the user approves is what runs. The same list as the protocol's is_hidden_char.
 const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+// Runs of blank lines (which push a command's real tail out of sight) are said, not drawn.
 function visibleCommand(s) {
-  return s.replace(HIDDEN, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+  return s.replace(HIDDEN, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`)
+    .replace(/\n(?:[ \t]*\n){2,}/g, (run) => `\n⟨${run.split("\n").length - 2} blank lines⟩\n`);
 }
 
 function renderWaiting(waiting) {

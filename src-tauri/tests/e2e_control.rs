@@ -130,6 +130,63 @@ async fn a_waiting_command_is_allowed_in_the_window_and_denied_in_its_notificati
         .for_element(Locator::Css("#waiting[hidden]"))
         .await
         .unwrap();
+
+    // A command that hides what it does: a right-to-left override, and its real tail 40 lines
+    // down. The window shows the override and the whole command, nothing below a fold; the
+    // notification cannot show it all, so it offers no Allow.
+    let calls_before = d.notify_calls().len();
+    let hidden = format!(
+        "echo harmless {}txt.exe{}echo hidden-tail-marker",
+        '\u{202E}',
+        "\n".repeat(40)
+    );
+    let run = start_run(&api, &hidden, "e2e-agent");
+    c.wait()
+        .for_element(Locator::Css("#waiting:not([hidden]) #waiting-list li"))
+        .await
+        .unwrap();
+    let card = text(&c, "waiting").await;
+    assert!(card.contains("⟨U+202E⟩txt.exe"), "{card}");
+    assert!(
+        card.contains("hidden-tail-marker") && card.contains("41 lines"),
+        "{card}"
+    );
+    assert!(
+        card.contains("⟨39 blank lines⟩\necho hidden-tail-marker"),
+        "{card}"
+    );
+    let cut = js(
+        &c,
+        "const p = document.querySelector('#waiting-list pre'); return p.scrollHeight > p.clientHeight + 1",
+    )
+    .await;
+    assert_eq!(
+        cut,
+        Value::Bool(false),
+        "part of the command is below a fold"
+    );
+    assert!(wait_for(Duration::from_secs(10), || d.notify_calls().len()
+        > calls_before));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = d.notify_calls()[calls_before..].to_string();
+    assert!(
+        !calls.contains("allow_once") && calls.contains("Open Stigmer to review"),
+        "{calls}"
+    );
+    shot(&c, "window-waiting-hidden.png").await;
+    c.find(Locator::XPath(
+        "//div[@id='waiting']//button[text()='Deny']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 403);
     let _ = c.close().await;
     let _ = driver.kill();
     let _ = driver.wait();
