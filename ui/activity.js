@@ -49,7 +49,7 @@ function runEntry(run, where = "prepend") {
   let entry = runs.get(run.id);
   if (!entry) {
     const li = document.createElement("li");
-    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><pre class="output small live"></pre><div class="full" hidden></div>`;
+    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><p class="error host-files" hidden></p><pre class="output small live"></pre><div class="full" hidden></div>`;
     li.dataset.run = run.id;
     // Stop: the command's whole tree ends, and its agent is told the user stopped it.
     const stop = li.querySelector(".stop");
@@ -75,6 +75,11 @@ function runEntry(run, where = "prepend") {
   const st = li.querySelector(".state");
   st.textContent = text;
   st.className = `badge state ${cls}`;
+  // Files the host runs or obeys that a sandboxed command made: the user should look first.
+  const made = (run.outcome && run.outcome.host_files) || [];
+  const warn = li.querySelector(".host-files");
+  warn.hidden = made.length === 0;
+  warn.textContent = made.length ? `Made files your computer runs or obeys (look at them before opening the folder): ${made.join(", ")}` : "";
   // A finished run from the history: the end of what it printed (live ones stream in).
   const live = li.querySelector(".live");
   if (!entry.running && !live.textContent) {

@@ -103,6 +103,11 @@ pub struct ExecOutcome {
     /// made meanwhile failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_interrupted: bool,
+    /// Files that programs on the host run or obey (`.vscode`, `.envrc`, a new `.git`...)
+    /// that this sandboxed command created where they could not be kept read-only: the user
+    /// should look at them before opening the folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_files: Vec<String>,
 }
 
 impl ExecOutcome {

@@ -137,9 +137,11 @@ fn handle(helper: &Arc<Helper>, f: wire::Frame) {
             let mut me = format!("{} {}", wire::VERSION, std::env::consts::ARCH);
             // The folder stigmer mounted, as this container sees it: stigmer proves it is the
             // one it checked. Asked before any command runs, so no command can answer for us.
-            if !f.payload.is_empty() {
+            // Each path of the payload (NUL-separated): the workspace, then what is mounted
+            // read-only inside it.
+            for path in f.payload.split(|b| *b == 0).filter(|p| !p.is_empty()) {
                 me.push(' ');
-                me.push_str(&identity(OsStr::from_bytes(&f.payload)));
+                me.push_str(&identity(OsStr::from_bytes(path)));
             }
             helper.send(wire::PONG, f.id, me.as_bytes());
         }

@@ -90,6 +90,7 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         "error": stopped,
         "network_blocked": o.network_blocked,
         "network_interrupted": o.network_interrupted,
+        "host_files": o.host_files,
     });
     result(text, structured, stopped.is_some())
 }
@@ -103,6 +104,13 @@ pub fn network_note(o: &crate::execute::ExecOutcome) -> String {
             "\nNETWORK POLICY: the user's sandbox network policy blocked {}. Retrying will not help; \
              if the task needs it, ask the user to allow it in Stigmer.",
             o.network_blocked.join(", ")
+        ));
+    }
+    if !o.host_files.is_empty() {
+        note.push_str(&format!(
+            "\nHOST FILES: this command created {}, which programs on the user's computer run or \
+             obey; Stigmer told the user. Do not create such files unless the user asked for it.",
+            o.host_files.join(", ")
         ));
     }
     if o.network_interrupted {

@@ -14,6 +14,8 @@ use crate::paths::{write_atomic, Paths};
 const WORKSPACES_KEY: &str = "workspaces";
 /// The key of the network allowlist in the `[sandbox]` table.
 const ALLOW_KEY: &str = "allow";
+/// The host-run files sandboxed commands may change after all, in the `[sandbox]` table.
+const WRITABLE_KEY: &str = "writable";
 
 /// The TOML config file, edited in place so the user's comments and layout survive.
 #[derive(Debug, Clone)]
@@ -85,7 +87,9 @@ impl ConfigFile {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
                             let known = (table == "sandbox"
-                                && (sub == WORKSPACES_KEY || sub == ALLOW_KEY))
+                                && (sub == WORKSPACES_KEY
+                                    || sub == ALLOW_KEY
+                                    || sub == WRITABLE_KEY))
                                 || Key::ALL
                                     .iter()
                                     .any(|k| k.file_location() == (Some(table), sub));
@@ -170,6 +174,46 @@ impl ConfigFile {
             .map(|v| match v.as_str() {
                 Some(p) if Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
                 Some(p) => Err(invalid(&format!("`{p}` is not an absolute path"))),
+                None => Err(invalid("every entry must be a text")),
+            })
+            .collect()
+    }
+
+    /// `sandbox.writable`: host-run files (names of the read-only list, or `.git/config`,
+    /// `.git/hooks`, `.git/info`) that the user lets sandboxed commands change.
+    pub fn writable(&self) -> Result<Vec<String>> {
+        let Some(item) = self
+            .doc
+            .get("sandbox")
+            .and_then(|t| t.as_table_like())
+            .and_then(|t| t.get(WRITABLE_KEY))
+        else {
+            return Ok(Vec::new());
+        };
+        let known: Vec<String> = crate::execute::container::hostrun::NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(
+                crate::execute::container::hostrun::GIT_NAMES
+                    .iter()
+                    .map(|n| format!(".git/{n}")),
+            )
+            .collect();
+        let invalid = |why: &str| {
+            Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "config file {} (sandbox.writable): {why}; expected a list of names from: {}",
+                    self.path.display(),
+                    known.join(", ")
+                ),
+            )
+        };
+        let list = item.as_array().ok_or_else(|| invalid("not a list"))?;
+        list.iter()
+            .map(|v| match v.as_str() {
+                Some(n) if known.iter().any(|k| k == n) => Ok(n.to_string()),
+                Some(n) => Err(invalid(&format!("`{n}` is not one of them"))),
                 None => Err(invalid("every entry must be a text")),
             })
             .collect()

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Hosts sandboxes may reach under the allowlist policy (`sandbox.allow`): names and
     /// `*.suffix` entries, validated.
     pub sandbox_allow: Vec<String>,
+    /// Host-run files sandboxed commands may change after all (`sandbox.writable`).
+    pub sandbox_writable: Vec<String>,
     /// The `[env]` table: changes to the commands' default environment
     /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
     pub env: BTreeMap<String, String>,
@@ -70,6 +72,7 @@ impl Default for Settings {
             sandbox_network: Network::Open,
             sandbox_workspaces: Vec::new(),
             sandbox_allow: Vec::new(),
+            sandbox_writable: Vec::new(),
             env: BTreeMap::new(),
             history_keep: true,
             history_max_runs: 10_000,
@@ -190,6 +193,7 @@ pub fn resolve_with(
     settings.env = file.env_entries()?;
     settings.sandbox_workspaces = file.workspaces()?;
     settings.sandbox_allow = file.allowlist()?;
+    settings.sandbox_writable = file.writable()?;
     settings.clients = file.clients()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(

@@ -44,17 +44,17 @@ pub struct HelperConn {
     next_id: AtomicU32,
     dead: CancellationToken,
     why_dead: Mutex<String>,
-    /// What the helper saw mounted at the workspace before any command ran (`DEV INO`).
-    mounted: Mutex<Option<super::held::Identity>>,
+    /// What the helper saw at each mounted path before any command ran.
+    mounted: Mutex<Vec<Option<super::held::Identity>>>,
 }
 
 impl HelperConn {
     /// Attach to container `id` (started with the helper as its init) and check it answers,
-    /// telling what it sees at `workspace`.
+    /// telling what it sees at each of `mounts` (the workspace first).
     pub async fn attach(
         docker: &Docker,
         id: &str,
-        workspace: &std::path::Path,
+        mounts: &[&std::path::Path],
     ) -> Result<Arc<HelperConn>> {
         let options = AttachContainerOptions {
             stdin: true,
@@ -81,16 +81,19 @@ impl HelperConn {
         tokio::spawn(read_replies(conn.clone(), output));
         let (tx, rx) = oneshot::channel();
         *conn.pong.lock() = Some(tx);
-        conn.write(wire::frame(
-            wire::PING,
-            0,
-            workspace.as_os_str().as_encoded_bytes(),
-        ))
-        .await?;
+        let paths: Vec<&[u8]> = mounts
+            .iter()
+            .map(|p| p.as_os_str().as_encoded_bytes())
+            .collect();
+        conn.write(wire::frame(wire::PING, 0, &paths.join(&0u8)))
+            .await?;
         match tokio::time::timeout(READY_LIMIT, rx).await {
             Ok(Ok(me)) => {
                 let rest: Vec<&str> = me.split_whitespace().skip(2).collect();
-                *conn.mounted.lock() = super::held::Identity::parse(&rest.join(" "));
+                *conn.mounted.lock() = rest
+                    .chunks(2)
+                    .map(|pair| super::held::Identity::parse(&pair.join(" ")))
+                    .collect();
                 tracing::debug!(container = %conn.container, helper = %me, "sandbox helper ready");
                 Ok(conn)
             }
@@ -105,9 +108,9 @@ impl HelperConn {
         }
     }
 
-    /// The device and inode the helper saw at the workspace when it started.
-    pub fn mounted(&self) -> Option<super::held::Identity> {
-        *self.mounted.lock()
+    /// The device and inode the helper saw at each mounted path when it started.
+    pub fn mounted(&self) -> Vec<Option<super::held::Identity>> {
+        self.mounted.lock().clone()
     }
 
     pub fn alive(&self) -> bool {

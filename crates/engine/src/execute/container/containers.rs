@@ -63,6 +63,10 @@ pub struct ContainerSpec {
     pub memory: String,
     pub cpus: String,
     pub plan: Plan,
+    /// Host-run files and `.git` folders inside the workspace, mounted onto themselves.
+    pub guards: Vec<super::hostrun::Guard>,
+    /// Variables every command in it starts with (besides the network plan's).
+    pub env: Vec<String>,
 }
 
 /// The user commands run as: the host user's uid:gid on Linux, so files they create are the
@@ -103,17 +107,27 @@ pub async fn create(
     let host = HostConfig {
         // A bind mount of the path stigmer resolved, which the engine never creates: a missing
         // folder is an error, not a new folder made as root. Proved after start ([`super::held`]).
-        mounts: Some(vec![Mount {
-            typ: Some(MountType::BIND),
-            source: Some(ws.clone()),
-            target: Some(ws.clone()),
-            read_only: Some(false),
-            bind_options: Some(MountBindOptions {
-                create_mountpoint: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        // Then each guard onto itself; the engine mounts parents first.
+        mounts: Some(
+            std::iter::once((ws.clone(), false))
+                .chain(
+                    spec.guards
+                        .iter()
+                        .map(|g| (g.path.display().to_string(), g.read_only)),
+                )
+                .map(|(path, read_only)| Mount {
+                    typ: Some(MountType::BIND),
+                    source: Some(path.clone()),
+                    target: Some(path),
+                    read_only: Some(read_only),
+                    bind_options: Some(MountBindOptions {
+                        create_mountpoint: Some(false),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         // The helper is the init: no engine-side init binary is needed (Podman's catatonit).
         init: Some(false),
         privileged: Some(false),
@@ -144,7 +158,7 @@ pub async fn create(
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
-        env: Some(spec.plan.env()).filter(|e| !e.is_empty()),
+        env: Some([spec.plan.env(), spec.env.clone()].concat()).filter(|e| !e.is_empty()),
         user: run_as_user(),
         working_dir: Some(ws),
         labels: Some(labels),

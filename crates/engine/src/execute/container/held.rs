@@ -43,17 +43,22 @@ fn moved(dir: &Path, why: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Open `dir` (absolute, links already resolved) without following any link on the way.
 #[cfg(unix)]
-pub fn hold(dir: &Path) -> Result<Held> {
+mod unix {
     use std::ffi::CString;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
-    use std::path::Component;
+    use std::path::{Component, Path};
 
-    let open = |at: libc::c_int, name: &[u8]| -> std::io::Result<OwnedFd> {
+    use super::Identity;
+
+    /// `name` in the folder `at`, never through a link: a link itself is opened (O_PATH).
+    pub fn open(at: libc::c_int, name: &[u8], dir: bool) -> std::io::Result<OwnedFd> {
         let c = CString::new(name).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        if dir {
+            flags |= libc::O_DIRECTORY;
+        }
         // SAFETY: a valid C string; the fd returned is ours.
         let fd = unsafe { libc::openat(at, c.as_ptr(), flags) };
         if fd < 0 {
@@ -61,30 +66,68 @@ pub fn hold(dir: &Path) -> Result<Held> {
         }
         // SAFETY: just opened, owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    let mut fd = open(libc::AT_FDCWD, b"/").map_err(|e| moved(dir, e))?;
-    for c in dir.components() {
-        match c {
-            Component::RootDir => {}
-            Component::Normal(name) => {
-                fd = open(fd.as_raw_fd(), name.as_bytes()).map_err(|e| moved(dir, e))?;
-            }
-            _ => return Err(moved(dir, "not a resolved absolute path")),
+    }
+
+    /// Walk `path`'s names from `fd`, each a folder but the last, none a link.
+    pub fn walk(mut fd: OwnedFd, path: &Path, last_dir: bool) -> std::io::Result<OwnedFd> {
+        let names: Vec<&[u8]> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Ok(n.as_bytes())),
+                Component::RootDir | Component::CurDir => None,
+                _ => Some(Err(())),
+            })
+            .collect::<Result<_, ()>>()
+            .map_err(|_| std::io::Error::other("not a plain path"))?;
+        for (i, name) in names.iter().enumerate() {
+            let is_last = i + 1 == names.len();
+            fd = open(fd.as_raw_fd(), name, !is_last || last_dir)?;
         }
+        Ok(fd)
     }
-    // SAFETY: a zeroed stat is valid for fstat to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: our fd, our buffer.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(moved(dir, std::io::Error::last_os_error()));
-    }
-    Ok(Held {
-        _fd: fd,
-        identity: Some(Identity {
+
+    /// What `fd` is, and whether it is a link.
+    pub fn stat(fd: &OwnedFd) -> std::io::Result<(Identity, bool)> {
+        // SAFETY: a zeroed stat is valid for fstat to fill; our fd, our buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let identity = Identity {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
-        }),
+        };
+        Ok((identity, st.st_mode & libc::S_IFMT == libc::S_IFLNK))
+    }
+}
+
+/// Open `dir` (absolute, links already resolved) without following any link on the way.
+#[cfg(unix)]
+pub fn hold(dir: &Path) -> Result<Held> {
+    let root = unix::open(libc::AT_FDCWD, b"/", true).map_err(|e| moved(dir, e))?;
+    if !dir.is_absolute() {
+        return Err(moved(dir, "not a resolved absolute path"));
+    }
+    let fd = unix::walk(root, dir, true).map_err(|e| moved(dir, e))?;
+    let (identity, _) = unix::stat(&fd).map_err(|e| moved(dir, e))?;
+    Ok(Held {
+        _fd: fd,
+        identity: Some(identity),
     })
+}
+
+/// What lies at `rel` inside a held folder, reached without following any link: `None` when
+/// it is missing, `Some((identity, true))` when it is a link.
+#[cfg(unix)]
+pub fn inside(held: &Held, rel: &Path) -> Option<(Identity, bool)> {
+    let start = held._fd.try_clone().ok()?;
+    let fd = unix::walk(start, rel, false).ok()?;
+    unix::stat(&fd).ok()
+}
+
+#[cfg(not(unix))]
+pub fn inside(_held: &Held, _rel: &Path) -> Option<(Identity, bool)> {
+    None
 }
 
 /// Elsewhere the folder is checked by path only; the engine runs in a VM there.

@@ -14,7 +14,9 @@ mod engine_error;
 mod executor;
 pub mod held;
 pub mod helper;
+pub mod hostrun;
 pub mod images;
+mod make;
 mod manage;
 pub mod netplan;
 mod pool;
@@ -39,9 +41,8 @@ pub use stigmer_protocol::status::{ContainerView, SandboxStatus};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::attach::HelperConn;
 use self::connect::{EngineInfo, EngineState};
-use self::containers::{ContainerSpec, OwnContainer, Owner};
+use self::containers::{OwnContainer, Owner};
 use self::held::Held;
 use self::workspace::{Admitted, NeverMounted, Refusal};
 use crate::error::{Error, Result};
@@ -67,6 +68,8 @@ pub struct SandboxSpec {
     pub workspaces: Vec<PathBuf>,
     /// The agent the runs are for: runs of two agents never share a container.
     pub client: String,
+    /// Host-run files the user lets sandboxed commands change (`sandbox.writable`).
+    pub writable: Vec<String>,
 }
 
 impl SandboxSpec {
@@ -82,6 +85,7 @@ impl SandboxSpec {
             allow: s.sandbox_allow.clone(),
             workspaces: s.sandbox_workspaces.clone(),
             client: "other".into(),
+            writable: s.sandbox_writable.clone(),
         }
     }
 
@@ -405,6 +409,7 @@ impl Sandbox {
             let watched = self.watch_run(warm.peer, &workspace, req);
             let result = run::run(&warm.conn, req, &out, &cancel).await;
             let result = self.end_watch(watched, result).await;
+            let result = hostrun::after_run(&workspace, &warm, result);
             self.pool.lock().leave(&key);
             let gone = match result {
                 Ok(outcome) if warm.conn.alive() => return outcome,
@@ -431,17 +436,8 @@ impl Sandbox {
         ))
     }
 
-    /// Whether the engine shares this kernel, asked once per connection.
-    async fn shares_kernel(&self, docker: &Docker) -> bool {
-        let mut known = self.same_kernel.lock().await;
-        if known.is_none() {
-            *known = Some(held::engine_shares_kernel(docker).await);
-        }
-        known.unwrap_or(false)
-    }
-
     /// The engine's architecture (`amd64`...), as it said when connecting.
-    async fn engine_arch(&self) -> String {
+    pub(super) async fn engine_arch(&self) -> String {
         match self.conn.lock().await.as_ref() {
             Some((_, info)) => info.arch.clone(),
             None => std::env::consts::ARCH.to_string(),
@@ -462,9 +458,9 @@ impl Sandbox {
         let _one_at_a_time = creating.lock().await;
         let warm = self.pool.lock().warm(key);
         if let Some(warm) = warm {
-            // Its helper gone (killed, the engine restarted), or made for a folder the path no
-            // longer names: start over.
-            if warm.conn.alive() && warm.mounted == held.identity {
+            // Its helper gone (killed, the engine restarted), made for a folder the path no
+            // longer names, or a run created a host-run file it does not guard: start over.
+            if warm.conn.alive() && warm.mounted == held.identity && !warm.is_stale() {
                 return Ok(warm);
             }
             self.pool.lock().forget(key, &warm.id);
@@ -480,60 +476,6 @@ impl Sandbox {
                 Err(e)
             }
         }
-    }
-
-    /// Make and start a container for `key`, and prove its mount is the `held` folder.
-    async fn create(
-        &self,
-        docker: &Docker,
-        spec: &SandboxSpec,
-        key: &ContainerKey,
-        held: &Held,
-    ) -> Result<Warm> {
-        let cspec = ContainerSpec {
-            image: spec.image.clone(),
-            workspace: key.workspace.clone(),
-            client: key.client.clone(),
-            memory: spec.memory.clone(),
-            cpus: spec.cpus.clone(),
-            plan: self.plan(docker, spec).await?,
-        };
-        let arch = self.engine_arch().await;
-        test_pause_before_mount().await;
-        let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
-        let conn = match HelperConn::attach(docker, &id, &key.workspace).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                containers::remove(docker, &id).await;
-                return Err(e);
-            }
-        };
-        let mounted = conn.mounted();
-        if self.shares_kernel(docker).await && mounted != held.identity {
-            containers::remove(docker, &id).await;
-            tracing::warn!(workspace = %key.workspace.display(), ?mounted, held = ?held.identity, "the container's mount is not the folder that was checked; removed");
-            return Err(Error::new(
-                crate::error::ErrorCode::WorkspaceChanged,
-                format!(
-                    "{} was renamed or replaced by a link while the sandbox container was being \
-                     made, so the container saw another folder; it was removed and nothing ran. \
-                     If you did not move this folder, a program is tampering with it",
-                    key.workspace.display()
-                ),
-            ));
-        }
-        let peer = match &cspec.plan {
-            netplan::Plan::Allowlist { network, .. } => {
-                netplan::address_on(docker, &id, network).await
-            }
-            _ => None,
-        };
-        Ok(Warm {
-            id,
-            conn,
-            peer,
-            mounted,
-        })
     }
 
     /// Remove containers idle for longer than their TTL (all idle ones with `all`, when
@@ -582,19 +524,6 @@ impl Sandbox {
         }
         self.pool.lock().clear();
         Ok(list.len())
-    }
-}
-
-/// Tests only (debug builds): wait `STIGMER_TEST_MOUNT_PAUSE_MS` between the folder's check and
-/// the container's creation, so a test can swap the folder there every time.
-async fn test_pause_before_mount() {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("STIGMER_TEST_MOUNT_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        tracing::info!("test pause before the mount: {ms} ms");
-        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 

@@ -29,6 +29,16 @@ pub(super) struct Warm {
     pub peer: Option<IpAddr>,
     /// The folder mounted, as proved when it started (None where it cannot be proved).
     pub mounted: Option<Identity>,
+    /// The host-run files it guards, and where it looked for them.
+    pub guards: Arc<super::hostrun::Guards>,
+    /// A run created a host-run file it does not guard: the next run gets a new container.
+    pub stale: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Warm {
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 struct Slot {

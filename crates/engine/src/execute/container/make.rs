@@ -1,0 +1,135 @@
+//! Making a sandbox container for one key: the workspace and its guarded host-run files
+//! ([`super::hostrun`]) mounted, the helper attached, and every mount proved to be what was
+//! checked before any command runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+
+use super::attach::HelperConn;
+use super::containers::{self, ContainerSpec};
+use super::held::{self, Held};
+use super::pool::{ContainerKey, Warm};
+use super::{hostrun, netplan, Sandbox, SandboxSpec};
+use crate::error::{Error, ErrorCode, Result};
+
+impl Sandbox {
+    /// Make and start a container for `key`, and prove its mounts are the `held` folder and
+    /// the host-run files found in it.
+    pub(super) async fn create(
+        &self,
+        docker: &Docker,
+        spec: &SandboxSpec,
+        key: &ContainerKey,
+        held: &Held,
+    ) -> Result<Warm> {
+        // Found once per container, never on a warm run.
+        let guards = hostrun::plan(&key.workspace, held, &spec.writable);
+        for link in &guards.unguarded {
+            tracing::warn!(path = %link.display(), "a host-run file is a link: not guarded");
+        }
+        let cspec = ContainerSpec {
+            image: spec.image.clone(),
+            workspace: key.workspace.clone(),
+            client: key.client.clone(),
+            memory: spec.memory.clone(),
+            cpus: spec.cpus.clone(),
+            plan: self.plan(docker, spec).await?,
+            guards: guards.mounts.clone(),
+            env: git_identity(),
+        };
+        let arch = self.engine_arch().await;
+        test_pause_before_mount().await;
+        let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
+        let paths: Vec<&Path> = std::iter::once(key.workspace.as_path())
+            .chain(guards.mounts.iter().map(|g| g.path.as_path()))
+            .collect();
+        let conn = match HelperConn::attach(docker, &id, &paths).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                containers::remove(docker, &id).await;
+                return Err(e);
+            }
+        };
+        let mounted = conn.mounted();
+        let expected: Vec<Option<held::Identity>> = std::iter::once(held.identity)
+            .chain(guards.mounts.iter().map(|g| g.identity))
+            .collect();
+        if self.shares_kernel(docker).await && mounted != expected {
+            containers::remove(docker, &id).await;
+            tracing::warn!(workspace = %key.workspace.display(), ?mounted, ?expected, "the container's mounts are not what was checked; removed");
+            return Err(Error::new(
+                ErrorCode::WorkspaceChanged,
+                format!(
+                    "{} (or a file in it that stays read-only) was renamed or replaced by a \
+                     link while the sandbox container was being made, so the container saw \
+                     something else; it was removed and nothing ran. If you did not move it, \
+                     a program is tampering with it",
+                    key.workspace.display()
+                ),
+            ));
+        }
+        let peer = match &cspec.plan {
+            netplan::Plan::Allowlist { network, .. } => {
+                netplan::address_on(docker, &id, network).await
+            }
+            _ => None,
+        };
+        Ok(Warm {
+            id,
+            conn,
+            peer,
+            mounted: mounted.first().copied().flatten(),
+            guards: Arc::new(guards),
+            stale: Arc::default(),
+        })
+    }
+
+    /// Whether the engine shares this kernel, asked once per connection.
+    async fn shares_kernel(&self, docker: &Docker) -> bool {
+        let mut known = self.same_kernel.lock().await;
+        if known.is_none() {
+            *known = Some(held::engine_shares_kernel(docker).await);
+        }
+        known.unwrap_or(false)
+    }
+}
+
+/// Who commits in the sandbox: `.git/config` is read-only there and the container's home is
+/// not the user's, so git gets the user's name and address from the environment (their own
+/// `git config`, when git is installed here), else a name that says where the commit came from.
+fn git_identity() -> Vec<String> {
+    let ask = |key: &str| {
+        std::process::Command::new("git")
+            .args(["config", "--global", key])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|v| !v.is_empty() && !v.contains(['\n', '\0']))
+    };
+    let name = ask("user.name").unwrap_or_else(|| "Stigmer sandbox".into());
+    let email = ask("user.email").unwrap_or_else(|| "sandbox@stigmer.invalid".into());
+    vec![
+        format!("GIT_AUTHOR_NAME={name}"),
+        format!("GIT_AUTHOR_EMAIL={email}"),
+        format!("GIT_COMMITTER_NAME={name}"),
+        format!("GIT_COMMITTER_EMAIL={email}"),
+    ]
+}
+
+/// Tests only (debug builds): wait `STIGMER_TEST_MOUNT_PAUSE_MS` between the folder's check and
+/// the container's creation, so a test can swap the folder there every time.
+async fn test_pause_before_mount() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("STIGMER_TEST_MOUNT_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::info!("test pause before the mount: {ms} ms");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
