@@ -22,6 +22,9 @@ fn main() {
 }
 
 fn real_main() -> i32 {
+    // Commands this process runs (the server's local runs, `stigmer run` without a server)
+    // start as from a shell, whatever this process was started under.
+    stigmer_engine::execute::default_signals_for_commands();
     let is_run = std::env::args().nth(1).as_deref() == Some("run");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

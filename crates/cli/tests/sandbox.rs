@@ -245,7 +245,12 @@ fn files_made_in_the_workspace_belong_to_the_user_and_the_container_is_locked_do
         })
         .collect();
     let here = project.display().to_string();
-    assert_eq!(mounts, [(here.clone(), here, true)]);
+    // The project's `.git` is mounted onto itself (so it cannot be moved aside): nothing else.
+    let git = project.join(".git").display().to_string();
+    assert_eq!(
+        mounts,
+        [(here.clone(), here, true), (git.clone(), git, true)]
+    );
     assert_eq!(c["Config"]["User"], format!("{uid}:{gid}"));
     assert_eq!(c["Config"]["Labels"]["dev.stigmer.managed"], "true");
 }

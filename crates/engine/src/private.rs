@@ -1,47 +1,34 @@
 //! Stigmer's own files are the user's alone: its logs name every command, its kept output and
-//! history hold what commands printed, its scratch folder holds what they wrote. The server
-//! makes them with a private umask (0077), and folders or files an earlier version or another
-//! way of starting made readable by others are made private when it starts. Commands started
-//! locally get the umask the server was started with back ([`inherited_umask`]).
+//! history hold what commands printed, its scratch folder holds what they wrote. Its folders
+//! are made 0700 (so whatever a library writes in them, a log file or the history's WAL, is
+//! out of other users' reach), and folders or files an earlier version or another way of
+//! starting left readable by others are made private when the server starts. The process's
+//! umask is left alone: commands started locally inherit it, as from a shell.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::paths::Paths;
 
-/// The umask the process had before [`make_private`]; `u32::MAX` until then.
-static INHERITED: AtomicU32 = AtomicU32::new(u32::MAX);
-
-/// The umask local commands get: the one the server was started with.
-pub fn inherited_umask() -> Option<u32> {
-    match INHERITED.load(Ordering::Relaxed) {
-        u32::MAX => None,
-        m => Some(m),
-    }
-}
-
-/// Set a private umask for this process, and make stigmer's folders (0700) and the files
-/// directly in them (0600) private.
+/// Make stigmer's folders (0700, created so when missing) and the files directly in them
+/// (0600) private.
 pub fn make_private(paths: &Paths) {
     #[cfg(unix)]
-    {
-        // SAFETY: umask cannot fail; it is read back and set again at once.
-        let before = unsafe { libc::umask(0o077) };
-        let _ = INHERITED.compare_exchange(
-            u32::MAX,
-            before as u32,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        for dir in [
-            &paths.config_dir,
-            &paths.data_dir,
-            &paths.log_dir,
-            &paths.run_output_dir(),
-            &paths.scratch_dir(),
-        ] {
-            tighten(dir);
+    for dir in [
+        &paths.config_dir,
+        &paths.data_dir,
+        &paths.log_dir,
+        &paths.run_output_dir(),
+        &paths.scratch_dir(),
+    ] {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            tracing::warn!("cannot create {}: {e}", dir.display());
         }
+        tighten(dir);
     }
     #[cfg(not(unix))]
     let _ = paths;

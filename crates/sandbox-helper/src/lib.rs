@@ -28,27 +28,6 @@ pub const MAX_PAYLOAD: usize = 16 << 20;
 pub const PATH_IN_CONTAINER: &str = "/.stigmer/stigmer-sandbox-helper";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// In a child between fork and exec: every signal at its default, none blocked, as a shell
-/// starts a command (whatever its parent ignored or blocked: `nohup`, a service manager).
-///
-/// # Safety
-/// Only async-signal-safe calls: fit for `pre_exec`.
-#[cfg(unix)]
-pub unsafe fn default_signals() {
-    #[cfg(target_os = "linux")]
-    let last = libc::SIGRTMIN();
-    #[cfg(not(target_os = "linux"))]
-    let last = 32; // NSIG on macOS and the BSDs
-    for sig in 1..last {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    let mut none: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut none);
-    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-}
-
 /// A frame's bytes.
 pub fn frame(kind: u8, id: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(HEADER + payload.len());

@@ -191,7 +191,7 @@ fn start(helper: &Arc<Helper>, id: u32, payload: &[u8]) {
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
-            wire::default_signals();
+            default_signals();
             Ok(())
         });
     }
@@ -247,6 +247,22 @@ fn identity(path: &OsStr) -> String {
         return "- -".into();
     }
     format!("{} {}", st.st_dev, st.st_ino)
+}
+
+/// In a child between fork and exec: every signal at its default, none blocked, as a shell
+/// starts a command (whatever its parent ignored or blocked: `nohup`, a service manager).
+///
+/// # Safety
+/// Only async-signal-safe calls: fit for `pre_exec`.
+unsafe fn default_signals() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let mut none: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut none);
+    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
 }
 
 fn writable(dir: &OsStr) -> bool {

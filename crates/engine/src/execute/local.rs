@@ -75,6 +75,45 @@ pub fn detach_from_terminal() {
 #[cfg(not(unix))]
 pub fn detach_from_terminal() {}
 
+/// Let the commands this process starts begin as from a shell, whatever it was started under
+/// (`nohup` ignores SIGHUP, a service manager may block signals): each signal it inherited as
+/// ignored gets a handler that does nothing instead (this process still ignores it; a handler,
+/// unlike "ignore", is reset to the default when a command starts), and none stays blocked.
+/// Done once at start, so that commands are spawned the fast way, with no code between fork
+/// and exec. SIGPIPE is left to the standard library, which resets it for children itself.
+#[cfg(unix)]
+pub fn default_signals_for_commands() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    #[cfg(target_os = "linux")]
+    let last = libc::SIGRTMIN();
+    #[cfg(not(target_os = "linux"))]
+    let last = 32;
+    // SAFETY: reading and setting this process's own dispositions and mask at start.
+    unsafe {
+        for sig in 1..last {
+            if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction == libc::SIG_IGN {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+                act.sa_flags = libc::SA_RESTART;
+                libc::sigaction(sig, &act, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+#[cfg(not(unix))]
+pub fn default_signals_for_commands() {}
+
 /// This machine: commands run directly, with the user's tools and rights.
 pub struct Local;
 
@@ -153,23 +192,6 @@ pub async fn run_local(
         cmd.env_remove(k);
     }
     cmd.envs(&req.env);
-    #[cfg(unix)]
-    {
-        let umask = crate::private::inherited_umask();
-        // SAFETY: only async-signal-safe calls between fork and exec. A command starts as from
-        // a shell, whatever the server was started under (`nohup` ignores SIGHUP, a service
-        // manager may block signals) and with the umask the server was started with (the
-        // server's own is private).
-        unsafe {
-            cmd.pre_exec(move || {
-                stigmer_sandbox_helper::default_signals();
-                if let Some(m) = umask {
-                    libc::umask(m as libc::mode_t);
-                }
-                Ok(())
-            });
-        }
-    }
     // The whole tree in one group (Unix) or job object (Windows), so it ends as one.
     let mut wrap = CommandWrap::from(cmd);
     #[cfg(unix)]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use local::{detach_from_terminal, run_local, Local};
+pub use local::{default_signals_for_commands, detach_from_terminal, run_local, Local};
 pub use request::{
     check_cwd, timeout_from_secs, Chunk, CommandSpec, ExecRequest, KILL_GRACE, MAX_TIMEOUT_SECS,
 };

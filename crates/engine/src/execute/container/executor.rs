@@ -72,10 +72,20 @@ impl Executor for Container {
             "sandbox mode: commands run in a container of image {}. The container sees only the \
              allowed folder that holds the working directory, read-write, at the same path; \
              nothing else of the user's computer. It serves this agent's commands only, and \
-             processes a command leaves behind are ended when no command of it is running. The working \
+             processes a command leaves behind are ended when no command of it is running. \
+             Files that programs on the host run or obey stay read-only there, at the \
+             workspace root and in every repository in it: {}, and .git/config, .git/hooks, \
+             .git/info (git add, commit, branch and stash work; git config does not). Do not \
+             create such files: the user is told. The working \
              directory must lie in a folder the user allowed: {}. Any other folder is refused \
              with WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user. {}",
             self.spec.image,
+            super::hostrun::NAMES
+                .iter()
+                .filter(|n| !self.spec.writable.iter().any(|w| w == *n))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
             folders.join(", "),
             network_words(self.spec.network, &self.spec.allow)
         )

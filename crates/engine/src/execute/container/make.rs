@@ -42,7 +42,21 @@ impl Sandbox {
         };
         let arch = self.engine_arch().await;
         test_pause_before_mount().await;
-        let id = containers::create(docker, &cspec, &self.owner, &arch).await?;
+        let id = containers::create(docker, &cspec, &self.owner, &arch)
+            .await
+            .map_err(|e| {
+                // A mount's folder or file gone since it was checked: the engine says so.
+                let gone = e.message.contains("does not exist")
+                    || e.message.contains("no such file or directory");
+                let ours = std::iter::once(&key.workspace)
+                    .chain(guards.mounts.iter().map(|g| &g.path))
+                    .any(|p| e.message.contains(&*p.to_string_lossy()));
+                if gone && ours {
+                    changed(&key.workspace)
+                } else {
+                    e
+                }
+            })?;
         let paths: Vec<&Path> = std::iter::once(key.workspace.as_path())
             .chain(guards.mounts.iter().map(|g| g.path.as_path()))
             .collect();
@@ -60,16 +74,7 @@ impl Sandbox {
         if self.shares_kernel(docker).await && mounted != expected {
             containers::remove(docker, &id).await;
             tracing::warn!(workspace = %key.workspace.display(), ?mounted, ?expected, "the container's mounts are not what was checked; removed");
-            return Err(Error::new(
-                ErrorCode::WorkspaceChanged,
-                format!(
-                    "{} (or a file in it that stays read-only) was renamed or replaced by a \
-                     link while the sandbox container was being made, so the container saw \
-                     something else; it was removed and nothing ran. If you did not move it, \
-                     a program is tampering with it",
-                    key.workspace.display()
-                ),
-            ));
+            return Err(changed(&key.workspace));
         }
         let peer = match &cspec.plan {
             netplan::Plan::Allowlist { network, .. } => {
@@ -95,6 +100,19 @@ impl Sandbox {
         }
         known.unwrap_or(false)
     }
+}
+
+/// The error of a run whose workspace, or a read-only file in it, changed under it.
+fn changed(workspace: &Path) -> Error {
+    Error::new(
+        ErrorCode::WorkspaceChanged,
+        format!(
+            "{} (or a file in it that stays read-only) was renamed or replaced by a link while \
+             the sandbox container was being made, so the container would have seen something \
+             else; nothing ran. If you did not move it, a program is tampering with it",
+            workspace.display()
+        ),
+    )
 }
 
 /// Who commits in the sandbox: `.git/config` is read-only there and the container's home is
