@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::Docker;
 
@@ -148,6 +147,6 @@ async fn test_pause_before_mount() {
         .and_then(|v| v.parse::<u64>().ok())
     {
         tracing::info!("test pause before the mount: {ms} ms");
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
