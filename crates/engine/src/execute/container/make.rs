@@ -118,6 +118,12 @@ fn changed(workspace: &Path) -> Error {
 /// not the user's, so git gets the user's name and address from the environment (their own
 /// `git config`, when git is installed here), else a name that says where the commit came from.
 fn git_identity() -> Vec<String> {
+    // Asked once: it would otherwise cost two processes per new container.
+    static KNOWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(ask_git_identity).clone()
+}
+
+fn ask_git_identity() -> Vec<String> {
     let ask = |key: &str| {
         std::process::Command::new("git")
             .args(["config", "--global", key])

@@ -1,9 +1,9 @@
 //! Sandbox mode: commands run in containers made from the sandbox image, never on the host.
 //!
 //! [`Sandbox`] keeps the engine connection (re-made when the engine comes back), makes images
-//! present once (concurrent first runs share one download), and keeps long-lived containers
-//! per (image, workspace, network policy, agent), one run at a time each ([`pool`]), removed
-//! after `sandbox.ttl` idle seconds and on stop.
+//! present once (concurrent first runs share one download), and keeps a long-lived container
+//! per (image, workspace, network policy, agent) ([`pool`]), made by [`make`], removed after
+//! `sandbox.ttl` idle seconds and on stop.
 
 mod allowlist;
 mod attach;
