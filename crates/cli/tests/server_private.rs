@@ -7,8 +7,6 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
@@ -33,9 +31,6 @@ async fn files_are_private_and_local_commands_start_like_from_a_shell() {
 
     // As `nohup` and a careless service manager would start it.
     let mut cmd = env.cmd();
-    cmd.args(["server", "start", "--foreground", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
     // SAFETY: plain system calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -48,31 +43,10 @@ async fn files_are_private_and_local_commands_start_like_from_a_shell() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
-    let started = Instant::now();
-    let (url, token) = loop {
-        if let Ok(text) = std::fs::read_to_string(env.discovery_file()) {
-            let d: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if d["pid"] == child.id() {
-                let token = std::fs::read_to_string(env.home().join("data/token")).unwrap();
-                break (
-                    d["url"].as_str().unwrap().to_string(),
-                    token.trim().to_string(),
-                );
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server not ready"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let body = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(format!("{url}/v1/runs"))
-        .bearer_auth(&token)
+    let mut server = env.start_server_cmd(cmd);
+    let client = server.client();
+    let body = server
+        .post(&client, "/v1/runs")
         .json(&json!({"shell": "grep -E '^Sig(Ign|Blk)' /proc/self/status; umask; touch made", "cwd": env.path(), "mode": "local"}))
         .send()
         .await
@@ -82,8 +56,7 @@ async fn files_are_private_and_local_commands_start_like_from_a_shell() {
         .unwrap();
     let (out, _, fin) = decode_stream(&body);
     let out = String::from_utf8_lossy(&out).into_owned();
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    server.stop();
 
     // Signals 1..=31 (32 and up are the C library's own, beyond what a program can reset).
     let mask = |name: &str| {

@@ -93,11 +93,17 @@ impl TestEnv {
     }
 
     /// [`TestEnv::start_server`] with extra environment (e.g. a DOCKER_HOST).
-    #[allow(clippy::zombie_processes)]
     pub fn start_server_env(&self, vars: &[(&str, &str)]) -> Server {
-        let child = self
-            .cmd()
-            .envs(vars.iter().copied())
+        let mut cmd = self.cmd();
+        cmd.envs(vars.iter().copied());
+        self.start_server_cmd(cmd)
+    }
+
+    /// A server started from `cmd` (this environment's `stigmer`, set up as a test needs:
+    /// variables, signal dispositions...), once it is ready.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_server_cmd(&self, mut cmd: Command) -> Server {
+        let child = cmd
             .args(["server", "start", "--foreground", "--port", "0"])
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("TEST_SERVER_LOGS").is_some() {
