@@ -5,8 +5,6 @@
 //! starting left readable by others are made private when the server starts. The process's
 //! umask is left alone: commands started locally inherit it, as from a shell.
 
-use std::path::Path;
-
 use crate::paths::Paths;
 
 /// Make stigmer's folders (0700, created so when missing) and the files directly in them
@@ -36,9 +34,9 @@ pub fn make_private(paths: &Paths) {
 
 /// `dir` 0700 and its files (not its sub-folders' contents) 0600, when they are ours.
 #[cfg(unix)]
-fn tighten(dir: &Path) {
+fn tighten(dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    let set = |p: &Path, mode: u32| {
+    let set = |p: &std::path::Path, mode: u32| {
         // Never through a link: only our own folders' own entries.
         let Ok(meta) = std::fs::symlink_metadata(p) else {
             return;
@@ -71,6 +69,7 @@ fn tighten(dir: &Path) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     #[test]
     fn folders_and_their_files_become_private() {
