@@ -118,7 +118,7 @@ fn main() {
             "first command (container made)".into(),
             format!("{} allowlist", fmt_ms(first_allow)),
             format!("{} open", fmt_ms(first_open)),
-            "allowlist: + internal network and proxy start".into(),
+            "allowlist: + its door to the proxy, and the proxy's start".into(),
         ),
     ]);
 }

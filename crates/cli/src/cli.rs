@@ -253,8 +253,9 @@ pub enum SandboxCommand {
     /// Internal: the allowlist network policy's proxy, started and restarted by the server
     #[command(hide = true)]
     Proxy {
-        #[arg(long, value_name = "ADDR")]
-        listen: std::net::SocketAddr,
+        /// The folder of the doors (one socket per container)
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
     },
 }
 

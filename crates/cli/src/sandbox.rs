@@ -17,12 +17,12 @@ use crate::cli::SandboxCommand;
 
 pub async fn sandbox(cmd: SandboxCommand, paths: &Paths) -> Result<i32> {
     // The proxy reads no settings: the server gives it the allowlist.
-    if let SandboxCommand::Proxy { listen } = cmd {
+    if let SandboxCommand::Proxy { dir } = cmd {
         return Ok(
-            match stigmer_engine::network::proxy::run_stdio(listen).await {
+            match stigmer_engine::network::proxy::run_stdio(&dir).await {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("cannot listen on {listen}: {e}");
+                    eprintln!("cannot serve the doors in {}: {e}", dir.display());
                     1
                 }
             },

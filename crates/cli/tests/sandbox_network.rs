@@ -166,6 +166,26 @@ async fn the_allowlist_lets_through_only_the_hosts_the_user_listed() {
     let (code, out, _) = net.curl(&format!("--cacert cert.pem https://{DENIED}/hello"));
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("403"), "{out}");
+    // A tunnel to the allowed host whose TLS handshake asks for another one (fronting):
+    // refused, and said.
+    let (code, out, _) = net.curl(&format!(
+        "--cacert cert.pem --connect-to {DENIED}:443:{ALLOWED}:443 https://{DENIED}/hello"
+    ));
+    assert_ne!(code, 0, "{out}");
+    assert!(!out.contains("hello"), "{out}");
+    let view = network(&server).await;
+    assert!(
+        view["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["host"] == ALLOWED
+                && b["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("TLS handshake asks for {DENIED}"))),
+        "{view}"
+    );
     // By address through the proxy, and the allowed host on a second port: refused.
     let (code, out, _) = net.curl(&format!("http://{a}/hello"));
     assert!(
@@ -351,4 +371,140 @@ async fn a_dying_proxy_fails_calls_clearly_comes_back_and_never_opens_the_networ
         net.allowed.ip
     ));
     assert_ne!(code, 0, "{out}");
+}
+
+/// The addresses of this machine (never another's): a sandbox must reach none of them.
+fn own_addresses() -> Vec<String> {
+    let o = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .unwrap();
+    stdout(&o)
+        .split_whitespace()
+        .filter(|a| !a.starts_with("127.") && *a != "::1")
+        .map(String::from)
+        .collect()
+}
+
+/// Socket inodes of `pid` that listen on TCP (v4 or v6).
+fn tcp_listeners(pid: u32) -> Vec<String> {
+    let mine: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(
+                l.strip_prefix("socket:[")?
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // st 0A: LISTEN; the inode is the tenth field.
+            if f.len() > 9 && f[3] == "0A" && mine.contains(&f[9].to_string()) {
+                found.push(format!("{} ({table})", f[1]));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowlist_sandbox_has_no_network_only_its_own_door_to_the_proxy() {
+    if !engine_or_skip("an_allowlist_sandbox_has_no_network") {
+        return;
+    }
+    let net = Net::new();
+    std::fs::create_dir_all(net.env.config_file().parent().unwrap()).unwrap();
+    std::fs::write(
+        net.env.config_file(),
+        format!("[sandbox]\nallow = [\"{ALLOWED}\"]\n"),
+    )
+    .unwrap();
+    let server = net.server("allowlist");
+    let (code, out, _) = net.curl(&format!("http://{ALLOWED}/hello"));
+    assert_eq!((code, out.as_str()), (0, "hello from allowed\n"));
+
+    // No interface but loopback, no route: no resolver, gateway or host service can answer.
+    let o = net.run("ls /sys/class/net; echo routes; tail -n +2 /proc/net/route");
+    assert_eq!(stdout(&o), "lo\nroutes\n", "{}", stderr(&o));
+    let o = net.run("getent hosts allowed.stigmer.test || echo unresolved");
+    assert_eq!(stdout(&o), "unresolved\n");
+
+    // A listener of the test's own on every address of this machine (TCP and UDP), tried
+    // from the sandbox around the proxy: nothing arrives.
+    let tcp = std::net::TcpListener::bind("[::]:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind(("::", port)).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let addrs = own_addresses();
+    assert!(!addrs.is_empty());
+    let script = format!(
+        r#"
+import socket
+for a in {addrs:?}:
+    fam = socket.AF_INET6 if ":" in a else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2)
+    try:
+        s.connect((a, {port})); print("reached", a)
+    except OSError as e:
+        print("tcp refused", a, e.errno)
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        u.sendto(b"out", (a, {port})); print("sent", a)
+    except OSError as e:
+        print("udp refused", a, e.errno)
+"#
+    );
+    std::fs::write(net.env.path().join("around.py"), script).unwrap();
+    let o = net.run("python3 around.py");
+    let said = stdout(&o);
+    assert!(
+        !said.contains("reached") && !said.contains("sent"),
+        "{said}{}",
+        stderr(&o)
+    );
+    assert_eq!(said.matches("refused").count(), addrs.len() * 2, "{said}");
+    assert!(tcp.accept().is_err(), "a TCP connection arrived");
+    let mut buf = [0u8; 16];
+    assert!(udp.recv_from(&mut buf).is_err(), "a datagram arrived");
+
+    // The proxy listens on no network address: only through a door, a socket in a private
+    // folder mounted into one container, read-only there.
+    let pid = network(&server).await["proxy_pid"].as_u64().unwrap() as u32;
+    assert_eq!(tcp_listeners(pid), Vec::<String>::new());
+    let doors = net.env.home().join("data/proxy");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&doors), 0o700);
+    let door = std::fs::read_dir(&doors)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a door")
+        .path();
+    assert_eq!(mode(&door), 0o700);
+    assert_eq!(mode(&door.join("proxy.sock")), 0o600);
+    let o = net.run(
+        "ls /run/stigmer-proxy; rm -f /run/stigmer-proxy/proxy.sock 2>/dev/null || echo kept; \
+         touch /run/stigmer-proxy/x 2>/dev/null || echo read-only",
+    );
+    assert_eq!(
+        stdout(&o),
+        "proxy.sock\nkept\nread-only\n",
+        "{}",
+        stderr(&o)
+    );
+    let (code, out, _) = net.curl(&format!("http://{ALLOWED}/hello"));
+    assert_eq!((code, out.as_str()), (0, "hello from allowed\n"));
 }

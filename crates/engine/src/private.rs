@@ -32,6 +32,21 @@ pub fn make_private(paths: &Paths) {
     let _ = paths;
 }
 
+/// `dir` made (with its parents) when missing, and 0700.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
 /// `dir` 0700 and its files (not its sub-folders' contents) 0600, when they are ours.
 #[cfg(unix)]
 fn tighten(dir: &std::path::Path) {

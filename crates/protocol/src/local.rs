@@ -113,6 +113,12 @@ impl Paths {
         self.cache_dir.join("sandbox-workspace")
     }
 
+    /// The allowlist proxy's doors: a private folder per sandbox container, holding the
+    /// socket that is its only way out.
+    pub fn proxy_dir(&self) -> PathBuf {
+        self.data_dir.join("proxy")
+    }
+
     /// Create a directory (and parents) that only the user can read on Unix.
     pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| {

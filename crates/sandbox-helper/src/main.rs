@@ -4,6 +4,8 @@
 //! the kernel: no shell, no `kill`, no `setsid`, no writable `/run`.
 
 #[cfg(target_os = "linux")]
+mod proxy;
+#[cfg(target_os = "linux")]
 mod serve;
 
 fn main() {
@@ -15,7 +17,26 @@ fn main() {
             std::env::consts::ARCH
         ),
         #[cfg(target_os = "linux")]
-        Some("serve") => serve::serve(),
+        Some("serve") => {
+            // `serve --proxy ADDR SOCKET`: the allowlist's proxy offered at ADDR.
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            match args.as_slice() {
+                [] => {}
+                [flag, listen, door] if flag == "--proxy" => {
+                    if let Err(e) = proxy::offer(listen, door.into()) {
+                        eprintln!(
+                            "stigmer-sandbox-helper: cannot offer the proxy on {listen}: {e}"
+                        );
+                        std::process::exit(1);
+                    }
+                }
+                _ => {
+                    eprintln!("usage: stigmer-sandbox-helper serve [--proxy ADDR SOCKET]");
+                    std::process::exit(2);
+                }
+            }
+            serve::serve()
+        }
         _ => {
             eprintln!("usage: stigmer-sandbox-helper serve|--version (stigmer starts it in its sandbox containers)");
             std::process::exit(2);

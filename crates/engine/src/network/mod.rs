@@ -7,7 +7,6 @@ pub mod proxy;
 pub mod supervisor;
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -21,7 +20,8 @@ const BLOCKED_KEPT: usize = 30;
 
 /// A run in a container on the allowlist network, while it runs.
 pub struct RunNet {
-    pub peer: IpAddr,
+    /// The proxy door of its container.
+    pub door: String,
     pub command: String,
     pub workspace: String,
     /// Hosts refused while it ran, in order, once each.
@@ -44,9 +44,9 @@ impl NetWatch {
         })
     }
 
-    pub fn begin(&self, peer: IpAddr, command: String, workspace: String) -> Arc<RunNet> {
+    pub fn begin(&self, door: String, command: String, workspace: String) -> Arc<RunNet> {
         let run = Arc::new(RunNet {
-            peer,
+            door,
             command,
             workspace,
             blocked: Mutex::default(),
@@ -66,7 +66,7 @@ impl NetWatch {
             .runs
             .lock()
             .iter()
-            .filter(|r| r.peer == b.peer)
+            .filter(|r| r.door == b.door)
             .cloned()
             .collect();
         for r in &runs {

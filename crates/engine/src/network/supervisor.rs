@@ -1,10 +1,11 @@
-//! Keeps the allowlist's proxy process running: starts it on the internal network's gateway,
-//! sends it the allowlist, reads what it refused, and restarts it on the same address when it
-//! dies. While it is down, sandboxes on the internal network reach nothing: there is no
-//! other way out, so nothing ever falls back to the open network.
+//! Keeps the allowlist's proxy process running: starts it, sends it the allowlist, opens a
+//! door (a Unix socket in a private folder) for each allowlist container, reads what it
+//! refused, and restarts it when it dies, with the same doors. While it is down, sandboxes on
+//! the allowlist reach nothing: they have no network, so nothing ever falls back to the open
+//! network.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 /// Told of every refused connection.
 pub type OnBlocked = Arc<dyn Fn(Blocked) + Send + Sync>;
 
-use super::proxy::{Control, Report};
+use super::proxy::{Control, Report, SOCKET_NAME};
 use crate::error::{Error, ErrorCode, Result};
 
 /// How long a starting proxy has to say it listens.
@@ -31,7 +32,8 @@ const RESTART_PAUSE: Duration = Duration::from_millis(250);
 /// A refused connection, from the proxy.
 #[derive(Debug, Clone)]
 pub struct Blocked {
-    pub peer: IpAddr,
+    /// The door (container) it came through.
+    pub door: String,
     pub host: String,
     pub port: u16,
     pub reason: String,
@@ -39,14 +41,18 @@ pub struct Blocked {
 }
 
 struct Running {
-    listen: SocketAddr,
     pid: Option<u32>,
-    control: mpsc::UnboundedSender<String>,
 }
 
 pub struct ProxySupervisor {
     exe: PathBuf,
+    /// Where the doors' folders are.
+    dir: PathBuf,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// The running proxy's stdin, one line per message.
+    control: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// The doors open, opened again by a restarted proxy.
+    doors: Mutex<HashSet<String>>,
     allow: Mutex<Vec<String>>,
     /// How many times the proxy was (re)started: a run that sees it change lost its network
     /// for a moment.
@@ -61,14 +67,17 @@ pub struct ProxySupervisor {
 type Pongs = Arc<Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>>;
 
 impl ProxySupervisor {
-    pub fn new(on_blocked: OnBlocked) -> Arc<ProxySupervisor> {
+    pub fn new(dir: PathBuf, on_blocked: OnBlocked) -> Arc<ProxySupervisor> {
         let exe = std::env::var_os("STIGMER_PROXY_EXE")
             .map(PathBuf::from)
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| PathBuf::from("stigmer"));
         Arc::new_cyclic(|me| ProxySupervisor {
             exe,
+            dir,
             running: tokio::sync::Mutex::new(None),
+            control: Mutex::default(),
+            doors: Mutex::default(),
             allow: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             on_blocked,
@@ -87,20 +96,58 @@ impl ProxySupervisor {
         self.running.lock().await.as_ref().and_then(|r| r.pid)
     }
 
-    /// The address of a proxy listening on `gateway`, started if needed, with `allow` as its
-    /// list.
-    pub async fn ensure(&self, gateway: IpAddr, allow: &[String]) -> Result<SocketAddr> {
+    /// The proxy running, with `allow` as its list.
+    pub async fn ensure(&self, allow: &[String]) -> Result<()> {
         self.set_allow(allow).await;
         let mut running = self.running.lock().await;
-        if let Some(r) = running.as_ref() {
-            if r.listen.ip() == gateway && !r.control.is_closed() {
-                return Ok(r.listen);
-            }
+        if running.is_some() && self.control.lock().as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
         }
-        let started = self.start(SocketAddr::new(gateway, 0)).await?;
-        let listen = started.listen;
-        *running = Some(started);
-        Ok(listen)
+        *running = Some(self.start().await?);
+        Ok(())
+    }
+
+    /// A new door, for one container: the folder to mount into it, holding the socket the
+    /// proxy listens on. Closed, and its folder removed, when the last holder drops it.
+    pub async fn open_door(&self) -> Result<Door> {
+        let name = crate::util::random_hex(12)?;
+        let folder = self.dir.join(&name);
+        crate::private::private_dir(&folder)
+            .map_err(|e| Error::internal(format!("cannot make {}: {e}", folder.display())))?;
+        let door = Door {
+            name: name.clone(),
+            folder: folder.clone(),
+            owner: self.me.clone(),
+        };
+        self.doors.lock().insert(name.clone());
+        self.send(line(&Control {
+            open: Some(name),
+            ..Default::default()
+        }));
+        self.sync().await;
+        if !folder.join(SOCKET_NAME).exists() {
+            return Err(Error::new(
+                ErrorCode::EngineUnavailable,
+                "the sandbox's network proxy did not open the container's way out (see the \
+                 log); choose the open or no network instead, or restart Stigmer",
+            ));
+        }
+        Ok(door)
+    }
+
+    fn close_door(&self, name: &str) {
+        self.doors.lock().remove(name);
+        self.send(line(&Control {
+            close: Some(name.to_string()),
+            ..Default::default()
+        }));
+    }
+
+    fn send(&self, line: String) -> bool {
+        self.control
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.send(line).is_ok())
     }
 
     /// Wait (briefly) until every refusal the proxy made so far has been handled: a run's
@@ -109,10 +156,10 @@ impl ProxySupervisor {
         let n = self.next_ping.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pongs.lock().insert(n, tx);
-        let sent = match self.running.lock().await.as_ref() {
-            Some(r) => r.control.send(ping_line(n)).is_ok(),
-            None => false,
-        };
+        let sent = self.send(line(&Control {
+            ping: Some(n),
+            ..Default::default()
+        }));
         if sent {
             let _ = tokio::time::timeout(SYNC_TIMEOUT, rx).await;
         }
@@ -128,24 +175,26 @@ impl ProxySupervisor {
             }
             *have = allow.to_vec();
         }
-        if let Some(r) = self.running.lock().await.as_ref() {
-            let _ = r.control.send(control_line(allow));
-        }
+        self.send(line(&Control {
+            allow: Some(allow.to_vec()),
+            ..Default::default()
+        }));
     }
 
-    async fn start(&self, listen: SocketAddr) -> Result<Running> {
+    async fn start(&self) -> Result<Running> {
         let failed = |why: String| {
             Error::new(
                 ErrorCode::EngineUnavailable,
                 format!(
-                    "the sandbox's network proxy could not start on {listen} ({why}); the \
-                     allowlist policy needs a container engine on this computer (Docker Engine \
+                    "the sandbox's network proxy could not start ({why}); the allowlist \
+                     policy needs a container engine on this computer (Docker Engine or Podman \
                      on Linux). Choose the open or no network instead, or restart Stigmer"
                 ),
             )
         };
         let mut child = Command::new(&self.exe)
-            .args(["sandbox", "proxy", "--listen", &listen.to_string()])
+            .args(["sandbox", "proxy", "--dir"])
+            .arg(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,17 +207,20 @@ impl ProxySupervisor {
         else {
             return Err(failed("no pipes".into()));
         };
-        let first = control_line(&self.allow.lock().clone());
+        let first = line(&Control {
+            allow: Some(self.allow.lock().clone()),
+            ..Default::default()
+        });
         stdin
             .write_all(first.as_bytes())
             .await
             .map_err(|e| failed(e.to_string()))?;
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
-        let bound = match ready {
-            Ok(Ok(Some(line))) => match serde_json::from_str::<Report>(&line) {
-                Ok(Report::Listening(a)) => a,
-                _ => return Err(failed(format!("it said {line:?}"))),
+        match ready {
+            Ok(Ok(Some(said))) => match serde_json::from_str::<Report>(&said) {
+                Ok(Report::Ready) => {}
+                _ => return Err(failed(format!("it said {said:?}"))),
             },
             Ok(_) => {
                 let mut err = String::new();
@@ -178,7 +230,7 @@ impl ProxySupervisor {
                 return Err(failed(err.trim().to_string()));
             }
             Err(_) => return Err(failed("it did not answer".into())),
-        };
+        }
         let (control, mut control_rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             while let Some(line) = control_rx.recv().await {
@@ -187,33 +239,32 @@ impl ProxySupervisor {
                 }
             }
         });
+        // The doors of the containers there are (after a restart), then new ones.
+        for name in self.doors.lock().iter() {
+            let _ = control.send(line(&Control {
+                open: Some(name.clone()),
+                ..Default::default()
+            }));
+        }
+        *self.control.lock() = Some(control);
         self.generation.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(listen = %bound, pid = ?pid, "sandbox network proxy started");
+        tracing::info!(pid = ?pid, "sandbox network proxy started");
         let me = self.me.clone();
         let blocked = self.on_blocked.clone();
-        tokio::spawn(watch(child, lines, stderr, blocked, me, bound));
-        Ok(Running {
-            listen: bound,
-            pid,
-            control,
-        })
+        tokio::spawn(watch(child, lines, stderr, blocked, me));
+        Ok(Running { pid })
     }
 
-    /// The proxy died: start it again on the same address (the containers' proxy settings
-    /// name it), until that works or the server goes. Boxed: it starts the watcher that
-    /// calls it.
-    fn restart(
-        self: Arc<Self>,
-        listen: SocketAddr,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    /// The proxy died: start it again, with the same doors (the containers' sockets are
+    /// made again in the folders mounted into them), until that works or the server goes.
+    /// Boxed: it starts the watcher that calls it.
+    fn restart(self: Arc<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
             self.generation.fetch_add(1, Ordering::SeqCst);
+            *self.control.lock() = None;
             loop {
                 let mut running = self.running.lock().await;
-                if running.as_ref().is_some_and(|r| r.listen != listen) {
-                    return; // replaced meanwhile
-                }
-                match self.start(listen).await {
+                match self.start().await {
                     Ok(r) => {
                         *running = Some(r);
                         return;
@@ -227,24 +278,34 @@ impl ProxySupervisor {
     }
 }
 
-fn control_line(allow: &[String]) -> String {
-    let mut line = serde_json::to_string(&Control {
-        allow: Some(allow.to_vec()),
-        ping: None,
-    })
-    .unwrap_or_default();
+fn line(control: &Control) -> String {
+    let mut line = serde_json::to_string(control).unwrap_or_default();
     line.push('\n');
     line
 }
 
-fn ping_line(n: u64) -> String {
-    let mut line = serde_json::to_string(&Control {
-        allow: None,
-        ping: Some(n),
-    })
-    .unwrap_or_default();
-    line.push('\n');
-    line
+/// A container's way out: its folder (mounted into it) and the socket in it.
+#[derive(Debug)]
+pub struct Door {
+    pub name: String,
+    pub folder: PathBuf,
+    owner: Weak<ProxySupervisor>,
+}
+
+impl Door {
+    /// The folder holding the socket.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+}
+
+impl Drop for Door {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.close_door(&self.name);
+        }
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
 }
 
 async fn watch(
@@ -253,7 +314,6 @@ async fn watch(
     stderr: tokio::process::ChildStderr,
     blocked: OnBlocked,
     me: Weak<ProxySupervisor>,
-    listen: SocketAddr,
 ) {
     let pongs = me.upgrade().map(|m| m.pongs.clone()).unwrap_or_default();
     tokio::spawn(async move {
@@ -265,18 +325,21 @@ async fn watch(
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str(&line) {
             Ok(Report::Blocked {
-                peer,
+                door,
                 host,
                 port,
                 reason,
                 can_allow,
             }) => blocked(Blocked {
-                peer,
+                door,
                 host,
                 port,
                 reason,
                 can_allow,
             }),
+            Ok(Report::DoorFailed { door, error }) => {
+                tracing::error!(door = %door, "the sandbox network proxy could not open a door: {error}")
+            }
             Ok(Report::Pong(n)) => {
                 if let Some(tx) = pongs.lock().remove(&n) {
                     let _ = tx.send(());
@@ -291,5 +354,5 @@ async fn watch(
         ?status,
         "the sandbox network proxy stopped; sandboxes on the allowlist reach nothing until it is back; restarting it"
     );
-    me.restart(listen).await;
+    me.restart().await;
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::netplan::{self, Plan};
+use super::netplan::Plan;
 use super::run::ContainerGone;
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
@@ -16,34 +16,34 @@ use crate::settings::Network;
 pub(super) struct Watched(Option<(Arc<RunNet>, u64)>);
 
 impl Sandbox {
-    /// The network a new container gets; for the allowlist, its internal network and the
-    /// proxy on its gateway, started if needed.
-    pub(super) async fn plan(&self, docker: &bollard::Docker, spec: &SandboxSpec) -> Result<Plan> {
+    /// The network a new container gets; for the allowlist, a door of its own to the proxy,
+    /// started if needed.
+    pub(super) async fn plan(&self, spec: &SandboxSpec) -> Result<Plan> {
         Ok(match spec.network {
             Network::Open => Plan::Open,
             Network::None => Plan::None,
             Network::Allowlist => {
-                let (network, gateway) =
-                    netplan::internal_network(docker, &self.owner.home).await?;
-                let proxy = self.proxy.ensure(gateway, &spec.allow).await?;
-                Plan::Allowlist { network, proxy }
+                self.proxy.ensure(&spec.allow).await?;
+                Plan::Allowlist(Arc::new(self.proxy.open_door().await?))
             }
         })
     }
 
-    /// Start watching a run in an allowlist container at `peer` (no-op for other containers).
+    /// Start watching a run in an allowlist container, by its door (no-op for others).
     pub(super) fn watch_run(
         &self,
-        peer: Option<std::net::IpAddr>,
+        door: Option<&str>,
         workspace: &Path,
         req: &ExecRequest,
     ) -> Watched {
-        let Some(peer) = peer else {
+        let Some(door) = door else {
             return Watched(None);
         };
-        let run = self
-            .net
-            .begin(peer, req.command.display(), workspace.display().to_string());
+        let run = self.net.begin(
+            door.to_string(),
+            req.command.display(),
+            workspace.display().to_string(),
+        );
         Watched(Some((run, self.proxy.generation())))
     }
 

@@ -29,7 +29,7 @@ pub const LABEL_CLIENT: &str = "dev.stigmer.client";
 /// How the container was made ([`LAYOUT`]): a container of another layout is never reused.
 pub const LABEL_LAYOUT: &str = "dev.stigmer.layout";
 /// Bumped whenever what a container is made with changes its safety (mounts, helper, users).
-pub const LAYOUT: &str = "2";
+pub const LAYOUT: &str = "3";
 
 /// Most processes one sandbox container may have (fork bombs stop here).
 const PIDS_LIMIT: i64 = 1024;
@@ -115,10 +115,20 @@ pub async fn create(
                         .iter()
                         .map(|g| (g.path.display().to_string(), g.read_only)),
                 )
-                .map(|(path, read_only)| Mount {
+                .map(|(path, read_only)| (path.clone(), path, read_only))
+                // The allowlist's door: its folder, read-only (the socket can be connected to,
+                // not replaced).
+                .chain(spec.plan.door().map(|d| {
+                    (
+                        d.folder().display().to_string(),
+                        super::netplan::DOOR_IN_CONTAINER.to_string(),
+                        true,
+                    )
+                }))
+                .map(|(source, target, read_only)| Mount {
                     typ: Some(MountType::BIND),
-                    source: Some(path.clone()),
-                    target: Some(path),
+                    source: Some(source),
+                    target: Some(target),
                     read_only: Some(read_only),
                     bind_options: Some(MountBindOptions {
                         create_mountpoint: Some(false),
@@ -151,7 +161,7 @@ pub async fn create(
             super::helper::PATH_IN_CONTAINER.into(),
             "serve".into(),
         ]),
-        cmd: Some(vec![]),
+        cmd: Some(spec.plan.helper_args()),
         open_stdin: Some(true),
         stdin_once: Some(false),
         attach_stdin: Some(true),

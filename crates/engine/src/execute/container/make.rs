@@ -11,7 +11,7 @@ use super::attach::HelperConn;
 use super::containers::{self, ContainerSpec};
 use super::held::{self, Held};
 use super::pool::{ContainerKey, Warm};
-use super::{hostrun, netplan, Sandbox, SandboxSpec};
+use super::{hostrun, Sandbox, SandboxSpec};
 use crate::error::{Error, ErrorCode, Result};
 
 impl Sandbox {
@@ -35,7 +35,7 @@ impl Sandbox {
             client: key.client.clone(),
             memory: spec.memory.clone(),
             cpus: spec.cpus.clone(),
-            plan: self.plan(docker, spec).await?,
+            plan: self.plan(spec).await?,
             guards: guards.mounts.clone(),
             env: git_identity(),
         };
@@ -75,16 +75,10 @@ impl Sandbox {
             tracing::warn!(workspace = %key.workspace.display(), ?mounted, ?expected, "the container's mounts are not what was checked; removed");
             return Err(changed(&key.workspace));
         }
-        let peer = match &cspec.plan {
-            netplan::Plan::Allowlist { network, .. } => {
-                netplan::address_on(docker, &id, network).await
-            }
-            _ => None,
-        };
         Ok(Warm {
             id,
             conn,
-            peer,
+            door: cspec.plan.door(),
             mounted: mounted.first().copied().flatten(),
             guards: Arc::new(guards),
             stale: Arc::default(),

@@ -155,9 +155,10 @@ impl Sandbox {
     pub fn new(paths: &Paths, owner: &str, bus: EventBus) -> Arc<Sandbox> {
         let net = crate::network::NetWatch::new(bus.clone());
         let watch = net.clone();
-        let proxy = crate::network::supervisor::ProxySupervisor::new(Arc::new(move |b| {
-            watch.on_blocked(b)
-        }));
+        let proxy = crate::network::supervisor::ProxySupervisor::new(
+            paths.proxy_dir(),
+            Arc::new(move |b| watch.on_blocked(b)),
+        );
         Arc::new(Sandbox {
             owner: Owner {
                 home: home_id(&paths.data_dir),
@@ -406,7 +407,11 @@ impl Sandbox {
         // A container (or its helper) gone behind our back is replaced once.
         for attempt in 0..2 {
             let warm = self.acquire(&docker, spec, &key, &held).await?;
-            let watched = self.watch_run(warm.peer, &workspace, req);
+            let watched = self.watch_run(
+                warm.door.as_deref().map(|d| d.name.as_str()),
+                &workspace,
+                req,
+            );
             let result = run::run(&warm.conn, req, &out, &cancel).await;
             let result = self.end_watch(watched, result).await;
             let result = hostrun::after_run(&workspace, &warm, result);
@@ -512,6 +517,7 @@ impl Sandbox {
                 removed += 1;
             }
         }
+        netplan::remove_old_network(&docker, &self.owner.home).await;
         Ok(removed)
     }
 

@@ -2,7 +2,6 @@
 //! that agent's runs at once (runs of two agents never share one), removed after its TTL idle.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +24,9 @@ pub(super) struct ContainerKey {
 pub(super) struct Warm {
     pub id: String,
     pub conn: Arc<HelperConn>,
-    /// Its address on the allowlist network, to tell who a refused connection came from.
-    pub peer: Option<IpAddr>,
+    /// Its door to the allowlist's proxy (closed when the last clone goes), which tells
+    /// whose a refused connection was.
+    pub door: Option<Arc<crate::network::supervisor::Door>>,
     /// The folder mounted, as proved when it started (None where it cannot be proved).
     pub mounted: Option<Identity>,
     /// The host-run files it guards, and where it looked for them.
