@@ -489,6 +489,59 @@ async fn host_run_files_stay_read_only_inside_the_workspace() {
     )
     .await;
     assert_eq!(out, "", "the new folder stayed writable: {fin}");
+
+    // A repository made deep down: reported when the run ends, guarded from the next run on.
+    let (_, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "mkdir -p deep/a/b/.git/hooks && echo '[core]' > deep/a/b/.git/config && echo made",
+    )
+    .await;
+    let made = fin["run"]["outcome"]["host_files"].to_string();
+    assert!(made.contains("deep/a/b/.git"), "not reported: {fin}");
+    let (out, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "{ echo x >> deep/a/b/.git/config; } 2>/dev/null && echo DONE",
+    )
+    .await;
+    assert_eq!(
+        out, "",
+        "the new repository's config stayed writable: {fin}"
+    );
+    // One made with no config yet: the config written later is reported too.
+    let (_, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "mkdir -p two/.git && echo made",
+    )
+    .await;
+    assert!(
+        fin["run"]["outcome"]["host_files"]
+            .to_string()
+            .contains("two/.git"),
+        "{fin}"
+    );
+    let (_, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "printf '[core]\\n\\tfsmonitor = x\\n' > two/.git/config && echo made",
+    )
+    .await;
+    assert!(
+        fin["run"]["outcome"]["host_files"]
+            .to_string()
+            .contains("two/.git/config"),
+        "{fin}"
+    );
 }
 
 /// With git's configuration read-only, an agent still commits, branches and stashes (its

@@ -203,7 +203,8 @@ impl ConfigFile {
             Error::new(
                 ErrorCode::InvalidSetting,
                 format!(
-                    "config file {} (sandbox.writable): {why}; expected a list of names from: {}",
+                    "config file {} (sandbox.writable): {why}; expected a list of names from: {} \
+                     (or such a name's full path in one workspace)",
                     self.path.display(),
                     known.join(", ")
                 ),
@@ -213,6 +214,14 @@ impl ConfigFile {
         list.iter()
             .map(|v| match v.as_str() {
                 Some(n) if known.iter().any(|k| k == n) => Ok(n.to_string()),
+                // In full: that file of one workspace (or of a repository in it).
+                Some(n)
+                    if std::path::Path::new(n).is_absolute()
+                        && !n.contains("/../")
+                        && known.iter().any(|k| std::path::Path::new(n).ends_with(k)) =>
+                {
+                    Ok(n.to_string())
+                }
                 Some(n) => Err(invalid(&format!("`{n}` is not one of them"))),
                 None => Err(invalid("every entry must be a text")),
             })
@@ -476,4 +485,38 @@ pub fn unset_in_file(paths: &Paths, key: Key) -> Result<()> {
     let (mut file, _warnings) = ConfigFile::load(&paths.config_file())?;
     file.unset(key);
     file.save()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writable(text: &str) -> Result<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        ConfigFile::load(&path)?.0.writable()
+    }
+
+    #[test]
+    fn writable_names_a_host_run_file_everywhere_or_in_full_in_one_workspace() {
+        assert_eq!(
+            writable("[sandbox]\nwritable = [\".vscode\", \"/p/sub/.git/hooks\"]\n").unwrap(),
+            [".vscode", "/p/sub/.git/hooks"]
+        );
+        for bad in [
+            "src",
+            "/p/src",
+            "p/.vscode",
+            "/p/../q/.vscode",
+            ".git/objects",
+        ] {
+            let e = writable(&format!("[sandbox]\nwritable = [\"{bad}\"]\n")).unwrap_err();
+            assert!(
+                e.message.contains(&format!("`{bad}`")),
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
 }

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::folders::Folders;
 use super::held::{self, Held, Identity};
 
 /// Read-only at the workspace root and at the root of every repository in it.
@@ -40,22 +41,6 @@ pub const NAMES: &[&str] = &[
 ];
 /// Read-only inside a repository's `.git` folder (and each `.git/modules/NAME`).
 pub const GIT_NAMES: &[&str] = &["config", "hooks", "info"];
-/// Folders never searched for repositories: generated, and large.
-const SKIPPED: &[&str] = &[
-    "node_modules",
-    "target",
-    ".venv",
-    "venv",
-    "__pycache__",
-    "dist",
-    ".cache",
-    ".tox",
-    ".gradle",
-];
-/// How many folders are looked at for repositories, and how deep.
-const SEARCH_LIMIT: usize = 20_000;
-const SEARCH_DEPTH: usize = 8;
-
 /// One path mounted onto itself: read-only, or (a `.git` folder) read-write as an anchor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
@@ -65,29 +50,45 @@ pub struct Guard {
 }
 
 /// What a container is made with: the guards, the repositories they were found in, and what
-/// could not be guarded (a link at a guarded name).
-#[derive(Debug, Clone, Default)]
+/// could not be guarded (a link at a guarded name); the workspace's folders, to find the
+/// repositories its runs create.
+#[derive(Debug, Default)]
 pub struct Guards {
     pub mounts: Vec<Guard>,
     pub repos: Vec<PathBuf>,
     pub unguarded: Vec<PathBuf>,
+    /// The user's exceptions (`sandbox.writable`).
+    pub writable: Vec<String>,
+    pub folders: parking_lot::Mutex<Folders>,
+}
+
+/// Whether the user lets sandboxed commands change `path`, a host-run path of repository (or
+/// workspace root) `repo` in workspace `root`: `sandbox.writable` names it relative to either
+/// (`.vscode`, `.git/config`), or gives it in full (that workspace only).
+fn writable_by_user(allowed: &[String], root: &Path, repo: &Path, path: &Path) -> bool {
+    let forms = [
+        path.strip_prefix(repo).ok(),
+        path.strip_prefix(root).ok(),
+        Some(path),
+    ];
+    allowed
+        .iter()
+        .any(|a| forms.iter().flatten().any(|f| Path::new(a) == *f))
 }
 
 /// The guards of the workspace `root`, held as `held`; `allowed` names the user's exceptions
 /// (`sandbox.writable`, paths relative to a repository or the workspace).
 pub fn plan(root: &Path, held: &Held, allowed: &[String]) -> Guards {
     let mut g = Guards::default();
-    let repos = repositories(root);
+    let folders = Folders::scan(root);
+    let repos = folders.repos();
     let mut roots: Vec<PathBuf> = vec![root.to_path_buf()];
     roots.extend(repos.iter().filter(|r| *r != root).cloned());
     for r in &roots {
         let rel = r.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf();
         let add = |name: PathBuf, read_only: bool, g: &mut Guards| {
             let rel_name = rel.join(&name);
-            if allowed
-                .iter()
-                .any(|a| Path::new(a) == name || Path::new(a) == rel_name)
-            {
+            if writable_by_user(allowed, root, r, &root.join(&rel_name)) {
                 return;
             }
             if g.mounts.iter().any(|m| m.path == root.join(&rel_name)) {
@@ -134,6 +135,8 @@ pub fn plan(root: &Path, held: &Held, allowed: &[String]) -> Guards {
         }
     }
     g.repos = repos;
+    g.writable = allowed.to_vec();
+    g.folders = parking_lot::Mutex::new(folders);
     g
 }
 
@@ -188,41 +191,6 @@ fn hooks_path(config: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Folders of `root` (itself included) holding a `.git`, searched without following links,
-/// past generated folders, within [`SEARCH_LIMIT`] folders and [`SEARCH_DEPTH`] levels.
-pub fn repositories(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![(root.to_path_buf(), 0usize)];
-    let mut seen = 0;
-    while let Some((dir, depth)) = todo.pop() {
-        seen += 1;
-        if seen > SEARCH_LIMIT {
-            tracing::warn!(workspace = %root.display(), "the search for repositories stopped at {SEARCH_LIMIT} folders");
-            break;
-        }
-        if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
-            found.push(dir.clone());
-        }
-        if depth >= SEARCH_DEPTH {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name == ".git" || SKIPPED.contains(&name.as_ref()) {
-                continue;
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push((e.path(), depth + 1));
-            }
-        }
-    }
-    found
-}
-
 /// Host-run names that exist now at the roots a container was made for (the workspace and
 /// its repositories then) but were not guarded: a run made them. Cheap: a few stats.
 pub fn created(root: &Path, guards: &Guards) -> Vec<PathBuf> {
@@ -231,10 +199,17 @@ pub fn created(root: &Path, guards: &Guards) -> Vec<PathBuf> {
     roots.extend(guards.repos.iter().map(PathBuf::as_path));
     let mut made = Vec::new();
     for r in roots {
-        for name in NAMES.iter().chain(std::iter::once(&".git")) {
+        let in_git = GIT_NAMES.iter().map(|n| Path::new(".git").join(n));
+        for name in NAMES
+            .iter()
+            .map(PathBuf::from)
+            .chain(std::iter::once(PathBuf::from(".git")))
+            .chain(in_git)
+        {
             let p = r.join(name);
             if !guarded.contains(p.as_path())
                 && !guards.unguarded.contains(&p)
+                && !writable_by_user(&guards.writable, root, r, &p)
                 && std::fs::symlink_metadata(&p).is_ok()
             {
                 made.push(p);
@@ -246,6 +221,17 @@ pub fn created(root: &Path, guards: &Guards) -> Vec<PathBuf> {
     made
 }
 
+/// Repositories a run created anywhere in the workspace since the last look: their `.git`.
+fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
+    guards
+        .folders
+        .lock()
+        .rescan()
+        .into_iter()
+        .map(|r| r.join(".git"))
+        .collect()
+}
+
 /// After a run: host-run files it created that the container does not guard go into its
 /// outcome (the agent's reply and the window say so), and the container is replaced before
 /// the next run, which then has them read-only.
@@ -254,7 +240,10 @@ pub(super) fn after_run<E>(
     warm: &super::pool::Warm,
     result: std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E>,
 ) -> std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E> {
-    let made = created(root, &warm.guards);
+    let mut made = created(root, &warm.guards);
+    made.extend(new_repositories(&warm.guards));
+    made.sort();
+    made.dedup();
     if made.is_empty() {
         return result;
     }
@@ -343,6 +332,17 @@ mod tests {
         // The user's exception, and what a run creates afterwards.
         let g2 = plan(&root, &held, &[".vscode".into()]);
         assert!(!g2.mounts.iter().any(|m| m.path.ends_with(".vscode")));
+        assert!(created(&root, &g2).is_empty(), "an exception is not new");
+        // In full: that workspace's only.
+        let full = root.join(".git/hooks").display().to_string();
+        let g3 = plan(&root, &held, &[full]);
+        assert!(!g3.mounts.iter().any(|m| m.path == root.join(".git/hooks")));
+        assert!(g3
+            .mounts
+            .iter()
+            .any(|m| m.path == root.join("sub/.git/hooks")));
+        let other = plan(&root, &held, &["/elsewhere/.vscode".into()]);
+        assert!(other.mounts.iter().any(|m| m.path == root.join(".vscode")));
         std::fs::write(root.join(".mcp.json"), "{}").unwrap();
         std::fs::create_dir_all(root.join("sub/.vscode")).unwrap();
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod containers;
 pub mod context;
 mod engine_error;
 mod executor;
+mod folders;
 pub mod held;
 pub mod helper;
 pub mod hostrun;
