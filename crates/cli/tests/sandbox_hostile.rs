@@ -609,3 +609,41 @@ async fn a_guarded_folder_swapped_for_a_link_is_never_mounted() {
     assert_eq!(fin["run"]["error"]["code"], "WORKSPACE_CHANGED", "{fin}");
     assert_never_mounted(&outside);
 }
+
+/// A container replaced because a run created a host-run file keeps serving the run of the
+/// same agent still going in it, and goes when that run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_container_never_cuts_short_a_run_still_going_in_it() {
+    if !engine_or_skip("a_replaced_container_never_cuts_short_a_run_still_going_in_it") {
+        return;
+    }
+    ensure_busybox();
+    let env = TestEnv::new();
+    env.allow_work();
+    let w = env.path().to_path_buf();
+    let server = sandbox_server(&env, &[]);
+    let client = server.client();
+    let (out, _, fin) = run(&server, &client, "agent", &w, "echo warm").await;
+    assert_eq!(out, "warm\n", "{fin}");
+    let long = run(&server, &client, "agent", &w, "sleep 4; echo survived");
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (_, _, fin) = run(&server, &client, "agent", &w, "mkdir .cursor && echo made").await;
+        assert!(
+            fin["run"]["outcome"]["host_files"]
+                .to_string()
+                .contains(".cursor"),
+            "{fin}"
+        );
+        // A new container for this one; the old one stays for the long run.
+        let (out, _, fin) = run(&server, &client, "agent", &w, "echo next").await;
+        assert_eq!(out, "next\n", "{fin}");
+        assert_eq!(containers_for(&w).len(), 2, "both containers are there");
+    };
+    let ((out, _, fin), ()) = tokio::join!(long, others);
+    assert_eq!(out, "survived\n", "the long run was cut short: {fin}");
+    assert!(
+        wait_until(Duration::from_secs(10), || containers_for(&w).len() == 1),
+        "the old container went with its last run"
+    );
+}

@@ -3,7 +3,6 @@
 //! checked before any command runs.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use bollard::Docker;
 
@@ -75,14 +74,13 @@ impl Sandbox {
             tracing::warn!(workspace = %key.workspace.display(), ?mounted, ?expected, "the container's mounts are not what was checked; removed");
             return Err(changed(&key.workspace));
         }
-        Ok(Warm {
+        Ok(Warm::new(
             id,
             conn,
-            door: cspec.plan.door(),
-            mounted: mounted.first().copied().flatten(),
-            guards: Arc::new(guards),
-            stale: Arc::default(),
-        })
+            cspec.plan.door(),
+            mounted.first().copied().flatten(),
+            guards,
+        ))
     }
 
     /// Whether the engine shares this kernel, asked once per connection.

@@ -417,6 +417,9 @@ impl Sandbox {
             let result = self.end_watch(watched, result).await;
             let result = hostrun::after_run(&workspace, &warm, result);
             self.pool.lock().leave(&key);
+            if warm.leave() {
+                let _ = containers::remove(&docker, &warm.id).await;
+            }
             let gone = match result {
                 Ok(outcome) if warm.conn.alive() => return outcome,
                 Ok(outcome) => {
@@ -467,13 +470,18 @@ impl Sandbox {
             // Its helper gone (killed, the engine restarted), made for a folder the path no
             // longer names, or a run created a host-run file it does not guard: start over.
             if warm.conn.alive() && warm.mounted == held.identity && !warm.is_stale() {
+                warm.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return Ok(warm);
             }
             self.pool.lock().forget(key, &warm.id);
-            let _ = containers::remove(docker, &warm.id).await;
+            // A run of the same agent still going in it keeps it until that run ends.
+            if !warm.conn.alive() || warm.retire() {
+                let _ = containers::remove(docker, &warm.id).await;
+            }
         }
         match self.create(docker, spec, key, held).await {
             Ok(warm) => {
+                warm.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.pool.lock().set(key, Some(warm.clone()));
                 Ok(warm)
             }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,12 +33,46 @@ pub(super) struct Warm {
     /// The host-run files it guards, and where it looked for them.
     pub guards: Arc<super::hostrun::Guards>,
     /// A run created a host-run file it does not guard: the next run gets a new container.
-    pub stale: Arc<std::sync::atomic::AtomicBool>,
+    pub stale: Arc<AtomicBool>,
+    /// Runs in it now, and whether it was replaced: the last of its runs removes it.
+    pub runs: Arc<AtomicUsize>,
+    pub retired: Arc<AtomicBool>,
 }
 
 impl Warm {
+    pub fn new(
+        id: String,
+        conn: Arc<HelperConn>,
+        door: Option<Arc<crate::network::supervisor::Door>>,
+        mounted: Option<Identity>,
+        guards: super::hostrun::Guards,
+    ) -> Warm {
+        Warm {
+            id,
+            conn,
+            door,
+            mounted,
+            guards: Arc::new(guards),
+            stale: Arc::default(),
+            runs: Arc::default(),
+            retired: Arc::default(),
+        }
+    }
+
     pub fn is_stale(&self) -> bool {
-        self.stale.load(std::sync::atomic::Ordering::Relaxed)
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Replaced by a new container: whether it is free to go now (else its last run
+    /// removes it, see [`Warm::leave`]), so a run still going in it is never cut short.
+    pub fn retire(&self) -> bool {
+        self.retired.store(true, Ordering::SeqCst);
+        self.runs.load(Ordering::SeqCst) == 0
+    }
+
+    /// A run is over in it: whether it was retired and that was its last run.
+    pub fn leave(&self) -> bool {
+        self.runs.fetch_sub(1, Ordering::SeqCst) == 1 && self.retired.load(Ordering::SeqCst)
     }
 }
 
