@@ -21,10 +21,14 @@ impl Sandbox {
         docker: &Docker,
         spec: &SandboxSpec,
         key: &ContainerKey,
-        held: &Held,
+        held: &std::sync::Arc<Held>,
     ) -> Result<Warm> {
-        // Found once per container, never on a warm run.
-        let guards = hostrun::plan(&key.workspace, held, &spec.writable);
+        // Found once per container, never on a warm run; a walk of the workspace, so off the
+        // async threads.
+        let (root, h, writable) = (key.workspace.clone(), held.clone(), spec.writable.clone());
+        let guards = tokio::task::spawn_blocking(move || hostrun::plan(&root, &h, &writable))
+            .await
+            .map_err(|e| Error::internal(format!("the workspace's search failed: {e}")))?;
         for link in &guards.unguarded {
             tracing::warn!(path = %link.display(), "a host-run file is a link: not guarded");
         }

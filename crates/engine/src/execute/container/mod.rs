@@ -393,7 +393,7 @@ impl Sandbox {
             .map_err(|r| workspace::refusal_error(&r))?;
         // Held open without following links: the folder that was checked, whatever the path
         // names later. The container's mount is proved against it.
-        let held = held::hold(&workspace)?;
+        let held = Arc::new(held::hold(&workspace)?);
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
         if let Some((_, info)) = self.conn.lock().await.as_ref() {
@@ -460,7 +460,7 @@ impl Sandbox {
         docker: &Docker,
         spec: &SandboxSpec,
         key: &ContainerKey,
-        held: &Held,
+        held: &Arc<Held>,
     ) -> Result<Warm> {
         let ttl = Duration::from_secs(spec.ttl_secs);
         let creating = self.pool.lock().enter(key, ttl, spec.cleanup);
