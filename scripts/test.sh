@@ -18,7 +18,8 @@ install_deps test
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# Every test binary runs even after one fails (the closing line counts them all).
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # The MCP server driven by a real MCP client (the official Python SDK), over stdio and HTTP.
 STIGMER_BIN="$PWD/target/debug/stigmer" target/pyenv/bin/python -m pytest tests/mcp -q 2>&1 | tee -a "$log" || status=$?
 # The HTTP API fuzzed from its OpenAPI document (schemathesis); needs the container engine.
@@ -34,7 +35,7 @@ fi
 # the exec contract in any image, workspaces, orphans and TTL.
 if docker version >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
   echo "== the sandbox tests on Podman"
-  tests/engines/podman.sh with cargo test --locked -p stigmer-cli --test sandbox --test sandbox_images \
+  tests/engines/podman.sh with cargo test --locked --no-fail-fast -p stigmer-cli --test sandbox --test sandbox_images \
     --test sandbox_any_image --test sandbox_workspaces --test sandbox_remote --test sandbox_hostile 2>&1 | tee -a "$log" || status=$?
 elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
   echo "podman pass (podman is missing, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"

@@ -1,108 +1,28 @@
 //! What the app does: start, stop, watch the server; switch modes; quit. The window's commands
 //! and the tray's items both call these, so they always agree.
 
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use stigmer_client::Client;
-use stigmer_protocol::local::{server_lock_held, Discovery, Paths};
+use stigmer_protocol::local::{server_lock_held, Discovery};
 use stigmer_protocol::mode::{validate_image_ref, BASIC_IMAGE};
 use stigmer_protocol::network::{NetworkChange, NetworkView};
 use stigmer_protocol::status::{ModeChange, Status};
 use stigmer_protocol::{Error, ErrorCode, Result};
-use tauri::{AppHandle, Emitter, Manager};
-use tauri_plugin_shell::process::{CommandChild, CommandEvent};
+use tauri::{AppHandle, Emitter};
+use tauri_plugin_shell::process::CommandEvent;
 use tauri_plugin_shell::ShellExt;
 
 use crate::menu::ids;
 use crate::model::{AppModel, ServerState};
-use crate::notify::{self, Notifier};
-use crate::prefs::{self, Prefs};
+use crate::notify;
+use crate::prefs;
+use crate::state::{log_line, shared, update};
 use crate::tray;
 
-/// How many server log lines the window can show.
-const LOG_LINES: usize = 500;
 /// How long a started server has to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(20);
-
-pub struct Shared {
-    pub paths: Paths,
-    pub model: Mutex<AppModel>,
-    pub prefs: Mutex<Prefs>,
-    child: Mutex<Option<CommandChild>>,
-    pub(crate) stopping: AtomicBool,
-    pub(crate) notifier: Mutex<Notifier>,
-    logs: Mutex<std::collections::VecDeque<String>>,
-    /// Bumped at each start: watchers of an older server stop.
-    pub(crate) generation: std::sync::atomic::AtomicU64,
-    /// The window was closed to the tray (destroyed): the app goes on without one.
-    pub(crate) in_tray: AtomicBool,
-    /// What a window opened from the tray shows first (`settings`, `custom-image`).
-    pub(crate) pending_view: Mutex<Option<String>>,
-}
-
-impl Shared {
-    pub fn new(paths: Paths) -> Shared {
-        Shared {
-            prefs: Mutex::new(prefs::load(&paths)),
-            paths,
-            model: Mutex::default(),
-            child: Mutex::new(None),
-            stopping: AtomicBool::new(false),
-            notifier: Mutex::default(),
-            logs: Mutex::default(),
-            generation: Default::default(),
-            in_tray: AtomicBool::new(false),
-            pending_view: Mutex::default(),
-        }
-    }
-
-    pub fn model(&self) -> AppModel {
-        self.model.lock().clone()
-    }
-
-    pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().iter().cloned().collect()
-    }
-
-    pub fn api(&self) -> Result<Client> {
-        Client::find(&self.paths)?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::ServerUnavailable,
-                "the server is not running: start it first",
-            )
-        })
-    }
-}
-
-pub(crate) fn shared(app: &AppHandle) -> tauri::State<'_, Shared> {
-    app.state::<Shared>()
-}
-
-/// Change the model, then refresh the tray and tell the window.
-pub fn update(app: &AppHandle, f: impl FnOnce(&mut AppModel)) {
-    let m = {
-        let s = shared(app);
-        let mut m = s.model.lock();
-        f(&mut m);
-        m.clone()
-    };
-    tray::update(app, &m);
-    let _ = app.emit("stigmer://model", &m);
-}
-
-pub(crate) fn log_line(app: &AppHandle, line: String) {
-    {
-        let s = shared(app);
-        let mut logs = s.logs.lock();
-        logs.push_back(line.clone());
-        while logs.len() > LOG_LINES {
-            logs.pop_front();
-        }
-    }
-    let _ = app.emit("stigmer://log", line);
-}
 
 /// Start the server (or attach to the one already running) and watch it.
 pub async fn start(app: &AppHandle) -> Result<AppModel> {
@@ -133,7 +53,7 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
             }
         },
     };
-    s.notifier.lock().server_running();
+    notify::notifier(app).server_running();
     refresh_from_server(app, &api, owned).await;
     tauri::async_runtime::spawn(crate::watch::events(app.clone(), api.clone(), generation));
     tauri::async_runtime::spawn(crate::watch::health(app.clone(), api, generation, owned));
@@ -189,7 +109,7 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
                         (_, Some(sig)) => format!("signal {sig}"),
                         _ => "unknown reason".into(),
                     };
-                    server_ended(
+                    crate::watch::server_ended(
                         &watcher,
                         generation,
                         format!("the server process ended ({how})"),
@@ -222,30 +142,6 @@ async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
 }
 
 /// The server went away: stopped on request, or crashed (told once).
-pub(crate) fn server_ended(app: &AppHandle, generation: u64, reason: String) {
-    let s = shared(app);
-    if s.generation.load(Ordering::SeqCst) != generation {
-        return;
-    }
-    *s.child.lock() = None;
-    if s.stopping.load(Ordering::SeqCst) {
-        log_line(app, "server stopped".into());
-        update(app, |m| {
-            m.server = ServerState::Stopped;
-            m.download = None;
-        });
-        return;
-    }
-    log_line(app, format!("server stopped unexpectedly: {reason}"));
-    if let Some(note) = s.notifier.lock().server_crashed(&reason) {
-        notify::show(note);
-    }
-    update(app, |m| {
-        m.server = ServerState::Crashed { reason };
-        m.download = None;
-    });
-}
-
 pub(crate) async fn refresh_from_server(app: &AppHandle, api: &Client, owned: bool) {
     let status = api.status().await.ok();
     update(app, |m| {
@@ -293,18 +189,6 @@ pub async fn stop_all_runs(app: &AppHandle) -> Result<usize> {
 }
 
 /// Stop the server: through its API (runs are cancelled), then make sure the process is gone.
-/// The user's answer to a waiting command (the window's buttons, a notification's).
-pub async fn answer(
-    app: &AppHandle,
-    id: &str,
-    decision: stigmer_protocol::clients::Decision,
-) -> Result<()> {
-    shared(app).api()?.answer_approval(id, decision).await?;
-    // The server's `approval_ended` event updates the model; this is for at once.
-    update(app, |m| m.waiting.retain(|a| a.id != id));
-    Ok(())
-}
-
 pub async fn stop(app: &AppHandle) -> Result<AppModel> {
     let s = shared(app);
     s.stopping.store(true, Ordering::SeqCst);
@@ -470,8 +354,4 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-pub fn paths(app: &AppHandle) -> Paths {
-    shared(app).paths.clone()
 }

@@ -15,9 +15,10 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
-use crate::actions::{self, Shared};
+use crate::actions;
 use crate::model::AppModel;
 use crate::prefs::{self, Prefs};
+use crate::state::{self, Shared};
 
 #[tauri::command]
 pub fn get_model(shared: State<'_, Shared>) -> AppModel {
@@ -216,7 +217,7 @@ pub async fn set_client(shared: State<'_, Shared>, change: ClientChange) -> Resu
 /// Allow once, always allow, or deny a waiting command.
 #[tauri::command]
 pub async fn answer_approval(app: AppHandle, id: String, decision: Decision) -> Result<()> {
-    actions::answer(&app, &id, decision).await
+    crate::approvals::answer(&app, &id, decision).await
 }
 
 /// The folders sandboxed commands may work in, and the requests refused lately.
@@ -393,7 +394,7 @@ impl OutputTail {
 
 #[tauri::command]
 pub fn get_logs(app: AppHandle, shared: State<'_, Shared>) -> Value {
-    let paths = actions::paths(&app);
+    let paths = state::paths(&app);
     json!({
         "lines": shared.logs(),
         "log_dir": paths.log_dir,

@@ -5,12 +5,14 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod actions;
+mod approvals;
 mod cli_install;
 mod commands;
 mod menu;
 mod model;
 mod notify;
 mod prefs;
+mod state;
 mod tray;
 mod updates;
 mod watch;
@@ -61,7 +63,8 @@ fn main() {
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
         ))
-        .manage(actions::Shared::new(paths))
+        .manage(state::Shared::new(paths))
+        .manage(notify::Notifications::default())
         .invoke_handler(tauri::generate_handler![
             commands::get_model,
             commands::agent_config,
@@ -126,7 +129,7 @@ fn main() {
                     actions::quit(&handle).await;
                 });
             }
-            let shared = app.state::<actions::Shared>();
+            let shared = app.state::<state::Shared>();
             let version = handle.package_info().version.to_string();
             shared.model.lock().update.current = version;
             tray::install(&handle, &shared.model(), actions::tray_clicked)?;
@@ -142,7 +145,7 @@ fn main() {
         })
         .on_window_event(|window, event| {
             if let WindowEvent::CloseRequested { api, .. } = event {
-                let close_to_tray = window.state::<actions::Shared>().prefs.lock().close_to_tray;
+                let close_to_tray = window.state::<state::Shared>().prefs.lock().close_to_tray;
                 if close_to_tray {
                     api.prevent_close();
                     window::close_to_tray(window);

@@ -135,7 +135,7 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         }
         items.push(Item::Separator);
     }
-    if let (crate::updates::Phase::Available, Some(v)) = (m.update.state, &m.update.version) {
+    if let (crate::model::UpdatePhase::Available, Some(v)) = (m.update.state, &m.update.version) {
         items.push(Item::Action {
             id: ids::UPDATE,
             text: format!("Version {v} is available…"),
@@ -336,7 +336,7 @@ mod tests {
                 .any(|i| matches!(i, Item::Action { id, .. } if *id == ids::UPDATE))
         };
         assert!(!has(&m));
-        m.update.state = crate::updates::Phase::Available;
+        m.update.state = crate::model::UpdatePhase::Available;
         m.update.version = Some("0.2.0".into());
         assert!(tray_menu(&m).iter().any(
             |i| matches!(i, Item::Action { text, .. } if text == "Version 0.2.0 is available…")

@@ -82,7 +82,7 @@ pub struct AppModel {
     pub download: Option<Download>,
     /// The sandbox image could not be had (downloaded or built): what went wrong.
     pub image_problem: Option<String>,
-    pub update: crate::updates::UpdateState,
+    pub update: UpdateState,
     /// Commands running now, from every client (the tray offers to stop them).
     pub active_runs: usize,
     /// Commands waiting for the user's Allow or Deny, oldest first.
@@ -101,7 +101,7 @@ struct ModelView {
     engine_message: String,
     download: Option<Download>,
     image_problem: Option<String>,
-    update: crate::updates::UpdateState,
+    update: UpdateState,
     waiting: Vec<stigmer_protocol::clients::Approval>,
     active_runs: usize,
     network: stigmer_protocol::network::NetworkPolicy,
@@ -286,6 +286,35 @@ pub fn mode_label(t: Tier) -> &'static str {
 }
 
 /// A model with a running server, for the tests of the window's and the tray's views.
+/// Where an update is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdatePhase {
+    #[default]
+    Idle,
+    Checking,
+    UpToDate,
+    Available,
+    Downloading,
+    Installing,
+    Failed,
+}
+
+/// What the window and the tray show of updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct UpdateState {
+    pub state: UpdatePhase,
+    /// This app's version.
+    pub current: String,
+    /// The version available, once one is.
+    pub version: Option<String>,
+    pub notes: Option<String>,
+    pub done: u64,
+    pub total: u64,
+    /// What went wrong, in plain words.
+    pub message: Option<String>,
+}
+
 #[cfg(test)]
 pub fn running(mode: Mode, image: &str) -> AppModel {
     AppModel {

@@ -32,6 +32,17 @@ struct Prep {
 
 /// Decides which notifications to show; pure, so it is tested without a desktop. At most two
 /// per preparation: it started (with its real size, or "building, once"), and it ended.
+/// The app's notifier, kept by Tauri beside the app's state (not in it: the state is read
+/// by this module, never the other way).
+#[derive(Default)]
+pub struct Notifications(pub parking_lot::Mutex<Notifier>);
+
+/// The app's notifier.
+pub fn notifier(app: &tauri::AppHandle) -> parking_lot::MutexGuard<'_, Notifier> {
+    use tauri::Manager;
+    app.state::<Notifications>().inner().0.lock()
+}
+
 #[derive(Debug, Default)]
 pub struct Notifier {
     crash_shown: bool,
@@ -264,7 +275,7 @@ fn on_action(app: &AppHandle, id: &str, action: &str) {
     };
     let (app, id) = (app.clone(), id.to_string());
     tauri::async_runtime::spawn(async move {
-        if let Err(e) = crate::actions::answer(&app, &id, decision).await {
+        if let Err(e) = crate::approvals::answer(&app, &id, decision).await {
             // Answered in the window meanwhile, or timed out: nothing to do.
             tracing::info!("the notification's answer was not taken: {}", e.message);
         }

@@ -7,52 +7,25 @@
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_updater::UpdaterExt;
 
 use crate::actions;
+use crate::model::{UpdatePhase, UpdateState};
+use crate::state;
 
 /// Another endpoint than the one built in (a company mirror; the tests' server on 127.0.0.1).
 pub const ENDPOINT_ENV: &str = "STIGMER_UPDATE_ENDPOINT";
 /// How often the app looks again while it runs.
 const EVERY: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    #[default]
-    Idle,
-    Checking,
-    UpToDate,
-    Available,
-    Downloading,
-    Installing,
-    Failed,
-}
-
-/// What the window and the tray show of updates.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct UpdateState {
-    pub state: Phase,
-    /// This app's version.
-    pub current: String,
-    /// The version available, once one is.
-    pub version: Option<String>,
-    pub notes: Option<String>,
-    pub done: u64,
-    pub total: u64,
-    /// What went wrong, in plain words.
-    pub message: Option<String>,
-}
-
 /// The update found by the last check, until it is installed.
 #[derive(Default)]
 pub struct Pending(Mutex<Option<tauri_plugin_updater::Update>>);
 
 fn set(app: &AppHandle, f: impl FnOnce(&mut UpdateState)) {
-    actions::update(app, |m| f(&mut m.update));
+    state::update(app, |m| f(&mut m.update));
 }
 
 fn updater(app: &AppHandle) -> std::result::Result<tauri_plugin_updater::Updater, String> {
@@ -69,7 +42,7 @@ fn updater(app: &AppHandle) -> std::result::Result<tauri_plugin_updater::Updater
 /// Look for a newer version; the window and the tray show what was found.
 pub async fn check(app: &AppHandle) -> Result<()> {
     set(app, |u| {
-        u.state = Phase::Checking;
+        u.state = UpdatePhase::Checking;
         u.message = None;
     });
     let found = match updater(app) {
@@ -85,15 +58,15 @@ pub async fn check(app: &AppHandle) -> Result<()> {
             let (version, notes) = (update.version.clone(), update.body.clone());
             *app.state::<Pending>().0.lock() = Some(update);
             set(app, |u| {
-                u.state = Phase::Available;
+                u.state = UpdatePhase::Available;
                 u.version = Some(version);
                 u.notes = notes.filter(|n| !n.trim().is_empty());
             });
         }
-        Ok(None) => set(app, |u| u.state = Phase::UpToDate),
+        Ok(None) => set(app, |u| u.state = UpdatePhase::UpToDate),
         Err(message) => {
             set(app, |u| {
-                u.state = Phase::Failed;
+                u.state = UpdatePhase::Failed;
                 u.message = Some(message);
             });
         }
@@ -111,7 +84,7 @@ pub async fn install(app: &AppHandle) -> Result<()> {
         )
     })?;
     set(app, |u| {
-        u.state = Phase::Downloading;
+        u.state = UpdatePhase::Downloading;
         (u.done, u.total) = (0, 0);
     });
     let progress = app.clone();
@@ -133,7 +106,7 @@ pub async fn install(app: &AppHandle) -> Result<()> {
         .await;
     let result = match bytes {
         Ok(bytes) => {
-            set(app, |u| u.state = Phase::Installing);
+            set(app, |u| u.state = UpdatePhase::Installing);
             update.install(bytes).map_err(|e| {
                 tracing::warn!("update not installed: {e}");
                 plain(&e)
@@ -153,7 +126,7 @@ pub async fn install(app: &AppHandle) -> Result<()> {
         }
         Err(message) => {
             set(app, |u| {
-                u.state = Phase::Failed;
+                u.state = UpdatePhase::Failed;
                 u.message = Some(message.clone());
             });
             Err(Error::new(ErrorCode::Internal, message))
@@ -188,10 +161,10 @@ fn plain(e: &tauri_plugin_updater::Error) -> String {
 pub fn watch(app: AppHandle) {
     tauri::async_runtime::spawn(async move {
         loop {
-            let on = app.state::<actions::Shared>().prefs.lock().check_updates;
+            let on = app.state::<state::Shared>().prefs.lock().check_updates;
             let idle = !matches!(
-                app.state::<actions::Shared>().model().update.state,
-                Phase::Downloading | Phase::Installing
+                app.state::<state::Shared>().model().update.state,
+                UpdatePhase::Downloading | UpdatePhase::Installing
             );
             if on && idle {
                 let _ = check(&app).await;

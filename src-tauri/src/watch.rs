@@ -10,9 +10,9 @@ use stigmer_protocol::events::{Event, ImageAction};
 use stigmer_protocol::mode::Tier;
 use tauri::{AppHandle, Emitter};
 
-use crate::actions::{log_line, server_ended, shared, update};
 use crate::model::{Download, ServerState};
 use crate::notify;
+use crate::state::{log_line, shared, update};
 
 /// Events reach the window at most this often, in batches (never one event per byte).
 const BATCH_EVERY: Duration = Duration::from_millis(100);
@@ -169,11 +169,11 @@ fn on_event(app: &AppHandle, event: &Event) {
         }),
         Event::ImageStarted { image, action } => {
             // Told only if it is still going a moment later: a quick one says nothing.
-            let id = s.notifier.lock().image_started(image, *action);
+            let id = notify::notifier(app).image_started(image, *action);
             let app2 = app.clone();
             tauri::async_runtime::spawn(async move {
                 tokio::time::sleep(notify::QUIET_START).await;
-                let note = shared(&app2).notifier.lock().still_preparing(id);
+                let note = notify::notifier(&app2).still_preparing(id);
                 if let Some(note) = note {
                     notify::show(note);
                 }
@@ -188,7 +188,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             action,
             progress,
         } => {
-            s.notifier.lock().image_progress(progress.bytes_total);
+            notify::notifier(app).image_progress(progress.bytes_total);
             update(app, |m| {
                 m.download = Some(Download::of(image, *action, progress))
             })
@@ -200,7 +200,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             error,
             ..
         } => {
-            let note = s.notifier.lock().image_finished(image, *action, *ok, tier);
+            let note = notify::notifier(app).image_finished(image, *action, *ok, tier);
             if let Some(note) = note {
                 notify::show(note);
             }
@@ -227,4 +227,28 @@ fn on_event(app: &AppHandle, event: &Event) {
         }
         _ => {}
     }
+}
+
+pub(crate) fn server_ended(app: &AppHandle, generation: u64, reason: String) {
+    let s = shared(app);
+    if s.generation.load(Ordering::SeqCst) != generation {
+        return;
+    }
+    *s.child.lock() = None;
+    if s.stopping.load(Ordering::SeqCst) {
+        log_line(app, "server stopped".into());
+        update(app, |m| {
+            m.server = ServerState::Stopped;
+            m.download = None;
+        });
+        return;
+    }
+    log_line(app, format!("server stopped unexpectedly: {reason}"));
+    if let Some(note) = notify::notifier(app).server_crashed(&reason) {
+        notify::show(note);
+    }
+    update(app, |m| {
+        m.server = ServerState::Crashed { reason };
+        m.download = None;
+    });
 }

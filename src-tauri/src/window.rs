@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tauri::{AppHandle, Emitter, Manager};
 
-use crate::actions::shared;
+use crate::state::shared;
 
 /// Open the window: the one there, or a new one (closing to the tray destroys it, so that no
 /// web view is kept alive there). A new window shows once its page has drawn itself.

@@ -183,26 +183,20 @@ fn own_error(e: &Error) -> i32 {
 async fn in_process(request: RunRequest, settings: &Settings, paths: &Paths) -> Result<i32> {
     let bus = EventBus::default();
     let sandbox = Sandbox::new(paths, &format!("cli-{}", std::process::id()), bus.clone());
-    let stigmer_engine::intake::Intake {
-        target,
-        req,
-        client,
-        ask,
-    } = stigmer_engine::intake::intake(request, settings, &sandbox)?;
-    req.validate()?;
-    if ask {
-        // Without a server there is no app to ask.
-        let name = client
-            .as_deref()
-            .unwrap_or(stigmer_protocol::clients::OTHER_CLIENT);
-        return Err(stigmer_engine::approvals::unavailable(name));
-    }
-    target.admit(&req, client.as_deref()).await?;
+    // The server's pipeline, with nobody to ask (a client whose rule is `ask` is refused).
+    let (approved, _) = stigmer_engine::admission::check(request, settings, &sandbox)?
+        .admit()
+        .await?
+        .approve(
+            &stigmer_engine::admission::Nobody,
+            std::time::Duration::ZERO,
+        )
+        .await?;
     let interrupt = Interrupt::watch();
     let progress = crate::sandbox::show_image_progress(bus.subscribe());
     let (tx, mut rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
-    let exec = target.spawn(req, tx, cancel.clone());
+    let exec = approved.spawn(tx, cancel.clone());
     let mut out = Output { broken: false };
     loop {
         tokio::select! {

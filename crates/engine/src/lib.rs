@@ -1,6 +1,7 @@
 //! The Stigmer engine: settings and mode, tool detection, command execution and the local API
 //! server. No GUI dependency: the `stigmer` CLI and the desktop app both build on it.
 
+pub mod admission;
 pub mod approvals;
 pub mod command_env;
 pub mod discovery;
@@ -8,7 +9,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod history;
-pub mod intake;
+mod intake;
 pub mod logging;
 pub mod mcp;
 pub mod network;

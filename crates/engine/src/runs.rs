@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use stigmer_protocol::run::{OutputSummary, RunState, RunSummary};
 
+use crate::admission::Approved;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
-use crate::execute::Target;
-use crate::execute::{Chunk, ExecRequest, Stream};
+use crate::execute::{Chunk, Stream};
 use crate::history::{History, Query};
 use crate::spool::{OutputPage, Spool, SpoolWriter};
 use crate::util::{now_ms, random_hex};
@@ -113,15 +113,10 @@ impl RunRegistry {
         &self.history
     }
 
-    /// Validate and start a run. Nothing is started when this returns an error. Dropping the
-    /// returned receiver cancels the run.
-    pub fn start(
-        self: &Arc<Self>,
-        target: Target,
-        req: ExecRequest,
-        client: Option<String>,
-    ) -> Result<StartedRun> {
-        req.validate()?;
+    /// Start a run that passed every check ([`crate::admission`]). Nothing is started when
+    /// this returns an error. Dropping the returned receiver cancels the run.
+    pub fn start(self: &Arc<Self>, run: Approved) -> Result<StartedRun> {
+        let (target, req, client) = (run.target(), run.req(), run.client().map(String::from));
         let id = new_run_id()?;
         let cancel = CancellationToken::new();
         let summary = RunSummary {
@@ -157,21 +152,20 @@ impl RunRegistry {
         });
         let (tx, rx) = mpsc::channel(8);
         let _ = tx.try_send(RunEvent::Started(summary.clone()));
-        tokio::spawn(self.clone().drive(summary, target, req, cancel, tx));
+        tokio::spawn(self.clone().drive(summary, run, cancel, tx));
         Ok(StartedRun { id, events: rx })
     }
 
     async fn drive(
         self: Arc<Self>,
         mut summary: RunSummary,
-        target: Target,
-        req: ExecRequest,
+        run: Approved,
         cancel: CancellationToken,
         tx: mpsc::Sender<RunEvent>,
     ) {
         // Small queues: a slow reader holds back the command, not megabytes of our memory.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
-        let exec = target.spawn(req, chunk_tx, cancel.clone());
+        let exec = run.spawn(chunk_tx, cancel.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
         let mut spooled = self.spool.as_ref().map(|s| {
             (

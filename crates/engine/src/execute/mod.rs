@@ -133,8 +133,9 @@ impl Target {
         self.executor.allowed_folders()
     }
 
-    /// Run `req` on a task of its own, with the base environment under its variables.
-    pub fn spawn(
+    /// Run `req` on a task of its own, with the base environment under its variables. Only
+    /// an admitted run gets here ([`crate::admission::Approved::spawn`]).
+    pub(crate) fn spawn(
         &self,
         mut req: ExecRequest,
         out: mpsc::Sender<Chunk>,

@@ -4,20 +4,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use futures_util::stream;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::reply::{ApiError, ApiJson, ApiQuery};
 use super::{frames, AppState};
 use stigmer_protocol::run::{
     OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
@@ -37,90 +35,7 @@ pub const DEFAULT_PAGE: u64 = 64 * 1024;
 /// Streams send a heartbeat line after this long without anything else.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// An error as the API returns it: `{"error": {"code": "...", "message": "..."}}`.
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "error": self.0 }))).into_response()
-    }
-}
-
 type ApiResult<T> = Result<T, ApiError>;
-
-/// `Json` whose rejections are API errors with codes.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError(json_rejection(rejection))),
-        }
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> Error {
-    let text = r.body_text();
-    match r {
-        JsonRejection::JsonDataError(_) => Error::new(ErrorCode::InvalidRequest, text),
-        JsonRejection::JsonSyntaxError(_) => Error::new(ErrorCode::InvalidJson, text),
-        JsonRejection::MissingJsonContentType(_) => Error::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the body as JSON with `Content-Type: application/json`",
-        ),
-        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Error::new(
-                ErrorCode::BodyTooLarge,
-                format!(
-                    "the request body is over the {} KiB limit",
-                    super::BODY_LIMIT / 1024
-                ),
-            )
-        }
-        _ => Error::new(ErrorCode::InvalidRequest, text),
-    }
-}
-
-/// `Query` whose rejections are API errors with codes.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(q) => Ok(ApiQuery(q.0)),
-            Err(r @ QueryRejection::FailedToDeserializeQueryString(_)) | Err(r) => Err(ApiError(
-                Error::new(ErrorCode::InvalidRequest, r.body_text()),
-            )),
-        }
-    }
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError(Error::new(
-        ErrorCode::NotFound,
-        "no such API route; the routes are listed at /v1/openapi.json",
-    ))
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError(Error::new(
-        ErrorCode::MethodNotAllowed,
-        "this method is not allowed here; see /v1/openapi.json",
-    ))
-}
 
 /// Engine, image and containers of sandbox mode (for the configured image).
 pub async fn sandbox(State(state): State<Arc<AppState>>) -> Json<SandboxStatus> {

@@ -1,7 +1,6 @@
-//! The one way a request becomes a started run in the server (the HTTP API and MCP both come
-//! here): intake (the client's tier and rule included), the backend's admission, the user's
-//! approval when the client's rule is `ask`, then the run. And the endpoints where the user
-//! sets each client's tier and rule (`/v1/clients`) and answers approvals (`/v1/approvals`).
+//! Where the server starts runs (the HTTP API and MCP both come here), through the admission
+//! pipeline with the user as the one asked; and the endpoints where the user sets each
+//! client's tier and rule (`/v1/clients`) and answers approvals (`/v1/approvals`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,50 +14,41 @@ use stigmer_protocol::clients::{
 };
 use stigmer_protocol::run::RunRequest;
 
-use super::api::{ApiError, ApiJson};
+use super::reply::{ApiError, ApiJson};
 use super::AppState;
+use crate::admission::{self, Approver};
 use crate::error::Result;
 use crate::events::Event;
+use crate::execute::BoxFuture;
 use crate::runs::StartedRun;
 use crate::settings;
-use crate::util::{now_ms, random_hex};
 
-/// Start the run `body` asks for, or say why not. Nothing runs before every check passed,
-/// the user's approval included.
+/// Start the run `body` asks for, or say why not, through the one admission pipeline
+/// ([`crate::admission`]): the user in the window is who is asked.
 pub async fn start(state: &Arc<AppState>, body: RunRequest) -> Result<StartedRun> {
     let settings = state.settings();
-    let intake = crate::intake::intake(body, &settings, &state.sandbox)?;
-    // Refused before anything is registered: a sandbox run outside the allowed workspaces or
-    // without an engine never starts, nor asks the user (a folder that is never mounted is
-    // refused as such, whether it exists or not).
-    intake
-        .target
-        .admit(&intake.req, intake.client.as_deref())
+    let admitted = admission::check(body, &settings, &state.sandbox)?
+        .admit()
         .await?;
-    // The user is asked only about a command that can run.
-    intake.req.validate()?;
-    if intake.ask {
-        let client = intake.client.clone().unwrap_or(OTHER_CLIENT.into());
-        let requested_at_ms = now_ms();
-        let timeout = Duration::from_secs(settings.approvals_timeout_secs);
-        let approval = Approval {
-            id: format!("ask_{}", random_hex(8)?),
-            command: intake.req.command.display(),
-            client: client.clone(),
-            cwd: intake.req.cwd.clone(),
-            mode: intake.target.mode(),
-            image: intake.target.image().map(str::to_string),
-            requested_at_ms,
-            deadline_ms: requested_at_ms + timeout.as_millis() as u64,
-        };
-        if state.approvals.ask(approval, timeout).await? == Decision::AlwaysAllow {
-            // Allowed either way: a rule that could not be saved does not undo the answer.
-            if let Err(e) = always_allow(state, &client).await {
-                tracing::warn!(client, "\"always allow\" could not be saved: {}", e.message);
-            }
+    let timeout = Duration::from_secs(settings.approvals_timeout_secs);
+    let (approved, decision) = admitted.approve(&AskTheUser(state), timeout).await?;
+    if decision == Some(Decision::AlwaysAllow) {
+        let client = approved.client().unwrap_or(OTHER_CLIENT).to_string();
+        // Allowed either way: a rule that could not be saved does not undo the answer.
+        if let Err(e) = always_allow(state, &client).await {
+            tracing::warn!(client, "\"always allow\" could not be saved: {}", e.message);
         }
     }
-    state.runs.start(intake.target, intake.req, intake.client)
+    state.runs.start(approved)
+}
+
+/// The user, through the window, the tray or a notification.
+struct AskTheUser<'a>(&'a Arc<AppState>);
+
+impl Approver for AskTheUser<'_> {
+    fn ask(&self, approval: Approval, timeout: Duration) -> BoxFuture<'_, Result<Decision>> {
+        Box::pin(self.0.approvals.ask(approval, timeout))
+    }
 }
 
 /// "Always allow this agent": its rule becomes `run`, its tier stays.

@@ -10,7 +10,7 @@ use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::api::ApiError;
+use super::reply::ApiError;
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 

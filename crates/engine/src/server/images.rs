@@ -13,7 +13,7 @@ use stigmer_protocol::status::{
     BuildBody, ImageBody, ImageView, ImagesView, LocalImagesView, ModeChange,
 };
 
-use super::api::{ApiError, ApiJson};
+use super::reply::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::settings::BASIC_IMAGE;

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod images;
 mod mcp;
 pub mod network;
+pub mod reply;
 pub mod usage;
 pub mod workspaces;
 
@@ -141,8 +142,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/shutdown", post(api::shutdown))
         .nest_service("/mcp", mcp::http_service(state.clone()))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(reply::not_found)
+        .method_not_allowed_fallback(reply::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

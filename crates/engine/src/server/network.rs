@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::Json;
 use stigmer_protocol::network::{HostBody, NetworkChange, NetworkView};
 
-use super::api::{ApiError, ApiJson};
+use super::reply::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::Json;
 use stigmer_protocol::status::{FolderBody, WorkspacesView};
 
-use super::api::{ApiError, ApiJson};
+use super::reply::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;

@@ -237,17 +237,18 @@ fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
 /// the next run, which then has them read-only.
 pub(super) fn after_run<E>(
     root: &Path,
-    warm: &super::pool::Warm,
+    guards: &Guards,
+    stale: &std::sync::atomic::AtomicBool,
     result: std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E>,
 ) -> std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E> {
-    let mut made = created(root, &warm.guards);
-    made.extend(new_repositories(&warm.guards));
+    let mut made = created(root, guards);
+    made.extend(new_repositories(guards));
     made.sort();
     made.dedup();
     if made.is_empty() {
         return result;
     }
-    warm.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+    stale.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(
         ?made,
         "a sandboxed command created files that programs on the host run"

@@ -377,8 +377,8 @@ impl Sandbox {
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> Result<ExecOutcome> {
-        req.validate()?;
-        // Checked again after the image is there: a download can take minutes, and the folder
+        // Validated once, by the admission pipeline. The folder is checked again after the
+        // image is there: a download can take minutes, and the folder
         // (or a link in its path) may have changed meanwhile.
         self.admit(spec, &req.cwd)
             .await
@@ -415,7 +415,7 @@ impl Sandbox {
             );
             let result = run::run(&warm.conn, req, &out, &cancel).await;
             let result = self.end_watch(watched, result).await;
-            let result = hostrun::after_run(&workspace, &warm, result);
+            let result = hostrun::after_run(&workspace, &warm.guards, &warm.stale, result);
             self.pool.lock().leave(&key);
             if warm.leave() {
                 let _ = containers::remove(&docker, &warm.id).await;
