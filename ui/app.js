@@ -115,8 +115,7 @@ function render(m) {
   $("server-detail").textContent = s.state === "running" ? "Agents' commands go through this server." : "";
   showProblem(m.problem);
 
-  $("engine-state").textContent = m.engine === "connected" ? m.engine_message
-    : m.engine === "unknown" ? "not checked yet" : `${m.engine.replace(/_/g, " ")} (needed for the sandbox only)`;
+  $("engine-state").textContent = m.engine_label;
   for (const r of document.querySelectorAll("input[name=tier]")) {
     r.checked = r.value === m.tier;
     r.disabled = s.state !== "running";

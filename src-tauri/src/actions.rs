@@ -160,7 +160,7 @@ pub(crate) async fn refresh_from_server(app: &AppHandle, api: &Client, owned: bo
 pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
     m.mode = status.mode;
     m.image = status.image.clone();
-    m.engine = status.engine.state.clone();
+    m.engine = Some(status.engine.state);
     m.engine_message = status.engine.message.clone();
     m.active_runs = status.active_runs;
     m.network = status.network;

@@ -314,12 +314,12 @@ mod tests {
     #[test]
     fn a_sandbox_that_cannot_run_shows_in_the_tray() {
         let mut m = running(Mode::Sandbox, BASIC_IMAGE);
-        m.engine = "not_running".into();
+        m.engine = Some(stigmer_protocol::status::EngineStatus::NotRunning);
         assert_eq!(tray_icon(&m), TrayIcon::Error);
         assert!(
             matches!(&tray_menu(&m)[0], Item::Label { text, .. } if text == "Basic sandbox: container engine not running")
         );
-        m.engine = "connected".into();
+        m.engine = Some(stigmer_protocol::status::EngineStatus::Connected);
         m.image_problem = Some("manifest unknown".into());
         assert_eq!(tray_icon(&m), TrayIcon::Error);
         // Local mode needs neither.

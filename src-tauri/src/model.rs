@@ -4,6 +4,7 @@
 use serde::Serialize;
 use stigmer_protocol::events::{ImageAction, Phase, Progress};
 use stigmer_protocol::mode::{Mode, Tier, BASIC_IMAGE};
+use stigmer_protocol::status::EngineStatus;
 
 /// The server as the app sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,8 +77,8 @@ pub struct AppModel {
     pub server: ServerState,
     pub mode: Mode,
     pub image: String,
-    /// `connected`, `not_installed`, `not_running`, `permission_denied` or `unknown`.
-    pub engine: String,
+    /// None until the server said.
+    pub engine: Option<EngineStatus>,
     pub engine_message: String,
     pub download: Option<Download>,
     /// The sandbox image could not be had (downloaded or built): what went wrong.
@@ -97,8 +98,10 @@ struct ModelView {
     server: ServerState,
     mode: Mode,
     image: String,
-    engine: String,
+    engine: Option<EngineStatus>,
     engine_message: String,
+    /// The engine in a few words, for the window's Sandbox section.
+    engine_label: String,
     download: Option<Download>,
     image_problem: Option<String>,
     update: UpdateState,
@@ -117,6 +120,7 @@ impl From<AppModel> for ModelView {
             tier: m.tier(),
             problem: problem(&m),
             status: status_line(&m),
+            engine_label: engine_label(&m),
             server: m.server,
             mode: m.mode,
             image: m.image,
@@ -172,23 +176,20 @@ pub fn problem(m: &AppModel) -> Option<Problem> {
         ServerState::Running { .. } => {}
     }
     let detail = Some(m.engine_message.as_str());
-    match m.engine.as_str() {
-        "not_installed" => p(
-            "The sandbox needs Docker or Podman, and neither is installed on this computer. Commands will not run until one is; they never run on this computer instead.",
+    let engine_problem = m.engine.and_then(|e| Some((e, e.problem()?)));
+    match engine_problem {
+        Some((EngineStatus::NotInstalled, text)) => p(
+            text,
             detail,
             vec![LOCAL, ("help:install-engine", "Get Docker"), RETRY],
         ),
-        "not_running" => p(
-            "The sandbox needs Docker or Podman, and it is not running. Start Docker Desktop (or the Docker or Podman service), then try again. Commands never run on this computer instead.",
-            detail,
-            vec![RETRY, LOCAL],
-        ),
-        "permission_denied" => p(
-            "Stigmer is not allowed to use Docker on this computer. Whoever manages it can give you access, or you can use Podman. Commands never run on this computer instead.",
+        Some((EngineStatus::PermissionDenied, text)) => p(
+            text,
             detail,
             vec![RETRY, ("help:engine-permission", "How to fix"), LOCAL],
         ),
-        _ => match (&m.image_problem, m.tier()) {
+        Some((_, text)) => p(text, detail, vec![RETRY, LOCAL]),
+        None => match (&m.image_problem, m.tier()) {
             (Some(why), Tier::Basic) => p(
                 "The sandbox image could not be downloaded or built. Commands will not run in the sandbox until it is there.",
                 Some(why),
@@ -204,13 +205,25 @@ pub fn problem(m: &AppModel) -> Option<Problem> {
     }
 }
 
+/// The engine as the window's Sandbox section says it.
+fn engine_label(m: &AppModel) -> String {
+    match m.engine {
+        None => "not checked yet".into(),
+        Some(EngineStatus::Connected) => m.engine_message.clone(),
+        Some(e) => format!(
+            "{} (needed for the sandbox only)",
+            e.short_problem().unwrap_or_default()
+        ),
+    }
+}
+
 impl Default for AppModel {
     fn default() -> Self {
         AppModel {
             server: ServerState::Stopped,
             mode: Mode::Local,
             image: BASIC_IMAGE.to_string(),
-            engine: "unknown".into(),
+            engine: None,
             engine_message: String::new(),
             download: None,
             image_problem: None,
@@ -236,14 +249,12 @@ impl AppModel {
         if !self.running() || self.tier() == Tier::Local {
             return None;
         }
-        match self.engine.as_str() {
-            "connected" | "unknown" => self
+        match self.engine.and_then(EngineStatus::short_problem) {
+            Some(short) => Some(short),
+            None => self
                 .image_problem
                 .as_ref()
                 .map(|_| "sandbox image not available"),
-            "not_installed" => Some("no container engine installed"),
-            "permission_denied" => Some("no access to the container engine"),
-            _ => Some("container engine not running"),
         }
     }
 }
@@ -336,8 +347,12 @@ mod tests {
     #[test]
     fn problems_are_plain_words_with_buttons_never_commands() {
         let mut m = running(Mode::Sandbox, BASIC_IMAGE);
-        for engine in ["not_installed", "not_running", "permission_denied"] {
-            m.engine = engine.into();
+        for engine in [
+            EngineStatus::NotInstalled,
+            EngineStatus::NotRunning,
+            EngineStatus::PermissionDenied,
+        ] {
+            m.engine = Some(engine);
             m.engine_message = "the container engine is not running (nothing answers at /var/run/docker.sock). Start it (`sudo systemctl start docker`...)".into();
             let p = problem(&m).unwrap();
             assert!(
@@ -354,7 +369,7 @@ mod tests {
                 "the technical text is kept, folded"
             );
         }
-        m.engine = "connected".into();
+        m.engine = Some(EngineStatus::Connected);
         assert_eq!(problem(&m), None);
         m.image = "my/img:1".into();
         m.image_problem = Some("pull access denied".into());

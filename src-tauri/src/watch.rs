@@ -35,9 +35,11 @@ pub async fn health(app: AppHandle, api: Client, generation: u64, owned: bool) {
             Ok(status) => {
                 failures = 0;
                 let m = shared(&app).model();
-                if m.engine != status.engine.state || m.engine_message != status.engine.message {
+                if m.engine != Some(status.engine.state)
+                    || m.engine_message != status.engine.message
+                {
                     update(&app, |m| {
-                        m.engine = status.engine.state.clone();
+                        m.engine = Some(status.engine.state);
                         m.engine_message = status.engine.message.clone();
                     });
                 }

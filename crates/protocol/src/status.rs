@@ -79,11 +79,79 @@ pub enum Unavailable {
     PermissionDenied,
 }
 
+/// Where the container engine stands: connected, or why not (each has its own fix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineStatus {
+    Connected,
+    NotInstalled,
+    NotRunning,
+    PermissionDenied,
+}
+
+impl From<Unavailable> for EngineStatus {
+    fn from(u: Unavailable) -> Self {
+        match u {
+            Unavailable::NotInstalled => EngineStatus::NotInstalled,
+            Unavailable::NotRunning => EngineStatus::NotRunning,
+            Unavailable::PermissionDenied => EngineStatus::PermissionDenied,
+        }
+    }
+}
+
+impl EngineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineStatus::Connected => "connected",
+            EngineStatus::NotInstalled => "not_installed",
+            EngineStatus::NotRunning => "not_running",
+            EngineStatus::PermissionDenied => "permission_denied",
+        }
+    }
+
+    /// What is wrong, in a few words (the tray, a tier's label); None when connected.
+    pub fn short_problem(self) -> Option<&'static str> {
+        match self {
+            EngineStatus::Connected => None,
+            EngineStatus::NotInstalled => Some("no container engine installed"),
+            EngineStatus::NotRunning => Some("container engine not running"),
+            EngineStatus::PermissionDenied => Some("no access to the container engine"),
+        }
+    }
+
+    /// What is wrong and what to do, for a person who does not use a terminal (the window,
+    /// notifications); None when connected.
+    pub fn problem(self) -> Option<&'static str> {
+        match self {
+            EngineStatus::Connected => None,
+            EngineStatus::NotInstalled => Some(
+                "The sandbox needs Docker or Podman, and neither is installed on this computer. \
+                 Commands will not run until one is; they never run on this computer instead.",
+            ),
+            EngineStatus::NotRunning => Some(
+                "The sandbox needs Docker or Podman, and it is not running. Start Docker Desktop \
+                 (or the Docker or Podman service), then try again. Commands never run on this \
+                 computer instead.",
+            ),
+            EngineStatus::PermissionDenied => Some(
+                "Stigmer is not allowed to use Docker on this computer. Whoever manages it can \
+                 give you access, or you can use Podman. Commands never run on this computer \
+                 instead.",
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for EngineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The engine as last seen: connected, or why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineState {
-    /// `connected`, `not_installed`, `not_running` or `permission_denied`.
-    pub state: String,
+    pub state: EngineStatus,
     pub message: String,
     pub engine: Option<EngineInfo>,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
-pub use stigmer_protocol::status::{EngineInfo, EngineState, Unavailable};
+pub use stigmer_protocol::status::{EngineInfo, EngineState, EngineStatus, Unavailable};
 
 use crate::error::{Error, ErrorCode};
 
@@ -22,7 +22,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The state of an engine that answered.
 pub fn connected_state(info: EngineInfo) -> EngineState {
     EngineState {
-        state: "connected".into(),
+        state: EngineStatus::Connected,
         message: format!(
             "{} {} (API {}) at {}",
             info.kind, info.version, info.api_version, info.endpoint
@@ -34,10 +34,7 @@ pub fn connected_state(info: EngineInfo) -> EngineState {
 /// The state of an engine that did not, and why.
 pub fn unavailable_state(e: &EngineError) -> EngineState {
     EngineState {
-        state: serde_json::to_value(e.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        state: e.reason.into(),
         message: e.message.clone(),
         engine: None,
     }
