@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use stigmer_protocol::routes;
 
 use stigmer_client::Client;
 use stigmer_protocol::local::{server_lock_held, Discovery};
@@ -171,10 +172,7 @@ pub async fn set_network(app: &AppHandle, policy: &str) -> Result<NetworkView> {
     let body = NetworkChange {
         policy: policy.to_string(),
     };
-    let view: NetworkView = shared(app)
-        .api()?
-        .post("/v1/sandbox/network", &body)
-        .await?;
+    let view: NetworkView = shared(app).api()?.post(routes::NETWORK, &body).await?;
     update(app, |m| m.network = view.policy);
     Ok(view)
 }
@@ -183,7 +181,7 @@ pub async fn set_network(app: &AppHandle, policy: &str) -> Result<NetworkView> {
 pub async fn stop_all_runs(app: &AppHandle) -> Result<usize> {
     let answer: serde_json::Value = shared(app)
         .api()?
-        .post("/v1/runs/stop-all", &serde_json::json!({}))
+        .post(routes::STOP_ALL, &serde_json::json!({}))
         .await?;
     Ok(answer["stopped"].as_u64().unwrap_or(0) as usize)
 }
@@ -193,7 +191,7 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
     let s = shared(app);
     s.stopping.store(true, Ordering::SeqCst);
     if let Ok(api) = s.api() {
-        let _ = api.post_empty("/v1/shutdown").await;
+        let _ = api.post_empty(routes::SHUTDOWN).await;
     }
     let started = Instant::now();
     while server_lock_held(&s.paths) && started.elapsed() < Duration::from_secs(15) {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use stigmer_client::RunItem;
 use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
 use stigmer_protocol::network::{HostBody, NetworkView};
+use stigmer_protocol::routes;
 use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
 use stigmer_protocol::status::{
     BuildBody, FolderBody, ImageBody, ImagesView, LocalImagesView, SandboxStatus, Status,
@@ -118,21 +119,18 @@ pub async fn get_status(shared: State<'_, Shared>) -> Result<Status> {
 
 #[tauri::command]
 pub async fn get_sandbox(shared: State<'_, Shared>) -> Result<SandboxStatus> {
-    shared.api()?.get("/v1/sandbox").await
+    shared.api()?.get(routes::SANDBOX).await
 }
 
 #[tauri::command]
 pub async fn cancel_download(shared: State<'_, Shared>) -> Result<()> {
-    shared
-        .api()?
-        .post_empty("/v1/sandbox/cancel-download")
-        .await
+    shared.api()?.post_empty(routes::CANCEL_DOWNLOAD).await
 }
 
 #[tauri::command]
 pub async fn get_tools(shared: State<'_, Shared>, refresh: bool) -> Result<ToolReport> {
     let q = if refresh { "?refresh=true" } else { "" };
-    shared.api()?.get(&format!("/v1/tools{q}")).await
+    shared.api()?.get(&format!("{}{q}", routes::TOOLS)).await
 }
 
 /// Runs from the history, newest first, as the activity's filters and paging ask.
@@ -155,7 +153,7 @@ pub async fn get_run_output(
 /// The images Stigmer uses, with their size and when they were last used.
 #[tauri::command]
 pub async fn get_images(shared: State<'_, Shared>) -> Result<ImagesView> {
-    shared.api()?.get("/v1/sandbox/images").await
+    shared.api()?.get(routes::IMAGES).await
 }
 
 /// Remove one of them (its idle containers too).
@@ -163,7 +161,7 @@ pub async fn get_images(shared: State<'_, Shared>) -> Result<ImagesView> {
 pub async fn remove_image(shared: State<'_, Shared>, image: String) -> Result<ImagesView> {
     shared
         .api()?
-        .post("/v1/sandbox/images/remove", &ImageBody { image })
+        .post(routes::IMAGES_REMOVE, &ImageBody { image })
         .await
 }
 
@@ -172,14 +170,14 @@ pub async fn remove_image(shared: State<'_, Shared>, image: String) -> Result<Im
 pub async fn remake_image(shared: State<'_, Shared>, image: String) -> Result<()> {
     shared
         .api()?
-        .post_json_accepted("/v1/sandbox/images/remake", &ImageBody { image })
+        .post_json_accepted(routes::IMAGES_REMAKE, &ImageBody { image })
         .await
 }
 
 /// The images the engine has, for the custom tier's picker.
 #[tauri::command]
 pub async fn get_local_images(shared: State<'_, Shared>) -> Result<LocalImagesView> {
-    shared.api()?.get("/v1/sandbox/images/local").await
+    shared.api()?.get(routes::IMAGES_LOCAL).await
 }
 
 /// Build `image` from `dockerfile` (progress as any preparation); once built it is the
@@ -192,7 +190,7 @@ pub async fn build_image(
 ) -> Result<()> {
     shared
         .api()?
-        .post_json_accepted("/v1/sandbox/images/build", &BuildBody { dockerfile, image })
+        .post_json_accepted(routes::IMAGES_BUILD, &BuildBody { dockerfile, image })
         .await
 }
 
@@ -205,13 +203,13 @@ pub async fn pick_dockerfile(app: AppHandle) -> Option<String> {
 /// Every client seen or configured, with the tier and rule the user chose.
 #[tauri::command]
 pub async fn get_clients(shared: State<'_, Shared>) -> Result<ClientsView> {
-    shared.api()?.get("/v1/clients").await
+    shared.api()?.get(routes::CLIENTS).await
 }
 
 /// The user sets a client's tier and rule (the Agents section).
 #[tauri::command]
 pub async fn set_client(shared: State<'_, Shared>, change: ClientChange) -> Result<ClientsView> {
-    shared.api()?.post("/v1/clients", &change).await
+    shared.api()?.post(routes::CLIENTS, &change).await
 }
 
 /// Allow once, always allow, or deny a waiting command.
@@ -223,26 +221,26 @@ pub async fn answer_approval(app: AppHandle, id: String, decision: Decision) -> 
 /// The folders sandboxed commands may work in, and the requests refused lately.
 #[tauri::command]
 pub async fn get_workspaces(shared: State<'_, Shared>) -> Result<WorkspacesView> {
-    shared.api()?.get("/v1/workspaces").await
+    shared.api()?.get(routes::WORKSPACES).await
 }
 
 /// Allow a folder (the window's "Allow this folder" and the folder picker).
 #[tauri::command]
 pub async fn add_workspace(shared: State<'_, Shared>, path: String) -> Result<WorkspacesView> {
     let body = FolderBody { path: path.into() };
-    shared.api()?.post("/v1/workspaces", &body).await
+    shared.api()?.post(routes::WORKSPACES, &body).await
 }
 
 #[tauri::command]
 pub async fn remove_workspace(shared: State<'_, Shared>, path: String) -> Result<WorkspacesView> {
     let body = FolderBody { path: path.into() };
-    shared.api()?.post("/v1/workspaces/remove", &body).await
+    shared.api()?.post(routes::WORKSPACES_REMOVE, &body).await
 }
 
 /// The sandbox's network policy, allowlist and connections refused lately.
 #[tauri::command]
 pub async fn get_network(shared: State<'_, Shared>) -> Result<NetworkView> {
-    shared.api()?.get("/v1/sandbox/network").await
+    shared.api()?.get(routes::NETWORK).await
 }
 
 /// Choose the policy (`open`, `none`, `allowlist`); the tray's choice goes the same way.
@@ -256,7 +254,7 @@ pub async fn set_network(app: AppHandle, policy: String) -> Result<NetworkView> 
 pub async fn allow_host(shared: State<'_, Shared>, host: String) -> Result<NetworkView> {
     shared
         .api()?
-        .post("/v1/sandbox/network/allow", &HostBody { host })
+        .post(routes::NETWORK_ALLOW, &HostBody { host })
         .await
 }
 
@@ -264,7 +262,7 @@ pub async fn allow_host(shared: State<'_, Shared>, host: String) -> Result<Netwo
 pub async fn disallow_host(shared: State<'_, Shared>, host: String) -> Result<NetworkView> {
     shared
         .api()?
-        .post("/v1/sandbox/network/disallow", &HostBody { host })
+        .post(routes::NETWORK_DISALLOW, &HostBody { host })
         .await
 }
 

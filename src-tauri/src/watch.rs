@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use stigmer_protocol::routes;
 
 use stigmer_client::Client;
 use stigmer_protocol::events::{Event, ImageAction};
@@ -64,7 +65,7 @@ pub async fn events(app: AppHandle, api: Client, generation: u64) {
     };
     // Those that waited before this stream opened (the app was restarted).
     if let Ok(view) = api
-        .get::<stigmer_protocol::clients::ApprovalsView>("/v1/approvals")
+        .get::<stigmer_protocol::clients::ApprovalsView>(routes::APPROVALS)
         .await
     {
         for approval in &view.pending {
@@ -153,7 +154,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             tauri::async_runtime::spawn(async move {
                 let Ok(api) = shared(&app).api() else { return };
                 if let Ok(view) = api
-                    .get::<stigmer_protocol::clients::ApprovalsView>("/v1/approvals")
+                    .get::<stigmer_protocol::clients::ApprovalsView>(routes::APPROVALS)
                     .await
                 {
                     update(&app, |m| m.waiting = view.pending);

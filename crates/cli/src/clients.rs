@@ -7,6 +7,7 @@ use stigmer_engine::paths::Paths;
 use stigmer_engine::settings::{self, Overrides};
 use stigmer_engine::Result;
 use stigmer_protocol::clients::{ClientChange, ClientPolicy, ClientView, ClientsView};
+use stigmer_protocol::routes;
 
 use crate::cli::ClientsCommand;
 
@@ -14,7 +15,7 @@ pub async fn clients(cmd: ClientsCommand, paths: &Paths) -> Result<i32> {
     let server = Client::find(paths)?;
     let current = || async {
         match &server {
-            Some(c) => c.get::<ClientsView>("/v1/clients").await,
+            Some(c) => c.get::<ClientsView>(routes::CLIENTS).await,
             None => from_file(paths),
         }
     };
@@ -63,7 +64,7 @@ pub async fn clients(cmd: ClientsCommand, paths: &Paths) -> Result<i32> {
             }
             let change = ClientChange::new(name.clone(), policy);
             let view: ClientsView = match &server {
-                Some(c) => c.post("/v1/clients", &change).await?,
+                Some(c) => c.post(routes::CLIENTS, &change).await?,
                 None => {
                     settings::set_client_in_file(paths, &change.name, change.policy())?;
                     from_file(paths)?

@@ -4,6 +4,7 @@ use serde_json::json;
 use stigmer_engine::paths::Paths;
 use stigmer_engine::settings::{self, Key, Overrides, Source};
 use stigmer_engine::Result;
+use stigmer_protocol::routes;
 
 use crate::cli::ConfigCommand;
 use stigmer_client::Client;
@@ -153,7 +154,7 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
         Some(client) if key == Key::SandboxNetwork => {
             let view: NetworkView = client
                 .post(
-                    "/v1/sandbox/network",
+                    routes::NETWORK,
                     &NetworkChange {
                         policy: raw.to_string(),
                     },
@@ -225,7 +226,7 @@ async fn allowlist(paths: &Paths, hosts: &[String], add: bool) -> Result<()> {
                 let path = if add { "allow" } else { "disallow" };
                 let body = HostBody { host: h.clone() };
                 let view: NetworkView = c
-                    .post(&format!("/v1/sandbox/network/{path}"), &body)
+                    .post(&format!("{}/{path}", routes::NETWORK), &body)
                     .await?;
                 view.allow
             }

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use stigmer_protocol::routes;
 
 use rmcp::ServiceExt;
 use stigmer_engine::mcp::{Backend, BoxFuture, StigmerMcp};
@@ -137,7 +138,7 @@ impl Backend for Remote {
     }
 
     fn tools(&self) -> BoxFuture<'_, ToolReport> {
-        Box::pin(async move { self.client().await?.get("/v1/tools").await })
+        Box::pin(async move { self.client().await?.get(routes::TOOLS).await })
     }
 
     fn default_cwd(&self) -> Option<PathBuf> {

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 use stigmer_client::{valid_run_id, Client};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::routes;
 use stigmer_protocol::run::{RunQuery, RunState, RunSummary, Stream};
 
 use crate::cli::RunsCommand;
@@ -83,7 +84,7 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
                 return Err(Error::run_not_found(&id));
             }
             let answer: Value = client
-                .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+                .post(&routes::with_id(routes::RUN_CANCEL, &id), &json!({}))
                 .await?;
             if answer["cancelled"] == true {
                 println!(
@@ -94,7 +95,7 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
             }
         }
         RunsCommand::Stop { id: None, .. } => {
-            let answer: Value = client.post("/v1/runs/stop-all", &json!({})).await?;
+            let answer: Value = client.post(routes::STOP_ALL, &json!({})).await?;
             let n = answer["stopped"].as_u64().unwrap_or(0);
             println!(
                 "stopped {n} running command{}",

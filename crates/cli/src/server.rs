@@ -4,6 +4,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use stigmer_protocol::routes;
 
 use serde_json::{json, Value};
 use stigmer_engine::discovery::{server_lock_held, Discovery};
@@ -250,7 +251,7 @@ async fn stop(paths: &Paths) -> Result<i32> {
         return Ok(0);
     };
     let pid = client.discovery.pid;
-    let asked = client.post_empty("/v1/shutdown").await;
+    let asked = client.post_empty(routes::SHUTDOWN).await;
     if asked.is_err() {
         terminate(pid);
     }
@@ -294,7 +295,7 @@ async fn status(paths: &Paths, as_json: bool) -> Result<i32> {
         }
         return Ok(NOT_RUNNING);
     };
-    let mut st: Value = client.get("/v1/status").await?;
+    let mut st: Value = client.get(routes::STATUS).await?;
     if as_json {
         st["running"] = json!(true);
         println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());

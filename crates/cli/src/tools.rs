@@ -1,6 +1,7 @@
 //! `stigmer tools`.
 
 use std::time::Duration;
+use stigmer_protocol::routes;
 
 use stigmer_engine::paths::{write_atomic, Paths};
 use stigmer_engine::tools::{detect, user_path, ToolReport};
@@ -16,7 +17,9 @@ pub async fn tools(args: ToolsArgs, paths: &Paths) -> Result<i32> {
     let report = match Client::find(paths)? {
         Some(client) => {
             let q = if args.refresh { "?refresh=true" } else { "" };
-            client.get::<ToolReport>(&format!("/v1/tools{q}")).await?
+            client
+                .get::<ToolReport>(&format!("{}{q}", routes::TOOLS))
+                .await?
         }
         None => in_process(paths, args.refresh).await,
     };

@@ -2,6 +2,7 @@
 //! change applies at once), else in the config file.
 
 use std::path::{Path, PathBuf};
+use stigmer_protocol::routes;
 
 use serde_json::{json, Value};
 use stigmer_engine::events::EventBus;
@@ -18,7 +19,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
     match cmd {
         WorkspacesCommand::List { json } => {
             let view = match &client {
-                Some(c) => c.get("/v1/workspaces").await?,
+                Some(c) => c.get(routes::WORKSPACES).await?,
                 None => from_file(paths)?,
             };
             if json {
@@ -35,7 +36,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
             let dir = absolute(&dir)?;
             match &client {
                 Some(c) => {
-                    let _: Value = c.post("/v1/workspaces", &json!({ "path": dir })).await?;
+                    let _: Value = c.post(routes::WORKSPACES, &json!({ "path": dir })).await?;
                 }
                 None => {
                     let sandbox = Sandbox::new(paths, "cli", EventBus::default());
@@ -58,7 +59,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
                 match &client {
                     Some(c) => {
                         let _: Value = c
-                            .post("/v1/workspaces/remove", &json!({ "path": form }))
+                            .post(routes::WORKSPACES_REMOVE, &json!({ "path": form }))
                             .await?;
                     }
                     None => {

@@ -11,6 +11,7 @@ use stigmer_protocol::clients::{Approval, Decision, DecisionBody};
 use stigmer_protocol::events::Event;
 use stigmer_protocol::frames;
 use stigmer_protocol::local::{read_token, Discovery, Paths};
+use stigmer_protocol::routes;
 use stigmer_protocol::run::{
     OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
 };
@@ -119,25 +120,32 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<Status> {
-        self.get("/v1/status").await
+        self.get(routes::STATUS).await
     }
 
     pub async fn set_mode(&self, change: &ModeChange) -> Result<ModeView> {
-        self.json(self.request(reqwest::Method::PUT, "/v1/mode").json(change))
-            .await
+        self.json(
+            self.request(reqwest::Method::PUT, routes::MODE)
+                .json(change),
+        )
+        .await
     }
 
     pub async fn cancel_run(&self, id: &str) -> Result<()> {
         if !valid_run_id(id) {
             return Err(Error::run_not_found(id));
         }
-        self.post_empty(&format!("/v1/runs/{id}/cancel")).await
+        self.post_empty(&routes::with_id(routes::RUN_CANCEL, id))
+            .await
     }
 
     /// Runs from the history, newest first.
     pub async fn list_runs(&self, query: &RunQuery) -> Result<RunList> {
-        self.json(self.request(reqwest::Method::GET, "/v1/runs").query(query))
-            .await
+        self.json(
+            self.request(reqwest::Method::GET, routes::RUNS)
+                .query(query),
+        )
+        .await
     }
 
     /// One run's record.
@@ -145,7 +153,7 @@ impl Client {
         if !valid_run_id(id) {
             return Err(Error::run_not_found(id));
         }
-        self.get(&format!("/v1/runs/{id}")).await
+        self.get(&routes::with_id(routes::RUN, id)).await
     }
 
     /// A page of a run's whole output.
@@ -160,7 +168,8 @@ impl Client {
             return Err(Error::run_not_found(id));
         }
         self.get(&format!(
-            "/v1/runs/{id}/output?stream={}&offset={offset}&limit={limit}",
+            "{}?stream={}&offset={offset}&limit={limit}",
+            routes::with_id(routes::RUN_OUTPUT, id),
             stream.name()
         ))
         .await
@@ -171,7 +180,7 @@ impl Client {
     pub async fn start_run(&self, request: &RunRequest) -> Result<RunStream> {
         let resp = self
             .send(
-                self.request(reqwest::Method::POST, "/v1/runs")
+                self.request(reqwest::Method::POST, routes::RUNS)
                     .header(reqwest::header::ACCEPT, frames::MEDIA_TYPE)
                     .json(request),
             )
@@ -190,13 +199,14 @@ impl Client {
 
     /// Everything that happens in the server, until it stops.
     pub async fn events(&self) -> Result<EventStream> {
-        self.event_stream("/v1/events").await
+        self.event_stream(routes::EVENTS).await
     }
 
     /// [`Client::events`] for an app that asks the user to approve commands: while this
     /// stream is open, commands of clients whose rule is `ask` wait for its answer.
     pub async fn events_as_approver(&self) -> Result<EventStream> {
-        self.event_stream("/v1/events?approver=true").await
+        self.event_stream(&format!("{}?approver=true", routes::EVENTS))
+            .await
     }
 
     /// The user's answer to a command that waits.
@@ -207,8 +217,11 @@ impl Client {
                 format!("no command waits for approval with id `{id}`"),
             ));
         }
-        self.post(&format!("/v1/approvals/{id}"), &DecisionBody { decision })
-            .await
+        self.post(
+            &routes::with_id(routes::APPROVAL, id),
+            &DecisionBody { decision },
+        )
+        .await
     }
 
     async fn event_stream(&self, path: &str) -> Result<EventStream> {

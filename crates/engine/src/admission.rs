@@ -3,9 +3,12 @@
 //! skipped or done twice:
 //!
 //! 1. [`check`] → [`Checked`]: the client's rule and tier, the command, its mode and image, its
-//!    folder and limits ([`crate::intake`]), validated once.
+//!    folder and limits ([`crate::intake`]).
 //! 2. [`Checked::admit`] → [`Admitted`]: the backend takes it (a sandbox's folder allowed, an
-//!    engine there), telling the window when it does not. Nothing is registered before.
+//!    engine there), telling the window when it does not; then the request is validated, once
+//!    (its folder exists...). In that order: a folder a sandbox never mounts is refused as
+//!    such whether it exists or not, so an agent learns nothing of folders outside its reach.
+//!    Nothing is registered before.
 //! 3. [`Admitted::approve`] → [`Approved`]: the user said yes, when the client's rule is
 //!    `ask` (the user is asked only about a command that can run).
 //! 4. [`Approved::spawn`]: the run, on a task of its own.
@@ -45,10 +48,10 @@ impl Approver for Nobody {
     }
 }
 
-/// A request made into a run by the rules, validated; not admitted by a backend yet.
+/// A request made into a run by the rules; not admitted by a backend yet.
 pub struct Checked(Intake);
 
-/// Taken by its backend; not approved yet.
+/// Taken by its backend and validated; not approved yet.
 pub struct Admitted(Intake);
 
 /// Ready to run: every check passed, the user's approval included.
@@ -60,16 +63,15 @@ pub struct Approved {
 
 /// Step 1: the run `request` asks for, with `settings` for what it does not say.
 pub fn check(request: RunRequest, settings: &Settings, sandbox: &Arc<Sandbox>) -> Result<Checked> {
-    let intake = crate::intake::intake(request, settings, sandbox)?;
-    intake.req.validate()?;
-    Ok(Checked(intake))
+    Ok(Checked(crate::intake::intake(request, settings, sandbox)?))
 }
 
 impl Checked {
-    /// Step 2: refused by the backend, or admitted.
+    /// Step 2: refused by the backend, or admitted and validated.
     pub async fn admit(self) -> Result<Admitted> {
         let i = &self.0;
         i.target.admit(&i.req, i.client.as_deref()).await?;
+        i.req.validate()?;
         Ok(Admitted(self.0))
     }
 }

@@ -18,8 +18,9 @@ use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
+use stigmer_protocol::routes::{self, Method};
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery::{load_or_create_token, Discovery, ServerLock};
@@ -111,37 +112,16 @@ pub struct ServeOptions {
 
 /// Build the router (used by [`serve`] and by tests that want an in-process server).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/status", get(api::status))
-        .route("/v1/mode", get(api::get_mode).put(api::put_mode))
-        .route("/v1/tools", get(api::tools))
-        .route("/v1/sandbox", get(api::sandbox))
-        .route("/v1/sandbox/cancel-download", post(api::cancel_download))
-        .route("/v1/sandbox/network", get(network::get).post(network::set))
-        .route("/v1/sandbox/network/allow", post(network::allow))
-        .route("/v1/sandbox/network/disallow", post(network::disallow))
-        .route("/v1/sandbox/images", get(images::list))
-        .route("/v1/sandbox/images/remove", post(images::remove))
-        .route("/v1/sandbox/images/remake", post(images::remake))
-        .route("/v1/sandbox/images/local", get(images::local))
-        .route("/v1/sandbox/images/build", post(images::build))
-        .route(
-            "/v1/workspaces",
-            get(workspaces::list).post(workspaces::add),
-        )
-        .route("/v1/workspaces/remove", post(workspaces::remove))
-        .route("/v1/runs", post(api::start_run).get(api::list_runs))
-        .route("/v1/runs/{id}", get(api::get_run))
-        .route("/v1/runs/{id}/output", get(api::run_output))
-        .route("/v1/runs/{id}/cancel", post(api::cancel_run))
-        .route("/v1/runs/stop-all", post(api::stop_all_runs))
-        .route("/v1/clients", get(clients::list).post(clients::set))
-        .route("/v1/approvals", get(clients::pending))
-        .route("/v1/approvals/{id}", post(clients::answer))
-        .route("/v1/events", get(api::events))
-        .route("/v1/openapi.json", get(api::openapi))
-        .route("/v1/shutdown", post(api::shutdown))
-        .nest_service("/mcp", mcp::http_service(state.clone()))
+    // Every route and method of the table, each with its handler ([`endpoint`]).
+    let mut api = Router::new();
+    for route in routes::ALL {
+        let mut methods = MethodRouter::new();
+        for m in route.methods {
+            methods = methods.merge(endpoint(route.path, *m));
+        }
+        api = api.route(route.path, methods);
+    }
+    api.nest_service("/mcp", mcp::http_service(state.clone()))
         .fallback(reply::not_found)
         .method_not_allowed_fallback(reply::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -154,6 +134,47 @@ pub fn router(state: Arc<AppState>) -> Router {
             usage::track,
         ))
         .with_state(state)
+}
+
+/// The handler of one route and method of [`routes::ALL`]. A route in the table without a
+/// handler stops the server at its start (every test that starts one would fail).
+fn endpoint(path: &str, method: Method) -> MethodRouter<Arc<AppState>> {
+    use routes::*;
+    use Method::{Get, Post, Put};
+    match (path, method) {
+        (STATUS, Get) => get(api::status),
+        (MODE, Get) => get(api::get_mode),
+        (MODE, Put) => put(api::put_mode),
+        (TOOLS, Get) => get(api::tools),
+        (SANDBOX, Get) => get(api::sandbox),
+        (CANCEL_DOWNLOAD, Post) => post(api::cancel_download),
+        (NETWORK, Get) => get(network::get),
+        (NETWORK, Post) => post(network::set),
+        (NETWORK_ALLOW, Post) => post(network::allow),
+        (NETWORK_DISALLOW, Post) => post(network::disallow),
+        (IMAGES, Get) => get(images::list),
+        (IMAGES_REMOVE, Post) => post(images::remove),
+        (IMAGES_REMAKE, Post) => post(images::remake),
+        (IMAGES_LOCAL, Get) => get(images::local),
+        (IMAGES_BUILD, Post) => post(images::build),
+        (WORKSPACES, Get) => get(workspaces::list),
+        (WORKSPACES, Post) => post(workspaces::add),
+        (WORKSPACES_REMOVE, Post) => post(workspaces::remove),
+        (RUNS, Get) => get(api::list_runs),
+        (RUNS, Post) => post(api::start_run),
+        (RUN, Get) => get(api::get_run),
+        (RUN_OUTPUT, Get) => get(api::run_output),
+        (RUN_CANCEL, Post) => post(api::cancel_run),
+        (STOP_ALL, Post) => post(api::stop_all_runs),
+        (CLIENTS, Get) => get(clients::list),
+        (CLIENTS, Post) => post(clients::set),
+        (APPROVALS, Get) => get(clients::pending),
+        (APPROVAL, Post) => post(clients::answer),
+        (EVENTS, Get) => get(api::events),
+        (OPENAPI, Get) => get(api::openapi),
+        (SHUTDOWN, Post) => post(api::shutdown),
+        _ => panic!("no handler for {method:?} {path}"),
+    }
 }
 
 /// Run the server until it is asked to stop (API, SIGTERM or Ctrl-C). Writes the discovery
@@ -335,4 +356,33 @@ fn spawn_signal_watch(shutdown: CancellationToken) {
             shutdown.cancel();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document describes exactly the routes and methods the router serves (the
+    /// router is built from the same table), and every route has a handler.
+    #[test]
+    fn the_openapi_document_describes_every_route_and_method() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut described = std::collections::BTreeSet::new();
+        for (path, item) in paths {
+            for m in ["get", "post", "put", "delete", "patch"] {
+                if item.get(m).is_some() {
+                    described.insert(format!("{m} {path}"));
+                }
+            }
+        }
+        let mut served = std::collections::BTreeSet::new();
+        for route in routes::ALL {
+            for m in route.methods {
+                let _ = endpoint(route.path, *m); // panics when it has no handler
+                served.insert(format!("{} {}", m.as_str(), route.path));
+            }
+        }
+        assert_eq!(served, described);
+    }
 }
