@@ -210,10 +210,7 @@ fn engine_label(m: &AppModel) -> String {
     match m.engine {
         None => "not checked yet".into(),
         Some(EngineStatus::Connected) => m.engine_message.clone(),
-        Some(e) => format!(
-            "{} (needed for the sandbox only)",
-            e.short_problem().unwrap_or_default()
-        ),
+        Some(e) => format!("{} (needed for the sandbox only)", e.label()),
     }
 }
 

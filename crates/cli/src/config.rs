@@ -8,7 +8,9 @@ use stigmer_protocol::routes;
 
 use crate::cli::ConfigCommand;
 use stigmer_client::Client;
-use stigmer_protocol::network::{validate_allow_entry, HostBody, NetworkChange, NetworkView};
+use stigmer_protocol::network::{
+    validate_allow_entry, HostBody, NetworkChange, NetworkPolicy, NetworkView,
+};
 use stigmer_protocol::status::ModeChange;
 
 pub async fn config(cmd: ConfigCommand, paths: &Paths) -> Result<i32> {
@@ -251,12 +253,12 @@ async fn allowlist(paths: &Paths, hosts: &[String], add: bool) -> Result<()> {
     Ok(())
 }
 
-fn allowlist_hint(policy: &settings::Network, list: &[String]) {
+fn allowlist_hint(policy: &NetworkPolicy, list: &[String]) {
     match policy {
-        settings::Network::Allowlist if list.is_empty() => eprintln!(
+        NetworkPolicy::Allowlist if list.is_empty() => eprintln!(
             "stigmer: note: no host is allowed yet: add some with `stigmer config allow HOST`"
         ),
-        settings::Network::Allowlist => {}
+        NetworkPolicy::Allowlist => {}
         other => eprintln!(
             "stigmer: note: the network policy is `{other}`; the list is used under `stigmer config set sandbox.network allowlist`"
         ),

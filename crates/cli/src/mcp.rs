@@ -9,7 +9,8 @@ use std::sync::Arc;
 use stigmer_protocol::routes;
 
 use rmcp::ServiceExt;
-use stigmer_engine::mcp::{Backend, BoxFuture, StigmerMcp};
+use stigmer_engine::execute::BoxFuture;
+use stigmer_engine::mcp::{Backend, StigmerMcp};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::{Error, ErrorCode, Result};
 use stigmer_protocol::run::{OutputPage, RunRequest, RunSummary, Stream};
@@ -113,7 +114,7 @@ impl Remote {
 }
 
 impl Backend for Remote {
-    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary> {
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, stigmer_engine::Result<RunSummary>> {
         // Dropping this future drops the stream, which cancels the run.
         Box::pin(async move { self.client().await?.start_run(&body).await?.finish().await })
     }
@@ -124,7 +125,7 @@ impl Backend for Remote {
         stream: Stream,
         offset: u64,
         limit: u64,
-    ) -> BoxFuture<'_, OutputPage> {
+    ) -> BoxFuture<'_, stigmer_engine::Result<OutputPage>> {
         Box::pin(async move {
             self.client()
                 .await?
@@ -133,11 +134,11 @@ impl Backend for Remote {
         })
     }
 
-    fn status(&self) -> BoxFuture<'_, Status> {
+    fn status(&self) -> BoxFuture<'_, stigmer_engine::Result<Status>> {
         Box::pin(async move { self.client().await?.status().await })
     }
 
-    fn tools(&self) -> BoxFuture<'_, ToolReport> {
+    fn tools(&self) -> BoxFuture<'_, stigmer_engine::Result<ToolReport>> {
         Box::pin(async move { self.client().await?.get(routes::TOOLS).await })
     }
 

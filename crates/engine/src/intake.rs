@@ -24,14 +24,12 @@ use crate::execute::container::Sandbox;
 use crate::execute::{self, timeout_from_secs, CommandSpec, ExecRequest, Target};
 use crate::settings::{Key, Mode, Settings, Value, BASIC_IMAGE};
 
-/// Who asks for a run: a name shown in the app's activity.
-pub type Client = Option<String>;
-
 /// A request made into a run, not started.
 pub struct Intake {
     pub target: Target,
     pub req: ExecRequest,
-    pub client: Client,
+    /// Who asks for the run: a name shown in the app's activity.
+    pub client: Option<String>,
     /// The user wants to approve this client's commands first.
     pub ask: bool,
 }

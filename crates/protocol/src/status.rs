@@ -109,6 +109,16 @@ impl EngineStatus {
         }
     }
 
+    /// The state in a word or two, after "Container engine:".
+    pub fn label(self) -> &'static str {
+        match self {
+            EngineStatus::Connected => "connected",
+            EngineStatus::NotInstalled => "not installed",
+            EngineStatus::NotRunning => "not running",
+            EngineStatus::PermissionDenied => "no access for this user",
+        }
+    }
+
     /// What is wrong, in a few words (the tray, a tier's label); None when connected.
     pub fn short_problem(self) -> Option<&'static str> {
         match self {

@@ -9,9 +9,7 @@
 pub mod render;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -22,6 +20,7 @@ use rmcp::{schemars, tool, tool_handler, tool_router, RoleServer, ServerHandler}
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::execute::BoxFuture;
 use crate::execute::Stream;
 use crate::runs::RunSummary;
 use crate::spool::{OutputPage, MAX_PAGE};
@@ -35,12 +34,10 @@ pub const AGENT_MAX_TIMEOUT_SECS: f64 = 3600.0;
 /// Bytes of output in one `get_run_output` page when the agent does not say.
 pub const AGENT_DEFAULT_PAGE: u64 = 32 * 1024;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
-
 /// Where the tools get runs, output and the environment from.
 pub trait Backend: Send + Sync + 'static {
     /// Start a run and wait for its end. Dropping the future cancels the run.
-    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary>;
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, Result<RunSummary>>;
     /// A page of a run's whole output.
     fn output(
         &self,
@@ -48,11 +45,11 @@ pub trait Backend: Send + Sync + 'static {
         stream: Stream,
         offset: u64,
         limit: u64,
-    ) -> BoxFuture<'_, OutputPage>;
+    ) -> BoxFuture<'_, Result<OutputPage>>;
     /// The server's status (`GET /v1/status`).
-    fn status(&self) -> BoxFuture<'_, Status>;
+    fn status(&self) -> BoxFuture<'_, Result<Status>>;
     /// Tools detected on this machine (`GET /v1/tools`).
-    fn tools(&self) -> BoxFuture<'_, ToolReport>;
+    fn tools(&self) -> BoxFuture<'_, Result<ToolReport>>;
     /// The working directory of a command that names none; `None` leaves it to the server
     /// (the home folder in local mode, a scratch folder in sandbox mode).
     fn default_cwd(&self) -> Option<PathBuf>;

@@ -12,8 +12,9 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use super::api;
 use super::AppState;
 use crate::error::Error;
+use crate::execute::BoxFuture;
 use crate::execute::Stream;
-use crate::mcp::{Backend, BoxFuture, StigmerMcp};
+use crate::mcp::{Backend, StigmerMcp};
 use crate::runs::{RunEvent, RunSummary};
 use crate::spool::OutputPage;
 use stigmer_protocol::run::RunRequest;
@@ -27,7 +28,7 @@ pub struct InServer {
 }
 
 impl Backend for InServer {
-    fn run(&self, body: RunRequest) -> BoxFuture<'_, RunSummary> {
+    fn run(&self, body: RunRequest) -> BoxFuture<'_, crate::error::Result<RunSummary>> {
         Box::pin(async move {
             let mut started = super::clients::start(&self.state, body).await?;
             // Output is kept by the registry; the reply only needs the summary at the end.
@@ -48,15 +49,15 @@ impl Backend for InServer {
         stream: Stream,
         offset: u64,
         limit: u64,
-    ) -> BoxFuture<'_, OutputPage> {
+    ) -> BoxFuture<'_, crate::error::Result<OutputPage>> {
         Box::pin(async move { self.state.runs.read_output(&run_id, stream, offset, limit) })
     }
 
-    fn status(&self) -> BoxFuture<'_, Status> {
+    fn status(&self) -> BoxFuture<'_, crate::error::Result<Status>> {
         Box::pin(async move { Ok(api::status_of(&self.state).await) })
     }
 
-    fn tools(&self) -> BoxFuture<'_, ToolReport> {
+    fn tools(&self) -> BoxFuture<'_, crate::error::Result<ToolReport>> {
         Box::pin(async move { Ok(api::tool_report(&self.state, false).await) })
     }
 

@@ -26,7 +26,7 @@ pub enum Key {
 }
 
 /// What sandbox containers may reach (`sandbox.network`).
-pub use stigmer_protocol::network::NetworkPolicy as Network;
+use stigmer_protocol::network::NetworkPolicy;
 
 /// A validated setting value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum Value {
     Memory(String),
     /// Normalized, e.g. `1.5` or `0`.
     Cpus(String),
-    Network(Network),
+    Network(NetworkPolicy),
     HistoryKeep(bool),
     HistoryMaxRuns(u64),
     HistoryMaxDays(u64),
@@ -218,7 +218,7 @@ impl Key {
                 .filter(|c| c.is_finite() && *c >= 0.0 && *c <= 1024.0)
                 .map(|c| Value::Cpus(c.to_string()))
                 .ok_or_else(|| invalid(String::new())),
-            Key::SandboxNetwork => Network::parse(raw)
+            Key::SandboxNetwork => NetworkPolicy::parse(raw)
                 .map(Value::Network)
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryKeep => parse_bool(raw)

@@ -19,9 +19,13 @@ mod clients;
 mod file;
 mod keys;
 
-pub use clients::*;
-pub use file::*;
-pub use keys::*;
+pub use clients::{set_client_in_file, validate_client_name, validate_policy};
+pub use file::{
+    edit_allowlist_in_file, edit_workspaces_in_file, set_env_in_file, set_in_file,
+    unset_env_in_file, unset_in_file, ConfigFile,
+};
+pub use keys::{parse_memory, parse_size, Key, Value};
+use stigmer_protocol::network::NetworkPolicy;
 
 /// Every setting, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +39,7 @@ pub struct Settings {
     pub sandbox_memory: String,
     /// CPU limit of sandbox containers, e.g. `1.5`; `0` for none.
     pub sandbox_cpus: String,
-    pub sandbox_network: Network,
+    pub sandbox_network: NetworkPolicy,
     /// Folders the user allowed sandboxed commands to work in (`sandbox.workspaces`), links
     /// resolved when they were added.
     pub sandbox_workspaces: Vec<PathBuf>,
@@ -69,7 +73,7 @@ impl Default for Settings {
             sandbox_ttl_secs: 3600,
             sandbox_memory: "4g".to_string(),
             sandbox_cpus: "0".to_string(),
-            sandbox_network: Network::Open,
+            sandbox_network: NetworkPolicy::Open,
             sandbox_workspaces: Vec::new(),
             sandbox_allow: Vec::new(),
             sandbox_writable: Vec::new(),

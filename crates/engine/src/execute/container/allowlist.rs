@@ -9,8 +9,8 @@ use super::run::ContainerGone;
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
 use crate::execute::{ExecOutcome, ExecRequest};
+use crate::network::NetworkPolicy;
 use crate::network::{NetworkView, RunNet};
-use crate::settings::Network;
 
 /// A run being watched, and the proxy's generation when it started.
 pub(super) struct Watched(Option<(Arc<RunNet>, u64)>);
@@ -20,9 +20,9 @@ impl Sandbox {
     /// started if needed.
     pub(super) async fn plan(&self, spec: &SandboxSpec) -> Result<Plan> {
         Ok(match spec.network {
-            Network::Open => Plan::Open,
-            Network::None => Plan::None,
-            Network::Allowlist => {
+            NetworkPolicy::Open => Plan::Open,
+            NetworkPolicy::None => Plan::None,
+            NetworkPolicy::Allowlist => {
                 self.proxy.ensure(&spec.allow).await?;
                 Plan::Allowlist(Arc::new(self.proxy.open_door().await?))
             }
@@ -69,7 +69,7 @@ impl Sandbox {
     }
 
     /// The policy, the list and the refusals of late.
-    pub fn network_view(&self, policy: Network, allow: &[String]) -> NetworkView {
+    pub fn network_view(&self, policy: NetworkPolicy, allow: &[String]) -> NetworkView {
         NetworkView {
             policy,
             allow: allow.to_vec(),
@@ -91,7 +91,7 @@ impl Sandbox {
 
     /// A new policy applies to the next command: containers made under another one are
     /// removed once idle (at once when idle now).
-    pub async fn retire_other_networks(&self, policy: Network) -> usize {
+    pub async fn retire_other_networks(&self, policy: NetworkPolicy) -> usize {
         self.pool.lock().retire_other_networks(policy);
         self.reap(false).await
     }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
 use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Executor};
+use crate::network::NetworkPolicy;
 use crate::settings::Mode;
 
 pub struct Container {
@@ -100,14 +101,13 @@ impl Executor for Container {
 }
 
 /// What the network policy lets a command reach, for the model.
-fn network_words(policy: crate::settings::Network, allow: &[String]) -> String {
-    use crate::settings::Network;
+fn network_words(policy: NetworkPolicy, allow: &[String]) -> String {
     match policy {
-        Network::Open => "Network: open.".into(),
-        Network::None => {
+        NetworkPolicy::Open => "Network: open.".into(),
+        NetworkPolicy::None => {
             "Network: none (the user turned it off); downloads and git clone fail.".into()
         }
-        Network::Allowlist => {
+        NetworkPolicy::Allowlist => {
             format!(
             "Network: only these hosts, over HTTP(S) through a proxy set in the environment: {}. \
              Others are blocked by the user's policy: do not retry them, ask the user.",

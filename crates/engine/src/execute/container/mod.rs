@@ -49,8 +49,9 @@ use self::workspace::{Admitted, NeverMounted, Refusal};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::execute::{Chunk, ExecOutcome, ExecRequest};
+use crate::network::NetworkPolicy;
 use crate::paths::Paths;
-use crate::settings::{Network, Settings, Tier};
+use crate::settings::{Settings, Tier};
 
 /// Everything about a sandbox run that comes from settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub struct SandboxSpec {
     pub ttl_secs: u64,
     pub memory: String,
     pub cpus: String,
-    pub network: Network,
+    pub network: NetworkPolicy,
     /// The hosts the allowlist policy lets through (`sandbox.allow`).
     pub allow: Vec<String>,
     /// Folders a run may be in (besides the scratch folder): the user's workspaces, and the

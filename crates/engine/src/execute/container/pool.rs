@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::attach::HelperConn;
 use super::held::Identity;
-use crate::settings::Network;
+use stigmer_protocol::network::NetworkPolicy;
 
 /// Runs of one key share a container; anything else gets its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct ContainerKey {
     pub image: String,
     pub workspace: PathBuf,
-    pub network: Network,
+    pub network: NetworkPolicy,
     pub client: String,
 }
 
@@ -165,7 +165,7 @@ impl Pool {
     }
 
     /// Containers of another network policy go as soon as they are idle.
-    pub fn retire_other_networks(&mut self, policy: Network) {
+    pub fn retire_other_networks(&mut self, policy: NetworkPolicy) {
         for (key, slot) in self.slots.iter_mut() {
             if key.network != policy {
                 slot.ttl = Duration::ZERO;
