@@ -234,7 +234,11 @@ fn container_error(image: &str, e: bollard::errors::Error) -> Error {
         } if status_code < 500 || message.contains("mount") => Error::new(
             ErrorCode::EngineUnavailable,
             format!("the container engine refused to start a sandbox from {image}: {message}"),
-        ),
+        )
+        .with_source(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }),
         other => engine_error(other),
     }
 }
