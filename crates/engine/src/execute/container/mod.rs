@@ -5,11 +5,13 @@
 //! per (image, workspace, network policy, agent) ([`pool`]), made by [`make`], removed after
 //! `sandbox.ttl` idle seconds and on stop.
 
+mod admit;
 mod allowlist;
 mod attach;
 pub mod connect;
 pub mod containers;
 pub mod context;
+mod engine;
 mod engine_error;
 mod executor;
 mod folders;
@@ -17,10 +19,12 @@ pub mod held;
 pub mod helper;
 pub mod hostrun;
 pub mod images;
+mod lifecycle;
 mod make;
 mod manage;
 pub mod netplan;
 mod pool;
+mod prepare;
 pub mod progress;
 pub mod run;
 pub mod workspace;
@@ -32,9 +36,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use self::pool::{ContainerKey, Pool, Warm};
+use self::pool::{ContainerKey, Pool};
 
 use bollard::Docker;
 pub use stigmer_protocol::events::RefusedRun;
@@ -42,12 +46,11 @@ pub use stigmer_protocol::status::{ContainerView, SandboxStatus};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::connect::{EngineInfo, EngineState};
+use self::connect::EngineInfo;
 use self::containers::{OwnContainer, Owner};
-use self::held::Held;
-use self::workspace::{Admitted, NeverMounted, Refusal};
+use self::workspace::Admitted;
 use crate::error::{Error, Result};
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::execute::{Chunk, ExecOutcome, ExecRequest};
 use crate::network::NetworkPolicy;
 use crate::paths::Paths;
@@ -139,8 +142,6 @@ pub struct Sandbox {
     proxy: Arc<crate::network::supervisor::ProxySupervisor>,
 }
 
-/// How many refused requests the server remembers for the window.
-const REFUSALS_KEPT: usize = 20;
 fn container_view(c: OwnContainer) -> ContainerView {
     ContainerView {
         id: containers::short(&c.id).to_string(),
@@ -183,191 +184,6 @@ impl Sandbox {
             net,
             proxy,
         })
-    }
-
-    /// The folders sandbox mode never mounts, as of now: the engine sockets include the one
-    /// in use, PATH is the user's.
-    pub async fn never_mounted(&self) -> NeverMounted {
-        let mut sockets = connect::known_sockets();
-        if let Some((_, info)) = self.conn.lock().await.as_ref() {
-            sockets.extend(connect::unix_socket_of(&info.endpoint));
-        }
-        // The first lookup may ask the login shell: off the async threads.
-        let path = tokio::task::spawn_blocking(|| crate::tools::user_path().0.clone())
-            .await
-            .unwrap_or_default();
-        NeverMounted::gather(&self.protected, &sockets, &path)
-    }
-
-    /// Where sandboxed runs that name no folder run.
-    pub fn scratch(&self) -> &Path {
-        &self.scratch
-    }
-
-    /// Where a run in `cwd` goes, or why it may not run there. Checked when a request comes
-    /// in and again right before its container is chosen.
-    pub async fn admit(
-        &self,
-        spec: &SandboxSpec,
-        cwd: &Path,
-    ) -> std::result::Result<Admitted, Refusal> {
-        self.never_mounted()
-            .await
-            .admit(cwd, &spec.workspaces, &self.scratch)
-    }
-
-    /// [`Sandbox::admit`] for a request from `client`: a refusal is remembered and announced
-    /// (the window offers to allow the folder) and becomes the client's error.
-    pub async fn admit_request(
-        &self,
-        spec: &SandboxSpec,
-        req: &ExecRequest,
-        client: Option<&str>,
-    ) -> Result<Admitted> {
-        self.admit(spec, &req.cwd).await.map_err(|refusal| {
-            tracing::warn!(folder = %refusal.folder.display(), client = client.unwrap_or("-"), "sandbox run refused: {}", refusal.reason);
-            let error = workspace::refusal_error(&refusal);
-            let record = RefusedRun {
-                client: client.map(str::to_string),
-                command: req.command.display(),
-                refusal,
-                time_ms: crate::util::now_ms(),
-            };
-            {
-                let mut list = self.refusals.lock();
-                list.retain(|r| r.refusal.folder != record.refusal.folder || r.client != record.client);
-                list.push_back(record.clone());
-                while list.len() > REFUSALS_KEPT {
-                    list.pop_front();
-                }
-            }
-            self.bus.publish(Event::WorkspaceRefused { refused: record });
-            error
-        })
-    }
-
-    /// The requests refused lately, newest first.
-    pub fn refusals(&self) -> Vec<RefusedRun> {
-        let list = self.refusals.lock();
-        list.iter().rev().cloned().collect()
-    }
-
-    /// Forget the refusals of folders now allowed (the window's "Allow this folder").
-    pub fn forget_refusals_in(&self, allowed: &Path) {
-        let mut list = self.refusals.lock();
-        list.retain(|r| !r.refusal.folder.starts_with(allowed));
-    }
-
-    /// The engine, connecting (again) when needed. A lost engine is noticed here and a
-    /// returning one is picked up without restarting stigmer.
-    pub async fn docker(&self) -> Result<Docker> {
-        let mut conn = self.conn.lock().await;
-        if let Some((docker, _)) = conn.as_ref() {
-            if docker.ping().await.is_ok() {
-                return Ok(docker.clone());
-            }
-            tracing::warn!("the container engine stopped answering; looking for it again");
-            *conn = None;
-        }
-        let (docker, info) = connect::connect().await?;
-        *self.same_kernel.lock().await = None;
-        tracing::info!(kind = %info.kind, version = %info.version, endpoint = %info.endpoint, "container engine connected");
-        *conn = Some((docker.clone(), info));
-        Ok(docker)
-    }
-
-    pub async fn engine_state(&self) -> EngineState {
-        match self.docker().await {
-            Ok(_) => match self.conn.lock().await.as_ref() {
-                Some((_, info)) => connect::connected_state(info.clone()),
-                None => connect::unavailable_state(&connect::EngineError {
-                    reason: connect::Unavailable::NotRunning,
-                    message: "the container engine went away".into(),
-                }),
-            },
-            Err(_) => match connect::connect().await {
-                Ok((_, info)) => connect::connected_state(info),
-                Err(e) => connect::unavailable_state(&e),
-            },
-        }
-    }
-
-    pub async fn status(&self, spec: &SandboxSpec) -> SandboxStatus {
-        let engine = self.engine_state().await;
-        let docker = if engine.engine.is_some() {
-            self.docker().await.ok()
-        } else {
-            None
-        };
-        let (present, size, list) = match &docker {
-            Some(d) => (
-                images::present(d, &spec.image).await.ok(),
-                images::size(d, &spec.image).await,
-                containers::list_own(d, &self.owner.home)
-                    .await
-                    .unwrap_or_default(),
-            ),
-            None => (None, None, Vec::new()),
-        };
-        SandboxStatus {
-            engine,
-            tier: spec.tier(),
-            image: spec.image.clone(),
-            image_present: present,
-            image_size_bytes: size,
-            containers: list.into_iter().map(container_view).collect(),
-        }
-    }
-
-    /// Make the image present (pull, or build the basic one). Concurrent callers share one
-    /// attempt; callers that waited behind a failed attempt get its error.
-    pub async fn ensure_image(&self, spec: &SandboxSpec) -> Result<()> {
-        let docker = self.docker().await?;
-        let gate = {
-            let mut images = self.images.lock();
-            images.entry(spec.image.clone()).or_default().clone()
-        };
-        let asked = Instant::now();
-        let mut last = gate.lock().await;
-        if let Some((when, e)) = last.as_ref() {
-            if *when > asked {
-                return Err(e.clone());
-            }
-        }
-        let cancel = self.downloads.lock().clone();
-        let result = images::ensure(
-            &docker,
-            &spec.image,
-            spec.tier(),
-            spec.auto_pull,
-            &self.bus,
-            &cancel,
-        )
-        .await;
-        *last = result.as_ref().err().map(|e| (Instant::now(), e.clone()));
-        result
-    }
-
-    /// Pull `image` now (`stigmer sandbox pull`).
-    pub async fn pull(&self, image: &str) -> Result<()> {
-        let docker = self.docker().await?;
-        let cancel = self.downloads.lock().clone();
-        images::pull(&docker, image, &self.bus, &cancel).await
-    }
-
-    /// Build the basic image from its Dockerfile now (`stigmer sandbox build`).
-    pub async fn build(&self, image: &str) -> Result<()> {
-        let docker = self.docker().await?;
-        let cancel = self.downloads.lock().clone();
-        images::build_basic(&docker, image, &self.bus, &cancel).await
-    }
-
-    /// Stop every download and build in progress; the runs waiting for them fail with a
-    /// clear error and nothing runs. Later downloads are not affected.
-    pub fn cancel_downloads(&self) {
-        let mut token = self.downloads.lock();
-        token.cancel();
-        *token = CancellationToken::new();
     }
 
     /// Run `req` in the sandbox. Nothing ever runs on the host: every failure is an error.
@@ -445,102 +261,6 @@ impl Sandbox {
             "the sandbox container disappeared twice while starting the command; nothing ran",
         ))
     }
-
-    /// The engine's architecture (`amd64`...), as it said when connecting.
-    pub(super) async fn engine_arch(&self) -> String {
-        match self.conn.lock().await.as_ref() {
-            Some((_, info)) => info.arch.clone(),
-            None => std::env::consts::ARCH.to_string(),
-        }
-    }
-
-    /// The container of `key`, whose mount is the `held` folder, made if needed; counts the
-    /// run in until [`Pool::leave`].
-    async fn acquire(
-        &self,
-        docker: &Docker,
-        spec: &SandboxSpec,
-        key: &ContainerKey,
-        held: &Arc<Held>,
-    ) -> Result<Warm> {
-        let ttl = Duration::from_secs(spec.ttl_secs);
-        let creating = self.pool.lock().enter(key, ttl, spec.cleanup);
-        let _one_at_a_time = creating.lock().await;
-        let warm = self.pool.lock().warm(key);
-        if let Some(warm) = warm {
-            // Its helper gone (killed, the engine restarted), made for a folder the path no
-            // longer names, or a run created a host-run file it does not guard: start over.
-            if warm.conn.alive() && warm.mounted == held.identity && !warm.is_stale() {
-                warm.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                return Ok(warm);
-            }
-            self.pool.lock().forget(key, &warm.id);
-            // A run of the same agent still going in it keeps it until that run ends.
-            if !warm.conn.alive() || warm.retire() {
-                let _ = containers::remove(docker, &warm.id).await;
-            }
-        }
-        match self.create(docker, spec, key, held).await {
-            Ok(warm) => {
-                warm.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                self.pool.lock().set(key, Some(warm.clone()));
-                Ok(warm)
-            }
-            Err(e) => {
-                self.pool.lock().leave(key);
-                Err(e)
-            }
-        }
-    }
-
-    /// Remove containers idle for longer than their TTL (all idle ones with `all`, when
-    /// cleanup is on for them). Returns how many were removed.
-    pub async fn reap(&self, all: bool) -> usize {
-        let expired = self.pool.lock().expired(all);
-        if expired.is_empty() {
-            return 0;
-        }
-        let Ok(docker) = self.docker().await else {
-            return 0;
-        };
-        for id in &expired {
-            containers::remove(&docker, id).await;
-        }
-        expired.len()
-    }
-
-    /// Remove this installation's containers left by a server or CLI run that is gone (a
-    /// crash). Containers of other installations, and of live CLI runs, are never touched.
-    pub async fn remove_orphans(&self) -> Result<usize> {
-        let docker = self.docker().await?;
-        let mut removed = 0;
-        for c in containers::list_own(&docker, &self.owner.home).await? {
-            let dead_cli = c
-                .owner
-                .strip_prefix("cli-")
-                .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|pid| !process_alive(pid));
-            // This installation's lock is ours: any other server of it is gone.
-            let dead_server = c.owner.starts_with("server-") && c.owner != self.owner.owner;
-            if dead_server || dead_cli {
-                containers::remove(&docker, &c.id).await;
-                removed += 1;
-            }
-        }
-        netplan::remove_old_network(&docker, &self.owner.home).await;
-        Ok(removed)
-    }
-
-    /// Remove every container of this installation (`stigmer sandbox prune`).
-    pub async fn prune(&self) -> Result<usize> {
-        let docker = self.docker().await?;
-        let list = containers::list_own(&docker, &self.owner.home).await?;
-        for c in &list {
-            containers::remove(&docker, &c.id).await;
-        }
-        self.pool.lock().clear();
-        Ok(list.len())
-    }
 }
 
 /// A short, stable name for a data dir, put on containers as their owner's home.
@@ -552,18 +272,4 @@ fn home_id(data_dir: &Path) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{:012x}", h & 0xffff_ffff_ffff)
-}
-
-fn process_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        // SAFETY: signal 0 only checks that the process exists.
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
 }
