@@ -513,6 +513,39 @@ async fn host_run_files_stay_read_only_inside_the_workspace() {
         out, "",
         "the new repository's config stayed writable: {fin}"
     );
+    // `commondir` would send the host's git to a configuration the command wrote.
+    let (_, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "echo ../.x > .git/commondir && echo made",
+    )
+    .await;
+    assert!(
+        fin["run"]["outcome"]["host_files"]
+            .to_string()
+            .contains(".git/commondir"),
+        "{fin}"
+    );
+    let (out, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "{ echo ../.y > .git/commondir; } 2>/dev/null && echo DONE",
+    )
+    .await;
+    assert_eq!(out, "", "commondir stayed writable: {fin}");
+    let (_, _, fin) = run(
+        &server,
+        &client,
+        "agent",
+        &w,
+        "rm -f .git/commondir 2>/dev/null; echo tried",
+    )
+    .await;
+    assert!(fin["run"]["outcome"]["exit_code"] == 0, "{fin}");
     // One made with no config yet: the config written later is reported too.
     let (_, _, fin) = run(
         &server,

@@ -186,6 +186,10 @@ async fn the_allowlist_lets_through_only_the_hosts_the_user_listed() {
                     .contains(&format!("TLS handshake asks for {DENIED}"))),
         "{view}"
     );
+    // A tunnel to port 80 would carry plain requests naming any host: refused.
+    let (code, out, _) = net.curl(&format!("--proxytunnel http://{ALLOWED}/hello"));
+    assert_ne!(code, 0, "{out}");
+    assert!(!out.contains("hello from"), "{out}");
     // By address through the proxy, and the allowed host on a second port: refused.
     let (code, out, _) = net.curl(&format!("http://{a}/hello"));
     assert!(

@@ -17,6 +17,8 @@ use supervisor::Blocked;
 
 /// How many refused connections are remembered for the window.
 const BLOCKED_KEPT: usize = 30;
+/// How many refused hosts one run's reply names.
+const BLOCKED_PER_RUN: usize = 20;
 
 /// A run in a container on the allowlist network, while it runs.
 pub struct RunNet {
@@ -71,7 +73,7 @@ impl NetWatch {
             .collect();
         for r in &runs {
             let mut hosts = r.blocked.lock();
-            if !hosts.contains(&b.host) {
+            if !hosts.contains(&b.host) && hosts.len() < BLOCKED_PER_RUN {
                 hosts.push(b.host.clone());
             }
         }
@@ -85,9 +87,14 @@ impl NetWatch {
             workspace: newest.map(|r| r.workspace.clone()),
             time_ms: crate::util::now_ms(),
         };
-        tracing::warn!(host = %record.host, port = record.port, command = record.command.as_deref().unwrap_or("-"), "sandbox connection blocked: {}", record.reason);
         {
             let mut recent = self.recent.lock();
+            // The same refusal again (a loop): its time is updated, not logged or announced
+            // again, so a command cannot flood the log or the window.
+            let again = recent.iter().any(|r| {
+                (&r.host, r.port, &r.command, &r.reason)
+                    == (&record.host, record.port, &record.command, &record.reason)
+            });
             recent.retain(|r| {
                 (&r.host, r.port, &r.command) != (&record.host, record.port, &record.command)
             });
@@ -95,7 +102,11 @@ impl NetWatch {
             while recent.len() > BLOCKED_KEPT {
                 recent.pop_front();
             }
+            if again {
+                return;
+            }
         }
+        tracing::warn!(host = %record.host, port = record.port, command = record.command.as_deref().unwrap_or("-"), "sandbox connection blocked: {}", record.reason);
         self.bus.publish(Event::NetworkBlocked { blocked: record });
     }
 

@@ -98,7 +98,7 @@ impl Folders {
             let Some(changed) = folder_changed(&dir) else {
                 continue;
             };
-            if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
+            if std::fs::symlink_metadata(dir.join(".git")).is_ok() || is_bare(&dir) {
                 self.repos.insert(dir.clone());
             } else {
                 self.repos.remove(&dir);
@@ -108,16 +108,21 @@ impl Folders {
                 for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                     let name = e.file_name();
                     let name = name.to_string_lossy();
-                    if name == ".git" || SKIPPED.contains(&name.as_ref()) {
+                    if name == ".git" || !e.file_type().is_ok_and(|t| t.is_dir()) {
                         continue;
                     }
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        let sub = e.path();
-                        if !known.contains(&sub) || !self.seen.contains_key(&sub) {
-                            todo.push((sub.clone(), depth + 1));
-                        }
-                        subs.push(sub);
+                    let sub = e.path();
+                    if !known.contains(&sub) || !self.seen.contains_key(&sub) {
+                        // A generated folder is not searched, but is itself looked at (a
+                        // repository there, `dist/.git`, is found): a leaf, at the last depth.
+                        let at = if SKIPPED.contains(&name.as_ref()) {
+                            SEARCH_DEPTH
+                        } else {
+                            depth + 1
+                        };
+                        todo.push((sub.clone(), at));
                     }
+                    subs.push(sub);
                 }
             }
             self.seen.insert(
@@ -130,6 +135,15 @@ impl Folders {
             );
         }
     }
+}
+
+/// A bare repository's layout (`HEAD`, `objects/`, `refs/` in the folder itself): git takes
+/// such a folder for a repository and obeys its `config`.
+pub fn is_bare(dir: &Path) -> bool {
+    let is = |name: &str, dir_wanted: bool| {
+        std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_dir() == dir_wanted)
+    };
+    is("HEAD", false) && is("objects", true) && is("refs", true)
 }
 
 /// A folder's change time (None when it is not a folder any more, or a link).
@@ -183,5 +197,12 @@ mod tests {
         // folder's entries, so its change time.
         std::fs::create_dir_all(root.join("old/b/.git")).unwrap();
         assert_eq!(f.rescan(), [root.join("old/b")]);
+        // In a generated folder (looked at, not searched), and a bare layout.
+        std::fs::create_dir_all(root.join("node_modules/.git")).unwrap();
+        for d in ["bare/objects", "bare/refs"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("bare/HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert_eq!(f.rescan(), [root.join("bare"), root.join("node_modules")]);
     }
 }

@@ -40,7 +40,8 @@ pub const NAMES: &[&str] = &[
     ".zlogin",
 ];
 /// Read-only inside a repository's `.git` folder (and each `.git/modules/NAME`).
-pub const GIT_NAMES: &[&str] = &["config", "hooks", "info"];
+/// `commondir` and `worktrees` would point git at another configuration.
+pub const GIT_NAMES: &[&str] = &["config", "hooks", "info", "commondir", "worktrees"];
 /// One path mounted onto itself: read-only, or (a `.git` folder) read-write as an anchor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
@@ -109,6 +110,12 @@ pub fn plan(root: &Path, held: &Held, allowed: &[String]) -> Guards {
         }
         let git = r.join(".git");
         let Ok(meta) = std::fs::symlink_metadata(&git) else {
+            // A bare repository: git obeys its own `config` and `hooks`.
+            if super::folders::is_bare(r) {
+                for name in GIT_NAMES {
+                    add(PathBuf::from(name), true, &mut g);
+                }
+            }
             continue;
         };
         if meta.is_file() {
@@ -228,7 +235,14 @@ fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
         .lock()
         .rescan()
         .into_iter()
-        .map(|r| r.join(".git"))
+        .map(|r| {
+            let git = r.join(".git");
+            if std::fs::symlink_metadata(&git).is_ok() {
+                git
+            } else {
+                r // bare
+            }
+        })
         .collect()
 }
 

@@ -36,6 +36,10 @@ pub const SOCKET_NAME: &str = "proxy.sock";
 /// The largest request head read (a CONNECT line and its headers are far smaller).
 const HEAD_LIMIT: usize = 64 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections at once through one door, and through all: a container that opens thousands
+/// gets its own refused, never the other containers' way out.
+const PER_DOOR: usize = 256;
+const IN_ALL: usize = 4096;
 
 /// A line of the proxy's stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +85,8 @@ pub fn valid_door(name: &str) -> bool {
 }
 
 struct State {
+    /// Connections being served, in all.
+    slots: Arc<tokio::sync::Semaphore>,
     allow: RwLock<Vec<String>>,
     hosts: HashMap<String, IpAddr>,
     reports: mpsc::UnboundedSender<Report>,
@@ -98,7 +104,9 @@ pub async fn run_stdio(dir: &Path) -> std::io::Result<()> {
     let control: Control = serde_json::from_str(&first)
         .map_err(|e| std::io::Error::other(format!("bad control line: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    raise_open_files();
     let state = Arc::new(State {
+        slots: Arc::new(tokio::sync::Semaphore::new(IN_ALL)),
         allow: RwLock::new(control.allow.unwrap_or_default()),
         hosts: test_hosts(),
         reports: tx.clone(),
@@ -172,6 +180,7 @@ fn open_door(name: &str, state: Arc<State>) -> std::io::Result<JoinHandle<()>> {
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let door = name.to_string();
+    let mine = Arc::new(tokio::sync::Semaphore::new(PER_DOOR));
     Ok(tokio::spawn(async move {
         loop {
             let conn = match listener.accept().await {
@@ -181,10 +190,36 @@ fn open_door(name: &str, state: Arc<State>) -> std::io::Result<JoinHandle<()>> {
                     continue;
                 }
             };
+            // Over either limit: closed at once (the client sees the connection end).
+            let (Ok(one), Ok(all)) = (
+                mine.clone().try_acquire_owned(),
+                state.slots.clone().try_acquire_owned(),
+            ) else {
+                continue;
+            };
             let (state, door) = (state.clone(), door.clone());
-            tokio::spawn(async move { handle(conn, &door, &state).await });
+            tokio::spawn(async move {
+                handle(conn, &door, &state).await;
+                drop((one, all));
+            });
         }
     }))
+}
+
+/// As many open files as the system lets this process have: each connection takes two.
+fn raise_open_files() {
+    #[cfg(unix)]
+    // SAFETY: reading and setting this process's own limit.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }
 
 #[cfg(not(unix))]
@@ -222,6 +257,16 @@ where
     let block = |reason: String, can_allow: bool| {
         forward::refusal(state, door, &target.host, target.port, reason, can_allow)
     };
+    // A tunnel carries TLS to port 443, checked below; plain HTTP goes as a proxy request,
+    // whose Host is checked. A tunnel to port 80 would carry unchecked requests.
+    if target.forward.is_none() && target.port != 443 {
+        let (status, text) = block(
+            "a tunnel (CONNECT) goes to port 443 only; plain HTTP goes as a proxy request".into(),
+            false,
+        );
+        let _ = respond(&mut conn, status, &text).await;
+        return;
+    }
     let mut upstream = match forward::open(state, &target, &block).await {
         Ok(s) => s,
         Err((status, text)) => {
@@ -248,24 +293,30 @@ where
             let Some(first) = forward::first_record(&mut conn, rest).await else {
                 return;
             };
-            match sni::client_hello(&first) {
+            // Only a TLS handshake that names the host checked goes through: anything else
+            // (plain text, another record first, no name, another name) could reach another
+            // site behind the same address.
+            let refusal = match sni::client_hello(&first) {
                 Ok(sni::Hello::Name(Some(name)))
-                    if name.trim_end_matches('.') != target.host.trim_end_matches('.') =>
+                    if name.trim_end_matches('.') == target.host.trim_end_matches('.') =>
                 {
-                    block(
-                        format!(
-                            "its TLS handshake asks for {name}: a tunnel goes only to the host it \
-                             names"
-                        ),
-                        false,
-                    );
-                    return;
+                    None
                 }
-                Err(why) => {
-                    block(format!("an unreadable TLS handshake ({why})"), false);
-                    return;
+                Ok(sni::Hello::Name(Some(name))) => Some(format!(
+                    "its TLS handshake asks for {name}: a tunnel goes only to the host it names"
+                )),
+                Ok(sni::Hello::Name(None)) => {
+                    Some("its TLS handshake names no server: a tunnel must name its host".into())
                 }
-                _ => {}
+                Ok(sni::Hello::NotTls) => {
+                    Some("a tunnel carries TLS only, starting with its handshake".into())
+                }
+                Ok(sni::Hello::Partial) => Some("an incomplete TLS handshake".into()),
+                Err(why) => Some(format!("an unreadable TLS handshake ({why})")),
+            };
+            if let Some(reason) = refusal {
+                block(reason, false);
+                return;
             }
             if upstream.write_all(&first).await.is_err() {
                 return;

@@ -147,6 +147,12 @@ pub(super) fn host_port(authority: &str, default: u16) -> Result<(String, u16), 
     if host.is_empty() {
         return Err("no host named".into());
     }
+    // A host name or an address, nothing else (no `*`, no spaces, no 60 KB names): what is
+    // refused is reported, and the window may offer to allow it.
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
+    if host.len() > 253 || !host.chars().all(ok) {
+        return Err("that is not a host name".into());
+    }
     Ok((host.to_ascii_lowercase(), port))
 }
 
@@ -201,6 +207,8 @@ mod tests {
             &b"GET /local HTTP/1.1\r\n\r\n"[..],
             b"GET https://a.com/ HTTP/1.1\r\n\r\n",
             b"CONNECT a.com:x HTTP/1.1\r\n\r\n",
+            b"CONNECT *.github.io:443 HTTP/1.1\r\n\r\n",
+            b"GET http://a%20b.com/ HTTP/1.1\r\n\r\n",
             b"garbage\r\n\r\n",
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
