@@ -51,6 +51,21 @@ impl Net {
         ])
     }
 
+    /// A server on the allowlist with [`ALLOWED`] in its list (from the config file), checked
+    /// to answer through the proxy.
+    fn allowlist_server_allowing_the_allowed_host(&self) -> Server {
+        std::fs::create_dir_all(self.env.config_file().parent().unwrap()).unwrap();
+        std::fs::write(
+            self.env.config_file(),
+            format!("[sandbox]\nallow = [\"{ALLOWED}\"]\n"),
+        )
+        .unwrap();
+        let server = self.server("allowlist");
+        let (code, out, _) = self.curl(&format!("http://{ALLOWED}/hello"));
+        assert_eq!((code, out.as_str()), (0, "hello from allowed\n"));
+        server
+    }
+
     fn run(&self, line: &str) -> Output {
         self.env
             .cmd()
@@ -310,15 +325,7 @@ async fn a_dying_proxy_fails_calls_clearly_comes_back_and_never_opens_the_networ
         return;
     }
     let net = Net::new();
-    std::fs::create_dir_all(net.env.config_file().parent().unwrap()).unwrap();
-    std::fs::write(
-        net.env.config_file(),
-        format!("[sandbox]\nallow = [\"{ALLOWED}\"]\n"),
-    )
-    .unwrap();
-    let server = net.server("allowlist");
-    let (code, out, _) = net.curl(&format!("http://{ALLOWED}/hello"));
-    assert_eq!((code, out.as_str()), (0, "hello from allowed\n"));
+    let server = net.allowlist_server_allowing_the_allowed_host();
     let pid = network(&server).await["proxy_pid"]
         .as_u64()
         .expect("the proxy runs") as i32;
@@ -428,15 +435,7 @@ async fn an_allowlist_sandbox_has_no_network_only_its_own_door_to_the_proxy() {
         return;
     }
     let net = Net::new();
-    std::fs::create_dir_all(net.env.config_file().parent().unwrap()).unwrap();
-    std::fs::write(
-        net.env.config_file(),
-        format!("[sandbox]\nallow = [\"{ALLOWED}\"]\n"),
-    )
-    .unwrap();
-    let server = net.server("allowlist");
-    let (code, out, _) = net.curl(&format!("http://{ALLOWED}/hello"));
-    assert_eq!((code, out.as_str()), (0, "hello from allowed\n"));
+    let server = net.allowlist_server_allowing_the_allowed_host();
 
     // No interface but loopback, no route: no resolver, gateway or host service can answer.
     let o = net.run("ls /sys/class/net; echo routes; tail -n +2 /proc/net/route");
