@@ -18,10 +18,14 @@ install_deps test
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+t0=$SECONDS
+took() { echo "== $1 took $((SECONDS - t0)) s"; t0=$SECONDS; }
 # Every test binary runs even after one fails (the closing line counts them all).
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+took "cargo test"
 # The MCP server driven by a real MCP client (the official Python SDK), over stdio and HTTP.
 STIGMER_BIN="$PWD/target/debug/stigmer" target/pyenv/bin/python -m pytest tests/mcp -q 2>&1 | tee -a "$log" || status=$?
+took "pytest"
 # The HTTP API fuzzed from its OpenAPI document (schemathesis); needs the container engine.
 if docker version >/dev/null 2>&1; then
   tests/fuzz/run.sh target/debug/stigmer 2>&1 | tee -a "$log" || status=$?
@@ -31,16 +35,19 @@ elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
 else
   echo "!!!!! SKIPPED the API fuzzing: no container engine on this machine !!!!!"
 fi
+took "the API fuzzing"
 # The sandbox suite again on Podman's Docker-compatible service, a second engine: images,
-# the exec contract in any image, workspaces, orphans and TTL.
+# the exec contract in any image, workspaces, orphans and TTL. `--workspace`, as above, so the
+# test binaries built there are reused, not built again with other features.
 if docker version >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
   echo "== the sandbox tests on Podman"
-  tests/engines/podman.sh with cargo test --locked --no-fail-fast -p stigmer-cli --test sandbox --test sandbox_images \
+  tests/engines/podman.sh with cargo test --locked --no-fail-fast --workspace --test sandbox --test sandbox_images \
     --test sandbox_any_image --test sandbox_workspaces --test sandbox_remote --test sandbox_hostile 2>&1 | tee -a "$log" || status=$?
 elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
   echo "podman pass (podman is missing, and STIGMER_TEST_REQUIRE_ENGINE is set): FAIL" | tee -a "$log"
   status=1
 fi
+took "the Podman pass"
 # The installers: built, installed in a clean Debian container, updated from A to B there.
 if docker version >/dev/null 2>&1; then
   tests/install/run.sh 2>&1 | tee -a "$log" || status=$?
@@ -50,6 +57,7 @@ elif [ -n "${STIGMER_TEST_REQUIRE_ENGINE:-}" ]; then
 else
   echo "!!!!! SKIPPED the installer tests: no container engine on this machine !!!!!"
 fi
+took "the installer tests"
 # One closing line for the whole suite, summed over every test binary, pytest and the fuzzing.
 awk '/^test result:/ || /^(=+ )?[0-9]+ (passed|failed|error)/ {
        for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }

@@ -4,11 +4,23 @@
 # restarts as B. First, a tampered package, a download cut off halfway and an endpoint that
 # is down are each refused with a clear message, and A keeps working.
 #   update.sh /pkg  (a.deb, b.deb, b.deb.sig, b.version, tauri-driver, serve_update.py)
-set -euo pipefail
+set -Eeuo pipefail
 pkg="$1"
 export DEBIAN_FRONTEND=noninteractive
 step() { echo "== $*"; }
-fail() { echo "FAIL: $*"; [ -f /tmp/app.log ] && tail -20 /tmp/app.log; exit 1; }
+# Every failure says where and shows what the app and the driver printed (the app's output
+# goes to tauri-driver's log), so a red run can be read without running it again.
+fail() {
+  trap - ERR
+  echo "FAIL: $*"
+  [ -f /tmp/driver.log ] && { echo "-- tauri-driver and app output (last 40 lines)"; tail -40 /tmp/driver.log; }
+  for f in "$HOME"/.local/share/stigmer/logs/*; do
+    [ -f "$f" ] && { echo "-- $f (last 20 lines)"; tail -20 "$f"; }
+  done
+  echo "-- processes"; ps -eo pid,ppid,stat,etime,args | grep -E 'stigmer|WebKit|tauri' | grep -v grep || true
+  exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 
 step "install A and the test tools"
 apt-get update -qq
@@ -105,7 +117,7 @@ step "installed: B"
 serve good
 start_app
 wait_text "Version $version_b is available"
-old_pid=$(pgrep -x stigmer-desktop | head -1 || true)
+old_pids=$(pgrep -x stigmer-desktop || true)
 click '#update-install'
 for _ in $(seq 1 600); do
   [ "$(dpkg-query -W -f '${Version}' stigmer)" = "$version_b" ] && break
@@ -115,7 +127,7 @@ done
 # Restarted as B: a new process of the new binary, which finds nothing newer.
 new_pid=""
 for _ in $(seq 1 300); do
-  new_pid=$(pgrep -x stigmer-desktop | grep -vx "$old_pid" | head -1 || true)
+  new_pid=$(pgrep -x stigmer-desktop | grep -vxF "${old_pids:-none}" | head -1 || true)
   [ -n "$new_pid" ] && break
   sleep 0.1
 done
@@ -123,6 +135,6 @@ done
 case "$(readlink "/proc/$new_pid/exe")" in *deleted*) fail "the restarted app is the old binary" ;; esac
 for _ in $(seq 1 300); do [ -s "$HOME/.local/share/stigmer/server.json" ] && break; sleep 0.1; done
 stigmer run -- echo after-the-update | grep -qx after-the-update || fail "no command after the update"
-kill -TERM "$new_pid"
+kill -TERM "$new_pid" || fail "the restarted app (pid $new_pid) ended by itself"
 stop_app
 echo "PASS"
