@@ -7,8 +7,8 @@ use stigmer_protocol::routes;
 
 use stigmer_client::Client;
 use stigmer_protocol::local::{server_lock_held, Discovery};
-use stigmer_protocol::mode::{validate_image_ref, BASIC_IMAGE};
-use stigmer_protocol::network::{NetworkChange, NetworkView};
+use stigmer_protocol::mode::{validate_image_ref, Mode, Tier, BASIC_IMAGE};
+use stigmer_protocol::network::{NetworkChange, NetworkPolicy, NetworkView};
 use stigmer_protocol::status::{ModeChange, Status};
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Emitter};
@@ -168,10 +168,8 @@ pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
 }
 
 /// Choose what sandboxes may reach (the window's and the tray's network choice).
-pub async fn set_network(app: &AppHandle, policy: &str) -> Result<NetworkView> {
-    let body = NetworkChange {
-        policy: policy.to_string(),
-    };
+pub async fn set_network(app: &AppHandle, policy: NetworkPolicy) -> Result<NetworkView> {
+    let body = NetworkChange { policy };
     let view: NetworkView = shared(app).api()?.post(routes::NETWORK, &body).await?;
     update(app, |m| m.network = view.policy);
     Ok(view)
@@ -179,11 +177,7 @@ pub async fn set_network(app: &AppHandle, policy: &str) -> Result<NetworkView> {
 
 /// Stop every running command for the user (the tray's item; agents are told the user did).
 pub async fn stop_all_runs(app: &AppHandle) -> Result<usize> {
-    let answer: serde_json::Value = shared(app)
-        .api()?
-        .post(routes::STOP_ALL, &serde_json::json!({}))
-        .await?;
-    Ok(answer["stopped"].as_u64().unwrap_or(0) as usize)
+    Ok(shared(app).api()?.stop_all_runs().await? as usize)
 }
 
 /// Stop the server: through its API (runs are cancelled), then make sure the process is gone.
@@ -208,18 +202,18 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
 }
 
 /// Switch where commands run. The tray and the window both come here.
-pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Result<AppModel> {
+pub async fn set_mode(app: &AppHandle, tier: Tier, image: Option<String>) -> Result<AppModel> {
     let s = shared(app);
     let body = match tier {
-        "local" => ModeChange {
-            mode: Some("local".into()),
+        Tier::Local => ModeChange {
+            mode: Some(Mode::Local),
             ..ModeChange::default()
         },
-        "basic" => ModeChange {
-            mode: Some("sandbox".into()),
+        Tier::Basic => ModeChange {
+            mode: Some(Mode::Sandbox),
             image: Some(BASIC_IMAGE.into()),
         },
-        "custom" => {
+        Tier::Custom => {
             let image = image
                 .or_else(|| s.prefs.lock().last_custom_image.clone())
                 .unwrap_or_default();
@@ -242,15 +236,9 @@ pub async fn set_mode(app: &AppHandle, tier: &str, image: Option<String>) -> Res
             };
             let _ = prefs::save(&s.paths, &saved);
             ModeChange {
-                mode: Some("sandbox".into()),
+                mode: Some(Mode::Sandbox),
                 image: Some(image),
             }
-        }
-        other => {
-            return Err(Error::new(
-                ErrorCode::InvalidMode,
-                format!("`{other}` is not a mode; choose local, basic or custom"),
-            ))
         }
     };
     let api = s.api()?;
@@ -295,15 +283,17 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
             ids::START => start(&app).await.map(|_| ()),
             ids::STOP => stop(&app).await.map(|_| ()),
             ids::STOP_RUNS => stop_all_runs(&app).await.map(|_| ()),
-            ids::MODE_LOCAL => set_mode(&app, "local", None).await.map(|_| ()),
-            ids::MODE_BASIC => set_mode(&app, "basic", None).await.map(|_| ()),
-            ids::NET_OPEN => set_network(&app, "open").await.map(|_| ()),
-            ids::NET_NONE => set_network(&app, "none").await.map(|_| ()),
-            ids::NET_ALLOWLIST => set_network(&app, "allowlist").await.map(|_| ()),
+            ids::MODE_LOCAL => set_mode(&app, Tier::Local, None).await.map(|_| ()),
+            ids::MODE_BASIC => set_mode(&app, Tier::Basic, None).await.map(|_| ()),
+            ids::NET_OPEN => set_network(&app, NetworkPolicy::Open).await.map(|_| ()),
+            ids::NET_NONE => set_network(&app, NetworkPolicy::None).await.map(|_| ()),
+            ids::NET_ALLOWLIST => set_network(&app, NetworkPolicy::Allowlist)
+                .await
+                .map(|_| ()),
             ids::MODE_CUSTOM => {
                 let known = shared(&app).prefs.lock().last_custom_image.is_some();
                 if known {
-                    set_mode(&app, "custom", None).await.map(|_| ())
+                    set_mode(&app, Tier::Custom, None).await.map(|_| ())
                 } else {
                     // A tray cannot ask for text: the window can.
                     crate::window::show_window_at(&app, "custom-image");

@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 use stigmer_client::RunItem;
 use stigmer_protocol::clients::{ClientChange, ClientsView, Decision};
-use stigmer_protocol::network::{HostBody, NetworkView};
+use stigmer_protocol::mode::Tier;
+use stigmer_protocol::network::{HostBody, NetworkPolicy, NetworkView};
 use stigmer_protocol::routes;
 use stigmer_protocol::run::{OutputPage, RunList, RunQuery, RunRequest, RunSummary, Stream};
 use stigmer_protocol::status::{
@@ -108,8 +109,8 @@ pub async fn stop_server(app: AppHandle) -> Result<AppModel> {
 }
 
 #[tauri::command]
-pub async fn set_mode(app: AppHandle, tier: String, image: Option<String>) -> Result<AppModel> {
-    actions::set_mode(&app, &tier, image).await
+pub async fn set_mode(app: AppHandle, tier: Tier, image: Option<String>) -> Result<AppModel> {
+    actions::set_mode(&app, tier, image).await
 }
 
 #[tauri::command]
@@ -245,8 +246,8 @@ pub async fn get_network(shared: State<'_, Shared>) -> Result<NetworkView> {
 
 /// Choose the policy (`open`, `none`, `allowlist`); the tray's choice goes the same way.
 #[tauri::command]
-pub async fn set_network(app: AppHandle, policy: String) -> Result<NetworkView> {
-    actions::set_network(&app, &policy).await
+pub async fn set_network(app: AppHandle, policy: NetworkPolicy) -> Result<NetworkView> {
+    actions::set_network(&app, policy).await
 }
 
 /// Let sandboxes reach a host (the window's Allow buttons and its add field).
@@ -295,7 +296,7 @@ pub async fn pick_folder(app: AppHandle) -> Option<String> {
 
 #[tauri::command]
 pub async fn cancel_run(shared: State<'_, Shared>, id: String) -> Result<()> {
-    shared.api()?.cancel_run(&id).await
+    shared.api()?.cancel_run(&id).await.map(|_| ())
 }
 
 /// Run a shell command through the server in the current mode. Output reaches the window

@@ -1,7 +1,7 @@
 //! What the tray shows for the app's state: the icon, the status line and the menu, pure
 //! functions of [`AppModel`], so they are unit-tested without a desktop.
 
-use crate::model::{mode_label, status_line, waiting_line, AppModel, ServerState};
+use crate::model::{status_line, waiting_line, AppModel, ServerState};
 use stigmer_protocol::mode::Tier;
 use stigmer_protocol::network::NetworkPolicy;
 
@@ -97,22 +97,22 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         Item::Separator,
         Item::Check {
             id: ids::MODE_LOCAL,
-            text: mode_label(Tier::Local).into(),
+            text: Tier::Local.label().into(),
             checked: tier == Tier::Local,
             enabled: running,
         },
         Item::Check {
             id: ids::MODE_BASIC,
-            text: mode_label(Tier::Basic).into(),
+            text: Tier::Basic.label().into(),
             checked: tier == Tier::Basic,
             enabled: running,
         },
         Item::Check {
             id: ids::MODE_CUSTOM,
             text: if tier == Tier::Custom {
-                format!("Custom image ({})", m.image)
+                format!("{} ({})", Tier::Custom.label(), m.image)
             } else {
-                "Custom image…".into()
+                format!("{}…", Tier::Custom.label())
             },
             checked: tier == Tier::Custom,
             enabled: running,

@@ -2,8 +2,10 @@
 //! in [`crate::menu`].
 
 use serde::Serialize;
+use stigmer_protocol::clients::{ClientTier, Rule};
 use stigmer_protocol::events::{ImageAction, Phase, Progress};
 use stigmer_protocol::mode::{Mode, Tier, BASIC_IMAGE};
+use stigmer_protocol::network::NetworkPolicy;
 use stigmer_protocol::status::EngineStatus;
 
 /// The server as the app sees it.
@@ -89,7 +91,7 @@ pub struct AppModel {
     /// Commands waiting for the user's Allow or Deny, oldest first.
     pub waiting: Vec<stigmer_protocol::clients::Approval>,
     /// What sandboxes may reach.
-    pub network: stigmer_protocol::network::NetworkPolicy,
+    pub network: NetworkPolicy,
 }
 
 /// The model as the window receives it.
@@ -107,11 +109,33 @@ struct ModelView {
     update: UpdateState,
     waiting: Vec<stigmer_protocol::clients::Approval>,
     active_runs: usize,
-    network: stigmer_protocol::network::NetworkPolicy,
+    network: NetworkPolicy,
     tier: Tier,
     problem: Option<Problem>,
     /// The tray's status line, for the window's too.
     status: String,
+    /// What the window calls each choice, from the protocol (the tray uses the same).
+    labels: Labels,
+}
+
+/// `[value, label]` pairs for the window's choices.
+#[derive(Serialize)]
+struct Labels {
+    tiers: Vec<(Tier, &'static str)>,
+    client_tiers: Vec<(ClientTier, &'static str)>,
+    rules: Vec<(Rule, &'static str)>,
+    networks: Vec<(NetworkPolicy, &'static str)>,
+}
+
+impl Labels {
+    fn new() -> Labels {
+        Labels {
+            tiers: Tier::ALL.iter().map(|t| (*t, t.label())).collect(),
+            client_tiers: ClientTier::ALL.iter().map(|t| (*t, t.label())).collect(),
+            rules: Rule::ALL.iter().map(|r| (*r, r.label())).collect(),
+            networks: NetworkPolicy::ALL.iter().map(|p| (*p, p.label())).collect(),
+        }
+    }
 }
 
 impl From<AppModel> for ModelView {
@@ -121,6 +145,7 @@ impl From<AppModel> for ModelView {
             problem: problem(&m),
             status: status_line(&m),
             engine_label: engine_label(&m),
+            labels: Labels::new(),
             server: m.server,
             mode: m.mode,
             image: m.image,
@@ -268,8 +293,8 @@ pub fn status_line(m: &AppModel) -> String {
                 d.percent.map(|p| format!(" ({p:.0}%)")).unwrap_or_default()
             ),
             None => match m.sandbox_problem() {
-                Some(problem) => format!("{}: {problem}", mode_label(m.tier())),
-                None => format!("Running · {}", mode_label(m.tier())),
+                Some(problem) => format!("{}: {problem}", m.tier().label()),
+                None => format!("Running · {}", m.tier().label()),
             },
         },
         ServerState::Crashed { .. } => "Server stopped unexpectedly".to_string(),
@@ -282,14 +307,6 @@ pub fn waiting_line(n: usize) -> String {
         "1 command waits for your approval".into()
     } else {
         format!("{n} commands wait for your approval")
-    }
-}
-
-pub fn mode_label(t: Tier) -> &'static str {
-    match t {
-        Tier::Local => "Local",
-        Tier::Basic => "Basic sandbox",
-        Tier::Custom => "Custom image",
     }
 }
 

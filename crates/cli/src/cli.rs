@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use stigmer_protocol::clients::{ClientTier, Rule};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -197,14 +199,16 @@ pub enum ClientsCommand {
         #[arg(value_name = "NAME")]
         name: String,
         /// Where its commands run
-        #[arg(long, value_parser = ["default", "local", "basic", "custom"])]
-        tier: Option<String>,
+        #[arg(long, value_parser = PossibleValuesParser::new(ClientTier::ALL.map(ClientTier::as_str))
+            .map(|w| ClientTier::parse(&w).expect("a listed tier")))]
+        tier: Option<ClientTier>,
         /// The image of the custom tier
         #[arg(long)]
         image: Option<String>,
         /// Run freely, ask first, or refuse
-        #[arg(long, value_parser = ["run", "ask", "refuse"])]
-        rule: Option<String>,
+        #[arg(long, value_parser = PossibleValuesParser::new(Rule::ALL.map(Rule::as_str))
+            .map(|w| Rule::parse(&w).expect("a listed rule")))]
+        rule: Option<Rule>,
     },
 }
 

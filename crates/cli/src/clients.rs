@@ -1,7 +1,6 @@
 //! `stigmer clients list|set`: each client's tier and rule, through the running server when
 //! there is one (the change applies to its next command), else in the config file.
 
-use serde_json::json;
 use stigmer_client::Client;
 use stigmer_engine::paths::Paths;
 use stigmer_engine::settings::{self, Overrides};
@@ -48,16 +47,14 @@ pub async fn clients(cmd: ClientsCommand, paths: &Paths) -> Result<i32> {
                 .find(|c| c.name == name)
                 .map(|c| c.policy)
                 .unwrap_or_default();
-            // The words clap checked are the wire's words.
-            let word = |w: String| json!(w);
             if let Some(t) = tier {
-                policy.tier = serde_json::from_value(word(t)).expect("a tier clap checked");
+                policy.tier = t;
                 if policy.tier != stigmer_protocol::clients::ClientTier::Custom {
                     policy.image = None;
                 }
             }
             if let Some(r) = rule {
-                policy.rule = serde_json::from_value(word(r)).expect("a rule clap checked");
+                policy.rule = r;
             }
             if image.is_some() {
                 policy.image = image;

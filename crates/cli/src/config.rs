@@ -151,16 +151,21 @@ fn resolve(paths: &Paths) -> Result<settings::Resolved> {
 async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
     let value = key.parse(raw, "stigmer config set")?;
     // Mode, image and network of a running server change live, through the app's path.
-    let live = matches!(key, Key::Mode | Key::SandboxImage | Key::SandboxNetwork);
-    match Client::find(paths)? {
-        Some(client) if key == Key::SandboxNetwork => {
+    let change = match &value {
+        settings::Value::Mode(m) => Some(ModeChange {
+            mode: Some(*m),
+            ..ModeChange::default()
+        }),
+        settings::Value::Image(image) => Some(ModeChange {
+            image: Some(image.clone()),
+            ..ModeChange::default()
+        }),
+        _ => None,
+    };
+    match (Client::find(paths)?, value, change) {
+        (Some(client), settings::Value::Network(policy), _) => {
             let view: NetworkView = client
-                .post(
-                    routes::NETWORK,
-                    &NetworkChange {
-                        policy: raw.to_string(),
-                    },
-                )
+                .post(routes::NETWORK, &NetworkChange { policy })
                 .await?;
             println!(
                 "{} = {} (saved in {}; the next sandboxed command runs under it)",
@@ -170,17 +175,7 @@ async fn set(paths: &Paths, key: Key, raw: &str) -> Result<()> {
             );
             allowlist_hint(&view.policy, &view.allow);
         }
-        Some(client) if live => {
-            let change = match &value {
-                settings::Value::Mode(m) => ModeChange {
-                    mode: Some(m.to_string()),
-                    ..ModeChange::default()
-                },
-                _ => ModeChange {
-                    image: Some(raw.trim().to_string()),
-                    ..ModeChange::default()
-                },
-            };
+        (Some(client), _, Some(change)) => {
             client.set_mode(&change).await?;
             println!(
                 "{} = {} (saved in {}, applied to the running server)",

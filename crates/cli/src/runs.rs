@@ -1,10 +1,9 @@
 //! `stigmer runs list|show|stop`: the server's runs, from every client, and the user's Stop.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use stigmer_client::{valid_run_id, Client};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::{Error, ErrorCode, Result};
-use stigmer_protocol::routes;
 use stigmer_protocol::run::{RunQuery, RunState, RunSummary, Stream};
 
 use crate::cli::RunsCommand;
@@ -83,10 +82,7 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
             if !valid_run_id(&id) {
                 return Err(Error::run_not_found(&id));
             }
-            let answer: Value = client
-                .post(&routes::with_id(routes::RUN_CANCEL, &id), &json!({}))
-                .await?;
-            if answer["cancelled"] == true {
+            if client.cancel_run(&id).await?.cancelled {
                 println!(
                     "stopped {id} (its whole process tree; its client is told you stopped it)"
                 );
@@ -95,8 +91,7 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
             }
         }
         RunsCommand::Stop { id: None, .. } => {
-            let answer: Value = client.post(routes::STOP_ALL, &json!({})).await?;
-            let n = answer["stopped"].as_u64().unwrap_or(0);
+            let n = client.stop_all_runs().await?;
             println!(
                 "stopped {n} running command{}",
                 if n == 1 { "" } else { "s" }

@@ -11,6 +11,7 @@ use stigmer_protocol::clients::{Approval, Decision, DecisionBody};
 use stigmer_protocol::events::Event;
 use stigmer_protocol::frames;
 use stigmer_protocol::local::{read_token, Discovery, Paths};
+use stigmer_protocol::replies::{Cancelled, ErrorBody, Stopped};
 use stigmer_protocol::routes;
 use stigmer_protocol::run::{
     OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
@@ -131,12 +132,21 @@ impl Client {
         .await
     }
 
-    pub async fn cancel_run(&self, id: &str) -> Result<()> {
+    /// Stop one run (its whole process tree); `cancelled` says whether it was still going.
+    pub async fn cancel_run(&self, id: &str) -> Result<Cancelled> {
         if !valid_run_id(id) {
             return Err(Error::run_not_found(id));
         }
-        self.post_empty(&routes::with_id(routes::RUN_CANCEL, id))
-            .await
+        let path = routes::with_id(routes::RUN_CANCEL, id);
+        self.json(self.request(reqwest::Method::POST, &path)).await
+    }
+
+    /// Stop every running command for the user: how many were stopped.
+    pub async fn stop_all_runs(&self) -> Result<u64> {
+        let answer: Stopped = self
+            .json(self.request(reqwest::Method::POST, routes::STOP_ALL))
+            .await?;
+        Ok(answer.stopped)
     }
 
     /// Runs from the history, newest first.
@@ -326,11 +336,7 @@ pub fn valid_run_id(id: &str) -> bool {
 
 /// The API's `{"error": {...}}` body as an [`Error`].
 pub fn api_error(status: u16, body: &[u8]) -> Error {
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        error: Error,
-    }
-    match serde_json::from_slice::<Wrapper>(body) {
+    match serde_json::from_slice::<ErrorBody>(body) {
         Ok(w) => w.error,
         Err(_) => Error::new(
             ErrorCode::ServerUnavailable,

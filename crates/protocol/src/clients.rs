@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mode::Mode;
+use crate::mode::{Mode, Tier};
 
 /// The name runs without a client name are listed and ruled under.
 pub const OTHER_CLIENT: &str = "other";
@@ -40,6 +40,29 @@ pub enum Rule {
 }
 
 impl ClientTier {
+    pub const ALL: [ClientTier; 4] = [
+        ClientTier::Default,
+        ClientTier::Local,
+        ClientTier::Basic,
+        ClientTier::Custom,
+    ];
+
+    /// How the window names it, beside each agent.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientTier::Default => "The default (Home)",
+            ClientTier::Local => Tier::Local.label(),
+            ClientTier::Basic => Tier::Basic.label(),
+            ClientTier::Custom => "Custom image…",
+        }
+    }
+
+    /// The word in settings and on the wire (any case, spaces around).
+    pub fn parse(word: &str) -> Option<ClientTier> {
+        let word = word.trim().to_ascii_lowercase();
+        ClientTier::ALL.into_iter().find(|t| t.as_str() == word)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ClientTier::Default => "default",
@@ -51,6 +74,23 @@ impl ClientTier {
 }
 
 impl Rule {
+    pub const ALL: [Rule; 3] = [Rule::Run, Rule::Ask, Rule::Refuse];
+
+    /// How the window names it, beside each agent.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rule::Run => "Run freely",
+            Rule::Ask => "Ask me first",
+            Rule::Refuse => "Refuse",
+        }
+    }
+
+    /// The word in settings and on the wire (any case, spaces around).
+    pub fn parse(word: &str) -> Option<Rule> {
+        let word = word.trim().to_ascii_lowercase();
+        Rule::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Run => "run",

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod local;
 pub mod mode;
 pub mod network;
+pub mod replies;
 pub mod routes;
 pub mod run;
 pub mod status;

@@ -11,9 +11,10 @@ use crate::error::{Error, ErrorCode, Result};
 /// The basic sandbox image (tier 2). Any other image is a custom image (tier 3).
 pub const BASIC_IMAGE: &str = "ghcr.io/stigmer/agent-sandbox-basic:latest";
 
-/// Where commands run.
+/// Where commands run. Read from JSON through [`FromStr`], so a wrong value gets the same
+/// message everywhere (`auto` says why it is not offered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Mode {
     /// Directly on this machine (the default).
     #[default]
@@ -34,6 +35,13 @@ impl Mode {
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Mode> {
+        s.parse()
     }
 }
 
@@ -65,6 +73,17 @@ pub enum Tier {
 }
 
 impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Local, Tier::Basic, Tier::Custom];
+
+    /// How the window, the tray and notifications name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Local => "Local",
+            Tier::Basic => "Basic sandbox",
+            Tier::Custom => "Custom image",
+        }
+    }
+
     pub fn of(mode: Mode, image: &str) -> Tier {
         match mode {
             Mode::Local => Tier::Local,

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a sandbox container may reach (`sandbox.network`).
+/// What a sandbox container may reach (`sandbox.network`). Read from JSON as from the config
+/// file (`bridge`, its old name, is `open`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum NetworkPolicy {
     /// The engine's default bridge: anything (package installs, git clone).
     #[default]
@@ -51,6 +52,15 @@ impl NetworkPolicy {
     }
 }
 
+impl TryFrom<String> for NetworkPolicy {
+    type Error = String;
+    fn try_from(raw: String) -> Result<NetworkPolicy, String> {
+        NetworkPolicy::parse(&raw).ok_or_else(|| {
+            format!("`{raw}` is not a network policy; choose `open`, `none` or `allowlist`")
+        })
+    }
+}
+
 impl std::fmt::Display for NetworkPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -92,7 +102,7 @@ pub struct NetworkView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkChange {
-    pub policy: String,
+    pub policy: NetworkPolicy,
 }
 
 /// `POST /v1/sandbox/network/allow` and `.../disallow`.

@@ -54,7 +54,7 @@ pub struct ModeView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeChange {
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub image: Option<String>,
 }
 

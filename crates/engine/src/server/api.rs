@@ -12,11 +12,11 @@ use axum::Json;
 use base64::Engine as _;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::reply::{ApiError, ApiJson, ApiQuery};
 use super::{frames, AppState};
+use stigmer_protocol::replies::{Cancelled, Stopped, Stopping};
 use stigmer_protocol::run::{
     OutputPage, RunList, RunQuery, RunRequest, RunStreamLine, RunSummary, Stream,
 };
@@ -44,11 +44,13 @@ pub async fn sandbox(State(state): State<Arc<AppState>>) -> Json<SandboxStatus> 
 }
 
 /// Cancel the sandbox image download (or build) in progress.
-pub async fn cancel_download(
-    State(state): State<Arc<AppState>>,
-) -> (StatusCode, Json<serde_json::Value>) {
+pub async fn cancel_download(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Cancelled>) {
     state.sandbox.cancel_downloads();
-    (StatusCode::ACCEPTED, Json(json!({ "cancelled": true })))
+    let cancelled = Cancelled {
+        id: None,
+        cancelled: true,
+    };
+    (StatusCode::ACCEPTED, Json(cancelled))
 }
 
 pub async fn openapi() -> Response {
@@ -117,8 +119,8 @@ pub(super) async fn change_mode(
     change: &ModeChange,
 ) -> ApiResult<Json<ModeView>> {
     let mut values = Vec::new();
-    if let Some(raw) = &change.mode {
-        values.push(Key::Mode.parse(raw, "mode")?);
+    if let Some(mode) = change.mode {
+        values.push(settings::Value::Mode(mode));
     }
     if let Some(raw) = &change.image {
         values.push(Key::SandboxImage.parse(raw, "image")?);
@@ -383,14 +385,20 @@ pub async fn cancel_run(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({ "id": id, "cancelled": was_running }))).into_response())
+    let cancelled = Cancelled {
+        id: Some(id),
+        cancelled: was_running,
+    };
+    Ok((status, Json(cancelled)).into_response())
 }
 
 /// Stop every running command for the user (the tray's "Stop all running commands").
-pub async fn stop_all_runs(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub async fn stop_all_runs(State(state): State<Arc<AppState>>) -> Json<Stopped> {
     let stopped = state.runs.stop_all();
     tracing::info!(stopped, "the user stopped every running command");
-    Json(json!({ "stopped": stopped }))
+    Json(Stopped {
+        stopped: stopped as u64,
+    })
 }
 
 /// Everything that happens in the server, as NDJSON or SSE, until the server stops.
@@ -444,8 +452,8 @@ pub async fn events(
         .into_response()
 }
 
-pub async fn shutdown(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
+pub async fn shutdown(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Stopping>) {
     tracing::info!("shutdown requested through the API");
     state.shutdown.cancel();
-    (StatusCode::ACCEPTED, Json(json!({ "stopping": true })))
+    (StatusCode::ACCEPTED, Json(Stopping { stopping: true }))
 }

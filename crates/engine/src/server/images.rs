@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use stigmer_protocol::clients::ClientTier;
+use stigmer_protocol::replies::Started;
 use stigmer_protocol::status::{
     BuildBody, ImageBody, ImageView, ImagesView, LocalImagesView, ModeChange,
 };
@@ -16,7 +17,7 @@ use stigmer_protocol::status::{
 use super::reply::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
-use crate::settings::BASIC_IMAGE;
+use crate::settings::{Mode, BASIC_IMAGE};
 
 /// Each image Stigmer uses, with what for.
 fn used(state: &AppState) -> BTreeMap<String, Vec<String>> {
@@ -86,7 +87,7 @@ pub async fn remove(
 pub async fn remake(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<ImageBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Started>), ApiError> {
     known(&state, &body.image)?;
     let sandbox = state.sandbox.clone();
     tokio::spawn(async move {
@@ -96,7 +97,10 @@ pub async fn remake(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "started": true })),
+        Json(Started {
+            started: true,
+            image: None,
+        }),
     ))
 }
 
@@ -116,7 +120,7 @@ fn invalid(message: String) -> ApiError {
 pub async fn build(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<BuildBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Started>), ApiError> {
     crate::settings::Key::SandboxImage.parse(&body.image, "image")?;
     if body.image == BASIC_IMAGE {
         return Err(invalid(format!(
@@ -158,7 +162,7 @@ pub async fn build(
         match state.sandbox.build_from(&image, file).await {
             Ok(()) => {
                 let change = ModeChange {
-                    mode: Some("sandbox".into()),
+                    mode: Some(Mode::Sandbox),
                     image: Some(image.clone()),
                 };
                 if let Err(e) = super::api::change_mode(&state, &change).await {
@@ -174,6 +178,9 @@ pub async fn build(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "started": true, "image": body.image })),
+        Json(Started {
+            started: true,
+            image: Some(body.image),
+        }),
     ))
 }

@@ -12,7 +12,7 @@ use super::reply::{ApiError, ApiJson};
 use super::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::events::Event;
-use crate::settings::{self, Key, Value};
+use crate::settings::{self, Value};
 
 async fn view(state: &AppState) -> NetworkView {
     let s = state.settings();
@@ -33,12 +33,8 @@ pub async fn set(
     State(state): State<Arc<AppState>>,
     ApiJson(change): ApiJson<NetworkChange>,
 ) -> Result<Json<NetworkView>, ApiError> {
-    let value = Key::SandboxNetwork.parse(&change.policy, "policy")?;
-    let Value::Network(policy) = value else {
-        return Err(ApiError(Error::internal(
-            "a network policy parsed as another setting",
-        )));
-    };
+    let policy = change.policy;
+    let value = Value::Network(policy);
     {
         let _write = state.settings_write_lock.lock().await;
         let (mut file, _) = settings::ConfigFile::load(&state.paths.config_file())?;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use stigmer_protocol::replies::ErrorBody;
 
 use crate::error::{Error, ErrorCode};
 
@@ -25,7 +25,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "error": self.0 }))).into_response()
+        (status, Json(ErrorBody { error: self.0 })).into_response()
     }
 }
 

@@ -74,36 +74,24 @@ impl ConfigFile {
                 let text = v
                     .as_str()
                     .ok_or_else(|| at(name, &format!("`{k}` must be a text")))?;
-                let word = text.trim().to_ascii_lowercase();
                 match k {
                     "tier" => {
-                        policy.tier = match word.as_str() {
-                            "default" => ClientTier::Default,
-                            "local" => ClientTier::Local,
-                            "basic" => ClientTier::Basic,
-                            "custom" => ClientTier::Custom,
-                            _ => {
-                                return Err(at(
-                                    name,
-                                    &format!(
-                                        "tier `{text}` is not one of default, local, basic, custom"
-                                    ),
-                                ))
-                            }
-                        }
+                        policy.tier = ClientTier::parse(text).ok_or_else(|| {
+                            let words: Vec<_> = ClientTier::ALL.map(ClientTier::as_str).into();
+                            at(
+                                name,
+                                &format!("tier `{text}` is not one of {}", words.join(", ")),
+                            )
+                        })?
                     }
                     "rule" => {
-                        policy.rule = match word.as_str() {
-                            "run" => Rule::Run,
-                            "ask" => Rule::Ask,
-                            "refuse" => Rule::Refuse,
-                            _ => {
-                                return Err(at(
-                                    name,
-                                    &format!("rule `{text}` is not one of run, ask, refuse"),
-                                ))
-                            }
-                        }
+                        policy.rule = Rule::parse(text).ok_or_else(|| {
+                            let words: Vec<_> = Rule::ALL.map(Rule::as_str).into();
+                            at(
+                                name,
+                                &format!("rule `{text}` is not one of {}", words.join(", ")),
+                            )
+                        })?
                     }
                     "image" => policy.image = Some(text.to_string()),
                     other => {
