@@ -1,7 +1,7 @@
 // Activity: the run history from every client (it lasts across restarts), newest first, a page
 // at a time, filtered by agent, state and text; live runs update in place, each with Stop, and
-// a run's whole output is one click away. Uses app.js's helpers ($, el, button, invoke).
-"use strict";
+// a run's whole output is one click away.
+import { $, appendOutput, button, decodeBase64, el, humanBytes, invoke, showError } from "./dom.js";
 
 const RUNS_PAGE = 30;            // runs per page
 const MAX_RUN_ENTRIES = 500;     // entries kept on the page (older ones: "Show older")
@@ -103,7 +103,7 @@ function trimRuns() {
 }
 
 // The first page (`older` false) or the next older one.
-async function loadRuns(older = false) {
+export async function loadRuns(older = false) {
   let list;
   try {
     list = await invoke("get_runs", { query: { limit: RUNS_PAGE, before: older ? olderBefore : null, ...runFilters() } });
@@ -118,7 +118,7 @@ async function loadRuns(older = false) {
 }
 
 // The agents in the history, for the filter.
-async function loadClientFilter() {
+export async function loadClientFilter() {
   let view;
   try { view = await invoke("get_clients"); } catch (_) { return; }
   const select = $("f-client");
@@ -165,43 +165,22 @@ async function toggleFullOutput(li, id) {
   box.replaceChildren(...(shown ? [pre] : []), ...(note ? [el("p", { className: "muted", textContent: note })] : []));
 }
 
-function appendOutput(pre, stream, text, limit) {
-  const span = document.createElement("span");
-  if (stream === "stderr") span.className = "err";
-  span.textContent = text;
-  pre.append(span);
-  // Keep the tail only: the page stays fast under a flood of output.
-  while (pre.textContent.length > limit && pre.firstChild) pre.firstChild.remove();
-  pre.scrollTop = pre.scrollHeight;
-}
-
-function decodeBase64(b64) {
-  const bin = atob(b64);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new TextDecoder().decode(bytes);
-}
-
-function onEvents(batch) {
-  for (const ev of batch.events) {
-    if (ev.type === "run_started" || ev.type === "run_finished") {
-      if (runs.has(ev.run.id) || runMatches(ev.run)) runEntry(ev.run);
-      if (ev.type === "run_started" && !$("f-client").querySelector(`option[value="${CSS.escape(ev.run.client || "other")}"]`)) loadClientFilter();
-    } else if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
-    else if (ev.type === "clients_changed") loadClients();
-    else if (ev.type === "network_blocked" || ev.type === "network_changed") loadNetwork();
-    else if (ev.type === "image_finished") {
-      customImageFinished(ev);
-      if (!$("view-sandbox").hidden) loadImages();
-    }
-    else if (ev.type === "run_output") {
-      const entry = runs.get(ev.run_id);
-      if (entry) appendOutput(entry.li.querySelector(".live"), ev.stream, decodeBase64(ev.data), MAX_RUN_TEXT);
-    }
+// A run's event: drawn here (true), or not a run's (false).
+export function runEvent(ev) {
+  if (ev.type === "run_started" || ev.type === "run_finished") {
+    if (runs.has(ev.run.id) || runMatches(ev.run)) runEntry(ev.run);
+    if (ev.type === "run_started" && !$("f-client").querySelector(`option[value="${CSS.escape(ev.run.client || "other")}"]`)) loadClientFilter();
+    return true;
   }
+  if (ev.type === "run_output") {
+    const entry = runs.get(ev.run_id);
+    if (entry) appendOutput(entry.li.querySelector(".live"), ev.stream, decodeBase64(ev.data), MAX_RUN_TEXT);
+    return true;
+  }
+  return false;
 }
 
-function setupActivity() {
+export function setupActivity() {
   let typing = null;
   $("f-text").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => loadRuns(), 250); });
   $("f-client").addEventListener("change", () => loadRuns());

@@ -1,33 +1,17 @@
-// Stigmer's window. Plain JS on window.__TAURI__: no framework, no bundler. The app's state
-// comes from the desktop shell (`stigmer://model`); this page only draws it and calls commands.
-"use strict";
+// Stigmer's window. Plain JS modules on window.__TAURI__: no framework, no bundler. The app's
+// state comes from the desktop shell (`stigmer://model`); this page only draws it and calls
+// commands. This module wires the others; none of them imports it.
+import { $, Channel, appendOutput, button, el, humanBytes, invoke, listen, showError } from "./dom.js";
+import { remember } from "./state.js";
+import { loadClientFilter, loadRuns, runEvent, setupActivity } from "./activity.js";
+import { loadClients, renderWaiting } from "./clients.js";
+import { loadNetwork, setupNetwork } from "./network.js";
+import { customImageFinished, customShown, setupCustom } from "./custom.js";
 
-const { invoke, Channel } = window.__TAURI__.core;
-const { listen } = window.__TAURI__.event;
-
-const $ = (id) => document.getElementById(id);
 const MAX_LOG_LINES = 300;
 const MAX_TRY_TEXT = 64 * 1024;
 
 let model = null;
-
-function humanBytes(n) {
-  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + " GiB";
-  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
-  if (n >= 1 << 10) return (n / (1 << 10)).toFixed(0) + " KiB";
-  return n + " B";
-}
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  Object.assign(e, props);
-  e.append(...children);
-  return e;
-}
-
-function button(text, onclick, cls = "") {
-  return el("button", { type: "button", className: cls, textContent: text, onclick });
-}
 
 // ---- sections ----
 function showView(name) {
@@ -77,32 +61,14 @@ function showProblem(p) {
   $("problem-detail-text").textContent = p.detail || "";
 }
 
-// A failed command or request, in plain words; the message itself goes under Details.
-function plainError(e) {
-  const words = {
-    ENGINE_UNAVAILABLE: "The sandbox's container engine (Docker or Podman) is not available.",
-    IMAGE_NOT_FOUND: "The sandbox image is not available on this computer.",
-    IMAGE_PULL_FAILED: "The sandbox image could not be downloaded.",
-    IMAGE_BUILD_FAILED: "The sandbox image could not be built.",
-    WORKSPACE_NOT_ALLOWED: "This folder is not one the sandbox may use: see Sandbox, Workspaces.",
-    WORKSPACE_CHANGED: "The project folder was moved or replaced while the command was being prepared; nothing ran. Try again.",
-    SERVER_UNAVAILABLE: "The Stigmer server is not answering.",
-    CWD_NOT_FOUND: "That folder does not exist.",
-  };
-  return words[e && e.code] || (e && e.message) || String(e);
-}
-
-function showError(target, e) {
-  target.replaceChildren(plainError(e));
-  if (e && e.code && plainError(e) !== e.message) {
-    target.append(" ", el("details", {}, el("summary", { textContent: "Details" }), `${e.message} (${e.code})`));
-  }
-  target.hidden = false;
-}
-
 // ---- the state ----
 function render(m) {
   model = m;
+  remember(m);
+  for (const [tier, label] of m.labels.tiers) {
+    const r = document.querySelector(`input[name=tier][value=${tier}] + span strong`);
+    if (r) r.textContent = label;
+  }
   const s = m.server;
   $("server-dot").className = "dot " + ({ running: m.problem ? "crashed" : "running", crashed: "crashed", starting: "starting" }[s.state] || "");
   const label = { stopped: "Server stopped", starting: "Server starting…", running: "Running", crashed: "Server stopped unexpectedly" }[s.state];
@@ -417,7 +383,7 @@ async function init() {
   await listen("stigmer://events", (e) => onEvents(e.payload));
   setupActivity();
   setupNetwork();
-  setupCustom();
+  setupCustom(setMode);
   await listen("stigmer://log", (e) => addLog(e.payload));
   await listen("stigmer://show-view", (e) => openView(e.payload));
 
@@ -448,6 +414,20 @@ async function init() {
   invoke("page_ready");
 }
 
+// The server's events: runs go to Activity, the rest reload what they change.
+function onEvents(batch) {
+  for (const ev of batch.events) {
+    if (runEvent(ev)) continue;
+    if (ev.type === "workspace_refused" || ev.type === "workspaces_changed") loadWorkspaces();
+    else if (ev.type === "clients_changed") loadClients();
+    else if (ev.type === "network_blocked" || ev.type === "network_changed") loadNetwork();
+    else if (ev.type === "image_finished") {
+      customImageFinished(ev);
+      if (!$("view-sandbox").hidden) loadImages();
+    }
+  }
+}
+
 // A view the tray asked for; `custom-image` asks for the image name on Home.
 function openView(v) {
   if (v !== "custom-image") return showView(v);
@@ -456,5 +436,8 @@ function openView(v) {
   r.checked = true;
   r.dispatchEvent(new Event("change"));
 }
+
+// The desktop benchmark times the Activity's loads through this.
+window.__stigmer = { loadRuns };
 
 init();

@@ -1,10 +1,9 @@
 // The user's say over each agent: commands waiting for an answer (Allow once, Always allow,
 // Deny), and per agent where its commands run and whether they run freely, ask first, or are
-// refused. Agents cannot change any of it. Uses app.js's helpers ($, el, button, invoke).
-"use strict";
-
-const TIERS = [["default", "The default (Home)"], ["local", "Local"], ["basic", "Basic sandbox"], ["custom", "Custom image…"]];
-const RULES = [["run", "Run freely"], ["ask", "Ask me first"], ["refuse", "Refuse"]];
+// refused. Agents cannot change any of it. The choices' names come from the model (the protocol's).
+import { $, button, el, invoke, showError } from "./dom.js";
+import { current } from "./state.js";
+import { loadClientFilter } from "./activity.js";
 
 // ---- commands waiting for the user's answer (from the model: the tray shows them too) ----
 // Controls (but tab and newline), zero-width and bidirectional characters, shown as ⟨U+XXXX⟩:
@@ -16,7 +15,7 @@ function visibleCommand(s) {
     .replace(/\n(?:[ \t]*\n){2,}/g, (run) => `\n⟨${run.split("\n").length - 2} blank lines⟩\n`);
 }
 
-function renderWaiting(waiting) {
+export function renderWaiting(waiting) {
   const list = waiting || [];
   $("waiting").hidden = list.length === 0;
   const shown = new Set(list.map((a) => a.id));
@@ -67,8 +66,9 @@ function select(options, value, label) {
 }
 
 function clientRow(c) {
-  const tier = select(TIERS, c.policy.tier, `Where ${c.name}'s commands run`);
-  const rule = select(RULES, c.policy.rule, `${c.name}'s rule`);
+  const labels = current().labels;
+  const tier = select(labels.client_tiers, c.policy.tier, `Where ${c.name}'s commands run`);
+  const rule = select(labels.rules, c.policy.rule, `${c.name}'s rule`);
   const image = el("input", { type: "text", value: c.policy.image || "", placeholder: "ghcr.io/org/image:tag", hidden: c.policy.tier !== "custom" });
   image.setAttribute("aria-label", `${c.name}'s custom image`);
   const error = el("p", { className: "error", hidden: true });
@@ -95,7 +95,8 @@ function renderClients(view) {
   $("clients-empty").hidden = view.clients.length > 0;
 }
 
-async function loadClients() {
+export async function loadClients() {
+  if (!current()) return; // the choices' names come with the first model
   try { renderClients(await invoke("get_clients")); } catch (_) { /* no server yet */ }
   loadClientFilter();
 }

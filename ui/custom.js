@@ -1,8 +1,9 @@
 // The custom tier without a terminal: pick an image the engine has, or build one from a
 // Dockerfile chosen with the system's file picker. A build shows in the "Sandbox image" card
-// as any preparation (step K of N, Cancel); once built it is the custom image. Uses app.js's
-// helpers ($, el, invoke, humanBytes, setMode, showError).
-"use strict";
+// as any preparation (step K of N, Cancel); once built it is the custom image. Home's `setMode`
+// is handed to `setupCustom`.
+import { $, el, humanBytes, invoke, showError } from "./dom.js";
+import { current } from "./state.js";
 
 let customFile = null;
 let customBuilding = null;
@@ -13,6 +14,7 @@ async function loadLocalImages() {
   let list = [];
   try { list = (await invoke("get_local_images")).images; } catch (_) { /* no engine: a typed name still works */ }
   const sel = $("custom-have");
+  const model = current();
   const keep = model && model.tier === "custom" ? model.image : sel.value;
   sel.replaceChildren(
     el("option", { value: "", textContent: list.length ? "Choose an image you have…" : "No images on this computer yet" }),
@@ -29,23 +31,24 @@ function suggestedName(path) {
 }
 
 // The custom row is visible: list the images once, and show the one in use.
-function customShown() {
+export function customShown() {
   if (!localImagesLoaded) return loadLocalImages();
   const sel = $("custom-have");
+  const model = current();
   if (model && model.tier === "custom" && document.activeElement !== sel) {
     sel.value = sel.querySelector(`option[value="${CSS.escape(model.image)}"]`) ? model.image : "";
   }
 }
 
 // An image download or build ended (an event from the server).
-function customImageFinished(ev) {
+export function customImageFinished(ev) {
   loadLocalImages();
   if (ev.image !== customBuilding) return;
   customBuilding = null;
   $("custom-file").textContent = ev.ok ? `Built ${ev.image}: commands now run in it.` : "";
 }
 
-function setupCustom() {
+export function setupCustom(setMode) {
   $("custom-have").addEventListener("change", () => {
     const image = $("custom-have").value;
     if (!image) return;

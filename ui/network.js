@@ -1,7 +1,7 @@
 // What sandboxed commands may reach: the policy, the hosts the user allowed, and the
 // connections refused lately, live, each with an "Allow" button. Agents cannot change any of
-// it. Uses app.js's helpers ($, el, button, invoke, showError).
-"use strict";
+// it.
+import { $, button, el, invoke, showError } from "./dom.js";
 
 function renderNetwork(view) {
   for (const r of document.querySelectorAll("input[name=net]")) r.checked = r.value === view.policy;
@@ -24,7 +24,7 @@ function renderNetwork(view) {
   $("nav-blocked").textContent = allowable;
 }
 
-async function loadNetwork() {
+export async function loadNetwork() {
   try { renderNetwork(await invoke("get_network")); } catch (_) { /* no server yet */ }
 }
 
@@ -34,7 +34,7 @@ async function networkChange(command, args) {
   catch (e) { showError($("network-error"), e); loadNetwork(); }
 }
 
-function setupNetwork() {
+export function setupNetwork() {
   for (const r of document.querySelectorAll("input[name=net]")) {
     r.addEventListener("change", () => networkChange("set_network", { policy: r.value }));
   }

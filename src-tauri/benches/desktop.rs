@@ -122,7 +122,7 @@ async fn activity_loads(c: &Client, n: usize) -> (Duration, Duration) {
     let time = |filter: &'static str| async move {
         let script = format!(
             "const done = arguments[0]; $('f-text').value = '{filter}'; const t = performance.now(); \
-             loadRuns().then(() => done(performance.now() - t));"
+             __stigmer.loadRuns().then(() => done(performance.now() - t));"
         );
         let v = c.execute_async(&script, vec![]).await.unwrap();
         Duration::from_secs_f64(v.as_f64().unwrap() / 1000.0)

@@ -2,7 +2,8 @@
 //! any crate or in the desktop app. A circle is two or more modules, none inside another, that
 //! each use something of the next (`use crate::a::X` in `b`, `use super::b::Y` in `a`); a
 //! module using its parent's items, and a parent using its children, is the tree's own shape
-//! and not counted. Also prints the longest files, for the record.
+//! and not counted. The window's scripts (`ui/`) are ES modules held to the same rule, loaded
+//! by one entry (no order hidden in the page). Also prints the longest files, for the record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -289,6 +290,57 @@ fn no_import_circle_in_any_crate_or_the_desktop() {
         "import circles (each line: modules that use each other, directly or around):\n{}",
         report.join("\n")
     );
+}
+
+/// The `./name.js` modules a script imports.
+fn js_imports(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("import "))
+        .filter_map(|l| l.split("from \"./").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(|f| f.trim_end_matches(".js").to_string())
+        .collect()
+}
+
+#[test]
+fn the_window_scripts_are_modules_with_one_entry_and_no_circle() {
+    let ui = repo().join("ui");
+    let page = std::fs::read_to_string(ui.join("index.html")).unwrap();
+    let scripts: Vec<&str> = page.matches("<script").collect();
+    assert_eq!(
+        (
+            scripts.len(),
+            page.contains(r#"<script type="module" src="app.js"></script>"#)
+        ),
+        (1, true),
+        "the page loads one module, app.js, which imports the rest"
+    );
+    let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
+    for e in std::fs::read_dir(&ui).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "js") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = vec![path.file_stem().unwrap().to_string_lossy().into_owned()];
+        assert!(
+            !text.contains("\"use strict\""),
+            "{}: modules are strict already",
+            path.display()
+        );
+        let entry = edges.entry(from).or_default();
+        for to in js_imports(&text) {
+            assert!(ui.join(format!("{to}.js")).is_file(), "{to}.js is missing");
+            entry.insert(vec![to]);
+        }
+    }
+    let found = circles(&edges);
+    assert!(found.is_empty(), "ui/ modules in a circle: {found:?}");
+    assert!(js_imports("import { a } from \"./dom.js\";") == ["dom"]);
+    let mut circle = BTreeMap::new();
+    circle.insert(vec!["a".to_string()], [vec!["b".to_string()]].into());
+    circle.insert(vec!["b".to_string()], [vec!["a".to_string()]].into());
+    assert_eq!(circles(&circle).len(), 1);
 }
 
 #[test]
