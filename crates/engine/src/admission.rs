@@ -8,7 +8,9 @@
 //!    engine there), telling the window when it does not; then the request is validated, once
 //!    (its folder exists...). In that order: a folder a sandbox never mounts is refused as
 //!    such whether it exists or not, so an agent learns nothing of folders outside its reach.
-//!    Nothing is registered before.
+//!    Then the folder admitted is held open ([`Place`]): the backend mounts or enters that
+//!    handle, so a folder renamed or swapped for a link while the user is asked is never what
+//!    runs. Nothing is registered before.
 //! 3. [`Admitted::approve`] → [`Approved`]: the user said yes, when the client's rule is
 //!    `ask` (the user is asked only about a command that can run).
 //! 4. [`Approved::spawn`]: the run, on a task of its own.
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::execute::container::Sandbox;
-use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Target};
+use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Place, Target};
 use crate::intake::Intake;
 use crate::settings::Settings;
 use crate::util::{now_ms, random_hex};
@@ -51,13 +53,14 @@ impl Approver for Nobody {
 /// A request made into a run by the rules; not admitted by a backend yet.
 pub struct Checked(Intake);
 
-/// Taken by its backend and validated; not approved yet.
-pub struct Admitted(Intake);
+/// Taken by its backend and validated, its folder held open; not approved yet.
+pub struct Admitted(Intake, Place);
 
 /// Ready to run: every check passed, the user's approval included.
 pub struct Approved {
     target: Target,
     req: ExecRequest,
+    place: Place,
     client: Option<String>,
 }
 
@@ -67,12 +70,14 @@ pub fn check(request: RunRequest, settings: &Settings, sandbox: &Arc<Sandbox>) -
 }
 
 impl Checked {
-    /// Step 2: refused by the backend, or admitted and validated.
+    /// Step 2: refused by the backend, or admitted and validated; then the folder it was
+    /// admitted to is held open, and that handle (not the path) is what the run uses.
     pub async fn admit(self) -> Result<Admitted> {
         let i = &self.0;
-        i.target.admit(&i.req, i.client.as_deref()).await?;
+        let claim = i.target.admit(&i.req, i.client.as_deref()).await?;
         i.req.validate()?;
-        Ok(Admitted(self.0))
+        let place = claim.hold()?;
+        Ok(Admitted(self.0, place))
     }
 }
 
@@ -84,12 +89,15 @@ impl Admitted {
         approver: &dyn Approver,
         timeout: Duration,
     ) -> Result<(Approved, Option<Decision>)> {
-        let Intake {
-            target,
-            req,
-            client,
-            ask,
-        } = self.0;
+        let Admitted(
+            Intake {
+                target,
+                req,
+                client,
+                ask,
+            },
+            place,
+        ) = self;
         let mut decision = None;
         if ask {
             let requested_at_ms = now_ms();
@@ -97,7 +105,8 @@ impl Admitted {
                 id: format!("ask_{}", random_hex(8)?),
                 command: req.command.display(),
                 client: client.clone().unwrap_or(OTHER_CLIENT.into()),
-                cwd: req.cwd.clone(),
+                // The folder admitted, links resolved: what the user approves is where it runs.
+                cwd: place.cwd.clone(),
                 mode: target.mode(),
                 image: target.image().map(str::to_string),
                 requested_at_ms,
@@ -109,6 +118,7 @@ impl Admitted {
             Approved {
                 target,
                 req,
+                place,
                 client,
             },
             decision,
@@ -129,12 +139,17 @@ impl Approved {
         self.client.as_deref()
     }
 
+    /// The folder the run was admitted to, held open.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
     /// Step 4: run it on a task of its own; output goes to `out` as it comes.
     pub fn spawn(
         self,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> JoinHandle<Result<ExecOutcome>> {
-        self.target.spawn(self.req, out, cancel)
+        self.target.spawn(self.req, self.place, out, cancel)
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 #[cfg(unix)]
 use super::request::KILL_GRACE;
 use super::request::{Chunk, ExecRequest};
-use super::{BoxFuture, Executor};
+use super::{held, BoxFuture, Claim, Executor, Place};
 use crate::error::{Error, ErrorCode, Result};
 use crate::settings::Mode;
 use crate::tools::user_path;
@@ -122,17 +122,31 @@ impl Executor for Local {
         Mode::Local
     }
 
+    /// Any folder: the working directory itself, links resolved on Linux, where it is held
+    /// open (a missing one is the request's validation's to report).
     fn admit<'a>(
         &'a self,
-        _req: &'a ExecRequest,
+        req: &'a ExecRequest,
         _client: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Ok(()) })
+    ) -> BoxFuture<'a, Result<Claim>> {
+        Box::pin(async move {
+            // Elsewhere the path as given: Windows' canonical form (`\\?\UNC\...`) is not a
+            // folder every shell can start in.
+            #[cfg(target_os = "linux")]
+            let folder = std::fs::canonicalize(&req.cwd).unwrap_or_else(|_| req.cwd.clone());
+            #[cfg(not(target_os = "linux"))]
+            let folder = req.cwd.clone();
+            Ok(Claim {
+                cwd: folder.clone(),
+                folder,
+            })
+        })
     }
 
     fn run(
         &self,
         req: ExecRequest,
+        place: Place,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ExecOutcome>> {
@@ -142,7 +156,13 @@ impl Executor for Local {
                 .await
                 .ok()
                 .map(|(p, _)| p.as_os_str());
-            run_local(&req, path, out, cancel).await
+            // The folder admitted, where it was: a path that names another folder now (moved
+            // elsewhere, removed, swapped for a link) runs nothing, as in a sandbox. Started
+            // through the handle, so a swap after this check changes nothing either.
+            if !place.held.is_at(&place.cwd) {
+                return Err(held::changed(&place.cwd));
+            }
+            run_local(&req, &place.held.entry(), path, out, cancel).await
         })
     }
 
@@ -162,11 +182,12 @@ impl Executor for Local {
     }
 }
 
-/// Run `req` on this machine. Output goes to `out` as it comes (a full channel slows the
-/// command down rather than dropping bytes). `path` replaces PATH when given (the user's login
-/// shell PATH for apps started from a desktop launcher).
+/// Run `req` on this machine, starting in `dir`. Output goes to `out` as it comes (a full
+/// channel slows the command down rather than dropping bytes). `path` replaces PATH when given
+/// (the user's login shell PATH for apps started from a desktop launcher).
 pub async fn run_local(
     req: &ExecRequest,
+    dir: &std::path::Path,
     path: Option<&OsStr>,
     out: mpsc::Sender<Chunk>,
     cancel: CancellationToken,
@@ -175,7 +196,7 @@ pub async fn run_local(
     let argv = req.command.to_argv();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(&req.cwd)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -458,7 +479,7 @@ mod tests {
             }
             (o, e)
         });
-        let outcome = run_local(&req, None, tx, CancellationToken::new())
+        let outcome = run_local(&req, &req.cwd, None, tx, CancellationToken::new())
             .await
             .unwrap();
         let (o, e) = collect.await.unwrap();

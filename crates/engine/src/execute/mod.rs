@@ -4,6 +4,7 @@
 //! else looks at the mode. Sandbox mode never falls back to the host.
 
 pub mod container;
+pub mod held;
 pub mod local;
 pub mod request;
 
@@ -29,6 +30,32 @@ use container::{Container, Sandbox, SandboxSpec};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The folder a backend admits a run to: `folder` is what gets held open (a sandbox's mount,
+/// the local working directory), `cwd` where the command starts, inside it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub folder: PathBuf,
+    pub cwd: PathBuf,
+}
+
+impl Claim {
+    /// Hold the folder open: from here on the run uses this handle, not the path.
+    pub fn hold(self) -> Result<Place> {
+        Ok(Place {
+            held: Arc::new(held::hold(&self.folder)?),
+            cwd: self.cwd,
+        })
+    }
+}
+
+/// What admission checked, carried to the run: the folder held open (which the backend
+/// mounts or enters) and where in it the command starts.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub held: Arc<held::Held>,
+    pub cwd: PathBuf,
+}
+
 /// What a backend answers: whether it can take a run, the run itself (output streamed as it
 /// comes, cancel, outcome), where runs go that name no folder, how the base environment
 /// applies, and what a command there can see.
@@ -42,18 +69,21 @@ pub trait Executor: Send + Sync {
     }
 
     /// Refuse, before anything is registered or started, what cannot run here (a folder a
-    /// sandbox may not use, no engine), telling whoever watches.
+    /// sandbox may not use, no engine), telling whoever watches; or say which folder the run
+    /// is admitted to.
     fn admit<'a>(
         &'a self,
         req: &'a ExecRequest,
         client: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<Claim>>;
 
-    /// Run `req`: output goes to `out` as it comes (a full channel slows the command down
-    /// rather than dropping bytes); `cancel` kills the whole tree.
+    /// Run `req` in `place` (what admission held): output goes to `out` as it comes (a full
+    /// channel slows the command down rather than dropping bytes); `cancel` kills the whole
+    /// tree.
     fn run(
         &self,
         req: ExecRequest,
+        place: Place,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ExecOutcome>>;
@@ -117,7 +147,7 @@ impl Target {
         self.executor.image()
     }
 
-    pub async fn admit(&self, req: &ExecRequest, client: Option<&str>) -> Result<()> {
+    pub async fn admit(&self, req: &ExecRequest, client: Option<&str>) -> Result<Claim> {
         self.executor.admit(req, client).await
     }
 
@@ -138,11 +168,12 @@ impl Target {
     pub(crate) fn spawn(
         &self,
         mut req: ExecRequest,
+        place: Place,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> JoinHandle<Result<ExecOutcome>> {
         self.executor.apply_base_env(&self.env, &mut req);
         let executor = self.executor.clone();
-        tokio::spawn(async move { executor.run(req, out, cancel).await })
+        tokio::spawn(async move { executor.run(req, place, out, cancel).await })
     }
 }

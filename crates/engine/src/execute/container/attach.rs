@@ -45,7 +45,7 @@ pub struct HelperConn {
     dead: CancellationToken,
     why_dead: Mutex<String>,
     /// What the helper saw at each mounted path before any command ran.
-    mounted: Mutex<Vec<Option<super::held::Identity>>>,
+    mounted: Mutex<Vec<Option<crate::execute::held::Identity>>>,
 }
 
 impl HelperConn {
@@ -92,7 +92,7 @@ impl HelperConn {
                 let rest: Vec<&str> = me.split_whitespace().skip(2).collect();
                 *conn.mounted.lock() = rest
                     .chunks(2)
-                    .map(|pair| super::held::Identity::parse(&pair.join(" ")))
+                    .map(|pair| crate::execute::held::Identity::parse(&pair.join(" ")))
                     .collect();
                 tracing::debug!(container = %conn.container, helper = %me, "sandbox helper ready");
                 Ok(conn)
@@ -109,7 +109,7 @@ impl HelperConn {
     }
 
     /// The device and inode the helper saw at each mounted path when it started.
-    pub fn mounted(&self) -> Vec<Option<super::held::Identity>> {
+    pub fn mounted(&self) -> Vec<Option<crate::execute::held::Identity>> {
         self.mounted.lock().clone()
     }
 

@@ -106,7 +106,7 @@ pub async fn create(
     let nano_cpus = (spec.cpus.parse::<f64>().unwrap_or(0.0) * 1e9) as i64;
     let host = HostConfig {
         // A bind mount of the path stigmer resolved, which the engine never creates: a missing
-        // folder is an error, not a new folder made as root. Proved after start ([`super::held`]).
+        // folder is an error, not a new folder made as root. Proved after start ([`crate::execute::held`]).
         // Then each guard onto itself; the engine mounts parents first.
         mounts: Some(
             std::iter::once((ws.clone(), false))

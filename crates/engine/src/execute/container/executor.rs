@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
-use crate::execute::{BoxFuture, Chunk, ExecOutcome, ExecRequest, Executor};
+use crate::execute::{BoxFuture, Chunk, Claim, ExecOutcome, ExecRequest, Executor, Place};
 use crate::network::NetworkPolicy;
 use crate::settings::Mode;
 
@@ -37,21 +37,26 @@ impl Executor for Container {
         &'a self,
         req: &'a ExecRequest,
         client: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<Claim>> {
         Box::pin(async move {
             // A folder the sandbox may not use is refused without asking the engine anything.
-            self.sandbox.admit_request(&self.spec, req, client).await?;
-            self.sandbox.docker().await.map(|_| ())
+            let admitted = self.sandbox.admit_request(&self.spec, req, client).await?;
+            self.sandbox.docker().await?;
+            Ok(Claim {
+                folder: admitted.mount,
+                cwd: admitted.cwd,
+            })
         })
     }
 
     fn run(
         &self,
         req: ExecRequest,
+        place: Place,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ExecOutcome>> {
-        Box::pin(async move { self.sandbox.run(&self.spec, &req, out, cancel).await })
+        Box::pin(async move { self.sandbox.run(&self.spec, &req, place, out, cancel).await })
     }
 
     /// The scratch folder: the home folder is never mounted.

@@ -6,7 +6,7 @@
 //! When a container is made, the workspace root and every repository found in it get these
 //! names mounted read-only onto themselves, and each `.git` folder mounted onto itself (a
 //! mount point cannot be renamed: `mv .git x; mkdir .git` fails). Each is first reached from
-//! the held workspace without following a link ([`super::held::inside`]) and proved after the
+//! the held workspace without following a link ([`crate::execute::held::inside`]) and proved after the
 //! container starts, like the workspace itself. What does not exist then cannot be mounted
 //! without leaving a placeholder in the project: a run that creates one is reported
 //! ([`created`]) and its container replaced, so the next run has it read-only.
@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::folders::Folders;
-use super::held::{self, Held, Identity};
+use crate::execute::held::{self, Held, Identity};
 
 /// Read-only at the workspace root and at the root of every repository in it.
 pub const NAMES: &[&str] = &[

@@ -7,11 +7,11 @@ use std::time::Duration;
 use bollard::Docker;
 
 use super::containers::{self};
-use super::held::Held;
 use super::netplan;
 use super::pool::{ContainerKey, Warm};
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
+use crate::execute::held::Held;
 
 impl Sandbox {
     /// The container of `key`, whose mount is the `held` folder, made if needed; counts the

@@ -8,10 +8,10 @@ use bollard::Docker;
 
 use super::attach::HelperConn;
 use super::containers::{self, ContainerSpec};
-use super::held::{self, Held};
 use super::pool::{ContainerKey, Warm};
 use super::{hostrun, Sandbox, SandboxSpec};
 use crate::error::{Error, ErrorCode, Result};
+use crate::execute::held::{self, Held};
 
 impl Sandbox {
     /// Make and start a container for `key`, and prove its mounts are the `held` folder and
@@ -91,7 +91,7 @@ impl Sandbox {
     async fn shares_kernel(&self, docker: &Docker) -> bool {
         let mut known = self.same_kernel.lock().await;
         if known.is_none() {
-            *known = Some(held::engine_shares_kernel(docker).await);
+            *known = Some(engine_shares_kernel(docker).await);
         }
         known.unwrap_or(false)
     }
@@ -150,5 +150,29 @@ async fn test_pause_before_mount() {
     {
         tracing::info!("test pause before the mount: {ms} ms");
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+/// Whether the engine runs its containers on this computer's kernel, where a mount's device and
+/// inode are the host's and can be compared. Not so for an engine in a VM (Docker Desktop,
+/// Colima, Podman machine) or on another computer: there the folder is checked by path and
+/// held open, and the engine's own VM boundary is what confines a swap.
+pub async fn engine_shares_kernel(docker: &bollard::Docker) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(info) = docker.info().await else {
+            return false;
+        };
+        let ours = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let desktop = info
+            .operating_system
+            .as_deref()
+            .is_some_and(|os| os.contains("Desktop"));
+        !desktop && info.kernel_version.as_deref() == Some(ours.trim())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = docker;
+        false
     }
 }

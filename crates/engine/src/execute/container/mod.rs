@@ -15,7 +15,6 @@ mod engine;
 mod engine_error;
 mod executor;
 mod folders;
-pub mod held;
 pub mod helper;
 pub mod hostrun;
 pub mod images;
@@ -51,7 +50,7 @@ use self::containers::{OwnContainer, Owner};
 use self::workspace::Admitted;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
-use crate::execute::{Chunk, ExecOutcome, ExecRequest};
+use crate::execute::{held, Chunk, ExecOutcome, ExecRequest, Place};
 use crate::network::NetworkPolicy;
 use crate::paths::Paths;
 use crate::settings::{Settings, Tier};
@@ -191,15 +190,14 @@ impl Sandbox {
         &self,
         spec: &SandboxSpec,
         req: &ExecRequest,
+        place: Place,
         out: mpsc::Sender<Chunk>,
         cancel: CancellationToken,
     ) -> Result<ExecOutcome> {
-        // Validated once, by the admission pipeline. The folder is checked again after the
-        // image is there: a download can take minutes, and the folder
-        // (or a link in its path) may have changed meanwhile.
-        self.admit(spec, &req.cwd)
-            .await
-            .map_err(|r| workspace::refusal_error(&r))?;
+        // Admitted, validated and held open by the admission pipeline. The rules are applied
+        // again once the image is there (a download can take minutes, the settings may have
+        // changed), and the folder they name must still be the one held: a mount is made by
+        // path, so a folder renamed or swapped since is refused, never mounted.
         self.ensure_image(spec).await?;
         let Admitted {
             mount: workspace,
@@ -208,9 +206,11 @@ impl Sandbox {
             .admit(spec, &req.cwd)
             .await
             .map_err(|r| workspace::refusal_error(&r))?;
-        // Held open without following links: the folder that was checked, whatever the path
-        // names later. The container's mount is proved against it.
-        let held = Arc::new(held::hold(&workspace)?);
+        if cwd != place.cwd || !place.held.is_at(&workspace) {
+            return Err(held::changed(&place.held.path));
+        }
+        // The container's mount is proved against this handle.
+        let held = place.held;
         let req = &ExecRequest { cwd, ..req.clone() };
         let docker = self.docker().await?;
         if let Some((_, info)) = self.conn.lock().await.as_ref() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::attach::HelperConn;
-use super::held::Identity;
+use crate::execute::held::Identity;
 use stigmer_protocol::network::NetworkPolicy;
 
 /// Runs of one key share a container; anything else gets its own.

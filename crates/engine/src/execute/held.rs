@@ -1,8 +1,10 @@
 //! A folder held open: opened from `/` one name at a time without following any link, so the
 //! handle is the folder the checked path named, whatever is renamed or swapped afterwards. Its
-//! identity (device and inode) is what a container's mount is proved against.
+//! identity (device and inode) is what a container's mount is proved against, and a local
+//! command starts in it through the handle, not the path ([`Held::entry`]). What admission
+//! checked is carried to the run as one of these.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -23,12 +25,40 @@ impl Identity {
     }
 }
 
-/// An open handle on a folder.
+/// An open handle on a folder, and the path it was reached by.
 #[derive(Debug)]
 pub struct Held {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     _fd: std::os::fd::OwnedFd,
     pub identity: Option<Identity>,
+    pub path: PathBuf,
+}
+
+impl Held {
+    /// A path that names this very folder for a process this one starts, whatever its own
+    /// path names now: on Linux the handle itself (`/proc/self/fd/N`, resolved by the child,
+    /// which inherits the handle until it starts its command); elsewhere the path.
+    pub fn entry(&self) -> PathBuf {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            if Path::new("/proc/self/fd").is_dir() {
+                return PathBuf::from(format!("/proc/self/fd/{}", self._fd.as_raw_fd()));
+            }
+        }
+        self.path.clone()
+    }
+
+    /// Whether `dir` is this folder now (the same device and inode, reached without links).
+    pub fn is_at(&self, dir: &Path) -> bool {
+        dir == self.path && hold(dir).is_ok_and(|now| now.identity == self.identity)
+    }
+}
+
+/// A folder admitted and held that its path no longer names (moved, replaced, removed, or no
+/// longer the workspace the rules choose).
+pub fn changed(dir: &Path) -> Error {
+    moved(dir, "it is not the folder that was checked any more")
 }
 
 /// Why a folder cannot be held: it changed under us (a link where a folder was).
@@ -36,14 +66,15 @@ fn moved(dir: &Path, why: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorCode::WorkspaceChanged,
         format!(
-            "{} changed while the run was being prepared ({why}): a folder in its path was \
-             renamed or replaced by a link. Nothing was run",
+            "{} changed while the run was being prepared or approved ({why}): a folder in its \
+             path was moved, removed or replaced by a link, or the allowed workspaces changed. \
+             Nothing was run",
             dir.display()
         ),
     )
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod unix {
     use std::ffi::CString;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -102,7 +133,7 @@ mod unix {
 }
 
 /// Open `dir` (absolute, links already resolved) without following any link on the way.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub fn hold(dir: &Path) -> Result<Held> {
     let root = unix::open(libc::AT_FDCWD, b"/", true).map_err(|e| moved(dir, e))?;
     if !dir.is_absolute() {
@@ -113,33 +144,38 @@ pub fn hold(dir: &Path) -> Result<Held> {
     Ok(Held {
         _fd: fd,
         identity: Some(identity),
+        path: dir.to_path_buf(),
     })
 }
 
 /// What lies at `rel` inside a held folder, reached without following any link: `None` when
 /// it is missing, `Some((identity, true))` when it is a link.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub fn inside(held: &Held, rel: &Path) -> Option<(Identity, bool)> {
     let start = held._fd.try_clone().ok()?;
     let fd = unix::walk(start, rel, false).ok()?;
     unix::stat(&fd).ok()
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 pub fn inside(_held: &Held, _rel: &Path) -> Option<(Identity, bool)> {
     None
 }
 
-/// Elsewhere the folder is checked by path only; the engine runs in a VM there.
-#[cfg(not(unix))]
+/// Elsewhere the folder is checked by path only (O_PATH is Linux's; the engine runs in a VM
+/// there).
+#[cfg(not(target_os = "linux"))]
 pub fn hold(dir: &Path) -> Result<Held> {
     if !dir.is_dir() {
         return Err(moved(dir, "not a folder"));
     }
-    Ok(Held { identity: None })
+    Ok(Held {
+        identity: None,
+        path: dir.to_path_buf(),
+    })
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -167,29 +203,5 @@ mod tests {
             Some(Identity { dev: 12, ino: 34 })
         );
         assert_eq!(Identity::parse("12"), None);
-    }
-}
-
-/// Whether the engine runs its containers on this computer's kernel, where a mount's device and
-/// inode are the host's and can be compared. Not so for an engine in a VM (Docker Desktop,
-/// Colima, Podman machine) or on another computer: there the folder is checked by path and
-/// held open, and the engine's own VM boundary is what confines a swap.
-pub async fn engine_shares_kernel(docker: &bollard::Docker) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let Ok(info) = docker.info().await else {
-            return false;
-        };
-        let ours = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let desktop = info
-            .operating_system
-            .as_deref()
-            .is_some_and(|os| os.contains("Desktop"));
-        !desktop && info.kernel_version.as_deref() == Some(ours.trim())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = docker;
-        false
     }
 }
