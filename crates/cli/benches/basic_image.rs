@@ -12,9 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::*;
+use common::TestEnv;
 
 /// The official base's sizes for linux/amd64, as published (not measured here: no registry is
 /// reachable). python:3.12-slim-bookworm: about 130 MB unpacked, about 45 MB compressed.
@@ -121,9 +122,10 @@ fn main() {
     }
 
     // stigmer's one-time build, from its embedded copy of the Dockerfile, cold.
-    let home = tempfile::tempdir().unwrap();
+    let env = TestEnv::new();
     let t = Instant::now();
-    let o = cmd(home.path())
+    let o = env
+        .cmd()
         .env("STIGMER_SANDBOX_BUILD_ARGS", &build_args)
         .args(["sandbox", "build", "--image", ours])
         .output()

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::*;
+use common::measure::*;
+use common::TestEnv;
 
 fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
@@ -29,33 +31,27 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 300 } else { 2000 };
     let rt = runtime();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let (disk_home, mem_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    std::fs::create_dir_all(mem_home.path().join("config")).unwrap();
-    std::fs::write(
-        mem_home.path().join("config/config.toml"),
-        "[history]\nkeep = false\n",
-    )
-    .unwrap();
-    let (mut disk, _) = start_server(disk_home.path());
-    let (disk_url, disk_token) = discovery(disk_home.path());
-    let (mut mem, _) = start_server(mem_home.path());
-    let (mem_url, mem_token) = discovery(mem_home.path());
+    let (disk_env, mem_env) = (TestEnv::new(), TestEnv::new());
+    std::fs::create_dir_all(mem_env.config_file().parent().unwrap()).unwrap();
+    std::fs::write(mem_env.config_file(), "[history]\nkeep = false\n").unwrap();
+    let mut disk = disk_env.start_server();
+    let mut mem = mem_env.start_server();
+    let client = disk.client();
     let body = json!({"argv": ["true"], "cwd": "/tmp", "client": "bench"});
 
     // Latency of a trivial run, interleaved so drift hits both alike.
     let (mut on_disk, mut in_memory) = (Vec::new(), Vec::new());
     rt.block_on(async {
         for _ in 0..20 {
-            api_run(&client, &disk_url, &disk_token, body.clone()).await;
-            api_run(&client, &mem_url, &mem_token, body.clone()).await;
+            disk.run_counted(&client, body.clone()).await;
+            mem.run_counted(&client, body.clone()).await;
         }
         for _ in 0..n {
             let t = Instant::now();
-            api_run(&client, &disk_url, &disk_token, body.clone()).await;
+            disk.run_counted(&client, body.clone()).await;
             on_disk.push(t.elapsed());
             let t = Instant::now();
-            api_run(&client, &mem_url, &mem_token, body.clone()).await;
+            mem.run_counted(&client, body.clone()).await;
             in_memory.push(t.elapsed());
         }
     });
@@ -77,7 +73,7 @@ fn main() {
         fmt_ms(m99),
         added(d99, m99),
     ));
-    stop(&mut mem);
+    mem.stop();
 
     // Size per 1,000 runs, and memory and listing with 10,000 stored.
     let target = 10_000usize;
@@ -92,10 +88,8 @@ fn main() {
             let batch = 4.min(target - done);
             let runs: Vec<_> = (0..batch)
                 .map(|_| {
-                    api_run(
+                    disk.run_counted(
                         &client,
-                        &disk_url,
-                        &disk_token,
                         json!({"shell": "echo stored", "cwd": "/tmp", "client": "bench"}),
                     )
                 })
@@ -104,21 +98,20 @@ fn main() {
             done += batch;
             if at_1000 == 0 && done >= per_thousand_at + 1000 {
                 at_1000 = done;
-                size_1000 = db_bytes(disk_home.path());
+                size_1000 = db_bytes(&disk_env.home());
             }
         }
     });
     let fill = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let size_all = db_bytes(disk_home.path());
-    let rss = rss_kib(disk.id());
+    let size_all = db_bytes(&disk_env.home());
+    let rss = rss_kib(disk.pid());
     let mut list = Vec::new();
     rt.block_on(async {
         for _ in 0..20 {
             let t = Instant::now();
-            let r = client
-                .get(format!("{disk_url}/v1/runs?limit=30&q=stored&client=bench"))
-                .bearer_auth(&disk_token)
+            let r = disk
+                .get(&client, "/v1/runs?limit=30&q=stored&client=bench")
                 .send()
                 .await
                 .unwrap();
@@ -127,7 +120,7 @@ fn main() {
             list.push(t.elapsed());
         }
     });
-    stop(&mut disk);
+    disk.stop();
     rows.push((
         format!("database on disk with {target} runs (`echo`, 6 bytes of output each; WAL included)"),
         format!("{:.2} MiB", size_all as f64 / (1 << 20) as f64),

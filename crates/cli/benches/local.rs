@@ -11,31 +11,34 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::*;
+use common::measure::*;
+use common::TestEnv;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 60 } else { 400 };
-    let home = tempfile::tempdir().unwrap();
+    let env = TestEnv::new();
     let rt = runtime();
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
     // Start-to-ready, foreground server (what the desktop app does), several times.
     let mut ready = Vec::new();
     for _ in 0..if quick { 5 } else { 15 } {
-        let (mut child, t) = start_server(home.path());
-        ready.push(t);
-        stop(&mut child);
+        let t = Instant::now();
+        let mut server = env.start_server();
+        ready.push(t.elapsed());
+        server.stop();
     }
     let mut bg = Vec::new();
     for _ in 0..if quick { 3 } else { 8 } {
         let t = Instant::now();
-        let o = cmd(home.path()).args(["server", "start"]).output().unwrap();
+        let o = env.cmd().args(["server", "start"]).output().unwrap();
         assert!(o.status.success());
         bg.push(t.elapsed());
-        cmd(home.path()).args(["server", "stop"]).output().unwrap();
+        env.cmd().args(["server", "stop"]).output().unwrap();
     }
     rows.push((
         "server start-to-ready (`server start --foreground`, median)".into(),
@@ -50,10 +53,9 @@ fn main() {
         String::new(),
     ));
 
-    let (mut server, _) = start_server(home.path());
-    let (url, token) = discovery(home.path());
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let pid = server.id();
+    let mut server = env.start_server();
+    let client = server.client();
+    let pid = server.pid();
     let rss_idle = rss_kib(pid);
 
     // Trivial command: direct spawn vs through the API (keep-alive client) vs the CLI.
@@ -63,33 +65,22 @@ fn main() {
     let cli_n = n / 4;
     rt.block_on(async {
         for _ in 0..20 {
-            api_run(
-                &client,
-                &url,
-                &token,
-                json!({"argv": ["true"], "cwd": "/tmp"}),
-            )
-            .await;
+            server
+                .run_counted(&client, json!({"argv": ["true"], "cwd": "/tmp"}))
+                .await;
         }
         for i in 0..n {
             // Interleave, so drift hits both sides alike.
             direct.push(direct_true().await);
             let t = Instant::now();
-            let (_, code) = api_run(
-                &client,
-                &url,
-                &token,
-                json!({"argv": ["true"], "cwd": "/tmp"}),
-            )
-            .await;
+            let (_, code) = server
+                .run_counted(&client, json!({"argv": ["true"], "cwd": "/tmp"}))
+                .await;
             assert_eq!(code, 0);
             api.push(t.elapsed());
             if i < cli_n {
                 let t = Instant::now();
-                let s = cmd(home.path())
-                    .args(["run", "--", "true"])
-                    .status()
-                    .unwrap();
+                let s = env.cmd().args(["run", "--", "true"]).status().unwrap();
                 assert!(s.success());
                 cli.push(t.elapsed());
             }
@@ -147,25 +138,18 @@ fn main() {
     let pipe_secs = t.elapsed().as_secs_f64();
     assert_eq!(total, mib * 1024 * 1024);
     let t = Instant::now();
-    let (bytes, code) = rt.block_on(api_run(
-        &client,
-        &url,
-        &token,
-        json!({"shell": produce, "cwd": "/tmp"}),
-    ));
+    let (bytes, code) =
+        rt.block_on(server.run_counted(&client, json!({"shell": produce, "cwd": "/tmp"})));
     let api_secs = t.elapsed().as_secs_f64();
     assert_eq!((bytes, code), (mib * 1024 * 1024, 0));
     let t = Instant::now();
-    let (bytes, code) = rt.block_on(api_run_frames(
-        &client,
-        &url,
-        &token,
-        json!({"shell": produce, "cwd": "/tmp"}),
-    ));
+    let (bytes, code) =
+        rt.block_on(server.run_counted_frames(&client, json!({"shell": produce, "cwd": "/tmp"})));
     let frames_secs = t.elapsed().as_secs_f64();
     assert_eq!((bytes, code), (mib * 1024 * 1024, 0));
     let t = Instant::now();
-    let o = cmd(home.path())
+    let o = env
+        .cmd()
         .args(["run", "-c", &produce])
         .stdout(Stdio::null())
         .status()
@@ -201,9 +185,8 @@ fn main() {
     let mut detect = Vec::new();
     for _ in 0..3 {
         let v: Value = rt.block_on(async {
-            client
-                .get(format!("{url}/v1/tools?refresh=true"))
-                .bearer_auth(&token)
+            server
+                .get(&client, "/v1/tools?refresh=true")
                 .send()
                 .await
                 .unwrap()
@@ -234,7 +217,7 @@ fn main() {
         "-".into(),
         "goal < 20 MiB".into(),
     ));
-    stop(&mut server);
+    server.stop();
 
     print_table(rows);
 }

@@ -4,12 +4,14 @@
 //!
 //! `cargo bench -p stigmer-cli --bench mcp [-- --quick]`
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::measure::*;
+use common::{TestEnv, BIN};
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
@@ -19,10 +21,9 @@ use serde_json::json;
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 60 } else { 400 };
-    let home = tempfile::tempdir().unwrap();
+    let env = TestEnv::new();
     let rt = runtime();
-    let (mut server, _) = start_server(home.path());
-    let (url, token) = discovery(home.path());
+    let mut server = env.start_server();
 
     let (mut direct, mut api, mut stdio, mut http) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -34,7 +35,7 @@ fn main() {
         let t = Instant::now();
         let child = TokioChildProcess::new(tokio::process::Command::new(BIN).configure(|c| {
             c.arg("mcp")
-                .env("STIGMER_HOME", home.path())
+                .env("STIGMER_HOME", env.home())
                 .current_dir("/tmp")
                 .stderr(Stdio::null());
         }))
@@ -43,12 +44,12 @@ fn main() {
         let stdio_connect = t.elapsed();
         let over_http = info
             .serve(StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(format!("{url}/mcp"))
-                    .auth_header(token.clone()),
+                StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.url))
+                    .auth_header(server.token.clone()),
             ))
             .await
             .unwrap();
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = server.client();
         let call = || {
             CallToolRequestParams::new("run_command").with_arguments(
                 json!({"argv": ["true"], "cwd": "/tmp"})
@@ -61,13 +62,13 @@ fn main() {
         for _ in 0..20 {
             over_stdio.call_tool(call()).await.unwrap();
             over_http.call_tool(call()).await.unwrap();
-            api_run_frames(&client, &url, &token, body()).await;
+            server.run_counted_frames(&client, body()).await;
         }
         for _ in 0..n {
             direct.push(direct_true().await);
 
             let t = Instant::now();
-            let (_, code) = api_run_frames(&client, &url, &token, body()).await;
+            let (_, code) = server.run_counted_frames(&client, body()).await;
             assert_eq!(code, 0);
             api.push(t.elapsed());
 
@@ -85,7 +86,7 @@ fn main() {
         over_http.cancel().await.unwrap();
         stdio_connect
     });
-    stop(&mut server);
+    server.stop();
 
     let row = |name: &str, v: &mut Vec<Duration>, base: Duration| {
         let (m, p) = (median(v), p99(v));

@@ -7,39 +7,39 @@
 //! `cargo bench -p stigmer-cli --bench network` (`-- --quick`: 3 downloads each instead of 7).
 //! Needs Docker; builds the basic image on its stand-in bases the first time.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-#[path = "../tests/common/mod.rs"]
-mod tests_common;
-
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
-use tests_common::engine;
+use common::engine;
+use common::measure::*;
+use common::TestEnv;
 
 const HOST: &str = "web.stigmer.test";
 const BYTES: u64 = 100_000_000;
 
-fn setup(home: &Path, image: &str, network: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(home.join("config")).unwrap();
+/// An environment whose sandbox has `network`, the benchmark's host allowed.
+fn setup(image: &str, network: &str) -> TestEnv {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
     std::fs::write(
-        home.join("config/config.toml"),
+        env.config_file(),
         format!(
             "mode = \"sandbox\"\n[sandbox]\nimage = \"{image}\"\nnetwork = \"{network}\"\nallow = [\"{HOST}\"]\n"
         ),
     )
     .unwrap();
-    let ws = home.join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    ws
+    env
 }
 
-/// `line` in the sandbox through the server of `home`: its stdout, and how long it took.
-fn run(home: &Path, ws: &Path, line: &str) -> (String, Duration) {
+/// `line` in the sandbox, in the environment's folder, through its server: its stdout, and
+/// how long it took.
+fn run(env: &TestEnv, line: &str) -> (String, Duration) {
     let t = Instant::now();
-    let o = cmd(home)
-        .current_dir(ws)
+    let o = env
+        .cmd()
+        .current_dir(env.path())
         .args(["run", "-c", line])
         .output()
         .unwrap();
@@ -54,10 +54,9 @@ fn run(home: &Path, ws: &Path, line: &str) -> (String, Duration) {
 }
 
 /// curl's time for the whole download, in seconds.
-fn download(home: &Path, ws: &Path, url: &str) -> f64 {
+fn download(env: &TestEnv, url: &str) -> f64 {
     let (out, _) = run(
-        home,
-        ws,
+        env,
         &format!("curl -sS -o /dev/null -w '%{{size_download}} %{{time_total}}' '{url}'"),
     );
     let mut parts = out.split_whitespace();
@@ -83,24 +82,22 @@ fn main() {
     // servers started below inherit it. Set before any thread exists.
     std::env::set_var("STIGMER_PROXY_TEST_HOSTS", format!("{HOST}={}", web.ip));
     let n = if quick { 3 } else { 7 };
-    let (open_home, allow_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let open_ws = setup(open_home.path(), &image, "open");
-    let allow_ws = setup(allow_home.path(), &image, "allowlist");
-    let (mut open_server, _) = start_server(open_home.path());
-    let (mut allow_server, _) = start_server(allow_home.path());
+    let (open_env, allow_env) = (setup(&image, "open"), setup(&image, "allowlist"));
+    let mut open_server = open_env.start_server();
+    let mut allow_server = allow_env.start_server();
 
-    let (_, first_open) = run(open_home.path(), &open_ws, "true");
-    let (_, first_allow) = run(allow_home.path(), &allow_ws, "true");
+    let (_, first_open) = run(&open_env, "true");
+    let (_, first_allow) = run(&allow_env, "true");
     let direct = format!("http://{}/bytes?n={BYTES}", web.ip);
     let proxied = format!("http://{HOST}/bytes?n={BYTES}");
     let (mut open, mut allow) = (Vec::new(), Vec::new());
     // Alternated, so a machine that slows down slows both.
     for _ in 0..n {
-        open.push(download(open_home.path(), &open_ws, &direct));
-        allow.push(download(allow_home.path(), &allow_ws, &proxied));
+        open.push(download(&open_env, &direct));
+        allow.push(download(&allow_env, &proxied));
     }
-    stop(&mut open_server);
-    stop(&mut allow_server);
+    open_server.stop();
+    allow_server.stop();
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]

@@ -6,20 +6,17 @@
 //! command with the image cached (container create + start + exec) vs `docker run --rm`, and
 //! output throughput from a container vs `docker exec ... cat`.
 
-mod common;
-
-// The integration tests' helpers: engine images, process markers.
+// The integration tests' helpers: environments, servers, engine images, process markers.
 #[path = "../tests/common/mod.rs"]
-mod tests_common;
-
-use tests_common::engine;
-use tests_common::{marker, processes_with};
+mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::*;
+use common::engine;
+use common::measure::*;
+use common::{marker, processes_with, TestEnv};
 use serde_json::json;
 
 fn main() {
@@ -36,26 +33,24 @@ fn main() {
     let image = engine::BUSYBOX;
     let n = if quick { 30 } else { 150 };
     let firsts = if quick { 5 } else { 20 };
-    let home = tempfile::tempdir().unwrap();
-    let ws = home.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
+    let env = TestEnv::new();
+    let ws = env.path();
     let rt = runtime();
-    let (mut server, _) = start_server(home.path());
-    let (url, token) = discovery(home.path());
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut server = env.start_server();
+    let client = server.client();
     // As a client started in the folder (`stigmer run` there): the folder is the workspace.
     let body = |cwd: &std::path::Path, shell: &str| json!({"shell": shell, "cwd": cwd, "workspace": cwd, "mode": "sandbox", "image": image});
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
     // Warm exec: the container exists; stigmer's exec vs `docker exec` on that same container.
-    rt.block_on(api_run_frames(&client, &url, &token, body(&ws, "true")));
-    let id = engine::containers_for(&ws)
+    rt.block_on(server.run_counted_frames(&client, body(ws, "true")));
+    let id = engine::containers_for(ws)
         .pop()
         .expect("stigmer's container");
     let (mut ours, mut cli) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, body(&ws, "true")));
+        let (_, code) = rt.block_on(server.run_counted_frames(&client, body(ws, "true")));
         assert_eq!(code, 0);
         ours.push(t.elapsed());
         let t = Instant::now();
@@ -84,7 +79,7 @@ fn main() {
     let mut on_host = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, local.clone()));
+        let (_, code) = rt.block_on(server.run_counted_frames(&client, local.clone()));
         assert_eq!(code, 0);
         on_host.push(t.elapsed());
     }
@@ -105,10 +100,10 @@ fn main() {
     let mut ends = Vec::new();
     for _ in 0..firsts {
         let mark = marker();
-        let mut b = body(&ws, &format!("sleep 30 & sleep 30; : {mark}"));
+        let mut b = body(ws, &format!("sleep 30 & sleep 30; : {mark}"));
         b["timeout_secs"] = json!(limit);
         let t = Instant::now();
-        rt.block_on(api_run_frames(&client, &url, &token, b));
+        rt.block_on(server.run_counted_frames(&client, b));
         ends.push(
             t.elapsed()
                 .saturating_sub(std::time::Duration::from_secs_f64(limit)),
@@ -125,10 +120,9 @@ fn main() {
     // First command with the image cached: a new workspace means a new container.
     let (mut ours, mut cli) = (Vec::new(), Vec::new());
     for i in 0..firsts {
-        let fresh = home.path().join(format!("fresh-{i}"));
-        std::fs::create_dir_all(&fresh).unwrap();
+        let fresh = env.beside(&format!("fresh-{i}"));
         let t = Instant::now();
-        let (_, code) = rt.block_on(api_run_frames(&client, &url, &token, body(&fresh, "true")));
+        let (_, code) = rt.block_on(server.run_counted_frames(&client, body(&fresh, "true")));
         assert_eq!(code, 0);
         ours.push(t.elapsed());
         let t = Instant::now();
@@ -150,7 +144,7 @@ fn main() {
     let mib: u64 = if quick { 100 } else { 400 };
     let produce = format!("head -c {} /dev/zero", mib << 20);
     let t = Instant::now();
-    let (bytes, _) = rt.block_on(api_run_frames(&client, &url, &token, body(&ws, &produce)));
+    let (bytes, _) = rt.block_on(server.run_counted_frames(&client, body(ws, &produce)));
     let ours_secs = t.elapsed().as_secs_f64();
     assert_eq!(bytes, mib << 20);
     let t = Instant::now();
@@ -179,14 +173,8 @@ fn main() {
         format!("{:.0}% of docker exec", 100.0 * cli_secs / ours_secs),
     ));
 
-    stop(&mut server);
-    println!();
-    println!("| measure (sandbox) | stigmer | docker CLI | note |");
-    println!("|---|---|---|---|");
-    for (a, b, c, d) in rows {
-        println!("| {a} | {b} | {c} | {d} |");
-    }
-    println!();
+    server.stop();
+    print_rows("| measure (sandbox) | stigmer | docker CLI | note |", rows);
     let v = Command::new("docker")
         .args([
             "version",

@@ -1,9 +1,10 @@
-//! Shared helpers for the integration tests: the real `stigmer` binary, a real server on
-//! 127.0.0.1, raw HTTP for requests a polite client would never send.
+//! Shared helpers for the integration tests and the benchmarks: the real `stigmer` binary, a
+//! real server on 127.0.0.1, raw HTTP for requests a polite client would never send.
 
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod measure;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -134,7 +135,7 @@ impl TestEnv {
                 started.elapsed() < Duration::from_secs(20),
                 "server did not become ready"
             );
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -163,6 +164,70 @@ impl Server {
     pub fn get(&self, c: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
         c.get(format!("{}{path}", self.url))
             .bearer_auth(&self.token)
+    }
+
+    /// Run `body` through the API (NDJSON), decoding every output byte: (bytes, exit code).
+    pub async fn run_counted(&self, c: &reqwest::Client, body: serde_json::Value) -> (u64, i64) {
+        use base64::Engine as _;
+        let mut resp = self.post(c, "/v1/runs").json(&body).send().await.unwrap();
+        let mut pending = Vec::new();
+        let mut total = 0u64;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            pending.extend_from_slice(&chunk);
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                match v["type"].as_str() {
+                    Some("output") => {
+                        total += b64.decode(v["data"].as_str().unwrap()).unwrap().len() as u64
+                    }
+                    Some("finished") => {
+                        return (
+                            total,
+                            v["run"]["outcome"]["exit_code"].as_i64().unwrap_or(-1),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+        }
+        panic!("stream ended without a finished line");
+    }
+
+    /// [`Server::run_counted`] with binary frames: (bytes, exit code).
+    pub async fn run_counted_frames(
+        &self,
+        c: &reqwest::Client,
+        body: serde_json::Value,
+    ) -> (u64, i64) {
+        use stigmer_engine::server::frames;
+        let mut resp = self
+            .post(c, "/v1/runs")
+            .header("Accept", frames::MEDIA_TYPE)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let mut decoder = frames::Decoder::default();
+        let mut total = 0u64;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            decoder.push(&chunk);
+            while let Some((kind, payload)) = decoder.next_frame() {
+                if kind == frames::KIND_JSON {
+                    let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                    if v["type"] == "finished" {
+                        return (
+                            total,
+                            v["run"]["outcome"]["exit_code"].as_i64().unwrap_or(-1),
+                        );
+                    }
+                } else {
+                    total += payload.len() as u64;
+                }
+            }
+        }
+        panic!("stream ended without a finished frame");
     }
 
     /// Send raw bytes, read the whole answer: (status, body).
