@@ -31,7 +31,7 @@ export function plainError(e) {
     IMAGE_PULL_FAILED: "The sandbox image could not be downloaded.",
     IMAGE_BUILD_FAILED: "The sandbox image could not be built.",
     WORKSPACE_NOT_ALLOWED: "This folder is not one the sandbox may use: see Sandbox, Workspaces.",
-    WORKSPACE_CHANGED: "The project folder was moved or replaced while the command was being prepared; nothing ran. Try again.",
+    WORKSPACE_CHANGED: "The command's folder was moved, removed or replaced while it was being prepared or waited for your answer; nothing ran. Try again.",
     SERVER_UNAVAILABLE: "The Stigmer server is not answering.",
     CWD_NOT_FOUND: "That folder does not exist.",
   };
