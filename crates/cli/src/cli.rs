@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use stigmer_protocol::clients::{ClientTier, Rule};
+use stigmer_protocol::run::RunState;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -147,8 +148,9 @@ pub enum RunsCommand {
         #[arg(long)]
         client: Option<String>,
         /// Only runs in this state
-        #[arg(long, value_parser = ["running", "finished", "failed", "interrupted"])]
-        state: Option<String>,
+        #[arg(long, value_parser = PossibleValuesParser::new(RunState::ALL.map(RunState::as_str))
+            .map(|w| RunState::parse(&w).expect("a listed state")))]
+        state: Option<RunState>,
         /// Only runs whose command or folder contains this text
         #[arg(long, value_name = "TEXT")]
         grep: Option<String>,

@@ -1,6 +1,5 @@
 //! `stigmer runs list|show|stop`: the server's runs, from every client, and the user's Stop.
 
-use serde_json::json;
 use stigmer_client::{valid_run_id, Client};
 use stigmer_engine::paths::Paths;
 use stigmer_engine::{Error, ErrorCode, Result};
@@ -29,8 +28,7 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
                 limit: Some(limit),
                 before,
                 client: who,
-                state: state
-                    .map(|s| serde_json::from_value(json!(s)).expect("a state clap checked")),
+                state,
                 q: grep,
             };
             let list = client.list_runs(&query).await?;

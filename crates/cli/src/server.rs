@@ -6,13 +6,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use stigmer_protocol::routes;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use stigmer_engine::discovery::{server_lock_held, Discovery};
 use stigmer_engine::logging::current_log_file;
 use stigmer_engine::paths::Paths;
 use stigmer_engine::server::{serve, ServeOptions};
 use stigmer_engine::settings::{self, Overrides};
 use stigmer_engine::{Error, ErrorCode, Result};
+use stigmer_protocol::mode::Mode;
+use stigmer_protocol::status::Status;
 
 use crate::cli::{ServerCommand, StartArgs};
 use stigmer_client::Client;
@@ -295,32 +297,35 @@ async fn status(paths: &Paths, as_json: bool) -> Result<i32> {
         }
         return Ok(NOT_RUNNING);
     };
-    let mut st: Value = client.get(routes::STATUS).await?;
+    let st = client.status().await?;
     if as_json {
-        st["running"] = json!(true);
-        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+        #[derive(serde::Serialize)]
+        struct Running<'a> {
+            running: bool,
+            #[serde(flatten)]
+            status: &'a Status,
+        }
+        let running = Running {
+            running: true,
+            status: &st,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&running).unwrap_or_default()
+        );
         return Ok(0);
     }
-    let field = |k: &str| {
-        st[k]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| st[k].to_string())
-    };
     println!("stigmer server is running");
-    println!("  url:      {}", field("url"));
-    println!("  pid:      {}", field("pid"));
-    println!("  version:  {}", field("version"));
-    println!(
-        "  uptime:   {:.0} s",
-        st["uptime_secs"].as_f64().unwrap_or(0.0)
-    );
-    println!("  mode:     {} ({})", field("mode"), field("tier"));
-    if st["mode"] == "sandbox" {
-        println!("  image:    {}", field("image"));
+    println!("  url:      {}", st.url);
+    println!("  pid:      {}", st.pid);
+    println!("  version:  {}", st.version);
+    println!("  uptime:   {:.0} s", st.uptime_secs);
+    println!("  mode:     {} ({})", st.mode, st.tier.as_str());
+    if st.mode == Mode::Sandbox {
+        println!("  image:    {}", st.image);
     }
-    println!("  runs:     {} active", field("active_runs"));
-    println!("  logs:     {}", field("log_dir"));
+    println!("  runs:     {} active", st.active_runs);
+    println!("  logs:     {}", st.log_dir.display());
     Ok(0)
 }
 

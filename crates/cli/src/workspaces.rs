@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use stigmer_protocol::routes;
+use stigmer_protocol::status::{FolderBody, WorkspacesView};
 
-use serde_json::{json, Value};
 use stigmer_engine::events::EventBus;
 use stigmer_engine::execute::container::Sandbox;
 use stigmer_engine::paths::Paths;
@@ -18,7 +18,7 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
     let client = Client::find(paths)?;
     match cmd {
         WorkspacesCommand::List { json } => {
-            let view = match &client {
+            let view: WorkspacesView = match &client {
                 Some(c) => c.get(routes::WORKSPACES).await?,
                 None => from_file(paths)?,
             };
@@ -36,7 +36,8 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
             let dir = absolute(&dir)?;
             match &client {
                 Some(c) => {
-                    let _: Value = c.post(routes::WORKSPACES, &json!({ "path": dir })).await?;
+                    let body = FolderBody { path: dir.clone() };
+                    let _: WorkspacesView = c.post(routes::WORKSPACES, &body).await?;
                 }
                 None => {
                     let sandbox = Sandbox::new(paths, "cli", EventBus::default());
@@ -58,9 +59,8 @@ pub async fn workspaces(cmd: WorkspacesCommand, paths: &Paths) -> Result<i32> {
             for form in &forms {
                 match &client {
                     Some(c) => {
-                        let _: Value = c
-                            .post(routes::WORKSPACES_REMOVE, &json!({ "path": form }))
-                            .await?;
+                        let body = FolderBody { path: form.clone() };
+                        let _: WorkspacesView = c.post(routes::WORKSPACES_REMOVE, &body).await?;
                     }
                     None => {
                         settings::edit_workspaces_in_file(paths, form, false)?;
@@ -94,38 +94,36 @@ fn absolute(dir: &Path) -> Result<PathBuf> {
 }
 
 /// What `GET /v1/workspaces` says, from the config file (no server runs).
-fn from_file(paths: &Paths) -> Result<Value> {
+fn from_file(paths: &Paths) -> Result<WorkspacesView> {
     let resolved = settings::resolve(paths, &Overrides::default())?;
-    Ok(json!({
-        "workspaces": resolved.settings.sandbox_workspaces,
-        "scratch": paths.scratch_dir(),
-        "refused": [],
-    }))
+    Ok(WorkspacesView {
+        workspaces: resolved.settings.sandbox_workspaces,
+        scratch: paths.scratch_dir(),
+        refused: Vec::new(),
+    })
 }
 
-fn print_list(view: &Value) {
-    let list = view["workspaces"].as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
+fn print_list(view: &WorkspacesView) {
+    if view.workspaces.is_empty() {
         println!("No folder added yet: `stigmer workspaces add DIR` allows one.");
     } else {
         println!("Sandboxed commands may work in (read-write):");
-        for w in &list {
-            println!("  {}", w.as_str().unwrap_or_default());
+        for w in &view.workspaces {
+            println!("  {}", w.display());
         }
     }
     println!(
         "and in the folder an agent's session was started in, and the scratch folder {}.",
-        view["scratch"].as_str().unwrap_or_default()
+        view.scratch.display()
     );
-    let refused = view["refused"].as_array().cloned().unwrap_or_default();
-    if !refused.is_empty() {
+    if !view.refused.is_empty() {
         println!("Refused lately:");
-        for r in &refused {
+        for r in &view.refused {
             println!(
                 "  {} ({}): {}",
-                r["folder"].as_str().unwrap_or_default(),
-                r["client"].as_str().unwrap_or("unknown client"),
-                r["reason"].as_str().unwrap_or_default()
+                r.refusal.folder.display(),
+                r.client.as_deref().unwrap_or("unknown client"),
+                r.refusal.reason
             );
         }
     }

@@ -234,7 +234,8 @@ fn files_made_in_the_workspace_belong_to_the_user_and_the_container_is_locked_do
     assert!(host["PidsLimit"].as_i64().unwrap() > 0);
     assert!(host["Memory"].as_i64().unwrap() > 0);
     // One folder of the host: the project, read-write, at the same path.
-    let mounts: Vec<(String, String, bool)> = c["Mounts"]
+    // The engine lists mounts in no fixed order.
+    let mut mounts: Vec<(String, String, bool)> = c["Mounts"]
         .as_array()
         .unwrap()
         .iter()
@@ -247,6 +248,7 @@ fn files_made_in_the_workspace_belong_to_the_user_and_the_container_is_locked_do
     let here = project.display().to_string();
     // The project's `.git` is mounted onto itself (so it cannot be moved aside): nothing else.
     let git = project.join(".git").display().to_string();
+    mounts.sort();
     assert_eq!(
         mounts,
         [(here.clone(), here, true), (git.clone(), git, true)]

@@ -75,6 +75,15 @@ pub enum Tier {
 impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Local, Tier::Basic, Tier::Custom];
 
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Local => "local",
+            Tier::Basic => "basic",
+            Tier::Custom => "custom",
+        }
+    }
+
     /// How the window, the tray and notifications name it.
     pub fn label(self) -> &'static str {
         match self {

@@ -135,6 +135,31 @@ pub enum RunState {
     Interrupted,
 }
 
+impl RunState {
+    pub const ALL: [RunState; 4] = [
+        RunState::Running,
+        RunState::Finished,
+        RunState::Failed,
+        RunState::Interrupted,
+    ];
+
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Finished => "finished",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<RunState> {
+        RunState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == word.trim())
+    }
+}
+
 /// The start and the end of one output stream, and exactly what lies between.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputSummary {
