@@ -315,6 +315,12 @@ async fn without_network_nothing_answers_and_open_reaches_both() {
     assert_ne!(code, 0, "still open after the change: {out}");
     let (status, body) = post(&server, "/v1/sandbox/network", json!({ "policy": "some" })).await;
     assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_SETTING", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("policy: `some` is not a valid value"),
+        "{body}"
+    );
     assert_eq!(network(&server).await["policy"], "allowlist", "unchanged");
     server.stop();
 }

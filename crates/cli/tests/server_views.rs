@@ -53,11 +53,16 @@ async fn mode_changes_live_are_persisted_and_validated() {
     assert_eq!(status["mode"], "sandbox");
     assert_eq!(status["image"], "my-custom-sandbox:latest");
 
-    // Invalid changes change nothing.
-    for bad in [
-        json!({"mode": "bogus"}),
-        json!({"mode": "sandbox", "image": "Not Valid"}),
-        json!({"mode": "local", "extra": 1}),
+    // Invalid changes change nothing, each refused with its own code (a mode's, as from the
+    // config file and `POST /v1/runs`).
+    for (bad, want) in [
+        (json!({"mode": "bogus"}), "INVALID_MODE"),
+        (json!({"mode": "auto"}), "INVALID_MODE"),
+        (
+            json!({"mode": "sandbox", "image": "Not Valid"}),
+            "INVALID_SETTING",
+        ),
+        (json!({"mode": "local", "extra": 1}), "INVALID_REQUEST"),
     ] {
         let r = client
             .put(format!("{}/v1/mode", server.url))
@@ -71,10 +76,7 @@ async fn mode_changes_live_are_persisted_and_validated() {
             .as_str()
             .unwrap()
             .to_string();
-        assert!(
-            ["INVALID_MODE", "INVALID_SETTING", "INVALID_REQUEST"].contains(&code.as_str()),
-            "{code}"
-        );
+        assert_eq!(code, want, "{bad}");
     }
     assert_eq!(std::fs::read_to_string(env.config_file()).unwrap(), file);
     let mode: Value = server

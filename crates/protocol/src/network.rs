@@ -56,7 +56,7 @@ impl TryFrom<String> for NetworkPolicy {
     type Error = String;
     fn try_from(raw: String) -> Result<NetworkPolicy, String> {
         NetworkPolicy::parse(&raw).ok_or_else(|| {
-            format!("`{raw}` is not a network policy; choose `open`, `none` or `allowlist`")
+            format!("`{raw}` is not a valid value for sandbox.network; expected `open`, `none` or `allowlist`")
         })
     }
 }

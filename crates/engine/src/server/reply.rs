@@ -43,10 +43,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Body fields read as protocol enums whose wrong word has a code of its own, the same code the
+/// config file and the CLI give it (a mode is `INVALID_MODE` everywhere).
+const FIELD_CODES: [(&str, ErrorCode); 2] = [
+    ("mode", ErrorCode::InvalidMode),
+    ("policy", ErrorCode::InvalidSetting),
+];
+
+/// A body that did not fit its type: `FIELD: why`, with the field's own code when it has one.
+fn data_error(text: String) -> Error {
+    // axum says "Failed to deserialize the JSON body into the target type: PATH: WHY at line L
+    // column C".
+    let detail = text
+        .split_once("target type: ")
+        .map_or(text.as_str(), |(_, d)| d);
+    let detail = detail.rsplit_once(" at line ").map_or(detail, |(d, _)| d);
+    let field = detail.split_once(": ").map(|(f, _)| f);
+    match FIELD_CODES.iter().find(|(name, _)| Some(*name) == field) {
+        Some((_, code)) => Error::new(*code, detail),
+        None => Error::new(ErrorCode::InvalidRequest, text),
+    }
+}
+
 fn json_rejection(r: JsonRejection) -> Error {
     let text = r.body_text();
     match r {
-        JsonRejection::JsonDataError(_) => Error::new(ErrorCode::InvalidRequest, text),
+        JsonRejection::JsonDataError(_) => data_error(text),
         JsonRejection::JsonSyntaxError(_) => Error::new(ErrorCode::InvalidJson, text),
         JsonRejection::MissingJsonContentType(_) => Error::new(
             ErrorCode::UnsupportedMediaType,
@@ -93,4 +115,26 @@ pub async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this method is not allowed here; see /v1/openapi.json",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_word_in_an_enum_field_keeps_its_code() {
+        let axum = |detail: &str| {
+            format!(
+                "Failed to deserialize the JSON body into the target type: {detail} at line 1 column 9"
+            )
+        };
+        let e = data_error(axum("mode: `auto` is not an execution mode"));
+        assert_eq!(e.code, ErrorCode::InvalidMode);
+        assert_eq!(e.message, "mode: `auto` is not an execution mode");
+        let e = data_error(axum("policy: `x` is not a valid value for sandbox.network"));
+        assert_eq!(e.code, ErrorCode::InvalidSetting);
+        let e = data_error(axum("limit: invalid type: string \"x\", expected u64"));
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.starts_with("Failed to deserialize"));
+    }
 }
