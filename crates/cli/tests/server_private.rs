@@ -90,3 +90,42 @@ async fn files_are_private_and_local_commands_start_like_from_a_shell() {
     }
     assert_eq!(mode(&env.home().join("data")), 0o700);
 }
+
+/// A crashed run leaves its containers' doors to the proxy behind (private folders holding a
+/// socket): a starting server removes those nobody listens on, and leaves a live run's door
+/// and one being opened right now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doors_left_by_a_crashed_run_are_removed_and_live_ones_kept() {
+    let env = TestEnv::new();
+    let proxy = env.home().join("data/proxy");
+    let door = |name: &str| {
+        let dir = proxy.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::net::UnixListener::bind(dir.join("proxy.sock")).unwrap()
+    };
+    let age = |name: &str| {
+        let o = std::process::Command::new("touch")
+            .args(["-d", "-5 min"])
+            .arg(proxy.join(name))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    };
+    drop(door("crashed"));
+    age("crashed");
+    let live = door("live");
+    age("live");
+    drop(door("opening"));
+
+    let _server = env.start_server();
+    let gone = common::engine::wait_until(std::time::Duration::from_secs(10), || {
+        !proxy.join("crashed").exists()
+    });
+    assert!(gone, "a crashed run's door is removed");
+    assert!(
+        proxy.join("live/proxy.sock").exists(),
+        "a live run's door stays"
+    );
+    assert!(proxy.join("opening").exists(), "a door being opened stays");
+    drop(live);
+}

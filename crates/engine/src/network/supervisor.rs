@@ -20,6 +20,9 @@ use tokio::sync::mpsc;
 pub type OnBlocked = Arc<dyn Fn(Blocked) + Send + Sync>;
 
 use super::proxy::{Control, Report, SOCKET_NAME};
+
+/// How old a door folder with no listener must be before it is taken for a crashed run's.
+const ORPHAN_AGE: Duration = Duration::from_secs(60);
 use crate::error::{Error, ErrorCode, Result};
 
 /// How long a starting proxy has to say it listens.
@@ -105,6 +108,40 @@ impl ProxySupervisor {
         }
         *running = Some(self.start().await?);
         Ok(())
+    }
+
+    /// Remove the door folders a crashed server or CLI run left: those whose socket nobody
+    /// listens on any more, made over a minute ago (a door being opened right now has no
+    /// socket yet). A live run's door answers, and stays.
+    pub fn remove_orphan_doors(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let folder = e.path();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > ORPHAN_AGE);
+            if !old
+                || !e.file_type().is_ok_and(|t| t.is_dir())
+                || self
+                    .doors
+                    .lock()
+                    .contains(&e.file_name().to_string_lossy().into_owned())
+            {
+                continue;
+            }
+            #[cfg(unix)]
+            let answers = std::os::unix::net::UnixStream::connect(folder.join(SOCKET_NAME)).is_ok();
+            #[cfg(not(unix))]
+            let answers = false;
+            if !answers && std::fs::remove_dir_all(&folder).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// A new door, for one container: the folder to mount into it, holding the socket the

@@ -70,8 +70,13 @@ impl Sandbox {
     }
 
     /// Remove this installation's containers left by a server or CLI run that is gone (a
-    /// crash). Containers of other installations, and of live CLI runs, are never touched.
+    /// crash), and their doors to the proxy. Containers of other installations, and of live
+    /// CLI runs, are never touched.
     pub async fn remove_orphans(&self) -> Result<usize> {
+        let doors = self.proxy.remove_orphan_doors();
+        if doors > 0 {
+            tracing::info!(doors, "removed doors to the proxy left by an earlier run");
+        }
         let docker = self.docker().await?;
         let mut removed = 0;
         for c in containers::list_own(&docker, &self.owner.home).await? {
