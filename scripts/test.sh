@@ -44,7 +44,7 @@ if docker version >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
   echo "== the sandbox tests on Podman"
   podman_bins=$(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
     python3 tests/engines/built_tests.py sandbox sandbox_images sandbox_any_image sandbox_workspaces admitted_folder \
-      sandbox_remote sandbox_hostile) || { echo "podman pass (the test binaries): FAIL" | tee -a "$log"; status=1; }
+      sandbox_remote sandbox_hostile sandbox_hostrun) || { echo "podman pass (the test binaries): FAIL" | tee -a "$log"; status=1; }
   # shellcheck disable=SC2016
   [ -n "${podman_bins:-}" ] && tests/engines/podman.sh with bash -c \
     'cd crates/cli && s=0; for b in "$@"; do echo "     Running $b"; "$b" || s=1; done; exit $s' podman-pass \

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod hostile;
 pub mod measure;
 
 use std::io::{BufRead, BufReader, Read, Write};
