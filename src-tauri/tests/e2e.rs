@@ -16,10 +16,9 @@ async fn window_tray_and_server_work_together() {
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = ServerApi::of(&d).expect("the app started a server");
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = d.api();
     view(&c, "sandbox").await;
     wait_text(&c, "tools-advice", "Local").await;
     view(&c, "home").await;
@@ -233,9 +232,7 @@ async fn window_tray_and_server_work_together() {
             != 0),
         "the server outlived the app"
     );
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,12 +241,13 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[
-        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
-        ("GTK_THEME", "Adwaita:dark"),
-    ]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
+    let w = d
+        .open(&[
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ("GTK_THEME", "Adwaita:dark"),
+        ])
+        .await;
+    let c = w.c.clone();
     c.find(Locator::Css("input[name=tier][value=basic]"))
         .await
         .unwrap()
@@ -269,9 +267,7 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
     assert!(!text(&c, "problem-text").await.contains("systemctl"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-dark-no-engine.png").await;
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 #[path = "../../crates/cli/tests/common/engine.rs"]
@@ -323,12 +319,13 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
     let url = update_server("9.9.9");
     for (theme, suffix) in [("Adwaita", "light"), ("Adwaita:dark", "dark")] {
         let endpoint = format!("{url}/latest.json");
-        let (mut driver, port) = d.driver(&[
-            ("GTK_THEME", theme),
-            ("STIGMER_UPDATE_ENDPOINT", endpoint.as_str()),
-        ]);
-        let c = connect(port).await;
-        wait_text(&c, "server-state", "Running").await;
+        let w = d
+            .open(&[
+                ("GTK_THEME", theme),
+                ("STIGMER_UPDATE_ENDPOINT", endpoint.as_str()),
+            ])
+            .await;
+        let c = w.c.clone();
         // Found at start: the Settings tab says so, and nothing is installed yet.
         wait_text(&c, "nav-update", "1").await;
         view(&c, "settings").await;
@@ -362,9 +359,7 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
                 "the app stopped"
             );
         }
-        let _ = c.close().await;
-        let _ = driver.kill();
-        let _ = driver.wait();
+        w.close().await;
         // The next launch starts its own server once this one's is gone.
         let discovery = d.home.path().join("stigmer/data/server.json");
         assert!(wait_for(Duration::from_secs(15), || !discovery.exists()));
@@ -410,7 +405,7 @@ async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
     };
     assert!(wait_for(Duration::from_secs(10), || ServerApi::of(&d).is_some()));
     assert!(web(app.id()), "{:?}", children_of(app.id()));
-    let api = ServerApi::of(&d).unwrap();
+    let api = d.api();
     let server_pid = api.get("/v1/status").await["pid"].as_u64().unwrap() as i32;
 
     close_window(&d, "Stigmer");

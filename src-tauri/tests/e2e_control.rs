@@ -29,10 +29,9 @@ async fn a_waiting_command_is_allowed_in_the_window_and_denied_in_its_notificati
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = std::sync::Arc::new(ServerApi::of(&d).expect("the app started a server"));
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = std::sync::Arc::new(d.api());
     let (s, body) = api
         .post(
             "/v1/clients",
@@ -187,9 +186,7 @@ async fn a_waiting_command_is_allowed_in_the_window_and_denied_in_its_notificati
         .unwrap()
         .unwrap();
     assert_eq!(status, 403);
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,10 +195,9 @@ async fn each_agent_s_rule_is_set_in_the_agents_section() {
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = std::sync::Arc::new(ServerApi::of(&d).expect("the app started a server"));
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = std::sync::Arc::new(d.api());
     let (s, _) = start_run(&api, "echo first", "script-a").await.unwrap();
     assert_eq!(s, 200);
     view(&c, "agents").await;
@@ -232,9 +228,7 @@ async fn each_agent_s_rule_is_set_in_the_agents_section() {
     let (s, body) = start_run(&api, "echo second", "script-a").await.unwrap();
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("DENIED_BY_USER"), "{body}");
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,10 +237,9 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = std::sync::Arc::new(ServerApi::of(&d).expect("the app started a server"));
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = std::sync::Arc::new(d.api());
     let (s, _) = start_run(&api, "seq 1 50000", "agent-long").await.unwrap();
     assert_eq!(s, 200);
     for i in 0..34 {
@@ -353,7 +346,5 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
     .await;
     assert!(text.as_str() == Some(whole.as_str()));
     shot(&c, "window-activity-history.png").await;
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }

@@ -31,14 +31,15 @@ async fn a_blocked_host_is_allowed_in_the_window_and_the_tray_picks_the_policy()
     std::fs::create_dir_all(&site).unwrap();
     let web = engine::WebServer::start(&image, "web", &site);
     let hosts = format!("{HOST}={}", web.ip);
-    let (mut driver, port) = d.driver(&[
-        ("STIGMER_EXECUTION_MODE", "sandbox"),
-        ("STIGMER_SANDBOX_IMAGE", &image),
-        ("STIGMER_PROXY_TEST_HOSTS", &hosts),
-    ]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = ServerApi::of(&d).unwrap();
+    let w = d
+        .open(&[
+            ("STIGMER_EXECUTION_MODE", "sandbox"),
+            ("STIGMER_SANDBOX_IMAGE", &image),
+            ("STIGMER_PROXY_TEST_HOSTS", &hosts),
+        ])
+        .await;
+    let c = w.c.clone();
+    let api = d.api();
 
     // The tray offers the three policies in a sandbox tier; choosing one applies it and the
     // window follows.
@@ -111,7 +112,5 @@ async fn a_blocked_host_is_allowed_in_the_window_and_the_tray_picks_the_policy()
     wait_text(&c, "network-error", "looks like a URL").await;
     assert_eq!(api.get("/v1/sandbox/network").await["allow"], json!([HOST]));
     shot(&c, "window-network-allowed.png").await;
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }

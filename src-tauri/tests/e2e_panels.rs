@@ -31,9 +31,14 @@ async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
     let prefs = home.join("stigmer/config/desktop.json");
     for (theme, suffix) in [("Adwaita:dark", "dark"), ("Adwaita", "light")] {
         let _ = std::fs::remove_file(&prefs);
-        let (mut driver, port) = d.driver(&[("GTK_THEME", theme)]);
-        let c = connect(port).await;
-        wait_text(&c, "welcome-title", "Welcome to Stigmer").await;
+        let w = d
+            .open_at(
+                &[("GTK_THEME", theme)],
+                "welcome-title",
+                "Welcome to Stigmer",
+            )
+            .await;
+        let c = w.c.clone();
         assert!(text(&c, "view-welcome")
             .await
             .contains("on this computer or in an isolated sandbox"));
@@ -84,21 +89,16 @@ async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             shot(&c, "agents-light.png").await;
         }
-        let _ = c.close().await;
-        let _ = driver.kill();
-        let _ = driver.wait();
+        w.close().await;
     }
     // Seen once: the next launch opens on Home.
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
     assert_eq!(
         js(&c, "return document.getElementById('view-welcome').hidden").await,
         json!(true)
     );
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 /// A sandboxed request in a folder the user has not allowed shows in the window, which
@@ -115,13 +115,14 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     engine::ensure_busybox();
     let project = d.home.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
-    let (mut driver, port) = d.driver(&[
-        ("STIGMER_EXECUTION_MODE", "sandbox"),
-        ("STIGMER_SANDBOX_IMAGE", engine::BUSYBOX),
-    ]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = ServerApi::of(&d).unwrap();
+    let w = d
+        .open(&[
+            ("STIGMER_EXECUTION_MODE", "sandbox"),
+            ("STIGMER_SANDBOX_IMAGE", engine::BUSYBOX),
+        ])
+        .await;
+    let c = w.c.clone();
+    let api = d.api();
     let run = json!({"shell": "echo inside; pwd", "cwd": project, "client": "e2e-agent"});
     let (status, body) = api.post("/v1/runs", &run).await;
     assert_eq!(status, 403, "{body}");
@@ -195,9 +196,7 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     wait_text(&c, "workspace-list", &typed).await;
     let (status, body) = api.post("/v1/runs", &run).await;
     assert_eq!(status, 200, "{body}");
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 /// Notifications, observed on the session bus with a real daemon: the one-time download
@@ -229,9 +228,8 @@ async fn notifications_for_the_download_and_a_crash() {
         &format!(":{}/", slow.port),
         1,
     );
-    let (mut driver, port) = d.driver(&[("STIGMER_SANDBOX_AUTO_PULL", "true")]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
+    let w = d.open(&[("STIGMER_SANDBOX_AUTO_PULL", "true")]).await;
+    let c = w.c.clone();
     assert!(d.notifications().is_empty(), "{:?}", d.notifications());
 
     // Choose the custom image in the window, then run a command: the image downloads once.
@@ -250,7 +248,7 @@ async fn notifications_for_the_download_and_a_crash() {
         .click()
         .await
         .unwrap();
-    let api = ServerApi::of(&d).unwrap();
+    let api = d.api();
     for _ in 0..50 {
         if api.get("/v1/mode").await["image"] == json!(image) {
             break;
@@ -307,9 +305,7 @@ async fn notifications_for_the_download_and_a_crash() {
     wait_text(&c, "server-state", "Running").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(d.notifications().len(), 3, "{:?}", d.notifications());
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
     engine::remove_image(&image);
 }
 
@@ -330,10 +326,9 @@ async fn stop_in_the_window_and_the_tray_ends_commands_and_says_who() {
         return;
     };
     d.skip_welcome();
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = std::sync::Arc::new(ServerApi::of(&d).expect("the app started a server"));
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = std::sync::Arc::new(d.api());
     let start = |mark: String| {
         let api = api.clone();
         let cwd = d.home.path().to_path_buf();
@@ -403,9 +398,7 @@ async fn stop_in_the_window_and_the_tray_ends_commands_and_says_who() {
             .any(|i| i.label.starts_with("Stop all running"))),
         "the item goes once nothing runs"
     );
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
 }
 
 /// The custom tier without a terminal: an image the engine has is picked from a list, and one
@@ -436,10 +429,9 @@ async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
     std::fs::write(tools.join("greeting.txt"), "built in the window\n").unwrap();
     let image = format!("stigmer-test/e2e-built-{}:1", std::process::id());
     engine::remove_image(&image);
-    let (mut driver, port) = d.driver(&[]);
-    let c = connect(port).await;
-    wait_text(&c, "server-state", "Running").await;
-    let api = ServerApi::of(&d).unwrap();
+    let w = d.open(&[]).await;
+    let c = w.c.clone();
+    let api = d.api();
     let mode_is = |want: &'static str, image: String| {
         let api = &api;
         async move {
@@ -517,9 +509,7 @@ async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
     wait_text(&c, "try-result", "exit code 0").await;
     wait_text(&c, "try-output", "built in the window").await;
     shot(&c, "window-custom-built.png").await;
-    let _ = c.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
+    w.close().await;
     engine::remove_image(&image);
 }
 

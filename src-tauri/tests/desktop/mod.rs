@@ -539,6 +539,50 @@ pub fn window_shown(d: &Desktop, name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The app started through WebDriver: its driver and the session with its window. Every test
+/// that drives the window opens it with [`Desktop::open`] (or [`Desktop::open_at`]) and ends
+/// it with [`Window::close`].
+pub struct Window {
+    pub driver: Driver,
+    pub c: fantoccini::Client,
+}
+
+impl Desktop {
+    /// Start the app under WebDriver with `env` (nothing awaited).
+    pub async fn session(&self, env: &[(&str, &str)]) -> Window {
+        let (driver, port) = self.driver(env);
+        let c = connect(port).await;
+        Window { driver, c }
+    }
+
+    /// Start the app under WebDriver with `env`, and wait until its window shows the server
+    /// running.
+    pub async fn open(&self, env: &[(&str, &str)]) -> Window {
+        self.open_at(env, "server-state", "Running").await
+    }
+
+    /// Start the app under WebDriver with `env`, and wait until the element `id` shows `want`.
+    pub async fn open_at(&self, env: &[(&str, &str)], id: &str, want: &str) -> Window {
+        let w = self.session(env).await;
+        page::wait_text(&w.c, id, want).await;
+        w
+    }
+
+    /// The API of the server the app started.
+    pub fn api(&self) -> page::ServerApi {
+        page::ServerApi::of(self).expect("the app started a server")
+    }
+}
+
+impl Window {
+    /// End the session and the driver (the app goes with them).
+    pub async fn close(mut self) {
+        let _ = self.c.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
 /// A WebDriver session with the app (tauri-driver on `port` starts it).
 pub async fn connect(port: u16) -> fantoccini::Client {
     let caps = serde_json::json!({ "tauri:options": { "application": APP } });
