@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::engine::*;
 use common::*;
@@ -41,25 +40,8 @@ async fn run_approved_after(
         let resp = request.send().await.unwrap();
         (resp.status().as_u16(), resp.text().await.unwrap())
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let pending = loop {
-        assert!(
-            !run.is_finished() && std::time::Instant::now() < deadline,
-            "the user was never asked"
-        );
-        let v: Value = server
-            .get(&c, "/v1/approvals")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(p) = v["pending"].as_array().and_then(|p| p.first()).cloned() {
-            break p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pending = server.pending_approval(&c).await;
+    assert!(!run.is_finished(), "the user was asked while the run waits");
     meanwhile();
     let answer = server
         .post(

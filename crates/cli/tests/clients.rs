@@ -175,7 +175,8 @@ async fn refused_denied_timed_out_and_unanswerable_commands_run_nothing() {
         .unwrap();
     assert_eq!(events.status(), 200);
     let ask = |answer: Option<&'static str>| {
-        let (server_url, token, c, touch) = (
+        let (server, server_url, token, c, touch) = (
+            &server,
             server.url.clone(),
             server.token.clone(),
             c.clone(),
@@ -196,21 +197,7 @@ async fn refused_denied_timed_out_and_unanswerable_commands_run_nothing() {
                     (resp.status().as_u16(), resp.text().await.unwrap())
                 })
             };
-            let pending = loop {
-                let v: Value = c
-                    .get(format!("{server_url}/v1/approvals"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                if let Some(p) = v["pending"].as_array().and_then(|p| p.first()).cloned() {
-                    break p;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let pending = server.pending_approval(&c).await;
             assert_eq!(pending["client"], "careful");
             assert!(
                 pending["command"].as_str().unwrap().starts_with("touch "),

@@ -231,6 +231,27 @@ impl Server {
         panic!("stream ended without a finished frame");
     }
 
+    /// The first command waiting for the user's answer (`GET /v1/approvals`), once there is
+    /// one (within 20 s).
+    pub async fn pending_approval(&self, c: &reqwest::Client) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v: serde_json::Value = self
+                .get(c, "/v1/approvals")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(p) = v["pending"].as_array().and_then(|p| p.first()).cloned() {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "the user was never asked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Send raw bytes, read the whole answer: (status, body).
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
