@@ -12,12 +12,17 @@ use std::time::{Duration, Instant};
 use desktop::*;
 use fantoccini::{Client, Locator};
 
-/// Proportional memory (PSS) of `pid` and all its descendants, in KiB, without the server.
-fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
+/// Proportional memory (PSS) of `roots` and all their descendants, each counted once, in KiB,
+/// without the server.
+fn tree_rss_kib(roots: &[u32]) -> (u64, Vec<String>) {
     let mut total = 0;
     let mut names = Vec::new();
-    let mut stack = vec![pid];
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = roots.to_vec();
     while let Some(p) = stack.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
         let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
         let name = status
             .lines()
@@ -26,7 +31,7 @@ fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
             .trim_start_matches("Name:")
             .trim()
             .to_string();
-        if name == "stigmer" {
+        if name == "stigmer" || name.is_empty() {
             continue;
         }
         // PSS: shared pages (libraries, WebKit's shared memory) split between the processes.
@@ -53,6 +58,16 @@ fn tree_rss_kib(pid: u32) -> (u64, Vec<String>) {
         }
     }
     (total, names)
+}
+
+/// Every process of the app: the one started, and the tray process when it is another one
+/// (this build's; an older build is one process).
+fn app_roots(d: &Desktop, started: u32) -> Vec<u32> {
+    let tray = std::fs::read_to_string(d.home.path().join("stigmer/data/desktop.lock"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|p| running(*p));
+    std::iter::once(started).chain(tray).collect()
 }
 
 fn app_pid() -> Option<u32> {
@@ -90,13 +105,14 @@ fn tray_cycle(app: &str) -> (u64, u64, Duration) {
         "{app}: no window"
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (shown, _) = tree_rss_kib(child.id());
+    let (shown, _) = tree_rss_kib(&app_roots(&d, child.id()));
     close_window(&d, "Stigmer");
     assert!(wait_for(Duration::from_secs(10), || !window_shown(
         &d, "Stigmer"
     )));
     std::thread::sleep(Duration::from_secs(3));
-    let (hidden, _) = tree_rss_kib(child.id());
+    let (hidden, names) = tree_rss_kib(&app_roots(&d, child.id()));
+    println!("{app}: in the tray: {names:?}");
     let addr = tray_menu_address(&d);
     let t = Instant::now();
     tray_click(&d, &addr, "Open Stigmer");
@@ -105,10 +121,12 @@ fn tray_cycle(app: &str) -> (u64, u64, Duration) {
         "{app}: not reopened"
     );
     let reopen = t.elapsed();
+    let roots = app_roots(&d, child.id());
     let addr = tray_menu_address(&d);
     tray_click(&d, &addr, "Quit");
     if !wait_for(Duration::from_secs(15), || {
-        child.try_wait().ok().flatten().is_some()
+        let _ = child.try_wait();
+        roots.iter().all(|p| !running(*p))
     }) {
         let _ = child.kill();
     }
@@ -188,7 +206,8 @@ async fn main() {
     let running = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = app_pid().expect("the app's pid");
-    let (idle_kib, procs) = tree_rss_kib(pid);
+    let roots = app_roots(&d, pid);
+    let (idle_kib, procs) = tree_rss_kib(&roots);
 
     let (idle_med, idle_max) = responsiveness(&c, 40).await;
     // 100 MB of output through "Try a command", measured while it streams.
@@ -207,7 +226,7 @@ async fn main() {
     let (flood_med, flood_max) = responsiveness(&c, 40).await;
     let mut peak = 0;
     loop {
-        peak = peak.max(tree_rss_kib(pid).0);
+        peak = peak.max(tree_rss_kib(&roots).0);
         let r = c
             .find(Locator::Id("try-result"))
             .await
@@ -221,7 +240,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let flood_secs = flood_started.elapsed().as_secs_f64();
-    let (after_kib, _) = tree_rss_kib(pid);
+    let (after_kib, _) = tree_rss_kib(&roots);
 
     // The Activity with a short history, then with 10,000 runs in it.
     page::view(&c, "activity").await;

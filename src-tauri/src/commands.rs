@@ -1,5 +1,6 @@
-//! Commands the window calls through `window.__TAURI__.core.invoke`. Each is a thin call into
-//! [`crate::actions`] or the server's API; errors keep their stable codes.
+//! Commands the window calls through `window.__TAURI__.core.invoke`. Each is a thin call to
+//! the tray process (what changes the app's state, [`crate::wire::Call`]) or to the server's
+//! API; errors keep their stable codes.
 
 use serde_json::{json, Value};
 use stigmer_client::RunItem;
@@ -17,14 +18,15 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
-use crate::actions;
-use crate::model::AppModel;
-use crate::prefs::{self, Prefs};
-use crate::state::{self, Shared};
+use crate::link::Link;
+use stigmer_protocol::desktop::{Call, Prefs};
+
+/// Every window command reaches the server through the link's API or the tray process.
+type Shared = Link;
 
 #[tauri::command]
-pub fn get_model(shared: State<'_, Shared>) -> AppModel {
-    shared.model()
+pub async fn get_model(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::GetModel).await
 }
 
 /// The `stigmer` command next to the app (the bundled CLI), by full path when it is there.
@@ -99,18 +101,22 @@ pub fn agent_config() -> String {
 }
 
 #[tauri::command]
-pub async fn start_server(app: AppHandle) -> Result<AppModel> {
-    actions::start(&app).await
+pub async fn start_server(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::StartServer).await
 }
 
 #[tauri::command]
-pub async fn stop_server(app: AppHandle) -> Result<AppModel> {
-    actions::stop(&app).await
+pub async fn stop_server(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::StopServer).await
 }
 
 #[tauri::command]
-pub async fn set_mode(app: AppHandle, tier: Tier, image: Option<String>) -> Result<AppModel> {
-    actions::set_mode(&app, tier, image).await
+pub async fn set_mode(
+    shared: State<'_, Shared>,
+    tier: Tier,
+    image: Option<String>,
+) -> Result<Value> {
+    shared.call(Call::SetMode { tier, image }).await
 }
 
 #[tauri::command]
@@ -215,8 +221,12 @@ pub async fn set_client(shared: State<'_, Shared>, change: ClientChange) -> Resu
 
 /// Allow once, always allow, or deny a waiting command.
 #[tauri::command]
-pub async fn answer_approval(app: AppHandle, id: String, decision: Decision) -> Result<()> {
-    crate::approvals::answer(&app, &id, decision).await
+pub async fn answer_approval(
+    shared: State<'_, Shared>,
+    id: String,
+    decision: Decision,
+) -> Result<()> {
+    shared.call(Call::AnswerApproval { id, decision }).await
 }
 
 /// The folders sandboxed commands may work in, and the requests refused lately.
@@ -246,8 +256,8 @@ pub async fn get_network(shared: State<'_, Shared>) -> Result<NetworkView> {
 
 /// Choose the policy (`open`, `none`, `allowlist`); the tray's choice goes the same way.
 #[tauri::command]
-pub async fn set_network(app: AppHandle, policy: NetworkPolicy) -> Result<NetworkView> {
-    actions::set_network(&app, policy).await
+pub async fn set_network(shared: State<'_, Shared>, policy: NetworkPolicy) -> Result<NetworkView> {
+    shared.call(Call::SetNetwork { policy }).await
 }
 
 /// Let sandboxes reach a host (the window's Allow buttons and its add field).
@@ -392,22 +402,17 @@ impl OutputTail {
 }
 
 #[tauri::command]
-pub fn get_logs(app: AppHandle, shared: State<'_, Shared>) -> Value {
-    let paths = state::paths(&app);
-    json!({
-        "lines": shared.logs(),
-        "log_dir": paths.log_dir,
-        "log_file": stigmer_protocol::local::current_log_file(&paths.log_dir),
-    })
+pub async fn get_logs(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::GetLogs).await
 }
 
 #[tauri::command]
-pub fn get_prefs(shared: State<'_, Shared>) -> Prefs {
-    shared.prefs.lock().clone()
+pub async fn get_prefs(shared: State<'_, Shared>) -> Result<Prefs> {
+    shared.call(Call::GetPrefs).await
 }
 
 #[tauri::command]
-pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Result<Prefs> {
+pub async fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Result<Prefs> {
     let autostart = app.autolaunch();
     let result = if prefs.start_at_login {
         autostart.enable()
@@ -417,20 +422,13 @@ pub fn set_prefs(app: AppHandle, shared: State<'_, Shared>, prefs: Prefs) -> Res
     if let Err(e) = result {
         tracing::warn!("start at login not changed: {e}");
     }
-    prefs::save(&shared.paths, &prefs).map_err(|e| {
-        Error::new(
-            ErrorCode::ConfigError,
-            format!("cannot save preferences: {e}"),
-        )
-    })?;
-    *shared.prefs.lock() = prefs.clone();
-    Ok(prefs)
+    shared.call(Call::SetPrefs { prefs }).await
 }
 
 /// Ask the server again (the window's "Try again"): engine, mode and image as they are now.
 #[tauri::command]
-pub async fn refresh_status(app: AppHandle) -> Result<AppModel> {
-    actions::refresh(&app).await
+pub async fn refresh_status(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::RefreshStatus).await
 }
 
 /// Why `image` is not an image reference (None when it is): the engine's rule, not a copy.
@@ -460,9 +458,8 @@ pub fn page_ready(app: AppHandle) {
 }
 
 #[tauri::command]
-pub async fn check_update(app: AppHandle, shared: State<'_, Shared>) -> Result<AppModel> {
-    crate::updates::check(&app).await?;
-    Ok(shared.model())
+pub async fn check_update(shared: State<'_, Shared>) -> Result<Value> {
+    shared.call(Call::CheckUpdate).await
 }
 
 #[tauri::command]

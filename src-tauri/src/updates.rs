@@ -1,32 +1,20 @@
-//! Updates: checked when the app starts and then daily (a setting, on by default), shown in the
-//! window and the tray, and installed only when the person says so: downloaded with progress,
-//! its signature checked against the key built into the app, installed, and the app restarted.
-//! A bad signature, a download cut short or an unreachable endpoint says so in plain words and
-//! leaves the installed version as it is.
+//! Installing an update, the window's part: the tray process looks for updates and shows
+//! them; when the person says Install, this window downloads it with progress, checks its
+//! signature against the key built into the app, installs it, and asks the tray process to
+//! start the new version. A bad signature, a download cut short or an unreachable endpoint
+//! says so in plain words and leaves the installed version as it is.
 
-use parking_lot::Mutex;
 use std::time::Duration;
 
+use stigmer_protocol::desktop::{Call, UpdatePhase, UpdateState};
 use stigmer_protocol::{Error, ErrorCode, Result};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_updater::UpdaterExt;
 
-use crate::actions;
-use crate::model::{UpdatePhase, UpdateState};
-use crate::state;
+use crate::link::Link;
 
 /// Another endpoint than the one built in (a company mirror; the tests' server on 127.0.0.1).
 pub const ENDPOINT_ENV: &str = "STIGMER_UPDATE_ENDPOINT";
-/// How often the app looks again while it runs.
-const EVERY: Duration = Duration::from_secs(24 * 3600);
-
-/// The update found by the last check, until it is installed.
-#[derive(Default)]
-pub struct Pending(Mutex<Option<tauri_plugin_updater::Update>>);
-
-fn set(app: &AppHandle, f: impl FnOnce(&mut UpdateState)) {
-    state::update(app, |m| f(&mut m.update));
-}
 
 fn updater(app: &AppHandle) -> std::result::Result<tauri_plugin_updater::Updater, String> {
     let mut builder = app.updater_builder().timeout(Duration::from_secs(60));
@@ -39,55 +27,71 @@ fn updater(app: &AppHandle) -> std::result::Result<tauri_plugin_updater::Updater
     builder.build().map_err(|e| e.to_string())
 }
 
-/// Look for a newer version; the window and the tray show what was found.
-pub async fn check(app: &AppHandle) -> Result<()> {
-    set(app, |u| {
-        u.state = UpdatePhase::Checking;
-        u.message = None;
-    });
-    let found = match updater(app) {
-        Ok(up) => up.check().await.map_err(|e| {
-            tracing::warn!("update check failed: {e}");
-            plain(&e)
-        }),
-        Err(e) => Err(format!("updates are not set up: {e}")),
-    };
-    match found {
-        Ok(Some(update)) => {
-            tracing::info!(version = %update.version, "an update is available");
-            let (version, notes) = (update.version.clone(), update.body.clone());
-            *app.state::<Pending>().0.lock() = Some(update);
-            set(app, |u| {
-                u.state = UpdatePhase::Available;
-                u.version = Some(version);
-                u.notes = notes.filter(|n| !n.trim().is_empty());
-            });
-        }
-        Ok(None) => set(app, |u| u.state = UpdatePhase::UpToDate),
-        Err(message) => {
-            set(app, |u| {
-                u.state = UpdatePhase::Failed;
-                u.message = Some(message);
-            });
-        }
-    }
-    Ok(())
+/// Tell the tray process (and so every window and the tray) how the install goes.
+async fn report(app: &AppHandle, update: UpdateState) {
+    let link = app.state::<Link>();
+    let _ = link
+        .call::<serde_json::Value>(Call::UpdateProgress { update })
+        .await;
 }
 
-/// Download, verify and install the update found, then restart as the new version. Nothing
-/// changes when any step fails.
+fn phase(state: UpdatePhase) -> UpdateState {
+    UpdateState {
+        state,
+        ..UpdateState::default()
+    }
+}
+
+/// Download, verify and install the newest version, then have the tray process restart as
+/// it. Nothing changes when any step fails.
 pub async fn install(app: &AppHandle) -> Result<()> {
-    let update = app.state::<Pending>().0.lock().clone().ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidRequest,
-            "no update to install: check for updates first",
+    let result = download_and_install(app).await;
+    if let Err(message) = &result {
+        report(
+            app,
+            UpdateState {
+                message: Some(message.clone()),
+                ..phase(UpdatePhase::Failed)
+            },
         )
-    })?;
-    set(app, |u| {
-        u.state = UpdatePhase::Downloading;
-        (u.done, u.total) = (0, 0);
-    });
-    let progress = app.clone();
+        .await;
+    }
+    let version = result.map_err(|m| Error::new(ErrorCode::Internal, m))?;
+    tracing::info!(version = %version, "update installed; restarting");
+    app.state::<Link>()
+        .call::<serde_json::Value>(Call::Relaunch)
+        .await
+        .map(|_| ())
+}
+
+async fn download_and_install(app: &AppHandle) -> std::result::Result<String, String> {
+    report(app, phase(UpdatePhase::Downloading)).await;
+    let update = updater(app)
+        .map_err(|e| format!("updates are not set up: {e}"))?
+        .check()
+        .await
+        .map_err(|e| {
+            tracing::warn!("update check failed: {e}");
+            plain(&e)
+        })?
+        .ok_or("There is no newer version to install.")?;
+    let (version, notes) = (update.version.clone(), update.body.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+    let reporter = {
+        let (app, version, notes) = (app.clone(), version.clone(), notes.clone());
+        tauri::async_runtime::spawn(async move {
+            while let Some((done, total)) = rx.recv().await {
+                let state = UpdateState {
+                    version: Some(version.clone()),
+                    notes: notes.clone(),
+                    done,
+                    total,
+                    ..phase(UpdatePhase::Downloading)
+                };
+                report(&app, state).await;
+            }
+        })
+    };
     let mut done = 0u64;
     let mut last_shown = 0u64;
     let bytes = update
@@ -98,40 +102,31 @@ pub async fn install(app: &AppHandle) -> Result<()> {
                 let total = total.unwrap_or(0);
                 if total == 0 || done - last_shown >= total / 100 || done == total {
                     last_shown = done;
-                    set(&progress, |u| (u.done, u.total) = (done, total));
+                    let _ = tx.send((done, total));
                 }
             },
             || {},
         )
         .await;
-    let result = match bytes {
-        Ok(bytes) => {
-            set(app, |u| u.state = UpdatePhase::Installing);
-            update.install(bytes).map_err(|e| {
-                tracing::warn!("update not installed: {e}");
-                plain(&e)
-            })
-        }
-        Err(e) => {
-            tracing::warn!("update download failed: {e}");
-            Err(plain(&e))
-        }
-    };
-    match result {
-        Ok(()) => {
-            tracing::info!(version = %update.version, "update installed; restarting");
-            // Stop a server we started, then come back as the new version.
-            actions::stop_owned(app).await;
-            app.restart();
-        }
-        Err(message) => {
-            set(app, |u| {
-                u.state = UpdatePhase::Failed;
-                u.message = Some(message.clone());
-            });
-            Err(Error::new(ErrorCode::Internal, message))
-        }
-    }
+    let _ = reporter.await;
+    let bytes = bytes.map_err(|e| {
+        tracing::warn!("update download failed: {e}");
+        plain(&e)
+    })?;
+    report(
+        app,
+        UpdateState {
+            version: Some(version.clone()),
+            notes,
+            ..phase(UpdatePhase::Installing)
+        },
+    )
+    .await;
+    update.install(bytes).map_err(|e| {
+        tracing::warn!("update not installed: {e}");
+        plain(&e)
+    })?;
+    Ok(version)
 }
 
 /// An updater error in words a person can act on; the installed version is always untouched.
@@ -155,21 +150,4 @@ fn plain(e: &tauri_plugin_updater::Error) -> String {
         }
         _ => "The update did not work; nothing changed. The server log has the details.".into(),
     }
-}
-
-/// At start and then daily, while the setting is on.
-pub fn watch(app: AppHandle) {
-    tauri::async_runtime::spawn(async move {
-        loop {
-            let on = app.state::<state::Shared>().prefs.lock().check_updates;
-            let idle = !matches!(
-                app.state::<state::Shared>().model().update.state,
-                UpdatePhase::Downloading | UpdatePhase::Installing
-            );
-            if on && idle {
-                let _ = check(&app).await;
-            }
-            tokio::time::sleep(EVERY).await;
-        }
-    });
 }

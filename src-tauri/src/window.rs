@@ -1,59 +1,194 @@
-//! The window's life: made hidden and shown once its page has drawn (never blank), destroyed
-//! when closed to the tray (no web view is kept alive there), made again when opened.
+//! The window process: the window and nothing else. It
+//! connects to the tray process (starting it when none runs), shows the page made hidden once
+//! the page has drawn (never blank), and ends when the window closes, so no web view stays in
+//! the tray. Closed with close-to-tray off, it quits the whole app.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use parking_lot::Mutex;
+use stigmer_protocol::desktop::{load_prefs, Call, ToWindow, TRAY_ARG};
+use stigmer_protocol::local::Paths;
+use tauri::{AppHandle, Emitter, Manager, WindowEvent};
 
-use tauri::{AppHandle, Emitter, Manager};
+use crate::commands;
+use crate::link::{self, Link};
 
-use crate::state::shared;
+/// The window's label (tauri.conf.json).
+pub const MAIN_WINDOW: &str = "main";
 
-/// Open the window: the one there, or a new one (closing to the tray destroys it, so that no
-/// web view is kept alive there). A new window shows once its page has drawn itself.
-pub fn show_window(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-        return;
-    }
-    shared(app).in_tray.store(false, Ordering::SeqCst);
+/// What the window shows first, if not the usual (`settings`, `custom-image`).
+struct PendingView(Mutex<Option<String>>);
+
+pub fn run(paths: Paths, view: Option<String>) {
+    let app = tauri::Builder::default()
+        // A second launch focuses this window instead of opening another.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            show(app, None)
+        }))
+        .plugin(tauri_plugin_shell::init())
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_updater::Builder::new().build())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            // At login: the tray only.
+            Some(vec![TRAY_ARG]),
+        ))
+        .manage(Link::new(paths))
+        .manage(PendingView(Mutex::new(view)))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_model,
+            commands::agent_config,
+            commands::list_agents,
+            commands::connect_agent,
+            commands::start_server,
+            commands::stop_server,
+            commands::set_mode,
+            commands::get_status,
+            commands::get_sandbox,
+            commands::get_tools,
+            commands::cancel_download,
+            commands::get_runs,
+            commands::get_run_output,
+            commands::get_clients,
+            commands::get_images,
+            commands::remove_image,
+            commands::remake_image,
+            commands::get_local_images,
+            commands::build_image,
+            commands::pick_dockerfile,
+            commands::set_client,
+            commands::answer_approval,
+            commands::cancel_run,
+            commands::get_workspaces,
+            commands::add_workspace,
+            commands::remove_workspace,
+            commands::get_network,
+            commands::set_network,
+            commands::allow_host,
+            commands::disallow_host,
+            commands::pick_folder,
+            commands::run_command,
+            commands::get_logs,
+            commands::get_prefs,
+            commands::set_prefs,
+            commands::refresh_status,
+            commands::check_image,
+            commands::open_help,
+            commands::page_ready,
+            commands::check_update,
+            commands::install_update,
+            commands::take_pending_view,
+            commands::cli_status,
+            commands::install_cli,
+        ])
+        .setup(|app| {
+            let handle = app.handle().clone();
+            build(&handle)?;
+            tauri::async_runtime::spawn(follow_tray(handle.clone()));
+            // `kill` or Ctrl-C: the app quits, as it did when it was one process.
+            #[cfg(unix)]
+            tauri::async_runtime::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                quit(&handle).await;
+            });
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                let paths = window.state::<Link>().paths.clone();
+                if !load_prefs(&paths).close_to_tray {
+                    // Closing is quitting: the tray process stops a server it started.
+                    api.prevent_close();
+                    let app = window.app_handle().clone();
+                    tauri::async_runtime::spawn(async move { quit(&app).await });
+                }
+            }
+        })
+        .build(tauri::generate_context!())
+        .unwrap_or_else(|e| {
+            eprintln!("stigmer: the window cannot open: {e}");
+            std::process::exit(1);
+        });
+    // The window closed: this process ends; the tray process goes on.
+    app.run(|_, _| {});
+}
+
+/// The window, made hidden: [`page_ready`] shows it once the page has drawn.
+fn build(app: &AppHandle) -> tauri::Result<()> {
     let config = app
         .config()
         .app
         .windows
         .iter()
         .find(|w| w.label == MAIN_WINDOW)
-        .cloned();
-    let built = config
-        .ok_or_else(|| "no main window in the configuration".to_string())
-        .and_then(|c| {
-            tauri::WebviewWindowBuilder::from_config(app, &c)
-                .and_then(|b| b.build())
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = built {
-        tracing::error!("cannot open the window: {e}");
-    }
+        .cloned()
+        .expect("tauri.conf.json has the main window");
+    tauri::WebviewWindowBuilder::from_config(app, &config)?.build()?;
+    Ok(())
 }
 
-/// Open the window on `view`: a window already there switches to it; a new one asks for it
-/// ([`take_pending_view`]) once its page is ready to listen.
-pub fn show_window_at(app: &AppHandle, view: &str) {
-    *shared(app).pending_view.lock() = Some(view.to_string());
-    let existed = app.get_webview_window(MAIN_WINDOW).is_some();
-    show_window(app);
-    if existed {
+/// Quit the whole app, then end.
+async fn quit(app: &AppHandle) {
+    let link = app.state::<Link>();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        link.call::<serde_json::Value>(Call::Quit),
+    )
+    .await;
+    app.exit(0);
+}
+
+/// Follow the tray process until it goes (Quit, an update's restart), then end with it.
+async fn follow_tray(app: AppHandle) {
+    let link = app.state::<Link>();
+    let stream = match link::connect(&link.paths).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("Stigmer's tray app did not start: {e}");
+            let _ = app.emit(
+                "stigmer://error",
+                stigmer_protocol::Error::new(
+                    stigmer_protocol::ErrorCode::ServerUnavailable,
+                    format!("Stigmer's tray app did not start ({e}): start Stigmer again"),
+                ),
+            );
+            return;
+        }
+    };
+    let on = |message: ToWindow| match message {
+        ToWindow::Emit { event, payload } => {
+            let _ = app.emit(&event, payload);
+        }
+        ToWindow::Show { view } => show(&app, view.as_deref()),
+        ToWindow::Exit => app.exit(0),
+        ToWindow::Reply { .. } => {}
+    };
+    link::follow(&link, stream, on).await;
+    app.exit(0);
+}
+
+/// Bring the window to the front, on `view` if one is named.
+fn show(app: &AppHandle, view: Option<&str>) {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+    if let Some(view) = view {
+        *app.state::<PendingView>().0.lock() = Some(view.to_string());
         let _ = app.emit("stigmer://show-view", view);
     }
 }
 
 pub fn take_pending_view(app: &AppHandle) -> Option<String> {
-    shared(app).pending_view.lock().take()
+    app.state::<PendingView>().0.lock().take()
 }
-
-/// The window's label (tauri.conf.json).
-pub const MAIN_WINDOW: &str = "main";
 
 /// The page has drawn: show its window (it is made hidden, so nobody sees a blank one).
 pub fn page_ready(app: &AppHandle) {
@@ -63,27 +198,4 @@ pub fn page_ready(app: &AppHandle) {
             let _ = w.set_focus();
         }
     }
-}
-
-/// Close the window to the tray: the window and its web view go (their memory with them); the
-/// app, its tray and the server stay.
-pub fn close_to_tray(window: &tauri::Window) {
-    shared(window.app_handle())
-        .in_tray
-        .store(true, Ordering::SeqCst);
-    let _ = window.destroy();
-    // What WebKit freed goes back to the system, not only to the allocator.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tauri::async_runtime::spawn(async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // SAFETY: malloc_trim only releases free heap pages.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-    });
-}
-
-/// Whether the window was closed to the tray (so the app keeps running without one).
-pub fn in_tray(app: &AppHandle) -> bool {
-    shared(app).in_tray.load(Ordering::SeqCst)
 }

@@ -232,7 +232,7 @@ async fn window_tray_and_server_work_together() {
             != 0),
         "the server outlived the app"
     );
-    w.close().await;
+    w.close(&d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +267,7 @@ async fn a_missing_engine_is_shown_and_dark_mode_is_readable() {
     assert!(!text(&c, "problem-text").await.contains("systemctl"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     shot(&c, "window-dark-no-engine.png").await;
-    w.close().await;
+    w.close(&d).await;
 }
 
 #[path = "../../crates/cli/tests/common/engine.rs"]
@@ -359,7 +359,7 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
                 "the app stopped"
             );
         }
-        w.close().await;
+        w.close(&d).await;
         // The next launch starts its own server once this one's is gone.
         let discovery = d.home.path().join("stigmer/data/server.json");
         assert!(wait_for(Duration::from_secs(15), || !discovery.exists()));
@@ -385,15 +385,16 @@ fn children_of(pid: u32) -> Vec<String> {
     names
 }
 
-/// Closed to the tray, the app keeps no web view (its WebKit processes go); the tray's Open
-/// brings the window back, and the server ran on all along.
+/// Closed to the tray, the window's process ends and every WebKit process with it; the tray
+/// process (which never had a web view) and the server go on; the tray's Open starts a window
+/// again, and Quit ends them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
     let Some(d) = Desktop::start("closing_to_the_tray_frees_the_web_view") else {
         return;
     };
     d.skip_welcome();
-    let mut app = d.command(APP).spawn().unwrap();
+    let mut window = d.command(APP).spawn().unwrap();
     assert!(
         wait_for(Duration::from_secs(20), || window_shown(&d, "Stigmer")),
         "the window never showed"
@@ -404,18 +405,21 @@ async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
             .any(|n| n.starts_with("WebKitWebProces"))
     };
     assert!(wait_for(Duration::from_secs(10), || ServerApi::of(&d).is_some()));
-    assert!(web(app.id()), "{:?}", children_of(app.id()));
+    assert!(web(window.id()), "{:?}", children_of(window.id()));
+    let tray = d.tray_pid().expect("the window started the tray process");
+    assert_ne!(tray, window.id());
+    assert!(!web(tray), "the tray process has a web view");
     let api = d.api();
     let server_pid = api.get("/v1/status").await["pid"].as_u64().unwrap() as i32;
 
     close_window(&d, "Stigmer");
     assert!(
         wait_for(Duration::from_secs(10), || !window_shown(&d, "Stigmer")
-            && !web(app.id())),
-        "the web view outlived the window: {:?}",
-        children_of(app.id())
+            && window.try_wait().unwrap().is_some()),
+        "the window's process outlived its window"
     );
-    assert!(app.try_wait().unwrap().is_none(), "the app quit");
+    assert!(!web(window.id()));
+    assert!(alive(tray), "the tray process quit with the window");
     assert_eq!(
         unsafe { libc::kill(server_pid, 0) },
         0,
@@ -428,16 +432,40 @@ async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
         wait_for(Duration::from_secs(10), || window_shown(&d, "Stigmer")),
         "Open Stigmer did not bring the window back"
     );
-    assert!(web(app.id()));
+    let reopened = children_of_pids(tray);
+    assert_eq!(reopened.len(), 1, "one window process: {reopened:?}");
+    assert!(web(reopened[0]));
+    assert!(!web(tray));
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.screenshot(&screenshots().join("desktop-reopened.png"));
     let addr = tray_menu_address(&d);
     tray_click(&d, &addr, "Quit");
     assert!(
-        wait_for(Duration::from_secs(15), || app
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "Quit did not end the app"
+        wait_for(Duration::from_secs(15), || !alive(tray)
+            && !alive(reopened[0])
+            && unsafe { libc::kill(server_pid, 0) } != 0),
+        "Quit did not end the tray, the window and the server"
     );
+}
+
+fn alive(pid: u32) -> bool {
+    running(pid)
+}
+
+/// The pids of `pid`'s children that are the app (not the server, not WebKit's).
+fn children_of_pids(pid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1) == Some(&pid.to_string())
+            && head.ends_with("(stigmer-desktop")
+            && alive(entry.file_name().to_string_lossy().parse().unwrap_or(0))
+        {
+            pids.extend(entry.file_name().to_string_lossy().parse::<u32>());
+        }
+    }
+    pids
 }

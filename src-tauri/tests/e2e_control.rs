@@ -186,7 +186,7 @@ async fn a_waiting_command_is_allowed_in_the_window_and_denied_in_its_notificati
         .unwrap()
         .unwrap();
     assert_eq!(status, 403);
-    w.close().await;
+    w.close(&d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +228,7 @@ async fn each_agent_s_rule_is_set_in_the_agents_section() {
     let (s, body) = start_run(&api, "echo second", "script-a").await.unwrap();
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("DENIED_BY_USER"), "{body}");
-    w.close().await;
+    w.close(&d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,5 +346,5 @@ async fn the_activity_is_the_history_paged_filtered_and_whole() {
     .await;
     assert!(text.as_str() == Some(whole.as_str()));
     shot(&c, "window-activity-history.png").await;
-    w.close().await;
+    w.close(&d).await;
 }

@@ -112,5 +112,5 @@ async fn a_blocked_host_is_allowed_in_the_window_and_the_tray_picks_the_policy()
     wait_text(&c, "network-error", "looks like a URL").await;
     assert_eq!(api.get("/v1/sandbox/network").await["allow"], json!([HOST]));
     shot(&c, "window-network-allowed.png").await;
-    w.close().await;
+    w.close(&d).await;
 }

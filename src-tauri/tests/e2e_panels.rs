@@ -89,7 +89,7 @@ async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             shot(&c, "agents-light.png").await;
         }
-        w.close().await;
+        w.close(&d).await;
     }
     // Seen once: the next launch opens on Home.
     let w = d.open(&[]).await;
@@ -98,7 +98,7 @@ async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
         js(&c, "return document.getElementById('view-welcome').hidden").await,
         json!(true)
     );
-    w.close().await;
+    w.close(&d).await;
 }
 
 /// A sandboxed request in a folder the user has not allowed shows in the window, which
@@ -196,7 +196,7 @@ async fn a_refused_folder_is_allowed_and_removed_in_the_window() {
     wait_text(&c, "workspace-list", &typed).await;
     let (status, body) = api.post("/v1/runs", &run).await;
     assert_eq!(status, 200, "{body}");
-    w.close().await;
+    w.close(&d).await;
 }
 
 /// Notifications, observed on the session bus with a real daemon: the one-time download
@@ -305,7 +305,7 @@ async fn notifications_for_the_download_and_a_crash() {
     wait_text(&c, "server-state", "Running").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(d.notifications().len(), 3, "{:?}", d.notifications());
-    w.close().await;
+    w.close(&d).await;
     engine::remove_image(&image);
 }
 
@@ -398,7 +398,7 @@ async fn stop_in_the_window_and_the_tray_ends_commands_and_says_who() {
             .any(|i| i.label.starts_with("Stop all running"))),
         "the item goes once nothing runs"
     );
-    w.close().await;
+    w.close(&d).await;
 }
 
 /// The custom tier without a terminal: an image the engine has is picked from a list, and one
@@ -509,7 +509,7 @@ async fn a_custom_image_is_picked_or_built_from_a_dockerfile_in_the_window() {
     wait_text(&c, "try-result", "exit code 0").await;
     wait_text(&c, "try-output", "built in the window").await;
     shot(&c, "window-custom-built.png").await;
-    w.close().await;
+    w.close(&d).await;
     engine::remove_image(&image);
 }
 

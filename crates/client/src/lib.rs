@@ -3,6 +3,8 @@
 //! the token, turns answers into the protocol's types and errors into the API's errors, and
 //! decodes a run's stream (binary frames) and the event stream (NDJSON).
 
+pub mod desktop;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;

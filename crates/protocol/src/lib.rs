@@ -5,6 +5,7 @@
 //! app) reads them. No async runtime, no HTTP, no container engine in here.
 
 pub mod clients;
+pub mod desktop;
 pub mod error;
 pub mod events;
 pub mod frames;

@@ -109,6 +109,12 @@ impl Desktop {
             "the server binary {} is missing: cargo build -p stigmer-cli",
             sidecar.display()
         );
+        let tray = Path::new(APP).with_file_name("stigmer-tray");
+        assert!(
+            tray.exists(),
+            "the tray program {} is missing: cargo build -p stigmer-tray",
+            tray.display()
+        );
         let home = tempfile::tempdir().unwrap();
         let mut children = Vec::new();
         // A display of our own: Xvfb picks a free number and tells it (no race between tests).
@@ -369,8 +375,51 @@ impl Desktop {
     }
 }
 
+impl Desktop {
+    /// The app's tray process (the window starts it), from the pid in its lock file.
+    pub fn tray_pid(&self) -> Option<u32> {
+        let lock = self.home.path().join("stigmer/data/desktop.lock");
+        let mut pid = None;
+        wait_for(Duration::from_secs(20), || {
+            pid = std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .filter(|p| running(*p));
+            pid.is_some()
+        });
+        pid
+    }
+
+    /// End the tray process (and so the server it started), as logging out does.
+    pub fn end_tray(&self) {
+        let lock = self.home.path().join("stigmer/data/desktop.lock");
+        let Some(pid) = std::fs::read_to_string(lock)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| running(*p as u32))
+        else {
+            return;
+        };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if !wait_for(Duration::from_secs(15), || !running(pid as u32)) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether `pid` runs (a zombie does not).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
 impl Drop for Desktop {
     fn drop(&mut self) {
+        self.end_tray();
         for c in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
@@ -575,8 +624,14 @@ impl Desktop {
 }
 
 impl Window {
-    /// End the session and the driver (the app goes with them).
-    pub async fn close(mut self) {
+    /// End the session and the driver (the window goes with them), then the tray process.
+    pub async fn close(self, d: &Desktop) {
+        self.close_window_only().await;
+        d.end_tray();
+    }
+
+    /// End the session and the driver: the window's process ends, the tray process stays.
+    pub async fn close_window_only(mut self) {
         let _ = self.c.close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -3,10 +3,10 @@
 //! approval, with Allow and Deny buttons where the notification server has buttons. Never one
 //! per progress step: GNOME ignores `replaces_id`, so progress lives in the window.
 
+use crate::state::AppHandle;
 use stigmer_protocol::clients::{command_preview, Approval, Decision};
 use stigmer_protocol::events::ImageAction;
 use stigmer_protocol::mode::Tier;
-use tauri::AppHandle;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -32,15 +32,13 @@ struct Prep {
 
 /// Decides which notifications to show; pure, so it is tested without a desktop. At most two
 /// per preparation: it started (with its real size, or "building, once"), and it ended.
-/// The app's notifier, kept by Tauri beside the app's state (not in it: the state is read
-/// by this module, never the other way).
-#[derive(Default)]
-pub struct Notifications(pub parking_lot::Mutex<Notifier>);
+/// The app's notifier (beside the app's state, not in it: the state is read by this module,
+/// never the other way).
+static NOTIFIER: parking_lot::Mutex<Notifier> = parking_lot::Mutex::new(Notifier::new());
 
 /// The app's notifier.
-pub fn notifier(app: &tauri::AppHandle) -> parking_lot::MutexGuard<'_, Notifier> {
-    use tauri::Manager;
-    app.state::<Notifications>().inner().0.lock()
+pub fn notifier(_app: &AppHandle) -> parking_lot::MutexGuard<'static, Notifier> {
+    NOTIFIER.lock()
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +49,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    pub const fn new() -> Notifier {
+        Notifier {
+            crash_shown: false,
+            prep: None,
+            next_id: 0,
+        }
+    }
+
     /// A download or build started: the id to pass to [`Notifier::still_preparing`] after
     /// [`QUIET_START`].
     pub fn image_started(&mut self, image: &str, action: ImageAction) -> u64 {
@@ -270,11 +276,11 @@ fn on_action(app: &AppHandle, id: &str, action: &str) {
         "allow_once" => Decision::AllowOnce,
         "always_allow" => Decision::AlwaysAllow,
         "deny" => Decision::Deny,
-        "default" => return crate::window::show_window(app),
+        "default" => return crate::windows::open(app, None),
         _ => return, // closed or expired: the wait goes on in the window, or ended
     };
     let (app, id) = (app.clone(), id.to_string());
-    tauri::async_runtime::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = crate::approvals::answer(&app, &id, decision).await {
             // Answered in the window meanwhile, or timed out: nothing to do.
             tracing::info!("the notification's answer was not taken: {}", e.message);

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use stigmer_protocol::clients::{ClientTier, Rule};
+pub use stigmer_protocol::desktop::{UpdatePhase, UpdateState};
 use stigmer_protocol::events::{ImageAction, Phase, Progress};
 use stigmer_protocol::mode::{Mode, Tier, BASIC_IMAGE};
 use stigmer_protocol::network::NetworkPolicy;
@@ -311,35 +312,6 @@ pub fn waiting_line(n: usize) -> String {
 }
 
 /// A model with a running server, for the tests of the window's and the tray's views.
-/// Where an update is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum UpdatePhase {
-    #[default]
-    Idle,
-    Checking,
-    UpToDate,
-    Available,
-    Downloading,
-    Installing,
-    Failed,
-}
-
-/// What the window and the tray show of updates.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct UpdateState {
-    pub state: UpdatePhase,
-    /// This app's version.
-    pub current: String,
-    /// The version available, once one is.
-    pub version: Option<String>,
-    pub notes: Option<String>,
-    pub done: u64,
-    pub total: u64,
-    /// What went wrong, in plain words.
-    pub message: Option<String>,
-}
-
 #[cfg(test)]
 pub fn running(mode: Mode, image: &str) -> AppModel {
     AppModel {

@@ -6,24 +6,18 @@ use std::time::{Duration, Instant};
 use stigmer_protocol::routes;
 
 use stigmer_client::Client;
-use stigmer_protocol::local::{server_lock_held, Discovery};
+use stigmer_protocol::desktop::{save_prefs, ToWindow};
+use stigmer_protocol::local::server_lock_held;
 use stigmer_protocol::mode::{validate_image_ref, Mode, Tier, BASIC_IMAGE};
 use stigmer_protocol::network::{NetworkChange, NetworkPolicy, NetworkView};
 use stigmer_protocol::status::{ModeChange, Status};
 use stigmer_protocol::{Error, ErrorCode, Result};
-use tauri::{AppHandle, Emitter};
-use tauri_plugin_shell::process::CommandEvent;
-use tauri_plugin_shell::ShellExt;
 
 use crate::menu::ids;
 use crate::model::{AppModel, ServerState};
 use crate::notify;
-use crate::prefs;
-use crate::state::{log_line, shared, update};
-use crate::tray;
-
-/// How long a started server has to become ready.
-const READY_LIMIT: Duration = Duration::from_secs(20);
+use crate::state::{emit, log_line, send_windows, shared, update, AppHandle};
+use crate::tray::{self, UiEvent};
 
 /// Start the server (or attach to the one already running) and watch it.
 pub async fn start(app: &AppHandle) -> Result<AppModel> {
@@ -42,7 +36,7 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
             );
             (api, false)
         }
-        None => match spawn_server(app, generation).await {
+        None => match crate::server::spawn(app, generation).await {
             Ok(api) => (api, true),
             Err(e) => {
                 update(app, |m| {
@@ -56,90 +50,9 @@ pub async fn start(app: &AppHandle) -> Result<AppModel> {
     };
     notify::notifier(app).server_running();
     refresh_from_server(app, &api, owned).await;
-    tauri::async_runtime::spawn(crate::watch::events(app.clone(), api.clone(), generation));
-    tauri::async_runtime::spawn(crate::watch::health(app.clone(), api, generation, owned));
+    tokio::spawn(crate::watch::events(app.clone(), api.clone(), generation));
+    tokio::spawn(crate::watch::health(app.clone(), api, generation, owned));
     Ok(shared(app).model())
-}
-
-/// Spawn `stigmer server start --foreground` (the sidecar next to the app) and wait until it
-/// is ready.
-async fn spawn_server(app: &AppHandle, generation: u64) -> Result<Client> {
-    let s = shared(app);
-    let spawn_error = |e: String| {
-        Error::new(
-            ErrorCode::ServerUnavailable,
-            format!("cannot start the server: {e}"),
-        )
-    };
-    let command = app
-        .shell()
-        .sidecar("stigmer")
-        .map_err(|e| spawn_error(e.to_string()))?;
-    let own = crate::OWN_ENV_VARS.get().cloned().unwrap_or_default();
-    let (mut events, child) = command
-        .env_clear()
-        .envs(std::env::vars().filter(|(k, _)| !own.contains(&k.as_str())))
-        .args([
-            "server",
-            "start",
-            "--foreground",
-            "--exit-with-parent",
-            "--port",
-            "0",
-        ])
-        .spawn()
-        .map_err(|e| spawn_error(e.to_string()))?;
-    let pid = child.pid();
-    *s.child.lock() = Some(child);
-    // The server's output is its log: show it; its end is the server's end.
-    let watcher = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let mut pending = String::new();
-        while let Some(event) = events.recv().await {
-            match event {
-                CommandEvent::Stdout(bytes) | CommandEvent::Stderr(bytes) => {
-                    pending.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(nl) = pending.find('\n') {
-                        let line: String = pending.drain(..=nl).collect();
-                        log_line(&watcher, strip_ansi(line.trim_end()));
-                    }
-                }
-                CommandEvent::Terminated(t) => {
-                    let how = match (t.code, t.signal) {
-                        (Some(c), _) => format!("exit code {c}"),
-                        (_, Some(sig)) => format!("signal {sig}"),
-                        _ => "unknown reason".into(),
-                    };
-                    crate::watch::server_ended(
-                        &watcher,
-                        generation,
-                        format!("the server process ended ({how})"),
-                    );
-                    return;
-                }
-                CommandEvent::Error(e) => log_line(&watcher, format!("server output error: {e}")),
-                _ => {}
-            }
-        }
-    });
-    let started = Instant::now();
-    loop {
-        if let (Some(d), Some(api)) = (
-            Discovery::read(&s.paths),
-            Client::find(&s.paths).ok().flatten(),
-        ) {
-            if d.pid == pid {
-                return Ok(api);
-            }
-        }
-        if started.elapsed() > READY_LIMIT || s.model.lock().server != ServerState::Starting {
-            return Err(spawn_error(format!(
-                "it was not ready after {} s; see its log",
-                READY_LIMIT.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The server went away: stopped on request, or crashed (told once).
@@ -192,7 +105,7 @@ pub async fn stop(app: &AppHandle) -> Result<AppModel> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Some(child) = s.child.lock().take() {
-        let _ = child.kill();
+        let _ = child.kill.send(());
     }
     update(app, |m| {
         m.server = ServerState::Stopped;
@@ -234,7 +147,7 @@ pub async fn set_mode(app: &AppHandle, tier: Tier, image: Option<String>) -> Res
                 p.last_custom_image = Some(image.clone());
                 p.clone()
             };
-            let _ = prefs::save(&s.paths, &saved);
+            let _ = save_prefs(&s.paths, &saved);
             ModeChange {
                 mode: Some(Mode::Sandbox),
                 image: Some(image),
@@ -269,16 +182,17 @@ pub async fn refresh(app: &AppHandle) -> Result<AppModel> {
     Ok(shared(app).model())
 }
 
-/// Quit: stop the server only if this app started it.
+/// Quit: stop the server only if this app started it; windows end with the app.
 pub async fn quit(app: &AppHandle) {
     stop_owned(app).await;
+    send_windows(app, &ToWindow::Exit);
     app.exit(0);
 }
 
 pub fn tray_clicked(app: &AppHandle, id: &str) {
     let app = app.clone();
     let id = id.to_string();
-    tauri::async_runtime::spawn(async move {
+    tokio::spawn(async move {
         let result = match id.as_str() {
             ids::START => start(&app).await.map(|_| ()),
             ids::STOP => stop(&app).await.map(|_| ()),
@@ -296,17 +210,17 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
                     set_mode(&app, Tier::Custom, None).await.map(|_| ())
                 } else {
                     // A tray cannot ask for text: the window can.
-                    crate::window::show_window_at(&app, "custom-image");
+                    crate::windows::open(&app, Some("custom-image"));
                     Ok(())
                 }
             }
             ids::OPEN | ids::APPROVALS => {
-                crate::window::show_window(&app);
+                crate::windows::open(&app, None);
                 Ok(())
             }
             // The window shows the notes and asks before installing.
             ids::UPDATE => {
-                crate::window::show_window_at(&app, "settings");
+                crate::windows::open(&app, Some("settings"));
                 Ok(())
             }
             ids::QUIT => {
@@ -317,29 +231,12 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
         };
         if let Err(e) = result {
             log_line(&app, format!("{}: {}", e.code, e.message));
-            let _ = app.emit("stigmer://error", &e);
+            emit(&app, "stigmer://error", &e);
         }
         // Check items toggle themselves when clicked: put the menu back to the state.
         if tray::is_mode_item(&id) {
-            let m = shared(&app).model();
-            tray::refresh(&app, &m);
+            let model = Box::new(shared(&app).model());
+            app.ui(UiEvent::Show { model, force: true });
         }
     });
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -1,10 +1,8 @@
 //! The user's answer to a command waiting for approval, from the window's buttons or a
 //! notification's.
 
+use crate::state::{shared, update, AppHandle};
 use stigmer_protocol::Result;
-use tauri::AppHandle;
-
-use crate::state::{shared, update};
 
 /// The user's answer to a waiting command (the window's buttons, a notification's).
 pub async fn answer(

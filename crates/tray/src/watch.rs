@@ -9,11 +9,10 @@ use stigmer_protocol::routes;
 use stigmer_client::Client;
 use stigmer_protocol::events::{Event, ImageAction};
 use stigmer_protocol::mode::Tier;
-use tauri::{AppHandle, Emitter};
 
 use crate::model::{Download, ServerState};
 use crate::notify;
-use crate::state::{log_line, shared, update};
+use crate::state::{emit, log_line, shared, update, AppHandle};
 
 /// Events reach the window at most this often, in batches (never one event per byte).
 const BATCH_EVERY: Duration = Duration::from_millis(100);
@@ -97,9 +96,10 @@ pub async fn events(app: AppHandle, api: Client, generation: u64) {
             Err(_) => {}
         }
         if last_flush.elapsed() >= BATCH_EVERY && (!batch.is_empty() || dropped > 0) {
-            let _ = app.emit(
+            emit(
+                &app,
                 "stigmer://events",
-                EventBatch {
+                &EventBatch {
                     events: std::mem::take(&mut batch),
                     dropped_output_bytes: dropped,
                 },
@@ -151,7 +151,7 @@ fn on_event(app: &AppHandle, event: &Event) {
         // Events were lost: what waits is asked again, so no prompt is missed or left stale.
         Event::Lagged { .. } => {
             let app = app.clone();
-            tauri::async_runtime::spawn(async move {
+            tokio::spawn(async move {
                 let Ok(api) = shared(&app).api() else { return };
                 if let Ok(view) = api
                     .get::<stigmer_protocol::clients::ApprovalsView>(routes::APPROVALS)
@@ -174,7 +174,7 @@ fn on_event(app: &AppHandle, event: &Event) {
             // Told only if it is still going a moment later: a quick one says nothing.
             let id = notify::notifier(app).image_started(image, *action);
             let app2 = app.clone();
-            tauri::async_runtime::spawn(async move {
+            tokio::spawn(async move {
                 tokio::time::sleep(notify::QUIET_START).await;
                 let note = notify::notifier(&app2).still_preparing(id);
                 if let Some(note) = note {
