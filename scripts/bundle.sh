@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The installers, built with the Tauri CLI: on Linux the .deb and .rpm (AppImage downloads its
-# tooling from outside, so the release workflow builds it), with the `stigmer` CLI bundled next
-# to the app (`externalBin`). Prints the paths of what it built.
+# tooling from outside, so the release workflow builds it), with the `stigmer` CLI and the
+# `stigmer-tray` program bundled next to the app (`externalBin`). Prints the paths of what it built.
 #
 #   ./scripts/bundle.sh [--bundles deb,rpm] [tauri build options...]
 #   ./scripts/bundle.sh --tools-only
@@ -23,9 +23,10 @@ fi
 # need `cargo tauri signer` before their first bundle).
 [ "${1:-}" = "--tools-only" ] && exit 0
 triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo build --release --locked -p stigmer-cli
+cargo build --release --locked -p stigmer-cli -p stigmer-tray
 mkdir -p src-tauri/binaries
 cp target/release/stigmer "src-tauri/binaries/stigmer-$triple"
+cp target/release/stigmer-tray "src-tauri/binaries/stigmer-tray-$triple"
 args=(--config src-tauri/tauri.bundle.json)
 if [ -n "${TAURI_SIGNING_PRIVATE_KEY:-}" ]; then
   args+=(--config '{"bundle":{"createUpdaterArtifacts":true}}')

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 install_deps app
-# The app starts the server binary that sits next to it.
-cargo build --locked -p stigmer-cli -p stigmer-desktop
+# The window starts the tray program next to it, which starts the server program next to it.
+cargo build --locked -p stigmer-cli -p stigmer-tray -p stigmer-desktop
 exec target/debug/stigmer-desktop "$@"

@@ -68,7 +68,7 @@ impl Link {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().insert(id, tx);
-        if out.send(wire::line(&Request { id, call })).is_err() {
+        if out.send(wire::line(&Request { seq: id, call })).is_err() {
             self.waiting.lock().remove(&id);
             return Err(gone());
         }
@@ -152,8 +152,8 @@ async fn read_all(link: &Link, read: impl AsyncRead + Unpin, on: impl Fn(ToWindo
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str::<ToWindow>(&line) {
-            Ok(ToWindow::Reply { id, ok, err }) => {
-                link.settle(id, err.map_or_else(|| Ok(ok.unwrap_or(Value::Null)), Err))
+            Ok(ToWindow::Reply { seq, ok, err }) => {
+                link.settle(seq, err.map_or_else(|| Ok(ok.unwrap_or(Value::Null)), Err))
             }
             Ok(message) => on(message),
             Err(e) => tracing::warn!("the tray process sent what is not a message: {e}"),

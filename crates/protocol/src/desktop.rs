@@ -81,9 +81,10 @@ pub enum Call {
     Quit,
 }
 
+/// A call, numbered so its reply finds it (`seq`: calls have fields named `id`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
-    pub id: u64,
+    pub seq: u64,
     #[serde(flatten)]
     pub call: Call,
 }
@@ -93,7 +94,7 @@ pub struct Request {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToWindow {
     Reply {
-        id: u64,
+        seq: u64,
         #[serde(default)]
         ok: Option<Value>,
         #[serde(default)]
@@ -193,31 +194,45 @@ pub struct UpdateState {
 mod tests {
     use super::*;
 
+    fn back<T: serde::de::DeserializeOwned>(v: &impl Serialize) -> T {
+        serde_json::from_slice(&line(v)).unwrap()
+    }
+
     #[test]
-    fn a_call_and_a_reply_read_back_as_sent() {
-        let r = Request {
-            id: 7,
-            call: Call::SetMode {
+    fn every_call_and_a_reply_read_back_as_sent() {
+        let calls = [
+            Call::SetMode {
                 tier: Tier::Custom,
                 image: Some("x:1".into()),
             },
-        };
-        let back: Request = serde_json::from_slice(&line(&r)).unwrap();
-        assert_eq!(back.id, 7);
-        assert!(
-            matches!(back.call, Call::SetMode { tier: Tier::Custom, image: Some(ref i) } if i == "x:1")
-        );
+            Call::AnswerApproval {
+                id: "a1".into(),
+                decision: Decision::AllowOnce,
+            },
+            Call::SetNetwork {
+                policy: NetworkPolicy::Allowlist,
+            },
+            Call::SetPrefs {
+                prefs: Prefs::default(),
+            },
+            Call::UpdateProgress {
+                update: UpdateState::default(),
+            },
+            Call::GetModel,
+            Call::Quit,
+        ];
+        for call in calls {
+            let sent = format!("{call:?}");
+            let r: Request = back(&Request { seq: 7, call });
+            assert_eq!(r.seq, 7);
+            assert_eq!(format!("{:?}", r.call), sent);
+        }
         let e = ToWindow::Reply {
-            id: 7,
+            seq: 7,
             ok: None,
-            err: Some(Error::new(
-                stigmer_protocol::ErrorCode::InvalidSetting,
-                "no",
-            )),
+            err: Some(Error::new(crate::ErrorCode::InvalidSetting, "no")),
         };
-        let back: ToWindow = serde_json::from_slice(&line(&e)).unwrap();
-        assert!(
-            matches!(back, ToWindow::Reply { id: 7, err: Some(ref e), .. } if e.message == "no")
-        );
+        let r: ToWindow = back(&e);
+        assert!(matches!(r, ToWindow::Reply { seq: 7, err: Some(ref e), .. } if e.message == "no"));
     }
 }

@@ -237,6 +237,8 @@ pub fn approval_actions(a: &Approval) -> Vec<(&'static str, String)> {
 /// says to open Stigmer. The notification expires when the wait does.
 pub fn ask(app: &AppHandle, a: &Approval) {
     let (app, a) = (app.clone(), a.clone());
+    // The answer goes to the server from the app's runtime (this waits on a thread of its own).
+    let runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         let note = approval_note(&a, now_ms());
         #[cfg(all(unix, not(target_os = "macos")))]
@@ -256,13 +258,15 @@ pub fn ask(app: &AppHandle, a: &Approval) {
                     n.action(key, &label);
                 }
                 match n.show() {
-                    Ok(handle) => handle.wait_for_action(|action| on_action(&app, &a.id, action)),
+                    Ok(handle) => {
+                        handle.wait_for_action(|action| on_action(&runtime, &app, &a.id, action))
+                    }
                     Err(e) => tracing::warn!("notification not shown: {e}"),
                 }
                 return;
             }
         }
-        let _ = &app;
+        let _ = (&app, &runtime);
         show_now(&Note {
             body: format!("{}\nOpen Stigmer to allow or deny it.", note.body),
             ..note
@@ -271,7 +275,7 @@ pub fn ask(app: &AppHandle, a: &Approval) {
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
-fn on_action(app: &AppHandle, id: &str, action: &str) {
+fn on_action(runtime: &tokio::runtime::Handle, app: &AppHandle, id: &str, action: &str) {
     let decision = match action {
         "allow_once" => Decision::AllowOnce,
         "always_allow" => Decision::AlwaysAllow,
@@ -280,7 +284,7 @@ fn on_action(app: &AppHandle, id: &str, action: &str) {
         _ => return, // closed or expired: the wait goes on in the window, or ended
     };
     let (app, id) = (app.clone(), id.to_string());
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         if let Err(e) = crate::approvals::answer(&app, &id, decision).await {
             // Answered in the window meanwhile, or timed out: nothing to do.
             tracing::info!("the notification's answer was not taken: {}", e.message);

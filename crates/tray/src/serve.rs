@@ -51,23 +51,30 @@ async fn connection(app: AppHandle, stream: Stream) {
     shared(&app).windows.lock().push(tx.clone());
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let request: Request = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("a window sent what is not a call: {e}");
-                continue;
-            }
-        };
         let (app, tx) = (app.clone(), tx.clone());
         tokio::spawn(async move {
-            let reply = match answer(&app, request.call).await {
+            let (seq, result) = match serde_json::from_str::<Request>(&line) {
+                Ok(r) => (r.seq, answer(&app, r.call).await),
+                // A call this version does not know: say so, so the window does not wait.
+                Err(e) => (
+                    serde_json::from_str::<Value>(&line)
+                        .ok()
+                        .and_then(|v| v["seq"].as_u64())
+                        .unwrap_or(0),
+                    Err(Error::new(
+                        ErrorCode::InvalidRequest,
+                        format!("the tray app does not know this call ({e}): restart Stigmer"),
+                    )),
+                ),
+            };
+            let reply = match result {
                 Ok(ok) => ToWindow::Reply {
-                    id: request.id,
+                    seq,
                     ok: Some(ok),
                     err: None,
                 },
                 Err(err) => ToWindow::Reply {
-                    id: request.id,
+                    seq,
                     ok: None,
                     err: Some(err),
                 },

@@ -253,7 +253,11 @@ impl Desktop {
             .env_remove("STIGMER_SANDBOX_IMAGE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(if std::env::var_os("STIGMER_TEST_APP_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         c
     }
 
