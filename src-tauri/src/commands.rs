@@ -454,7 +454,7 @@ pub fn open_help(app: AppHandle, topic: String) -> Result<()> {
 /// The page has drawn itself: the window may show (it starts hidden, never blank).
 #[tauri::command]
 pub fn page_ready(app: AppHandle) {
-    crate::window::page_ready(&app);
+    crate::page::page_ready(&app);
 }
 
 #[tauri::command]
@@ -470,7 +470,7 @@ pub async fn install_update(app: AppHandle) -> Result<()> {
 /// The view a window opened from the tray shows first, if any.
 #[tauri::command]
 pub fn take_pending_view(app: AppHandle) -> Option<String> {
-    crate::window::take_pending_view(&app)
+    crate::page::take_pending_view(&app)
 }
 
 /// Whether `stigmer` is on PATH, and whether this app can put it there.

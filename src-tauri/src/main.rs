@@ -12,6 +12,7 @@
 mod cli_install;
 mod commands;
 mod link;
+mod page;
 mod updates;
 mod window;
 

@@ -3,19 +3,14 @@
 //! the page has drawn (never blank), and ends when the window closes, so no web view stays in
 //! the tray. Closed with close-to-tray off, it quits the whole app.
 
-use parking_lot::Mutex;
 use stigmer_protocol::desktop::{load_prefs, Call, ToWindow, TRAY_ARG};
 use stigmer_protocol::local::Paths;
 use tauri::{AppHandle, Emitter, Manager, WindowEvent};
 
 use crate::commands;
 use crate::link::{self, Link};
+use crate::page::{show, PendingView, MAIN_WINDOW};
 
-/// The window's label (tauri.conf.json).
-pub const MAIN_WINDOW: &str = "main";
-
-/// What the window shows first, if not the usual (`settings`, `custom-image`).
-struct PendingView(Mutex<Option<String>>);
 
 pub fn run(paths: Paths, view: Option<String>) {
     let app = tauri::Builder::default()
@@ -33,7 +28,7 @@ pub fn run(paths: Paths, view: Option<String>) {
             Some(vec![TRAY_ARG]),
         ))
         .manage(Link::new(paths))
-        .manage(PendingView(Mutex::new(view)))
+        .manage(PendingView::new(view))
         .invoke_handler(tauri::generate_handler![
             commands::get_model,
             commands::agent_config,
@@ -171,31 +166,4 @@ async fn follow_tray(app: AppHandle) {
     };
     link::follow(&link, stream, on).await;
     app.exit(0);
-}
-
-/// Bring the window to the front, on `view` if one is named.
-fn show(app: &AppHandle, view: Option<&str>) {
-    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-    }
-    if let Some(view) = view {
-        *app.state::<PendingView>().0.lock() = Some(view.to_string());
-        let _ = app.emit("stigmer://show-view", view);
-    }
-}
-
-pub fn take_pending_view(app: &AppHandle) -> Option<String> {
-    app.state::<PendingView>().0.lock().take()
-}
-
-/// The page has drawn: show its window (it is made hidden, so nobody sees a blank one).
-pub fn page_ready(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-        if !w.is_visible().unwrap_or(false) {
-            let _ = w.show();
-            let _ = w.set_focus();
-        }
-    }
 }
