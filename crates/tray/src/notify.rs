@@ -4,7 +4,7 @@
 //! per progress step: GNOME ignores `replaces_id`, so progress lives in the window.
 
 use crate::state::AppHandle;
-use stigmer_protocol::clients::{command_preview, Approval, Decision};
+use stigmer_protocol::clients::{command_preview, Approval};
 use stigmer_protocol::events::ImageAction;
 use stigmer_protocol::mode::Tier;
 
@@ -217,6 +217,7 @@ const PREVIEW_CHARS: usize = 160;
 
 /// The buttons of a waiting command's notification: (action key, label). Allow only when the
 /// notification shows the whole command; else the window, where all of it is.
+#[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
 pub fn approval_actions(a: &Approval) -> Vec<(&'static str, String)> {
     if !command_preview(&a.command, PREVIEW_CHARS).1 {
         return vec![
@@ -276,6 +277,7 @@ pub fn ask(app: &AppHandle, a: &Approval) {
 
 #[cfg(all(unix, not(target_os = "macos")))]
 fn on_action(runtime: &tokio::runtime::Handle, app: &AppHandle, id: &str, action: &str) {
+    use stigmer_protocol::clients::Decision;
     let decision = match action {
         "allow_once" => Decision::AllowOnce,
         "always_allow" => Decision::AlwaysAllow,
