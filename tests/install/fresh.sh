@@ -50,9 +50,11 @@ status=$(stigmer server status) || fail "stigmer server status: $status"
 grep -qi running <<<"$status" || fail "stigmer server status: $status"
 app_pid=$(pgrep -x stigmer-desktop | head -1 || true)
 [ -n "$app_pid" ] || fail "no app process"
+# The window started the tray process, which started the server.
+pgrep -x stigmer-tray >/dev/null || fail "no tray process"
 
 step "quit"
-# Programs named stigmer* (the app, the server, the CLI): not this script, whose arguments name the package.
+# Ending the window quits the app. Programs named stigmer* (the window, the tray, the server, the CLI): not this script, whose arguments name the package.
 kill -TERM "$app_pid"
 for _ in $(seq 1 150); do pgrep '^stigmer' >/dev/null || break; sleep 0.1; done
 left=$(pgrep -a '^stigmer' || true)
@@ -60,7 +62,7 @@ left=$(pgrep -a '^stigmer' || true)
 
 step "apt-get remove"
 apt-get remove -y -qq stigmer >/dev/null 2>&1 || fail "remove"
-for f in /usr/bin/stigmer /usr/bin/stigmer-desktop "$entry"; do
+for f in /usr/bin/stigmer /usr/bin/stigmer-desktop /usr/bin/stigmer-tray "$entry"; do
   [ ! -e "$f" ] || fail "$f is still there after removal"
 done
 

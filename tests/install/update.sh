@@ -133,6 +133,10 @@ for _ in $(seq 1 300); do
 done
 [ -n "$new_pid" ] || fail "the app did not restart"
 case "$(readlink "/proc/$new_pid/exe")" in *deleted*) fail "the restarted app is the old binary" ;; esac
+# Its tray process too: one, the new binary.
+trays=$(pgrep -x stigmer-tray || true)
+[ "$(wc -w <<<"$trays")" = 1 ] || fail "tray processes after the update: '${trays}'"
+case "$(readlink "/proc/$trays/exe")" in *deleted*) fail "the tray process is the old binary" ;; esac
 for _ in $(seq 1 300); do [ -s "$HOME/.local/share/stigmer/server.json" ] && break; sleep 0.1; done
 stigmer run -- echo after-the-update | grep -qx after-the-update || fail "no command after the update"
 kill -TERM "$new_pid" || fail "the restarted app (pid $new_pid) ended by itself"
