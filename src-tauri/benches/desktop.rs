@@ -31,7 +31,9 @@ fn tree_rss_kib(roots: &[u32]) -> (u64, Vec<String>) {
             .trim_start_matches("Name:")
             .trim()
             .to_string();
-        if name == "stigmer" || name.is_empty() {
+        // The server is not the app's; a process that ended (not yet reaped) holds nothing.
+        let ended = status.lines().any(|l| l.starts_with("State:") && l.contains("zombie"));
+        if name == "stigmer" || name.is_empty() || ended {
             continue;
         }
         // PSS: shared pages (libraries, WebKit's shared memory) split between the processes.
@@ -139,7 +141,7 @@ fn tray_cycle(app: &str) -> (u64, u64, Duration) {
 async fn activity_loads(c: &Client, n: usize) -> (Duration, Duration) {
     let time = |filter: &'static str| async move {
         let script = format!(
-            "const done = arguments[0]; $('f-text').value = '{filter}'; const t = performance.now(); \
+            "const done = arguments[0]; document.getElementById('f-text').value = '{filter}'; const t = performance.now(); \
              __stigmer.loadRuns().then(() => done(performance.now() - t));"
         );
         let v = c.execute_async(&script, vec![]).await.unwrap();

@@ -366,23 +366,28 @@ async fn an_update_is_offered_never_installed_silently_and_a_bad_one_is_refused(
     }
 }
 
-/// The names of `pid`'s child processes.
-fn children_of(pid: u32) -> Vec<String> {
-    let mut names = Vec::new();
+/// `pid`'s child processes: (pid, name).
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         let Some((head, rest)) = stat.rsplit_once(')') else {
             continue;
         };
         if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
-            names.push(
-                head.split_once('(')
-                    .map(|(_, n)| n.to_string())
-                    .unwrap_or_default(),
-            );
+            let name = head.split_once('(').map(|(_, n)| n.to_string());
+            found.push((child, name.unwrap_or_default()));
         }
     }
-    names
+    found
+}
+
+/// The names of `pid`'s child processes.
+fn children_of(pid: u32) -> Vec<String> {
+    children(pid).into_iter().map(|(_, n)| n).collect()
 }
 
 /// Closed to the tray, the window's process ends and every WebKit process with it; the tray
@@ -419,7 +424,7 @@ async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
         "the window's process outlived its window"
     );
     assert!(!web(window.id()));
-    assert!(alive(tray), "the tray process quit with the window");
+    assert!(running(tray), "the tray process quit with the window");
     assert_eq!(
         unsafe { libc::kill(server_pid, 0) },
         0,
@@ -441,31 +446,18 @@ async fn closing_to_the_tray_frees_the_web_view_and_open_brings_it_back() {
     let addr = tray_menu_address(&d);
     tray_click(&d, &addr, "Quit");
     assert!(
-        wait_for(Duration::from_secs(15), || !alive(tray)
-            && !alive(reopened[0])
+        wait_for(Duration::from_secs(15), || !running(tray)
+            && !running(reopened[0])
             && unsafe { libc::kill(server_pid, 0) } != 0),
         "Quit did not end the tray, the window and the server"
     );
 }
 
-fn alive(pid: u32) -> bool {
-    running(pid)
-}
-
-/// The pids of `pid`'s children that are the app (not the server, not WebKit's).
+/// The pids of `pid`'s running children that are the window (not the server, not WebKit's).
 fn children_of_pids(pid: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if rest.split_whitespace().nth(1) == Some(&pid.to_string())
-            && head.ends_with("(stigmer-desktop")
-            && alive(entry.file_name().to_string_lossy().parse().unwrap_or(0))
-        {
-            pids.extend(entry.file_name().to_string_lossy().parse::<u32>());
-        }
-    }
-    pids
+    children(pid)
+        .into_iter()
+        .filter(|(p, n)| n == "stigmer-desktop" && running(*p))
+        .map(|(p, _)| p)
+        .collect()
 }

@@ -41,7 +41,7 @@ cp "$deb" "$work/pkg/"
 echo "== the .rpm's files and requirements"
 files=$(rpm -qpl "$rpm" 2>/dev/null); requires=$(rpm -qpR "$rpm" 2>/dev/null)
 ok=PASS
-for f in /usr/bin/stigmer /usr/bin/stigmer-desktop /usr/share/applications/Stigmer.desktop; do
+for f in /usr/bin/stigmer /usr/bin/stigmer-desktop /usr/bin/stigmer-tray /usr/share/applications/Stigmer.desktop; do
   grep -qx "$f" <<<"$files" || { echo "the .rpm lacks $f"; ok=FAIL; }
 done
 grep -q "/usr/share/icons/hicolor/.*/apps/stigmer-desktop.png" <<<"$files" || { echo "the .rpm lacks the icon"; ok=FAIL; }
