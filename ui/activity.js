@@ -65,7 +65,7 @@ function runEntry(run, where = "prepend") {
   }
   const li = entry.li;
   li.querySelector("code").textContent = run.command;
-  li.querySelector(".mode").textContent = run.mode === "local" ? "local" : `sandbox · ${run.image}`;
+  li.querySelector(".mode").textContent = run.mode === "sandbox" ? `sandbox · ${run.image}` : run.mode;
   li.querySelector(".client").textContent = run.client || "other";
   li.querySelector(".cwd").textContent = run.cwd;
   li.querySelector(".when").textContent = when(run.started_at_ms);

@@ -346,7 +346,7 @@ async function init() {
       const o = run.outcome;
       const cut = skipped ? ` · ${humanBytes(skipped)} of output not shown (the full head and tail are in Activity)` : "";
       if (run.error) showError($("try-result"), run.error);
-      else $("try-result").textContent = `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : "ran in " + run.image}${cut}`;
+      else $("try-result").textContent = `${o.timed_out ? "timed out" : "exit code " + o.exit_code} · ${o.duration_ms.toFixed(0)} ms · ${run.mode === "local" ? "ran locally" : run.mode === "protected" ? "ran locally, protected" : "ran in " + run.image}${cut}`;
     } catch (err) {
       showError($("try-result"), err);
     }

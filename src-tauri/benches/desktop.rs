@@ -32,7 +32,9 @@ fn tree_rss_kib(roots: &[u32]) -> (u64, Vec<String>) {
             .trim()
             .to_string();
         // The server is not the app's; a process that ended (not yet reaped) holds nothing.
-        let ended = status.lines().any(|l| l.starts_with("State:") && l.contains("zombie"));
+        let ended = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("zombie"));
         if name == "stigmer" || name.is_empty() || ended {
             continue;
         }

@@ -11,7 +11,6 @@ use crate::commands;
 use crate::link::{self, Link};
 use crate::page::{show, PendingView, MAIN_WINDOW};
 
-
 pub fn run(paths: Paths, view: Option<String>) {
     let app = tauri::Builder::default()
         // A second launch focuses this window instead of opening another.

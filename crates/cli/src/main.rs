@@ -25,6 +25,15 @@ fn real_main() -> i32 {
     // Commands this process runs (the server's local runs, `stigmer run` without a server)
     // start as from a shell, whatever this process was started under.
     stigmer_engine::execute::default_signals_for_commands();
+    // Inside a protected run's namespaces, the last step before its command (not for people).
+    #[cfg(target_os = "linux")]
+    {
+        use stigmer_engine::execute::protected::inner;
+        let mut args = std::env::args_os().skip(1);
+        if args.next().is_some_and(|a| a == inner::SUBCOMMAND) {
+            return inner::main(args.collect());
+        }
+    }
     let is_run = std::env::args().nth(1).as_deref() == Some("run");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

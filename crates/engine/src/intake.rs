@@ -104,6 +104,7 @@ pub fn intake(
     let chosen = match policy.tier {
         ClientTier::Default => None,
         ClientTier::Local => Some((Mode::Local, None)),
+        ClientTier::Protected => Some((Mode::Protected, None)),
         ClientTier::Basic => Some((Mode::Sandbox, Some(BASIC_IMAGE.to_string()))),
         ClientTier::Custom => Some((Mode::Sandbox, policy.image.clone())),
     };

@@ -20,6 +20,8 @@ pub enum ClientTier {
     #[default]
     Default,
     Local,
+    /// On this computer, confined by the operating system.
+    Protected,
     /// The basic sandbox image.
     Basic,
     /// A custom image (`image`).
@@ -40,9 +42,10 @@ pub enum Rule {
 }
 
 impl ClientTier {
-    pub const ALL: [ClientTier; 4] = [
+    pub const ALL: [ClientTier; 5] = [
         ClientTier::Default,
         ClientTier::Local,
+        ClientTier::Protected,
         ClientTier::Basic,
         ClientTier::Custom,
     ];
@@ -52,6 +55,7 @@ impl ClientTier {
         match self {
             ClientTier::Default => "The default (Home)",
             ClientTier::Local => Tier::Local.label(),
+            ClientTier::Protected => Tier::Protected.label(),
             ClientTier::Basic => Tier::Basic.label(),
             ClientTier::Custom => "Custom image…",
         }
@@ -67,6 +71,7 @@ impl ClientTier {
         match self {
             ClientTier::Default => "default",
             ClientTier::Local => "local",
+            ClientTier::Protected => "protected",
             ClientTier::Basic => "basic",
             ClientTier::Custom => "custom",
         }

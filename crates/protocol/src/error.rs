@@ -45,6 +45,9 @@ pub enum ErrorCode {
     WorkspaceChanged,
     /// The container engine cannot be reached.
     EngineUnavailable,
+    /// The protected tier cannot confine commands on this system (the message says which
+    /// feature is missing): nothing ran, and nothing runs unconfined instead.
+    ProtectionUnavailable,
     /// The sandbox image does not exist.
     ImageNotFound,
     /// Downloading the sandbox image failed.
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::WorkspaceNotAllowed => "WORKSPACE_NOT_ALLOWED",
             ErrorCode::WorkspaceChanged => "WORKSPACE_CHANGED",
             ErrorCode::EngineUnavailable => "ENGINE_UNAVAILABLE",
+            ErrorCode::ProtectionUnavailable => "PROTECTION_UNAVAILABLE",
             ErrorCode::ImageNotFound => "IMAGE_NOT_FOUND",
             ErrorCode::ImagePullFailed => "IMAGE_PULL_FAILED",
             ErrorCode::ImageBuildFailed => "IMAGE_BUILD_FAILED",
@@ -133,6 +137,7 @@ impl ErrorCode {
             | ErrorCode::ImageNotFound => 422,
             ErrorCode::ImagePullFailed
             | ErrorCode::EngineUnavailable
+            | ErrorCode::ProtectionUnavailable
             | ErrorCode::ApprovalUnavailable
             | ErrorCode::ServerUnavailable => 503,
             ErrorCode::ConfigError

@@ -19,14 +19,19 @@ pub enum Mode {
     /// Directly on this machine (the default).
     #[default]
     Local,
+    /// On this machine, confined by the operating system (the protected tier).
+    Protected,
     /// In a container made from the sandbox image.
     Sandbox,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Local, Mode::Protected, Mode::Sandbox];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Local => "local",
+            Mode::Protected => "protected",
             Mode::Sandbox => "sandbox",
         }
     }
@@ -50,35 +55,41 @@ impl FromStr for Mode {
     fn from_str(s: &str) -> Result<Mode> {
         match s.trim().to_ascii_lowercase().as_str() {
             "local" => Ok(Mode::Local),
+            "protected" => Ok(Mode::Protected),
             "sandbox" => Ok(Mode::Sandbox),
             "auto" => Err(Error::new(
                 ErrorCode::InvalidMode,
-                "mode `auto` is not supported: choose `local` or `sandbox` explicitly",
+                "mode `auto` is not supported: choose `local`, `protected` or `sandbox` explicitly",
             )),
             _ => Err(Error::new(
                 ErrorCode::InvalidMode,
-                format!("`{s}` is not an execution mode; valid modes are `local` and `sandbox`"),
+                format!(
+                    "`{s}` is not an execution mode; valid modes are `local`, `protected` and \
+                     `sandbox`"
+                ),
             )),
         }
     }
 }
 
-/// The three tiers users choose between, derived from mode and image.
+/// The tiers users choose between, derived from mode and image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Local,
+    Protected,
     Basic,
     Custom,
 }
 
 impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Local, Tier::Basic, Tier::Custom];
+    pub const ALL: [Tier; 4] = [Tier::Local, Tier::Protected, Tier::Basic, Tier::Custom];
 
     /// The word on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Local => "local",
+            Tier::Protected => "protected",
             Tier::Basic => "basic",
             Tier::Custom => "custom",
         }
@@ -88,6 +99,7 @@ impl Tier {
     pub fn label(self) -> &'static str {
         match self {
             Tier::Local => "Local",
+            Tier::Protected => "Local, protected",
             Tier::Basic => "Basic sandbox",
             Tier::Custom => "Custom image",
         }
@@ -96,6 +108,7 @@ impl Tier {
     pub fn of(mode: Mode, image: &str) -> Tier {
         match mode {
             Mode::Local => Tier::Local,
+            Mode::Protected => Tier::Protected,
             Mode::Sandbox if image == BASIC_IMAGE => Tier::Basic,
             Mode::Sandbox => Tier::Custom,
         }

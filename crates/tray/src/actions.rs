@@ -122,6 +122,10 @@ pub async fn set_mode(app: &AppHandle, tier: Tier, image: Option<String>) -> Res
             mode: Some(Mode::Local),
             ..ModeChange::default()
         },
+        Tier::Protected => ModeChange {
+            mode: Some(Mode::Protected),
+            ..ModeChange::default()
+        },
         Tier::Basic => ModeChange {
             mode: Some(Mode::Sandbox),
             image: Some(BASIC_IMAGE.into()),
@@ -198,6 +202,7 @@ pub fn tray_clicked(app: &AppHandle, id: &str) {
             ids::STOP => stop(&app).await.map(|_| ()),
             ids::STOP_RUNS => stop_all_runs(&app).await.map(|_| ()),
             ids::MODE_LOCAL => set_mode(&app, Tier::Local, None).await.map(|_| ()),
+            ids::MODE_PROTECTED => set_mode(&app, Tier::Protected, None).await.map(|_| ()),
             ids::MODE_BASIC => set_mode(&app, Tier::Basic, None).await.map(|_| ()),
             ids::NET_OPEN => set_network(&app, NetworkPolicy::Open).await.map(|_| ()),
             ids::NET_NONE => set_network(&app, NetworkPolicy::None).await.map(|_| ()),

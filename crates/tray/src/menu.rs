@@ -57,6 +57,7 @@ pub mod ids {
     pub const STOP_RUNS: &str = "stop-runs";
     pub const APPROVALS: &str = "approvals";
     pub const MODE_LOCAL: &str = "mode-local";
+    pub const MODE_PROTECTED: &str = "mode-protected";
     pub const MODE_BASIC: &str = "mode-basic";
     pub const MODE_CUSTOM: &str = "mode-custom";
     pub const NET_OPEN: &str = "net-open";
@@ -68,7 +69,7 @@ pub mod ids {
 }
 
 /// The tray menu for a state. Linux trays deliver no clicks on the icon, so every action is
-/// an item here. The three modes are check items kept mutually exclusive (no radio items).
+/// an item here. The tiers are check items kept mutually exclusive (no radio items).
 pub fn tray_menu(m: &AppModel) -> Vec<Item> {
     let status = status_line(m);
     let running = m.running();
@@ -102,6 +103,12 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
             enabled: running,
         },
         Item::Check {
+            id: ids::MODE_PROTECTED,
+            text: Tier::Protected.label().into(),
+            checked: tier == Tier::Protected,
+            enabled: running,
+        },
+        Item::Check {
             id: ids::MODE_BASIC,
             text: Tier::Basic.label().into(),
             checked: tier == Tier::Basic,
@@ -119,7 +126,7 @@ pub fn tray_menu(m: &AppModel) -> Vec<Item> {
         },
         Item::Separator,
     ];
-    // What sandboxes may reach: only shown where it matters, in a sandbox tier.
+    // What commands may reach: only shown where it matters, in a confined tier.
     if tier != Tier::Local {
         for (id, policy) in [
             (ids::NET_OPEN, NetworkPolicy::Open),
@@ -217,6 +224,9 @@ mod tests {
             checked(&tray_menu(&running(Mode::Sandbox, BASIC_IMAGE))),
             [ids::MODE_BASIC]
         );
+        let protected = tray_menu(&running(Mode::Protected, BASIC_IMAGE));
+        assert_eq!(checked(&protected), [ids::MODE_PROTECTED]);
+        assert_eq!(checked_of(&protected, "net-"), [ids::NET_OPEN], "its network is chosen too");
         let custom = tray_menu(&running(Mode::Sandbox, "my/img:1"));
         assert_eq!(checked(&custom), [ids::MODE_CUSTOM]);
         assert!(custom
@@ -261,6 +271,7 @@ mod tests {
                 ids::START,
                 ids::STOP,
                 ids::MODE_LOCAL,
+                ids::MODE_PROTECTED,
                 ids::MODE_BASIC,
                 ids::MODE_CUSTOM,
                 ids::OPEN,

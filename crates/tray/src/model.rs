@@ -198,7 +198,10 @@ pub fn problem(m: &AppModel) -> Option<Problem> {
             )
         }
         ServerState::Starting => return None,
-        ServerState::Running { .. } if m.tier() == Tier::Local => return None,
+        // The container engine is no concern of the tiers that run on this computer.
+        ServerState::Running { .. } if matches!(m.tier(), Tier::Local | Tier::Protected) => {
+            return None
+        }
         ServerState::Running { .. } => {}
     }
     let detail = Some(m.engine_message.as_str());
@@ -269,7 +272,7 @@ impl AppModel {
 
     /// Why commands cannot run in the chosen sandbox tier right now, in a few words.
     pub fn sandbox_problem(&self) -> Option<&'static str> {
-        if !self.running() || self.tier() == Tier::Local {
+        if !self.running() || matches!(self.tier(), Tier::Local | Tier::Protected) {
             return None;
         }
         match self.engine.and_then(EngineStatus::short_problem) {

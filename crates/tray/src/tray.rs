@@ -152,6 +152,7 @@ pub fn is_mode_item(id: &str) -> bool {
     use crate::menu::ids;
     [
         ids::MODE_LOCAL,
+        ids::MODE_PROTECTED,
         ids::MODE_BASIC,
         ids::MODE_CUSTOM,
         ids::NET_OPEN,

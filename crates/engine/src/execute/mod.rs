@@ -1,11 +1,13 @@
-//! Where a command runs. Every backend is an [`Executor`]: this machine ([`local`]) or a
-//! sandbox container ([`container`]); remote hosts or pods would be more of them. A run's
+//! Where a command runs. Every backend is an [`Executor`]: this machine ([`local`]), this
+//! machine confined by the operating system ([`protected`]) or a sandbox container
+//! ([`container`]); remote hosts or pods would be more of them. A run's
 //! executor is chosen in one place, [`target`], from the settings and the request; nothing
 //! else looks at the mode. Sandbox mode never falls back to the host.
 
 pub mod container;
 pub mod held;
 pub mod local;
+pub mod protected;
 pub mod request;
 
 use std::future::Future;
@@ -125,6 +127,12 @@ pub fn target(
 ) -> Target {
     let executor: Arc<dyn Executor> = match settings.mode {
         Mode::Local => Arc::new(Local),
+        Mode::Protected => Arc::new(protected::Protected::new(
+            sandbox.clone(),
+            SandboxSpec::from_settings(settings)
+                .with_session(session.clone())
+                .with_client(client),
+        )),
         Mode::Sandbox => Arc::new(Container::new(
             sandbox.clone(),
             SandboxSpec::from_settings(settings)

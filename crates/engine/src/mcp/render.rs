@@ -192,7 +192,7 @@ pub fn environment(
     let image = &status.image;
     // Host tools are what local commands see; in the sandbox the image decides.
     let (available, tools_note): (Vec<&ToolInfo>, String) = match status.tier {
-        Tier::Local => (
+        Tier::Local | Tier::Protected => (
             tools.tools.iter().filter(|t| t.found).collect(),
             "installed on this computer".to_string(),
         ),
@@ -207,12 +207,16 @@ pub fn environment(
     };
     let names: Vec<String> = available
         .iter()
-        .map(
-            |t| match t.version.as_ref().filter(|_| status.tier == Tier::Local) {
+        .map(|t| {
+            match t
+                .version
+                .as_ref()
+                .filter(|_| matches!(status.tier, Tier::Local | Tier::Protected))
+            {
                 Some(v) => format!("{} {v}", t.name),
                 None => t.name.clone(),
-            },
-        )
+            }
+        })
         .collect();
     let missing: Vec<&str> = if status.tier == Tier::Custom {
         Vec::new()

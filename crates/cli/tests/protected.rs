@@ -1,0 +1,377 @@
+//! The protected tier on Linux (bubblewrap), run as a normal user whose home holds fake
+//! secrets. Each attack is first shown to work in local mode (so the protected refusal proves
+//! the confinement, not an attack that fails for another reason), then refused in protected
+//! mode. Also: where bubblewrap is missing the run is refused and nothing runs; the run
+//! contract (exit codes, streams, bytes) holds; git works in the workspace.
+//!
+//! Needs root (to make the test user); as another user it says SKIPPED.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{processes_with, stderr, stdout, BIN};
+
+const USER: &str = "stigmer-protected";
+
+struct Home {
+    dir: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+fn id(flag: &str) -> u32 {
+    let o = Command::new("id").args([flag, USER]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "{cmd}");
+}
+
+impl Home {
+    /// A home for the test user outside /tmp (which every protected run replaces), with fake
+    /// secrets, dot-files, a git project allowed as a workspace and Stigmer's own folder.
+    fn new(test: &str) -> Option<Home> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("\n!!!!! SKIPPED {test}: needs root to make its test user !!!!!\n");
+            return None;
+        }
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/bin/sh", USER])
+            .stderr(Stdio::null())
+            .status();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("protected-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in [
+            ".ssh",
+            ".aws",
+            ".local/bin",
+            ".config/autostart",
+            "proj",
+            ".stigmer/data",
+        ] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join(".ssh/id_ed25519"), "FAKE-SSH-KEY\n").unwrap();
+        std::fs::write(dir.join(".aws/credentials"), "FAKE-AWS-KEY\n").unwrap();
+        std::fs::write(dir.join(".bashrc"), "# the user's own\n").unwrap();
+        std::fs::write(dir.join(".stigmer/data/token"), "FAKE-STIGMER-TOKEN\n").unwrap();
+        for p in [Path::new(env!("CARGO_TARGET_TMPDIR")), &dir] {
+            let mut perm = std::fs::metadata(p).unwrap().permissions();
+            perm.set_mode(0o755);
+            std::fs::set_permissions(p, perm).unwrap();
+        }
+        let h = Home {
+            uid: id("-u"),
+            gid: id("-g"),
+            dir,
+        };
+        sh(&format!("chown -R {USER}: '{}'", h.dir.display()));
+        let proj = h.proj();
+        for args in [
+            vec!["init", "-q"],
+            vec![
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "first",
+            ],
+        ] {
+            let mut c = h.user_cmd("git");
+            let o = c.args(&args).current_dir(&proj).output().unwrap();
+            assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+        }
+        let o = h.stigmer(&["workspaces", "add", proj.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        Some(h)
+    }
+
+    fn proj(&self) -> PathBuf {
+        self.dir.join("proj")
+    }
+
+    /// `program` as the test user, with this home.
+    fn user_cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args([
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--clear-groups".into(),
+            "--".into(),
+            program.into(),
+        ])
+        .env_clear()
+        .env("HOME", &self.dir)
+        .env("STIGMER_HOME", self.dir.join(".stigmer"))
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null());
+        c
+    }
+
+    fn stigmer(&self, args: &[&str]) -> Output {
+        self.user_cmd(BIN).args(args).output().unwrap()
+    }
+
+    /// `shell` run by `stigmer run --mode MODE` in the project, as the test user.
+    fn run(&self, mode: &str, shell: &str) -> Output {
+        self.run_env(mode, shell, &[])
+    }
+
+    fn run_env(&self, mode: &str, shell: &str, env: &[(&str, &str)]) -> Output {
+        self.user_cmd(BIN)
+            .args(["run", "--mode", mode, "--", "sh", "-c", shell])
+            .envs(env.iter().copied())
+            .current_dir(self.proj())
+            .output()
+            .unwrap()
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads of secrets: in local mode the command reads them; protected, they are not there.
+#[test]
+fn secrets_cannot_be_read() {
+    let Some(h) = Home::new("secrets") else {
+        return;
+    };
+    let read = "cat ~/.ssh/id_ed25519 ~/.aws/credentials ~/.stigmer/data/token 2>&1; \
+                cat /proc/self/root$HOME/.ssh/id_ed25519 2>&1; echo \"[$AWS_SECRET_ACCESS_KEY]\"";
+    let env = [("AWS_SECRET_ACCESS_KEY", "FAKE-ENV-SECRET")];
+    let local = stdout(&h.run_env("local", read, &env));
+    for secret in [
+        "FAKE-SSH-KEY",
+        "FAKE-AWS-KEY",
+        "FAKE-STIGMER-TOKEN",
+        "FAKE-ENV-SECRET",
+    ] {
+        assert!(
+            local.contains(secret),
+            "unconfined, {secret} is read: {local}"
+        );
+    }
+    let o = h.run_env("protected", read, &env);
+    let out = stdout(&o);
+    for secret in [
+        "FAKE-SSH-KEY",
+        "FAKE-AWS-KEY",
+        "FAKE-STIGMER-TOKEN",
+        "FAKE-ENV-SECRET",
+    ] {
+        assert!(
+            !out.contains(secret),
+            "protected, {secret} was read: {out} {}",
+            stderr(&o)
+        );
+    }
+    assert!(out.contains("[]"), "{out}");
+}
+
+/// Writes outside the workspace, and to the workspace's host-run files, through every path.
+#[test]
+fn only_the_workspace_is_written_and_not_its_host_run_files() {
+    let Some(h) = Home::new("writes") else { return };
+    let write =
+        "echo planted >> ~/.bashrc; mkdir -p ~/.local/bin && echo planted > ~/.local/bin/git; \
+                 echo planted > ~/.config/autostart/x.desktop; \
+                 mkdir -p .git/hooks && echo planted > .git/hooks/pre-commit; \
+                 ln -s ~ home-link; echo planted > home-link/through-link; \
+                 echo planted > ../beside; echo planted > /proc/self/root$HOME/via-proc; \
+                 rm -f home-link; echo fine > work.txt";
+    let targets = [
+        ".bashrc",
+        ".local/bin/git",
+        ".config/autostart/x.desktop",
+        "proj/.git/hooks/pre-commit",
+        "through-link",
+        "beside",
+        "via-proc",
+    ];
+    let o = h.run("local", write);
+    for t in targets {
+        assert!(
+            h.read(t).contains("planted"),
+            "unconfined, {t} is written: {}",
+            stderr(&o)
+        );
+    }
+    let fresh = Home::new("writes2").unwrap();
+    let o = fresh.run("protected", write);
+    for t in targets {
+        assert!(
+            !fresh.read(t).contains("planted"),
+            "protected, {t} was written: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(fresh.read("proj/work.txt"), "fine\n", "{}", stderr(&o));
+    assert_eq!(fresh.read(".bashrc"), "# the user's own\n");
+}
+
+/// No way out of the run's processes: nothing outside can be signalled, and what the command
+/// leaves behind (even after `setsid`) ends with the run.
+#[test]
+fn processes_outside_cannot_be_signalled_and_nothing_outlives_the_run() {
+    let Some(h) = Home::new("processes") else {
+        return;
+    };
+    let mark = common::marker();
+    // The user's own process (an editor, the agent): same user, outside the run.
+    let victim = || {
+        h.user_cmd("/bin/bash")
+            .args(["-c", &format!("exec -a '{mark}' sleep 300")])
+            .spawn()
+            .unwrap()
+    };
+    let mut outside = victim();
+    let kill = format!("kill -9 {} 2>&1; echo tried", outside.id());
+    let o = h.run("protected", &kill);
+    assert!(stdout(&o).contains("tried"), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        outside.try_wait().unwrap().is_none(),
+        "protected, the outside process was killed"
+    );
+    let o = h.run("local", &kill);
+    assert!(stdout(&o).contains("tried"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        outside.try_wait().unwrap().is_some(),
+        "unconfined, the kill works"
+    );
+
+    let escape =
+        format!("setsid bash -c 'exec -a {mark}-left sleep 300' & sleep 0.3; echo started");
+    let o = h.run("local", &escape);
+    assert!(stdout(&o).contains("started"));
+    let left = processes_with(&format!("{mark}-left"));
+    assert!(
+        !left.is_empty(),
+        "unconfined, setsid escapes the process group"
+    );
+    for p in left {
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+    let o = h.run("protected", &escape);
+    assert!(stdout(&o).contains("started"), "{}", stderr(&o));
+    let left = common::wait_no_process(&format!("{mark}-left"), Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "protected, the setsid child outlived the run: {left:?}"
+    );
+}
+
+/// With the network set to none, nothing on this machine's loopback is reached (a listener
+/// of the test's own), while local mode reaches it.
+#[test]
+fn with_network_none_loopback_services_are_out_of_reach() {
+    let Some(h) = Home::new("network") else {
+        return;
+    };
+    let o = h.stigmer(&["config", "set", "sandbox.network", "none"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            if c.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let connect = format!(
+        "/usr/bin/python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 3); print('connected')\" 2>&1"
+    );
+    let o = h.run("local", &connect);
+    assert!(stdout(&o).contains("connected"), "{}", stdout(&o));
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    let o = h.run("protected", &connect);
+    assert!(!stdout(&o).contains("connected"), "{}", stdout(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "protected, the listener was reached"
+    );
+}
+
+/// Without bubblewrap the tier says what is missing and runs nothing (never unconfined).
+#[test]
+fn without_bubblewrap_nothing_runs() {
+    let Some(h) = Home::new("missing") else {
+        return;
+    };
+    let o = h
+        .user_cmd(BIN)
+        .args(["run", "--mode", "protected", "--", "touch", "ran"])
+        .env("PATH", "/usr/local/bin")
+        .current_dir(h.proj())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("PROTECTION_UNAVAILABLE") || err.contains("bubblewrap"),
+        "{err}"
+    );
+    assert!(!h.proj().join("ran").exists(), "it ran unconfined");
+}
+
+/// The run contract holds in this tier: exit codes, a missing program, streams kept apart,
+/// 8 MiB byte for byte; and normal work in the workspace (git commit) passes.
+#[test]
+fn the_run_contract_and_git_work() {
+    let Some(h) = Home::new("contract") else {
+        return;
+    };
+    let o = h.run("protected", "echo out; echo err >&2; exit 3");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out\n");
+    assert!(stderr(&o).contains("err"));
+    let o = h
+        .user_cmd(BIN)
+        .args(["run", "--mode", "protected", "--", "no-such-program-here"])
+        .current_dir(h.proj())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let o = h.run("protected", "head -c 8388608 /dev/zero | tr '\\0' 'x'");
+    assert_eq!(o.stdout.len(), 8 << 20);
+    assert!(o.stdout.iter().all(|b| *b == b'x'));
+    let o = h.run(
+        "protected",
+        "echo a > a.txt && git add a.txt && git -c user.name=t -c user.email=t@t commit -q -m a && git log --oneline | wc -l",
+    );
+    assert_eq!(stdout(&o).trim(), "2", "{}", stderr(&o));
+}

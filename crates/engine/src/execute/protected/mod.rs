@@ -1,0 +1,269 @@
+//! The protected local tier: commands run on this computer with the user's own tools, confined
+//! by the operating system, for people with no container engine. On Linux through bubblewrap
+//! ([`plan`]): the system read-only; writes only in the workspace the sandbox's rules admit
+//! (its host-run files read-only) and a private /tmp; secrets, the session's sockets and
+//! Stigmer's folders hidden; credential variables dropped; a PID namespace (the whole tree
+//! ends with the run, nothing outside can be signalled or traced); no network unless it is
+//! open, and then Landlock keeps abstract sockets and signals inside. Where the system cannot
+//! do all of it ([`probe`]), a run is refused with PROTECTION_UNAVAILABLE: never run bare.
+
+#[cfg(target_os = "linux")]
+pub mod inner;
+pub mod plan;
+#[cfg(target_os = "linux")]
+pub mod probe;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::container::{Sandbox, SandboxSpec};
+use super::{BoxFuture, Chunk, Claim, ExecOutcome, ExecRequest, Executor, Place};
+use crate::error::{Error, ErrorCode, Result};
+use crate::network::NetworkPolicy;
+use crate::settings::Mode;
+
+pub struct Protected {
+    sandbox: Arc<Sandbox>,
+    spec: SandboxSpec,
+}
+
+impl Protected {
+    pub fn new(sandbox: Arc<Sandbox>, spec: SandboxSpec) -> Protected {
+        Protected { sandbox, spec }
+    }
+}
+
+fn unavailable(why: &str) -> Error {
+    Error::new(
+        ErrorCode::ProtectionUnavailable,
+        format!(
+            "the protected tier cannot confine commands on this computer, so nothing ran: \
+             {why}. Choose another tier (Local runs with no confinement)"
+        ),
+    )
+}
+
+/// bubblewrap, and whether Landlock's scopes go on; or why this run cannot be confined.
+#[cfg(target_os = "linux")]
+fn ready(network: NetworkPolicy) -> Result<(PathBuf, bool)> {
+    match probe::support() {
+        probe::Support::Missing(why) => Err(unavailable(&why)),
+        probe::Support::Ready { .. } if network == NetworkPolicy::Allowlist => Err(unavailable(
+            "the network allowlist is not available in this tier yet; choose network none or \
+             open for it, or a sandbox",
+        )),
+        probe::Support::Ready { scopes: false, .. } if network == NetworkPolicy::Open => {
+            Err(unavailable(
+                "with the network open, this kernel cannot keep the display's and the \
+                 session's sockets out of reach (Landlock ABI 6, Linux 6.12, is needed); \
+                 choose network none for this tier",
+            ))
+        }
+        probe::Support::Ready { bwrap, scopes } => Ok((bwrap, scopes)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ready(_network: NetworkPolicy) -> Result<(PathBuf, bool)> {
+    Err(unavailable(
+        "it is made for Linux so far (macOS: not yet; Windows: not available)",
+    ))
+}
+
+impl Executor for Protected {
+    fn mode(&self) -> Mode {
+        Mode::Protected
+    }
+
+    fn admit<'a>(
+        &'a self,
+        req: &'a ExecRequest,
+        client: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Claim>> {
+        Box::pin(async move {
+            ready(self.spec.network)?;
+            let admitted = self.sandbox.admit_request(&self.spec, req, client).await?;
+            Ok(Claim {
+                folder: admitted.mount,
+                cwd: admitted.cwd,
+            })
+        })
+    }
+
+    fn run(
+        &self,
+        req: ExecRequest,
+        place: Place,
+        out: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ExecOutcome>> {
+        Box::pin(async move {
+            #[cfg(target_os = "linux")]
+            {
+                let (bwrap, scopes) = ready(self.spec.network)?;
+                let req = self.confine(req, &place, bwrap, scopes).await?;
+                let path = tokio::task::spawn_blocking(crate::tools::user_path)
+                    .await
+                    .ok()
+                    .map(|(p, _)| p.as_os_str());
+                super::run_local(&req, &place.held.entry(), path, out, cancel).await
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                let _ = (req, place, out, cancel);
+                Err(ready(self.spec.network).unwrap_err())
+            }
+        })
+    }
+
+    /// The scratch folder, as in a sandbox.
+    fn default_cwd(&self) -> PathBuf {
+        let dir = self.sandbox.scratch().to_path_buf();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!("cannot create {}: {e}", dir.display());
+        }
+        dir
+    }
+
+    fn confinement(&self) -> String {
+        let folders: Vec<String> = self
+            .allowed_folders()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "protected mode: commands run on the user's computer with the user's own tools, \
+             confined by the operating system. They can read the system and the home folder \
+             but not its secrets (SSH and cloud keys, password stores, browser profiles, shell \
+             histories: hidden, empty), and write only in the allowed folder that holds the \
+             working directory and in a private /tmp (emptied after each command); files that \
+             programs on the host run or obey stay read-only there ({}, .git/config, \
+             .git/hooks). No container engine, session bus, ssh-agent or display can be \
+             reached, and credential variables are not passed. The working directory must lie \
+             in a folder the user allowed: {}. Any other folder is refused with \
+             WORKSPACE_NOT_ALLOWED: do not retry elsewhere, ask the user. A command refused \
+             by the confinement ends with its own error (EACCES, EROFS): that is the user's \
+             protection, not a bug to work around. Network: {}.",
+            super::container::hostrun::NAMES.join(", "),
+            folders.join(", "),
+            match self.spec.network {
+                NetworkPolicy::Open => "open",
+                NetworkPolicy::None => "none (the user turned it off); downloads fail",
+                NetworkPolicy::Allowlist =>
+                    "allowlist, which this tier cannot do yet: runs are refused",
+            }
+        )
+    }
+
+    fn allowed_folders(&self) -> Vec<PathBuf> {
+        let mut all = self.spec.workspaces.clone();
+        all.push(self.sandbox.scratch().to_path_buf());
+        all.dedup();
+        all
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Protected {
+    /// The request as bubblewrap runs it: the plan, the checks made inside before the command,
+    /// the credential variables dropped, caches in the private /tmp.
+    async fn confine(
+        &self,
+        mut req: ExecRequest,
+        place: &Place,
+        bwrap: PathBuf,
+        scopes: bool,
+    ) -> Result<ExecRequest> {
+        use std::ffi::OsString;
+
+        let root = place.held.path.clone();
+        // The folder admitted must still be where it was (as in a sandbox).
+        if !place.held.is_at(&root) {
+            return Err(super::held::changed(&root));
+        }
+        let (held, writable) = (place.held.clone(), self.spec.writable.clone());
+        let scan_root = root.clone();
+        let guards = tokio::task::spawn_blocking(move || {
+            super::container::hostrun::plan(&scan_root, &held, &writable)
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+        if let Some(link) = guards.unguarded.first() {
+            return Err(Error::new(
+                ErrorCode::WorkspaceNotAllowed,
+                format!(
+                    "{} is a link: a protected run cannot keep it read-only, so nothing ran. \
+                     Replace the link with the folder or file itself, or use a sandbox",
+                    link.display()
+                ),
+            ));
+        }
+        let mut checks: Vec<(PathBuf, super::held::Identity)> = Vec::new();
+        checks.extend(place.held.identity.clone().map(|i| (root.clone(), i)));
+        checks.extend(
+            guards
+                .mounts
+                .iter()
+                .filter_map(|g| g.identity.clone().map(|i| (g.path.clone(), i))),
+        );
+        let home = crate::paths::user_home();
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        // Hidden even when the workspace is the scratch folder inside them: it is bound after.
+        let own = self.sandbox.own_folders().to_vec();
+        let plan = plan::Plan {
+            home,
+            runtime_dir: Some(PathBuf::from(format!("/run/user/{uid}"))),
+            own,
+            hidden: Vec::new(),
+            sockets: super::container::connect::known_sockets(),
+            workspace: root,
+            guards: guards
+                .mounts
+                .iter()
+                .map(|g| plan::Guard {
+                    path: g.path.clone(),
+                    read_only: g.read_only,
+                })
+                .collect(),
+            cwd: place.cwd.clone(),
+            network_open: self.spec.network == NetworkPolicy::Open,
+        };
+        let stigmer = std::env::current_exe()
+            .map_err(|e| Error::internal(format!("cannot find the stigmer program: {e}")))?;
+        let mut argv: Vec<OsString> = vec![bwrap.into()];
+        argv.extend(plan.bwrap_args(plan::found));
+        argv.extend(["--".into(), stigmer.into(), inner::SUBCOMMAND.into()]);
+        for (path, id) in checks {
+            argv.extend([
+                "--check".into(),
+                path.into(),
+                format!("{}:{}", id.dev, id.ino).into(),
+            ]);
+        }
+        if scopes {
+            argv.push("--scope".into());
+        }
+        argv.push("--".into());
+        argv.extend(req.command.to_argv());
+        req.command = super::CommandSpec::Argv(argv);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if plan::is_secret_var(&k) && !req.env.contains_key(&k) {
+                req.unset_env.push(k);
+            }
+        }
+        // Tool caches work, in the run's private /tmp: nothing planted there outlives the run.
+        for (k, v) in [
+            ("XDG_CACHE_HOME", "/tmp/.cache"),
+            ("npm_config_cache", "/tmp/.npm"),
+            ("TMPDIR", "/tmp"),
+        ] {
+            req.env.entry(k.into()).or_insert_with(|| v.into());
+        }
+        Ok(req)
+    }
+}
