@@ -129,7 +129,7 @@ pub struct Sandbox {
     pool: Mutex<Pool>,
     /// Whether the connected engine runs on this kernel (mounts can be proved by inode).
     same_kernel: tokio::sync::Mutex<Option<bool>>,
-    /// stigmer's config, data, log and cache folders: never inside a mounted workspace.
+    /// stigmer's config and data folders: never inside a mounted workspace.
     protected: Vec<PathBuf>,
     /// Where runs that name no folder go; always allowed.
     scratch: PathBuf,
@@ -176,7 +176,6 @@ impl Sandbox {
                 paths.config_dir.clone(),
                 paths.data_dir.clone(),
                 paths.log_dir.clone(),
-                paths.cache_dir.clone(),
                 paths.run_output_dir(),
             ],
             scratch: paths.scratch_dir(),
@@ -186,9 +185,12 @@ impl Sandbox {
         })
     }
 
-    /// stigmer's own folders (config, data, logs, run output): the protected tier hides them.
-    pub fn own_folders(&self) -> &[PathBuf] {
-        &self.protected
+    /// stigmer's own folders (config, data, logs, run output, and the cache that holds the
+    /// scratch folder): the protected tier hides them.
+    pub fn own_folders(&self) -> Vec<PathBuf> {
+        let mut all = self.protected.clone();
+        all.extend(self.scratch.parent().map(Path::to_path_buf));
+        all
     }
 
     /// Run `req` in the sandbox. Nothing ever runs on the host: every failure is an error.

@@ -213,7 +213,7 @@ impl Protected {
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
         // Hidden even when the workspace is the scratch folder inside them: it is bound after.
-        let own = self.sandbox.own_folders().to_vec();
+        let own = self.sandbox.own_folders();
         let plan = plan::Plan {
             home,
             runtime_dir: Some(PathBuf::from(format!("/run/user/{uid}"))),
