@@ -3,9 +3,10 @@
 install_deps() {
   local sudo="" need=() pkg
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  # The desktop app: Tauri v2 on WebKitGTK, with a tray (ayatana appindicator).
+  # The desktop app: Tauri v2 on WebKitGTK, with a tray (ayatana appindicator); bubblewrap for
+  # the protected tier.
   local app=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev
-             libxdo-dev libssl-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev)
+             libxdo-dev libssl-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev bubblewrap)
   # The tests: test images without a registry (busybox-static), a registry on 127.0.0.1, a
   # headless desktop (display, session bus, tray host, notification daemon, WebKit's WebDriver),
   # and for the installers a clean Debian image (debootstrap) and `rpm` to read the .rpm.

@@ -45,7 +45,7 @@ for f in /usr/bin/stigmer /usr/bin/stigmer-desktop /usr/bin/stigmer-tray /usr/sh
   grep -qx "$f" <<<"$files" || { echo "the .rpm lacks $f"; ok=FAIL; }
 done
 grep -q "/usr/share/icons/hicolor/.*/apps/stigmer-desktop.png" <<<"$files" || { echo "the .rpm lacks the icon"; ok=FAIL; }
-for r in 'libwebkit2gtk-4.1.so.0()' 'libgtk-3.so.0()' 'libayatana-appindicator3.so.1()'; do
+for r in 'libwebkit2gtk-4.1.so.0()' 'libgtk-3.so.0()' 'libayatana-appindicator3.so.1()' 'bubblewrap'; do
   grep -qF "$r" <<<"$requires" || { echo "the .rpm does not require $r"; ok=FAIL; }
 done
 report "rpm files and requirements" "$ok"

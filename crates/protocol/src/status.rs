@@ -40,6 +40,18 @@ pub struct Status {
     /// What sandboxes may reach (`sandbox.network`).
     #[serde(default)]
     pub network: crate::network::NetworkPolicy,
+    /// Whether the protected tier can confine commands on this computer.
+    #[serde(default)]
+    pub protection: Protection,
+}
+
+/// Whether the protected tier can confine commands here; if not, which feature is missing (a
+/// protected run is then refused, never run unconfined).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Protection {
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
 }
 
 /// The mode as applied (`GET`/`PUT /v1/mode`).

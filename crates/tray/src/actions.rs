@@ -78,6 +78,7 @@ pub(crate) fn apply_status(m: &mut AppModel, status: &Status) {
     m.engine_message = status.engine.message.clone();
     m.active_runs = status.active_runs;
     m.network = status.network;
+    m.protection_missing = status.protection.missing.clone();
 }
 
 /// Choose what sandboxes may reach (the window's and the tray's network choice).

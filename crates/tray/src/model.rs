@@ -93,6 +93,8 @@ pub struct AppModel {
     pub waiting: Vec<stigmer_protocol::clients::Approval>,
     /// What sandboxes may reach.
     pub network: NetworkPolicy,
+    /// Why the protected tier cannot confine commands here, if it cannot.
+    pub protection_missing: Option<String>,
 }
 
 /// The model as the window receives it.
@@ -198,10 +200,17 @@ pub fn problem(m: &AppModel) -> Option<Problem> {
             )
         }
         ServerState::Starting => return None,
-        // The container engine is no concern of the tiers that run on this computer.
-        ServerState::Running { .. } if matches!(m.tier(), Tier::Local | Tier::Protected) => {
-            return None
+        ServerState::Running { .. } if m.tier() == Tier::Protected => {
+            // The container engine is no concern here; the system's confinement is.
+            return m.protection_missing.as_ref().and_then(|why| {
+                p(
+                    "Local, protected cannot run commands on this computer, so they are refused (never run unconfined).",
+                    Some(why.as_str()),
+                    vec![LOCAL, RETRY],
+                )
+            });
         }
+        ServerState::Running { .. } if m.tier() == Tier::Local => return None,
         ServerState::Running { .. } => {}
     }
     let detail = Some(m.engine_message.as_str());
@@ -257,6 +266,7 @@ impl Default for AppModel {
             active_runs: 0,
             waiting: Vec::new(),
             network: Default::default(),
+            protection_missing: None,
         }
     }
 }
@@ -332,6 +342,18 @@ pub fn running(mode: Mode, image: &str) -> AppModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protected_tier_that_cannot_confine_says_so_with_a_way_out() {
+        let mut m = running(Mode::Protected, BASIC_IMAGE);
+        m.engine = Some(EngineStatus::NotInstalled);
+        assert_eq!(problem(&m), None, "no engine is no problem here");
+        m.protection_missing = Some("bubblewrap is not installed".into());
+        let p = problem(&m).unwrap();
+        assert!(p.text.contains("never run unconfined"), "{}", p.text);
+        assert_eq!(p.detail.as_deref(), Some("bubblewrap is not installed"));
+        assert!(p.actions.contains(&("use_local", "Use Local instead")));
+    }
 
     #[test]
     fn problems_are_plain_words_with_buttons_never_commands() {

@@ -69,6 +69,7 @@ pub async fn status_of(state: &AppState) -> Status {
     let s = state.settings();
     let target = crate::execute::target(&s, None, None, &state.sandbox);
     let engine = state.sandbox.engine_state().await;
+    let protection = crate::execute::protected::protection().await;
     let command_env = s.command_env();
     Status {
         version: crate::VERSION.to_string(),
@@ -89,6 +90,7 @@ pub async fn status_of(state: &AppState) -> Status {
         confinement: target.confinement(),
         allowed_folders: target.allowed_folders(),
         network: s.sandbox_network,
+        protection,
     }
 }
 

@@ -73,6 +73,17 @@ fn ready(_network: NetworkPolicy) -> Result<(PathBuf, bool)> {
     ))
 }
 
+/// Whether protected runs can be confined here (the window and the agent are told).
+pub async fn protection() -> stigmer_protocol::status::Protection {
+    let missing = tokio::task::spawn_blocking(|| ready(NetworkPolicy::None).err())
+        .await
+        .unwrap_or_else(|e| Some(Error::internal(e.to_string())));
+    stigmer_protocol::status::Protection {
+        available: missing.is_none(),
+        missing: missing.map(|e| e.message),
+    }
+}
+
 impl Executor for Protected {
     fn mode(&self) -> Mode {
         Mode::Protected
@@ -134,6 +145,14 @@ impl Executor for Protected {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        if let Err(e) = ready(self.spec.network) {
+            return format!(
+                "protected mode, which cannot run commands here: {} Every command is refused \
+                 with PROTECTION_UNAVAILABLE and nothing runs unconfined: ask the user to choose \
+                 another tier.",
+                e.message
+            );
+        }
         format!(
             "protected mode: commands run on the user's computer with the user's own tools, \
              confined by the operating system. They can read the system and the home folder \
