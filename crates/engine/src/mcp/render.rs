@@ -56,6 +56,7 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         head.push_str("\ncancelled");
     }
     head.push_str(&network_note(o));
+    head.push_str(&protection_note(run, o));
     let mut text = head;
     for (name, s) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
         if s.total_bytes == 0 {
@@ -93,6 +94,30 @@ pub fn run_result(run: &RunSummary) -> CallToolResult {
         "host_files": o.host_files,
     });
     result(text, structured, stopped.is_some())
+}
+
+/// A protected command that failed on what the confinement refuses (a read-only file system,
+/// a permission): one line saying so, so the model asks the user instead of working around it.
+fn protection_note(run: &RunSummary, o: &crate::execute::ExecOutcome) -> String {
+    const REFUSALS: [&str; 4] = [
+        "Read-only file system",
+        "Permission denied",
+        "Operation not permitted",
+        "Network is unreachable",
+    ];
+    let refused = run.mode == crate::settings::Mode::Protected
+        && o.shell_exit_code() != 0
+        && REFUSALS
+            .iter()
+            .any(|r| run.stderr.head.contains(r) || run.stderr.tail.contains(r));
+    if !refused {
+        return String::new();
+    }
+    "\nPROTECTION: Stigmer's protected tier refused what the command tried (writes outside the \
+     workspace and to its host-run files, secrets, the user's session, the network when off). \
+     Do not work around it: if the task needs it, ask the user to allow it in Stigmer (a \
+     workspace, the network) or to choose another tier."
+        .into()
 }
 
 /// What the sandbox's network policy did during the run, so the model stops retrying a host
