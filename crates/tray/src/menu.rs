@@ -226,7 +226,11 @@ mod tests {
         );
         let protected = tray_menu(&running(Mode::Protected, BASIC_IMAGE));
         assert_eq!(checked(&protected), [ids::MODE_PROTECTED]);
-        assert_eq!(checked_of(&protected, "net-"), [ids::NET_OPEN], "its network is chosen too");
+        assert_eq!(
+            checked_of(&protected, "net-"),
+            [ids::NET_OPEN],
+            "its network is chosen too"
+        );
         let custom = tray_menu(&running(Mode::Sandbox, "my/img:1"));
         assert_eq!(checked(&custom), [ids::MODE_CUSTOM]);
         assert!(custom

@@ -221,12 +221,12 @@ impl Protected {
             ));
         }
         let mut checks: Vec<(PathBuf, super::held::Identity)> = Vec::new();
-        checks.extend(place.held.identity.clone().map(|i| (root.clone(), i)));
+        checks.extend(place.held.identity.map(|i| (root.clone(), i)));
         checks.extend(
             guards
                 .mounts
                 .iter()
-                .filter_map(|g| g.identity.clone().map(|i| (g.path.clone(), i))),
+                .filter_map(|g| g.identity.map(|i| (g.path.clone(), i))),
         );
         let home = crate::paths::user_home();
         // SAFETY: getuid cannot fail.
