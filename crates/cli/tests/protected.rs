@@ -375,3 +375,109 @@ fn the_run_contract_and_git_work() {
     );
     assert_eq!(stdout(&o).trim(), "2", "{}", stderr(&o));
 }
+
+/// A Unix socket listener of the test's own, as the test user, counting connections; `path`
+/// starting with `@` is an abstract socket. Returns when it listens.
+/// A process of the test's, killed when dropped (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn unix_listener(h: &Home, path: &str) -> (Killed, PathBuf) {
+    let count = h.dir.join(format!("count-{}", path.replace('/', "_")));
+    let script = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_UNIX)\n\
+         p=sys.argv[1]\n\
+         s.bind('\\0'+p[1:] if p.startswith('@') else p)\n\
+         s.listen(8)\n\
+         open(sys.argv[2],'w').write('0')\n\
+         n=0\n\
+         while True:\n\
+         \x20   c,_=s.accept(); n+=1; open(sys.argv[2],'w').write(str(n)); c.close()\n"
+    );
+    let child = h
+        .user_cmd("/usr/bin/python3")
+        .args(["-c", &script, path, count.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if count.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Killed(child), count)
+}
+
+fn connect_cmd(path: &str) -> String {
+    let addr = if let Some(name) = path.strip_prefix('@') {
+        format!("'\\0{name}'")
+    } else {
+        format!("'{path}'")
+    };
+    format!(
+        "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect({addr}); print('connected')\" 2>&1"
+    )
+}
+
+/// The user's session stays out of reach: the session bus in the runtime folder, an ssh-agent
+/// socket in /tmp, and an abstract socket (as X11's) even with the network open.
+#[test]
+fn the_session_s_sockets_are_out_of_reach() {
+    let Some(h) = Home::new("session") else {
+        return;
+    };
+    let runtime = PathBuf::from(format!("/run/user/{}", h.uid));
+    // What an earlier run left (a socket file binds nothing new).
+    let _ = std::fs::remove_dir_all(&runtime);
+    std::fs::create_dir_all(&runtime).unwrap();
+    sh(&format!(
+        "chown {USER}: '{}' && chmod 700 '{}'",
+        runtime.display(),
+        runtime.display()
+    ));
+    let agent_dir = PathBuf::from(format!("/tmp/ssh-stigmer-{}", std::process::id()));
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    sh(&format!("chown {USER}: '{}'", agent_dir.display()));
+    let abstract_name = format!("@stigmer-test-display-{}", std::process::id());
+    let sockets = [
+        runtime.join("bus").to_str().unwrap().to_string(),
+        agent_dir.join("agent.sock").to_str().unwrap().to_string(),
+        abstract_name,
+    ];
+    let mut listeners = Vec::new();
+    for s in &sockets {
+        listeners.push(unix_listener(&h, s));
+    }
+    for (s, (_, count)) in sockets.iter().zip(&listeners) {
+        let o = h.run("local", &connect_cmd(s));
+        assert!(
+            stdout(&o).contains("connected"),
+            "unconfined, {s} is reached: {}",
+            stdout(&o)
+        );
+        assert_eq!(std::fs::read_to_string(count).unwrap(), "1");
+        // The network open: only Landlock's scope keeps the abstract socket inside.
+        let o = h.run("protected", &connect_cmd(s));
+        assert!(
+            !stdout(&o).contains("connected"),
+            "protected, {s} was reached"
+        );
+        assert_eq!(
+            std::fs::read_to_string(count).unwrap(),
+            "1",
+            "protected, {s} was reached"
+        );
+    }
+    drop(listeners);
+    let _ = std::fs::remove_dir_all(&agent_dir);
+    let _ = std::fs::remove_dir_all(&runtime);
+}
