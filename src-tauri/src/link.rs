@@ -95,20 +95,37 @@ pub async fn connect(paths: &Paths) -> std::io::Result<Stream> {
     if let Ok(s) = transport::connect(paths).await {
         return Ok(s);
     }
-    start_tray()?;
+    let mut tray = start_tray()?;
     let started = Instant::now();
-    loop {
+    let result = loop {
         match transport::connect(paths).await {
-            Ok(s) => return Ok(s),
-            Err(e) if started.elapsed() > START_LIMIT => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Ok(s) => break Ok(s),
+            Err(e) if started.elapsed() > START_LIMIT => break Err(e),
+            Err(e) => {
+                // Ended at once (a library missing, no desktop session): say so now.
+                if let Ok(Some(status)) = tray.try_wait() {
+                    if !status.success() {
+                        break Err(std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "it ended at once ({status}); start stigmer-tray from a \
+                                 terminal to see why"
+                            ),
+                        ));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await
+            }
         }
-    }
+    };
+    // Reaped when it ends.
+    std::thread::spawn(move || tray.wait());
+    result
 }
 
 /// The tray process (`stigmer-tray` next to this program), in a process group of its own so
 /// that what ends the window (its driver, a terminal's Ctrl-C) does not end it.
-pub fn start_tray() -> std::io::Result<()> {
+pub fn start_tray() -> std::io::Result<std::process::Child> {
     let exe = beside(&std::env::current_exe()?, TRAY_BIN);
     let mut command = std::process::Command::new(&exe);
     command.stdin(std::process::Stdio::null());
@@ -120,11 +137,9 @@ pub fn start_tray() -> std::io::Result<()> {
     command.env_remove("WEBKIT_INSPECTOR_SERVER");
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
+    command
         .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", exe.display())))?;
-    std::thread::spawn(move || child.wait());
-    Ok(())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", exe.display())))
 }
 
 /// Follow the tray process over `stream`: replies settle calls, the rest goes to `on` (an

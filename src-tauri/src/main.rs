@@ -43,6 +43,7 @@ fn main() {
         .init();
     // The login entry: the tray only, no window.
     if args.iter().any(|a| a == TRAY_ARG) {
+        // It goes on alone: this process ends now.
         if let Err(e) = link::start_tray() {
             eprintln!("stigmer: the tray app cannot start: {e}");
             std::process::exit(1);
