@@ -34,6 +34,7 @@ async fn window_tray_and_server_work_together() {
         "Running · Local",
         "Stop server",
         "Local",
+        "Local, protected",
         "Basic sandbox",
         "Custom image…",
         "Open Stigmer",
@@ -72,6 +73,22 @@ async fn window_tray_and_server_work_together() {
         (mode["mode"].as_str(), mode["tier"].as_str()),
         (Some("sandbox"), Some("basic"))
     );
+
+    // The tray picks the protected tier: the server and the window follow.
+    tray_click(&d, &addr, "Local, protected");
+    for _ in 0..100 {
+        if api.get("/v1/mode").await["mode"] == "protected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(api.get("/v1/mode").await["tier"], "protected");
+    wait_js(
+        &c,
+        "return document.querySelector('input[name=tier][value=protected]').checked",
+        &json!(true),
+    )
+    .await;
 
     // The tray switches it back: the server and the window follow.
     tray_click(&d, &addr, "Local");
