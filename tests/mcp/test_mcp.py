@@ -18,7 +18,7 @@ from conftest import CLIENT_NAME, http_session, readme_http_config, stdio_sessio
 pytestmark = pytest.mark.anyio
 
 HEAD = TAIL = 8192
-MODES = ["local", "sandbox"]
+MODES = ["local", "protected", "sandbox"]
 TRANSPORTS = ["stdio", "http"]
 
 
@@ -74,10 +74,10 @@ def mode(request):
 
 @pytest.fixture
 def server(home, mode, work, request):
-    """A server in `mode` (sandbox mode uses the busybox test image, with the work folder
-    allowed: HTTP agents have no session folder of their own)."""
+    """A server in `mode` (sandbox mode uses the busybox test image; sandbox and protected mode
+    with the work folder allowed: HTTP agents have no session folder of their own)."""
     image = request.getfixturevalue("sandbox_image") if mode == "sandbox" else None
-    if image:
+    if mode != "local":
         home.cli("workspaces", "add", str(work))
     start(home, mode, image)
     return image
@@ -151,7 +151,7 @@ async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, wo
 
 
 async def test_timeout_reports_partial_output_and_leaves_nothing(home, work, mode, server):
-    marker = "sleep 37.25" if mode == "local" else "sleep 37"
+    marker = "sleep 37" if mode == "sandbox" else "sleep 37.25"
     async with stdio_session(home, work) as s:
         began = time.monotonic()
         r = await s.call_tool(
@@ -164,7 +164,7 @@ async def test_timeout_reports_partial_output_and_leaves_nothing(home, work, mod
     assert r.structured_content["stdout"]["text"] == "started\n"
     assert "TIMED OUT" in text(r)
     assert took < 15
-    if mode == "local":
+    if mode != "sandbox":
         left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
         assert left.stdout == "", left.stdout
     else:
@@ -259,8 +259,8 @@ async def test_commands_get_an_agent_ready_environment_and_nothing_of_stigmer(ho
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert env["PAGER"] == "less -R" and env["CI"] == "1"
     assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_PAGER"] == "cat" and env["TERM"] == "dumb"
-    # Removed in local mode; a container's exec can only set it empty.
-    assert ("NO_COLOR" not in env) if mode == "local" else (env.get("NO_COLOR", "") == "")
+    # Removed on this computer; a container's exec can only set it empty.
+    assert ("NO_COLOR" not in env) if mode != "sandbox" else (env.get("NO_COLOR", "") == "")
     assert not [k for k in env if k.startswith("STIGMER")], env
     assert token not in out and "do-not-leak" not in out
     # stdin is closed (cat ends at once) and there is no terminal.
@@ -277,8 +277,8 @@ async def test_get_environment_tells_mode_and_tools(home, work, transport, mode,
     assert env["mode"] == mode
     assert env["default_env"]["GIT_TERMINAL_PROMPT"] == "0"
     names = {t["name"] for t in env["tools"]}
-    if mode == "local":
-        assert "bash" in names and "local mode" in text(r)
+    if mode != "sandbox":
+        assert "bash" in names and f"{mode} mode" in text(r)
         assert all(t["found"] for t in env["tools"])
     else:
         assert env["image"] == server and env["engine"]["state"] == "connected"
