@@ -65,6 +65,7 @@ function showProblem(p) {
 function render(m) {
   model = m;
   remember(m);
+  offerProtection(m);
   for (const [tier, label] of m.labels.tiers) {
     const r = document.querySelector(`input[name=tier][value=${tier}] + span strong`);
     if (r) r.textContent = label;
@@ -279,6 +280,13 @@ function addLog(line) {
 }
 
 // ---- first run ----
+// No container engine: the first-run page offers the protection that needs none, once the
+// server said this computer can give it (the model follows the server as it starts).
+function offerProtection(m) {
+  if ($("view-welcome").hidden || $("welcome-protect-on").dataset.chosen) return;
+  $("welcome-protect").hidden = !(m && m.tier === "local" && m.engine && m.engine !== "connected" && m.protection_available);
+}
+
 async function welcome() {
   showView("welcome");
   $("nav").hidden = true;
@@ -289,6 +297,14 @@ async function welcome() {
   };
   $("welcome-agents").replaceChildren(...list.map((a) => agentItem(a, draw)));
   $("welcome-none").hidden = list.length > 0;
+  offerProtection(await invoke("get_model").catch(() => null));
+  $("welcome-protect-on").onclick = async () => {
+    $("welcome-protect-on").dataset.chosen = "1";
+    await setMode("protected");
+    const on = model && model.tier === "protected";
+    $("welcome-protect-on").hidden = on;
+    $("welcome-protect-done").hidden = !on;
+  };
   $("welcome-done").onclick = async () => {
     await invoke("set_prefs", { prefs: { ...(await invoke("get_prefs")), welcomed: true } });
     $("nav").hidden = false;

@@ -101,6 +101,52 @@ async fn the_first_window_says_what_stigmer_does_and_connects_agents() {
     w.close(&d).await;
 }
 
+/// With no container engine, the first-run page offers the protected tier (with an engine it
+/// does not): one click, and the server runs commands protected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_engine_the_first_run_offers_the_protected_tier() {
+    let Some(d) = Desktop::start("without_an_engine_the_first_run_offers_the_protected_tier")
+    else {
+        return;
+    };
+    let w = d.open_at(&[], "welcome-title", "Welcome to Stigmer").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        js(
+            &w.c,
+            "return document.getElementById('welcome-protect').hidden"
+        )
+        .await,
+        json!(true),
+        "with an engine there is nothing to offer"
+    );
+    w.close(&d).await;
+    let w = d
+        .open_at(
+            &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+            "welcome-title",
+            "Welcome to Stigmer",
+        )
+        .await;
+    let c = w.c.clone();
+    wait_js(
+        &c,
+        "return document.getElementById('welcome-protect').hidden",
+        &json!(false),
+    )
+    .await;
+    shot(&c, "first-run-protect.png").await;
+    c.find(Locator::Id("welcome-protect-on"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "welcome-protect-done", "now run protected").await;
+    assert_eq!(d.api().get("/v1/mode").await["tier"], "protected");
+    w.close(&d).await;
+}
+
 /// A sandboxed request in a folder the user has not allowed shows in the window, which
 /// allows it with one click; the next run there works, and Remove refuses it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

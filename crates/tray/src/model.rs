@@ -119,6 +119,8 @@ struct ModelView {
     status: String,
     /// What the window calls each choice, from the protocol (the tray uses the same).
     labels: Labels,
+    /// Whether the protected tier can confine commands here (the first-run page offers it).
+    protection_available: bool,
 }
 
 /// `[value, label]` pairs for the window's choices.
@@ -149,6 +151,7 @@ impl From<AppModel> for ModelView {
             status: status_line(&m),
             engine_label: engine_label(&m),
             labels: Labels::new(),
+            protection_available: m.server_says_protection_works(),
             server: m.server,
             mode: m.mode,
             image: m.image,
@@ -274,6 +277,11 @@ impl Default for AppModel {
 impl AppModel {
     pub fn tier(&self) -> Tier {
         Tier::of(self.mode, &self.image)
+    }
+
+    /// The server runs and said the protected tier can confine here.
+    pub fn server_says_protection_works(&self) -> bool {
+        self.running() && self.engine.is_some() && self.protection_missing.is_none()
     }
 
     pub fn running(&self) -> bool {
