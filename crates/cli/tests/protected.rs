@@ -390,8 +390,7 @@ impl Drop for Killed {
 
 fn unix_listener(h: &Home, path: &str) -> (Killed, PathBuf) {
     let count = h.dir.join(format!("count-{}", path.replace('/', "_")));
-    let script = format!(
-        "import socket,sys\n\
+    let script = "import socket,sys\n\
          s=socket.socket(socket.AF_UNIX)\n\
          p=sys.argv[1]\n\
          s.bind('\\0'+p[1:] if p.startswith('@') else p)\n\
@@ -399,11 +398,10 @@ fn unix_listener(h: &Home, path: &str) -> (Killed, PathBuf) {
          open(sys.argv[2],'w').write('0')\n\
          n=0\n\
          while True:\n\
-         \x20   c,_=s.accept(); n+=1; open(sys.argv[2],'w').write(str(n)); c.close()\n"
-    );
+         \x20   c,_=s.accept(); n+=1; open(sys.argv[2],'w').write(str(n)); c.close()\n";
     let child = h
         .user_cmd("/usr/bin/python3")
-        .args(["-c", &script, path, count.to_str().unwrap()])
+        .args(["-c", script, path, count.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
