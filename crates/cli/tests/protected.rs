@@ -479,3 +479,33 @@ fn the_session_s_sockets_are_out_of_reach() {
     let _ = std::fs::remove_dir_all(&agent_dir);
     let _ = std::fs::remove_dir_all(&runtime);
 }
+
+/// The user adds to the hidden list (`protected.hide`) and lets a credential variable through
+/// (`protected.pass_env`); a mistake in either is a clear error that runs nothing.
+#[test]
+fn the_user_adds_what_to_hide_and_which_credentials_pass() {
+    let Some(h) = Home::new("settings") else { return };
+    std::fs::create_dir_all(h.dir.join("notes")).unwrap();
+    std::fs::write(h.dir.join("notes/plan.txt"), "FAKE-PRIVATE-NOTE\n").unwrap();
+    sh(&format!("chown -R {USER}: '{}'", h.dir.join("notes").display()));
+    let read = "cat ~/notes/plan.txt 2>&1; echo \"[$MY_TOKEN] [$OTHER_TOKEN]\"";
+    let env = [("MY_TOKEN", "FAKE-PASSED"), ("OTHER_TOKEN", "FAKE-KEPT")];
+    let out = stdout(&h.run_env("protected", read, &env));
+    assert!(out.contains("FAKE-PRIVATE-NOTE"), "not hidden yet: {out}");
+    assert!(out.contains("[] []"), "{out}");
+    let config = h.dir.join(".stigmer/config/config.toml");
+    let before = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{before}\n[protected]\nhide = [\"~/notes\"]\npass_env = [\"MY_TOKEN\"]\n"),
+    )
+    .unwrap();
+    let out = stdout(&h.run_env("protected", read, &env));
+    assert!(!out.contains("FAKE-PRIVATE-NOTE"), "{out}");
+    assert!(out.contains("[FAKE-PASSED] []"), "{out}");
+    std::fs::write(&config, format!("{before}\n[protected]\nhide = [\"notes\"]\n")).unwrap();
+    let o = h.run("protected", "touch ran");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("protected.hide"), "{}", stderr(&o));
+    assert!(!h.proj().join("ran").exists());
+}

@@ -132,6 +132,8 @@ pub fn target(
             SandboxSpec::from_settings(settings)
                 .with_session(session.clone())
                 .with_client(client),
+            settings.protected_hide.clone(),
+            settings.protected_pass_env.clone(),
         )),
         Mode::Sandbox => Arc::new(Container::new(
             sandbox.clone(),

@@ -83,6 +83,15 @@ impl ConfigFile {
         for (k, item) in self.doc.iter() {
             match k {
                 "mode" | "env" | "clients" => {}
+                "protected" => {
+                    if let Some(t) = item.as_table_like() {
+                        for (sub, _) in t.iter() {
+                            if sub != "hide" && sub != "pass_env" {
+                                unknown.push(format!("protected.{sub}"));
+                            }
+                        }
+                    }
+                }
                 table @ ("sandbox" | "history" | "approvals") => {
                     if let Some(t) = item.as_table_like() {
                         for (sub, _) in t.iter() {
@@ -148,6 +157,59 @@ impl ConfigFile {
             entries.insert(k.to_string(), text);
         }
         Ok(entries)
+    }
+
+    /// `[protected]`: `hide`, more folders or files protected commands may not read (absolute,
+    /// or `~/` for the home folder); `pass_env`, credential variables the user lets them have.
+    pub fn protected(&self) -> Result<(Vec<PathBuf>, Vec<String>)> {
+        let table = self.doc.get("protected").and_then(|t| t.as_table_like());
+        let list = |key: &str, expected: &str| -> Result<Vec<String>> {
+            let Some(item) = table.and_then(|t| t.get(key)) else {
+                return Ok(Vec::new());
+            };
+            let invalid = |why: String| {
+                Error::new(
+                    ErrorCode::InvalidSetting,
+                    format!(
+                        "config file {} (protected.{key}): {why}; expected {expected}",
+                        self.path.display()
+                    ),
+                )
+            };
+            let list = item
+                .as_array()
+                .ok_or_else(|| invalid("not a list".into()))?;
+            list.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid("every entry must be a text".into()))
+                })
+                .collect()
+        };
+        let home = crate::paths::user_home();
+        let hide = list(
+            "hide",
+            "a list of paths, e.g. hide = [\"~/notes\", \"/srv/keys\"]",
+        )?
+        .into_iter()
+        .map(|p| match p.strip_prefix("~/") {
+            Some(rest) => Ok(home.join(rest)),
+            None if Path::new(&p).is_absolute() && !p.contains("/../") => Ok(PathBuf::from(p)),
+            None => Err(Error::new(
+                ErrorCode::InvalidSetting,
+                format!(
+                    "config file {} (protected.hide): `{p}` is not an absolute path or ~/...",
+                    self.path.display()
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let pass_env = list(
+            "pass_env",
+            "a list of variable names, e.g. pass_env = [\"GITHUB_TOKEN\"]",
+        )?;
+        Ok((hide, pass_env))
     }
 
     /// `sandbox.workspaces`: absolute folder paths.

@@ -48,6 +48,10 @@ pub struct Settings {
     pub sandbox_allow: Vec<String>,
     /// Host-run files sandboxed commands may change after all (`sandbox.writable`).
     pub sandbox_writable: Vec<String>,
+    /// More paths protected commands may not read (`protected.hide`).
+    pub protected_hide: Vec<PathBuf>,
+    /// Credential variables protected commands may have after all (`protected.pass_env`).
+    pub protected_pass_env: Vec<String>,
     /// The `[env]` table: changes to the commands' default environment
     /// ([`crate::command_env::AGENT_ENV`]); an empty value removes a variable.
     pub env: BTreeMap<String, String>,
@@ -77,6 +81,8 @@ impl Default for Settings {
             sandbox_workspaces: Vec::new(),
             sandbox_allow: Vec::new(),
             sandbox_writable: Vec::new(),
+            protected_hide: Vec::new(),
+            protected_pass_env: Vec::new(),
             env: BTreeMap::new(),
             history_keep: true,
             history_max_runs: 10_000,
@@ -198,6 +204,7 @@ pub fn resolve_with(
     settings.sandbox_workspaces = file.workspaces()?;
     settings.sandbox_allow = file.allowlist()?;
     settings.sandbox_writable = file.writable()?;
+    (settings.protected_hide, settings.protected_pass_env) = file.protected()?;
     settings.clients = file.clients()?;
     warnings.extend(file.unknown_keys().into_iter().map(|k| {
         format!(

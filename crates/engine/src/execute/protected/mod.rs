@@ -28,11 +28,25 @@ use crate::settings::Mode;
 pub struct Protected {
     sandbox: Arc<Sandbox>,
     spec: SandboxSpec,
+    /// More paths to hide (`protected.hide`).
+    hide: Vec<PathBuf>,
+    /// Credential variables passed after all (`protected.pass_env`).
+    pass_env: Vec<String>,
 }
 
 impl Protected {
-    pub fn new(sandbox: Arc<Sandbox>, spec: SandboxSpec) -> Protected {
-        Protected { sandbox, spec }
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        spec: SandboxSpec,
+        hide: Vec<PathBuf>,
+        pass_env: Vec<String>,
+    ) -> Protected {
+        Protected {
+            sandbox,
+            spec,
+            hide,
+            pass_env,
+        }
     }
 }
 
@@ -237,7 +251,7 @@ impl Protected {
             home,
             runtime_dir: Some(PathBuf::from(format!("/run/user/{uid}"))),
             own,
-            hidden: Vec::new(),
+            hidden: self.hide.clone(),
             sockets: super::container::connect::known_sockets(),
             workspace: root,
             guards: guards
@@ -271,7 +285,7 @@ impl Protected {
         req.command = super::CommandSpec::Argv(argv);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
-            if plan::is_secret_var(&k) && !req.env.contains_key(&k) {
+            if plan::is_secret_var(&k) && !req.env.contains_key(&k) && !self.pass_env.contains(&k) {
                 req.unset_env.push(k);
             }
         }
