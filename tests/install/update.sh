@@ -8,9 +8,13 @@ set -Eeuo pipefail
 pkg="$1"
 export DEBIAN_FRONTEND=noninteractive
 step() { echo "== $*"; }
+# The script's own output: a failure inside a command whose output goes to /dev/null still
+# says so here.
+exec 3>&1
 # Every failure says where and shows what the app and the driver printed (the app's output
 # goes to tauri-driver's log), so a red run can be read without running it again.
 fail() {
+  exec 1>&3 2>&3
   trap - ERR
   echo "FAIL: $*"
   [ -f /tmp/driver.log ] && { echo "-- tauri-driver and app output (last 40 lines)"; tail -40 /tmp/driver.log; }
@@ -86,7 +90,9 @@ stop_app() {
   wd DELETE "/session/$S" >/dev/null 2>&1 || true
   kill "$driver_pid" 2>/dev/null || true
   wait "$driver_pid" 2>/dev/null || true
-  pkill -f stigmer-desktop 2>/dev/null || true
+  # The window and its tray process (which outlives a window by design).
+  pkill -x stigmer-desktop 2>/dev/null || true
+  pkill -x stigmer-tray 2>/dev/null || true
   for _ in $(seq 1 100); do pgrep '^stigmer' >/dev/null || break; sleep 0.1; done
 }
 still_a() {
@@ -118,7 +124,8 @@ serve good
 start_app
 wait_text "Version $version_b is available"
 old_pids=$(pgrep -x stigmer-desktop || true)
-click '#update-install'
+# The window ends as the update restarts the app: the click's own answer may never come.
+click '#update-install' || true
 for _ in $(seq 1 600); do
   [ "$(dpkg-query -W -f '${Version}' stigmer)" = "$version_b" ] && break
   sleep 0.1
