@@ -484,10 +484,15 @@ fn the_session_s_sockets_are_out_of_reach() {
 /// (`protected.pass_env`); a mistake in either is a clear error that runs nothing.
 #[test]
 fn the_user_adds_what_to_hide_and_which_credentials_pass() {
-    let Some(h) = Home::new("settings") else { return };
+    let Some(h) = Home::new("settings") else {
+        return;
+    };
     std::fs::create_dir_all(h.dir.join("notes")).unwrap();
     std::fs::write(h.dir.join("notes/plan.txt"), "FAKE-PRIVATE-NOTE\n").unwrap();
-    sh(&format!("chown -R {USER}: '{}'", h.dir.join("notes").display()));
+    sh(&format!(
+        "chown -R {USER}: '{}'",
+        h.dir.join("notes").display()
+    ));
     let read = "cat ~/notes/plan.txt 2>&1; echo \"[$MY_TOKEN] [$OTHER_TOKEN]\"";
     let env = [("MY_TOKEN", "FAKE-PASSED"), ("OTHER_TOKEN", "FAKE-KEPT")];
     let out = stdout(&h.run_env("protected", read, &env));
@@ -503,9 +508,64 @@ fn the_user_adds_what_to_hide_and_which_credentials_pass() {
     let out = stdout(&h.run_env("protected", read, &env));
     assert!(!out.contains("FAKE-PRIVATE-NOTE"), "{out}");
     assert!(out.contains("[FAKE-PASSED] []"), "{out}");
-    std::fs::write(&config, format!("{before}\n[protected]\nhide = [\"notes\"]\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{before}\n[protected]\nhide = [\"notes\"]\n"),
+    )
+    .unwrap();
     let o = h.run("protected", "touch ran");
     assert!(!o.status.success());
     assert!(stderr(&o).contains("protected.hide"), "{}", stderr(&o));
     assert!(!h.proj().join("ran").exists());
+}
+
+/// A request's variables reach the command, never bubblewrap itself (which runs unconfined):
+/// `LD_PRELOAD` naming a library a run built in the workspace loads only inside, where it
+/// cannot write outside. The library writes a file in the home folder when it loads.
+#[test]
+fn a_request_s_variables_never_reach_the_unconfined_launcher() {
+    let Some(h) = Home::new("preload") else {
+        return;
+    };
+    let src = h.proj().join("planted.c");
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <unistd.h>\n#include <stdlib.h>\n\
+         __attribute__((constructor)) static void planted(void) {\n\
+           const char *home = getenv(\"HOME\"); char p[4096];\n\
+           if (!home) return;\n\
+           snprintf(p, sizeof p, \"%s/planted-by-preload\", home);\n\
+           int fd = open(p, O_WRONLY | O_CREAT, 0644); if (fd >= 0) close(fd);\n\
+         }\n",
+    )
+    .unwrap();
+    let lib = h.proj().join("planted.so");
+    let ok = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-include", "stdio.h", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gcc");
+    sh(&format!("chown {USER}: '{}'", lib.display()));
+    let preload = format!("LD_PRELOAD={}", lib.display());
+    let run = |mode: &str| {
+        h.user_cmd(BIN)
+            .args(["run", "--mode", mode, "-e", &preload, "--", "true"])
+            .current_dir(h.proj())
+            .output()
+            .unwrap()
+    };
+    let marker = h.dir.join("planted-by-preload");
+    let o = run("local");
+    assert!(
+        marker.exists(),
+        "unconfined, the library runs: {}",
+        stderr(&o)
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let o = run("protected");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!marker.exists(), "the library ran outside the confinement");
 }

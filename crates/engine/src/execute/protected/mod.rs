@@ -269,6 +269,33 @@ impl Protected {
             .map_err(|e| Error::internal(format!("cannot find the stigmer program: {e}")))?;
         let mut argv: Vec<OsString> = vec![bwrap.into()];
         argv.extend(plan.bwrap_args(plan::found));
+        // The command's variables reach it through bubblewrap's arguments, never bubblewrap's
+        // own environment: bubblewrap runs unconfined, and its loader obeys LD_PRELOAD and the
+        // like, which a request could point at a library a run wrote in the workspace.
+        let mut unset = std::mem::take(&mut req.unset_env);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if plan::is_secret_var(&k) && !req.env.contains_key(&k) && !self.pass_env.contains(&k) {
+                unset.push(k);
+            }
+        }
+        let mut set = std::mem::take(&mut req.env);
+        // Tool caches work, in the run's private /tmp: nothing planted there outlives the run.
+        for (k, v) in [
+            ("XDG_CACHE_HOME", "/tmp/.cache"),
+            ("npm_config_cache", "/tmp/.npm"),
+            ("TMPDIR", "/tmp"),
+        ] {
+            set.entry(k.into()).or_insert_with(|| v.into());
+        }
+        for k in &unset {
+            argv.extend(["--unsetenv".into(), k.into()]);
+        }
+        for (k, v) in &set {
+            argv.extend(["--setenv".into(), k.into(), v.into()]);
+        }
+        // Removed from bubblewrap's environment too (so from the command's).
+        req.unset_env = unset;
         argv.extend(["--".into(), stigmer.into(), inner::SUBCOMMAND.into()]);
         for (path, id) in checks {
             argv.extend([
@@ -283,20 +310,6 @@ impl Protected {
         argv.push("--".into());
         argv.extend(req.command.to_argv());
         req.command = super::CommandSpec::Argv(argv);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if plan::is_secret_var(&k) && !req.env.contains_key(&k) && !self.pass_env.contains(&k) {
-                req.unset_env.push(k);
-            }
-        }
-        // Tool caches work, in the run's private /tmp: nothing planted there outlives the run.
-        for (k, v) in [
-            ("XDG_CACHE_HOME", "/tmp/.cache"),
-            ("npm_config_cache", "/tmp/.npm"),
-            ("TMPDIR", "/tmp"),
-        ] {
-            req.env.entry(k.into()).or_insert_with(|| v.into());
-        }
         Ok(req)
     }
 }
