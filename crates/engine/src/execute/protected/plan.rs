@@ -26,8 +26,11 @@ pub const SECRET_DIRS: &[&str] = &[
     ".config/gh",
     ".config/hub",
     ".config/op",
+    ".config/github-copilot",
+    ".config/rclone",
     ".terraform.d",
     ".vault-token.d",
+    ".1password",
 ];
 
 /// Files under the home folder that hold credentials or shell histories: hidden (empty).
@@ -38,6 +41,13 @@ pub const SECRET_FILES: &[&str] = &[
     ".pypirc",
     ".npmrc",
     ".vault-token",
+    ".Xauthority",
+    ".cargo/credentials.toml",
+    ".cargo/credentials",
+    ".claude/.credentials.json",
+    ".codex/auth.json",
+    ".m2/settings.xml",
+    ".gradle/gradle.properties",
     ".bash_history",
     ".zsh_history",
     ".history",
@@ -47,6 +57,13 @@ pub const SECRET_FILES: &[&str] = &[
     ".mysql_history",
     ".sqlite_history",
     ".lesshst",
+];
+
+/// What the resolver needs from /run when the network is open (resolv.conf's real place).
+pub const RESOLVER: &[&str] = &[
+    "/run/systemd/resolve",
+    "/run/resolvconf",
+    "/run/NetworkManager",
 ];
 
 /// Sockets that would let a command act outside the tier: the container engines' (besides
@@ -83,10 +100,14 @@ pub const SECRET_VARS: &[&str] = &[
     "*_ACCESS_KEY*",
     "*_PRIVATE_KEY*",
     "*_CREDENTIALS",
+    "*_AUTHTOKEN*",
+    "DATABASE_URL",
 ];
 
-/// Whether `name` is one of [`SECRET_VARS`] (case as written: variables are upper case).
+/// Whether `name` is one of [`SECRET_VARS`], in any case (`npm_config_//host/:_authToken`).
 pub fn is_secret_var(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let name = name.as_str();
     SECRET_VARS
         .iter()
         .any(|p| match (p.strip_prefix('*'), p.strip_suffix('*')) {
@@ -157,7 +178,18 @@ impl Plan {
             "/tmp".as_ref(),
             "--tmpfs".as_ref(),
             "/var/tmp".as_ref(),
+            // Sockets by path: the system bus, systemd's, screen's, databases', engines'.
+            "--tmpfs".as_ref(),
+            "/run".as_ref(),
         ]);
+        // With the network open, names still resolve (resolv.conf often lives in /run).
+        if self.network_open {
+            for keep in RESOLVER {
+                if let Some((real, true)) = found(Path::new(keep)) {
+                    push(&["--ro-bind".as_ref(), real.as_os_str(), real.as_os_str()]);
+                }
+            }
+        }
         let dirs = SECRET_DIRS.iter().map(|d| self.home.join(d));
         let files = SECRET_FILES.iter().map(|f| self.home.join(f));
         let sockets = ENGINE_SOCKETS.iter().map(PathBuf::from);
@@ -167,19 +199,24 @@ impl Plan {
         hide.extend(self.own.iter().cloned());
         hide.extend(self.hidden.iter().cloned());
         let mut done: Vec<PathBuf> = Vec::new();
+        // What lies inside the workspace is hidden after the workspace is bound, over it.
+        let mut inside: Vec<(PathBuf, bool)> = Vec::new();
         for p in &hide {
             let Some((real, dir)) = found(p) else {
                 continue;
             };
-            if done.contains(&real) {
+            // Already replaced whole: /run and /tmp.
+            if done.contains(&real) || real.starts_with("/run") || real.starts_with("/tmp") {
                 continue;
             }
-            if dir {
+            done.push(real.clone());
+            if real.starts_with(&self.workspace) {
+                inside.push((real, dir));
+            } else if dir {
                 push(&["--tmpfs".as_ref(), real.as_os_str()]);
             } else {
                 push(&["--ro-bind".as_ref(), "/dev/null".as_ref(), real.as_os_str()]);
             }
-            done.push(real);
         }
         push(&[
             "--bind".as_ref(),
@@ -189,6 +226,13 @@ impl Plan {
         for g in &self.guards {
             let how = if g.read_only { "--ro-bind" } else { "--bind" };
             push(&[how.as_ref(), g.path.as_os_str(), g.path.as_os_str()]);
+        }
+        for (real, dir) in &inside {
+            if *dir {
+                push(&["--tmpfs".as_ref(), real.as_os_str()]);
+            } else {
+                push(&["--ro-bind".as_ref(), "/dev/null".as_ref(), real.as_os_str()]);
+            }
         }
         push(&["--chdir".as_ref(), self.cwd.as_os_str()]);
         a
@@ -249,10 +293,9 @@ mod tests {
             "--cap-drop ALL",
             "--ro-bind / /",
             "--tmpfs /tmp",
-            "--tmpfs /run/user/1000",
+            "--tmpfs /run",
             "--tmpfs /home/u/.ssh",
             "--ro-bind /dev/null /home/u/.netrc",
-            "--ro-bind /dev/null /run/docker.sock",
             "--tmpfs /home/u/.local/share/stigmer",
             "--bind /home/u/proj /home/u/proj",
             "--ro-bind /home/u/proj/.git/hooks /home/u/proj/.git/hooks",
@@ -266,17 +309,45 @@ mod tests {
             !t.contains(".gnupg"),
             "what does not exist is left alone: {t}"
         );
-        assert!(!t.contains("/var/run"), "{t}");
-        assert_eq!(t.matches("/run/docker.sock").count(), 1, "{t}");
+        // /run is replaced whole: the session's, the engines' and the system's sockets go.
+        assert!(!t.contains("/var/run") && !t.contains("/run/"), "{t}");
+        assert!(!t.contains("resolve"), "no network, no resolver: {t}");
     }
 
     #[test]
-    fn an_open_network_is_shared() {
+    fn an_open_network_is_shared_and_keeps_its_resolver() {
         let p = Plan {
             network_open: true,
             ..plan()
         };
-        assert!(!text(&p.bwrap_args(|_| None)).contains("--unshare-net"));
+        let found =
+            |p: &Path| (p == Path::new("/run/systemd/resolve")).then(|| (p.to_path_buf(), true));
+        let t = text(&p.bwrap_args(found));
+        assert!(!t.contains("--unshare-net"), "{t}");
+        assert!(
+            t.find("--tmpfs /run ") < t.find("--ro-bind /run/systemd/resolve /run/systemd/resolve"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn what_the_user_hides_inside_the_workspace_is_hidden_over_it() {
+        let p = Plan {
+            hidden: vec!["/home/u/proj/.env".into(), "/home/u/notes".into()],
+            ..plan()
+        };
+        let found = |p: &Path| match p.to_str().unwrap() {
+            "/home/u/proj/.env" => Some((p.to_path_buf(), false)),
+            "/home/u/notes" => Some((p.to_path_buf(), true)),
+            _ => None,
+        };
+        let t = text(&p.bwrap_args(found));
+        let bind = t.find("--bind /home/u/proj /home/u/proj").unwrap();
+        assert!(t.find("--tmpfs /home/u/notes").unwrap() < bind, "{t}");
+        assert!(
+            t.find("--ro-bind /dev/null /home/u/proj/.env").unwrap() > bind,
+            "{t}"
+        );
     }
 
     #[test]
@@ -292,6 +363,9 @@ mod tests {
             "OPENAI_API_KEY",
             "DBUS_SESSION_BUS_ADDRESS",
             "DISPLAY",
+            "npm_config_//registry.npmjs.org/:_authToken",
+            "github_token",
+            "DATABASE_URL",
         ] {
             assert!(is_secret_var(v), "{v}");
         }
