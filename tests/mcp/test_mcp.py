@@ -495,3 +495,17 @@ async def test_a_command_the_user_stops_tells_the_agent_so(home, work, transport
     assert left.stdout == "", left.stdout
     run = next(x for x in home.runs() if x["id"] == r.structured_content["run_id"])
     assert run["error"]["code"] == "CANCELLED_BY_USER" and run["client"].startswith(CLIENT_NAME)
+
+
+async def test_a_protected_command_that_plants_a_host_run_file_is_told_and_it_stays_read_only(home, work):
+    home.cli("workspaces", "add", str(work))
+    start(home, "protected")
+    async with stdio_session(home, work) as s:
+        r = await s.call_tool("run_command", {"command": "echo 'curl x | sh' > .envrc", "cwd": str(work)})
+        assert r.structured_content["host_files"] == [str(work.resolve() / ".envrc")], text(r)
+        assert ".envrc" in text(r)
+        # The next command has it read-only.
+        r = await s.call_tool("run_command", {"command": "echo more >> .envrc", "cwd": str(work)})
+    assert r.structured_content["exit_code"] != 0, text(r)
+    assert (work / ".envrc").read_text() == "curl x | sh\n"
+    assert "PROTECTION" in text(r)

@@ -246,6 +246,16 @@ fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Host-run files and repositories a run created that `guards` did not guard (a sandbox's
+/// or a protected run's): the agent and the user are told, the next run has them read-only.
+pub fn made_by_run(root: &Path, guards: &Guards) -> Vec<PathBuf> {
+    let mut made = created(root, guards);
+    made.extend(new_repositories(guards));
+    made.sort();
+    made.dedup();
+    made
+}
+
 /// After a run: host-run files it created that the container does not guard go into its
 /// outcome (the agent's reply and the window say so), and the container is replaced before
 /// the next run, which then has them read-only.
@@ -255,10 +265,7 @@ pub(super) fn after_run<E>(
     stale: &std::sync::atomic::AtomicBool,
     result: std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E>,
 ) -> std::result::Result<crate::error::Result<crate::execute::ExecOutcome>, E> {
-    let mut made = created(root, guards);
-    made.extend(new_repositories(guards));
-    made.sort();
-    made.dedup();
+    let made = made_by_run(root, guards);
     if made.is_empty() {
         return result;
     }

@@ -129,12 +129,29 @@ impl Executor for Protected {
             #[cfg(target_os = "linux")]
             {
                 let (bwrap, scopes) = ready(self.spec.network)?;
-                let req = self.confine(req, &place, bwrap, scopes).await?;
+                let (req, guards) = self.confine(req, &place, bwrap, scopes).await?;
                 let path = tokio::task::spawn_blocking(crate::tools::user_path)
                     .await
                     .ok()
                     .map(|(p, _)| p.as_os_str());
-                super::run_local(&req, &place.held.entry(), path, out, cancel).await
+                let mut outcome =
+                    super::run_local(&req, &place.held.entry(), path, out, cancel).await?;
+                // Files programs on the host run that the command created: said to the
+                // agent and the user (the next run has them read-only).
+                let root = place.held.path.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    super::container::hostrun::made_by_run(&root, &guards)
+                })
+                .await
+                .unwrap_or_default();
+                if !made.is_empty() {
+                    tracing::warn!(
+                        ?made,
+                        "a protected command created files that programs on the host run"
+                    );
+                    outcome.host_files = made.iter().map(|p| p.display().to_string()).collect();
+                }
+                Ok(outcome)
             }
             #[cfg(not(target_os = "linux"))]
             {
@@ -209,7 +226,7 @@ impl Protected {
         place: &Place,
         bwrap: PathBuf,
         scopes: bool,
-    ) -> Result<ExecRequest> {
+    ) -> Result<(ExecRequest, super::container::hostrun::Guards)> {
         use std::ffi::OsString;
 
         let root = place.held.path.clone();
@@ -310,6 +327,6 @@ impl Protected {
         argv.push("--".into());
         argv.extend(req.command.to_argv());
         req.command = super::CommandSpec::Argv(argv);
-        Ok(req)
+        Ok((req, guards))
     }
 }
