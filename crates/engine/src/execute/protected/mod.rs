@@ -29,8 +29,10 @@ pub struct Protected {
     sandbox: Arc<Sandbox>,
     spec: SandboxSpec,
     /// More paths to hide (`protected.hide`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     hide: Vec<PathBuf>,
     /// Credential variables passed after all (`protected.pass_env`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pass_env: Vec<String>,
 }
 
