@@ -151,11 +151,7 @@ impl Executor for Local {
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ExecOutcome>> {
         Box::pin(async move {
-            // The user's PATH; the first lookup may ask the login shell: off the async threads.
-            let path = tokio::task::spawn_blocking(user_path)
-                .await
-                .ok()
-                .map(|(p, _)| p.as_os_str());
+            let path = user_path_off_thread().await;
             // The folder admitted, where it was: a path that names another folder now (moved
             // elsewhere, removed, swapped for a link) runs nothing, as in a sandbox. Started
             // through the handle, so a swap after this check changes nothing either.
@@ -180,6 +176,15 @@ impl Executor for Local {
     fn allowed_folders(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+}
+
+/// The user's PATH for commands; the first lookup may ask the login shell, so it is made off
+/// the async threads.
+pub async fn user_path_off_thread() -> Option<&'static OsStr> {
+    tokio::task::spawn_blocking(user_path)
+        .await
+        .ok()
+        .map(|(p, _)| p.as_os_str())
 }
 
 /// Run `req` on this machine, starting in `dir`. Output goes to `out` as it comes (a full

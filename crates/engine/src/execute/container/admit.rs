@@ -1,7 +1,7 @@
 //! Which folder a sandboxed run may use (the workspace rules of [`super::workspace`] with
 //! this installation's own folders and engine sockets), and the refusals the window shows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::connect::{self};
 use super::workspace::{self, Admitted, NeverMounted, Refusal};
@@ -31,6 +31,23 @@ impl Sandbox {
     /// Where sandboxed runs that name no folder run.
     pub fn scratch(&self) -> &Path {
         &self.scratch
+    }
+
+    /// The scratch folder, made if missing: where a confined run that names no folder goes
+    /// (a sandbox's, a protected one's).
+    pub fn default_cwd(&self) -> PathBuf {
+        if let Err(e) = std::fs::create_dir_all(&self.scratch) {
+            tracing::warn!("cannot create {}: {e}", self.scratch.display());
+        }
+        self.scratch.clone()
+    }
+
+    /// The folders a confined run may be in: the spec's workspaces and the scratch folder.
+    pub fn allowed_folders(&self, spec: &SandboxSpec) -> Vec<PathBuf> {
+        let mut all = spec.workspaces.clone();
+        all.push(self.scratch.clone());
+        all.dedup();
+        all
     }
 
     /// Where a run in `cwd` goes, or why it may not run there. Checked when a request comes

@@ -61,11 +61,7 @@ impl Executor for Container {
 
     /// The scratch folder: the home folder is never mounted.
     fn default_cwd(&self) -> PathBuf {
-        let dir = self.sandbox.scratch().to_path_buf();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            tracing::warn!("cannot create {}: {e}", dir.display());
-        }
-        dir
+        self.sandbox.default_cwd()
     }
 
     fn confinement(&self) -> String {
@@ -98,10 +94,7 @@ impl Executor for Container {
     }
 
     fn allowed_folders(&self) -> Vec<PathBuf> {
-        let mut all = self.spec.workspaces.clone();
-        all.push(self.sandbox.scratch().to_path_buf());
-        all.dedup();
-        all
+        self.sandbox.allowed_folders(&self.spec)
     }
 }
 

@@ -132,10 +132,7 @@ impl Executor for Protected {
             {
                 let (bwrap, scopes) = ready(self.spec.network)?;
                 let (req, guards) = self.confine(req, &place, bwrap, scopes).await?;
-                let path = tokio::task::spawn_blocking(crate::tools::user_path)
-                    .await
-                    .ok()
-                    .map(|(p, _)| p.as_os_str());
+                let path = super::local::user_path_off_thread().await;
                 let mut outcome =
                     super::run_local(&req, &place.held.entry(), path, out, cancel).await?;
                 // Files programs on the host run that the command created: said to the
@@ -165,11 +162,7 @@ impl Executor for Protected {
 
     /// The scratch folder, as in a sandbox.
     fn default_cwd(&self) -> PathBuf {
-        let dir = self.sandbox.scratch().to_path_buf();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            tracing::warn!("cannot create {}: {e}", dir.display());
-        }
-        dir
+        self.sandbox.default_cwd()
     }
 
     fn confinement(&self) -> String {
@@ -211,10 +204,7 @@ impl Executor for Protected {
     }
 
     fn allowed_folders(&self) -> Vec<PathBuf> {
-        let mut all = self.spec.workspaces.clone();
-        all.push(self.sandbox.scratch().to_path_buf());
-        all.dedup();
-        all
+        self.sandbox.allowed_folders(&self.spec)
     }
 }
 
