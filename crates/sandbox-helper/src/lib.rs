@@ -5,6 +5,9 @@
 //! A frame is `kind: u8`, `run id: u32 BE`, `length: u32 BE`, then `length` bytes. Strings in
 //! payloads are `u32 BE` length then bytes: arguments are bytes, never re-encoded.
 
+#[cfg(unix)]
+pub mod proxy;
+
 /// Engine to helper: start run `id` ([`Start`]).
 pub const START: u8 = 1;
 /// Engine to helper: end run `id`'s process tree: TERM, then KILL after the grace (`u32` ms).

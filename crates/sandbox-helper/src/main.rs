@@ -4,8 +4,6 @@
 //! the kernel: no shell, no `kill`, no `setsid`, no writable `/run`.
 
 #[cfg(target_os = "linux")]
-mod proxy;
-#[cfg(target_os = "linux")]
 mod serve;
 
 fn main() {
@@ -23,7 +21,7 @@ fn main() {
             match args.as_slice() {
                 [] => {}
                 [flag, listen, door] if flag == "--proxy" => {
-                    if let Err(e) = proxy::offer(listen, door.into()) {
+                    if let Err(e) = stigmer_sandbox_helper::proxy::offer(listen, door.into()) {
                         eprintln!(
                             "stigmer-sandbox-helper: cannot offer the proxy on {listen}: {e}"
                         );

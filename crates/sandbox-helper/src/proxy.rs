@@ -1,7 +1,8 @@
 //! The allowlist's proxy, offered on the container's loopback: an allowlist container has no
 //! network, and its only way out is the proxy's socket that stigmer mounted in (its door).
 //! Tools expect an HTTP proxy at an address (`HTTP_PROXY`), so each connection to that
-//! address is carried to the socket, byte for byte; the proxy does every check.
+//! address is carried to the socket, byte for byte; the proxy does every check. The protected
+//! tier offers it the same way, in the run's own network namespace (`stigmer protected-exec`).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -17,7 +18,12 @@ const MOST_AT_ONCE: usize = 128;
 /// Listen on `listen` (before any command runs, so no command can take the address) and carry
 /// every connection to `door`.
 pub fn offer(listen: &str, door: PathBuf) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen)?;
+    carry_all(TcpListener::bind(listen)?, door);
+    Ok(())
+}
+
+/// Carry every connection to `listener` to `door`, on threads of their own.
+pub fn carry_all(listener: TcpListener, door: PathBuf) {
     let open = Arc::new(AtomicUsize::new(0));
     thread::spawn(move || {
         for conn in listener.incoming() {
@@ -34,7 +40,6 @@ pub fn offer(listen: &str, door: PathBuf) -> std::io::Result<()> {
             });
         }
     });
-    Ok(())
 }
 
 fn carry(client: TcpStream, door: &PathBuf) {

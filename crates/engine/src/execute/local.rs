@@ -197,6 +197,19 @@ pub async fn run_local(
     out: mpsc::Sender<Chunk>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome> {
+    run_local_prepared(req, dir, path, out, cancel, |_| ()).await
+}
+
+/// [`run_local`], with `prepare` given the command before it starts (the protected tier hands
+/// its launcher a status descriptor).
+pub async fn run_local_prepared(
+    req: &ExecRequest,
+    dir: &std::path::Path,
+    path: Option<&OsStr>,
+    out: mpsc::Sender<Chunk>,
+    cancel: CancellationToken,
+    prepare: impl FnOnce(&mut tokio::process::Command),
+) -> Result<ExecOutcome> {
     // Validated once, by the admission pipeline.
     let argv = req.command.to_argv();
     let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -218,6 +231,7 @@ pub async fn run_local(
         cmd.env_remove(k);
     }
     cmd.envs(&req.env);
+    prepare(&mut cmd);
     // The whole tree in one group (Unix) or job object (Windows), so it ends as one.
     let mut wrap = CommandWrap::from(cmd);
     #[cfg(unix)]

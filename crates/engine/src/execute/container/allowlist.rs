@@ -10,10 +10,11 @@ use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
 use crate::execute::{ExecOutcome, ExecRequest};
 use crate::network::NetworkPolicy;
+use crate::network::supervisor::Door;
 use crate::network::{NetworkView, RunNet};
 
 /// A run being watched, and the proxy's generation when it started.
-pub(super) struct Watched(Option<(Arc<RunNet>, u64)>);
+pub(crate) struct Watched(Option<(Arc<RunNet>, u64)>);
 
 impl Sandbox {
     /// The network a new container gets; for the allowlist, a door of its own to the proxy,
@@ -29,8 +30,26 @@ impl Sandbox {
         })
     }
 
-    /// Start watching a run in an allowlist container, by its door (no-op for others).
-    pub(super) fn watch_run(
+    /// A door to the proxy for one protected run (the allowlist), the proxy started if needed.
+    pub(crate) async fn open_run_door(&self, spec: &SandboxSpec) -> Result<Arc<Door>> {
+        self.proxy.ensure(&spec.allow).await?;
+        Ok(Arc::new(self.proxy.open_door().await?))
+    }
+
+    /// A protected run's end: what the policy refused, as for a container's run.
+    pub(crate) async fn end_run_watch(
+        &self,
+        watched: Watched,
+        outcome: Result<ExecOutcome>,
+    ) -> Result<ExecOutcome> {
+        self.end_watch(watched, Ok(outcome))
+            .await
+            .unwrap_or_else(|_| Err(crate::error::Error::internal("no container here")))
+    }
+
+    /// Start watching a run in an allowlist container or protected run, by its door (no-op
+    /// for others).
+    pub(crate) fn watch_run(
         &self,
         door: Option<&str>,
         workspace: &Path,

@@ -67,10 +67,6 @@ fn unavailable(why: &str) -> Error {
 fn ready(network: NetworkPolicy) -> Result<(PathBuf, bool)> {
     match probe::support() {
         probe::Support::Missing(why) => Err(unavailable(&why)),
-        probe::Support::Ready { .. } if network == NetworkPolicy::Allowlist => Err(unavailable(
-            "the network allowlist is not available in this tier yet; choose network none or \
-             open for it, or a sandbox",
-        )),
         probe::Support::Ready { scopes: false, .. } if network == NetworkPolicy::Open => {
             Err(unavailable(
                 "with the network open, this kernel cannot keep the display's and the \
@@ -131,10 +127,37 @@ impl Executor for Protected {
             #[cfg(target_os = "linux")]
             {
                 let (bwrap, scopes) = ready(self.spec.network)?;
-                let (req, guards) = self.confine(req, &place, bwrap, scopes).await?;
+                // The allowlist: a door to the proxy of this run's own, watched for refusals.
+                let door = match self.spec.network {
+                    NetworkPolicy::Allowlist => Some(self.sandbox.open_run_door(&self.spec).await?),
+                    _ => None,
+                };
+                let watched = self.sandbox.watch_run(
+                    door.as_ref().map(|d| d.name.as_str()),
+                    &place.held.path,
+                    &req,
+                );
+                let door_folder = door.as_ref().map(|d| d.folder().to_path_buf());
+                let (req, guards) = self
+                    .confine(req, &place, bwrap, scopes, door_folder)
+                    .await?;
                 let path = super::local::user_path_off_thread().await;
-                let mut outcome =
-                    super::run_local(&req, &place.held.entry(), path, out, cancel).await?;
+                let (status, status_w) = std::io::pipe()
+                    .map_err(|e| Error::internal(format!("cannot make a pipe: {e}")))?;
+                let status_fd = std::os::fd::OwnedFd::from(status_w);
+                let outcome = super::local::run_local_prepared(
+                    &req,
+                    &place.held.entry(),
+                    path,
+                    out,
+                    cancel,
+                    |cmd| hand_status_fd(cmd, &status_fd),
+                )
+                .await;
+                drop(status_fd);
+                let outcome = outcome.map(|o| with_status(o, status));
+                let mut outcome = self.sandbox.end_run_watch(watched, outcome).await?;
+                drop(door);
                 // Files programs on the host run that the command created: said to the
                 // agent and the user (the next run has them read-only).
                 let root = place.held.path.clone();
@@ -198,7 +221,9 @@ impl Executor for Protected {
                 NetworkPolicy::Open => "open",
                 NetworkPolicy::None => "none (the user turned it off); downloads fail",
                 NetworkPolicy::Allowlist =>
-                    "allowlist, which this tier cannot do yet: runs are refused",
+                    "allowlist: only the hosts the user listed, over HTTP(S) through Stigmer's \
+                     proxy (HTTP_PROXY is set; tools that ignore it get no network); a refused \
+                     host is named in the reply and the user can allow it",
             }
         )
     }
@@ -218,6 +243,7 @@ impl Protected {
         place: &Place,
         bwrap: PathBuf,
         scopes: bool,
+        proxy_door: Option<PathBuf>,
     ) -> Result<(ExecRequest, super::container::hostrun::Guards)> {
         use std::ffi::OsString;
 
@@ -273,6 +299,7 @@ impl Protected {
                 .collect(),
             cwd: place.cwd.clone(),
             network_open: self.spec.network == NetworkPolicy::Open,
+            proxy_door: proxy_door.clone(),
         };
         let stigmer = std::env::current_exe()
             .map_err(|e| Error::internal(format!("cannot find the stigmer program: {e}")))?;
@@ -289,6 +316,16 @@ impl Protected {
             }
         }
         let mut set = std::mem::take(&mut req.env);
+        if proxy_door.is_some() {
+            // As in an allowlist container: the proxy on the run's own loopback.
+            let url = format!("http://{}", super::container::netplan::PROXY_IN_CONTAINER);
+            for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                set.insert(k.into(), url.clone());
+            }
+            for k in ["NO_PROXY", "no_proxy"] {
+                set.insert(k.into(), "localhost,127.0.0.1,::1".into());
+            }
+        }
         // Tool caches work, in the run's private /tmp: nothing planted there outlives the run.
         for (k, v) in [
             ("XDG_CACHE_HOME", "/tmp/.cache"),
@@ -306,6 +343,19 @@ impl Protected {
         // Removed from bubblewrap's environment too (so from the command's).
         req.unset_env = unset;
         argv.extend(["--".into(), stigmer.into(), inner::SUBCOMMAND.into()]);
+        argv.extend(["--status-fd".into(), STATUS_FD.to_string().into()]);
+        if proxy_door.is_some() {
+            argv.extend([
+                "--proxy".into(),
+                super::container::netplan::PROXY_IN_CONTAINER.into(),
+                format!(
+                    "{}/{}",
+                    plan::DOOR_IN_RUN,
+                    crate::network::proxy::SOCKET_NAME
+                )
+                .into(),
+            ]);
+        }
         for (path, id) in checks {
             argv.extend([
                 "--check".into(),
@@ -321,4 +371,58 @@ impl Protected {
         req.command = super::CommandSpec::Argv(argv);
         Ok((req, guards))
     }
+}
+
+/// The descriptor the launcher inside reports the command's end on.
+#[cfg(target_os = "linux")]
+const STATUS_FD: i32 = 3;
+
+/// Give bubblewrap (and so the launcher inside) the status pipe's write end as [`STATUS_FD`],
+/// in the child only: the server's other children never see it.
+#[cfg(target_os = "linux")]
+fn hand_status_fd(cmd: &mut tokio::process::Command, fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; they touch only the child's table.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if raw == STATUS_FD {
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, STATUS_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The command's own end, as the launcher reported it (bubblewrap says a signal as 128+N).
+#[cfg(target_os = "linux")]
+fn with_status(mut outcome: ExecOutcome, status: std::io::PipeReader) -> ExecOutcome {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // Everyone who held the write end has exited: what was written is there, or nothing.
+    // SAFETY: sets a flag on our own descriptor.
+    unsafe { libc::fcntl(status.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = [0u8; 32];
+    let n = (&status).read(&mut buf).unwrap_or(0);
+    let ended = std::str::from_utf8(&buf[..n]).ok().and_then(inner::Ended::parse);
+    if outcome.timed_out || outcome.cancelled {
+        return outcome;
+    }
+    match ended {
+        Some(inner::Ended::Exit(n)) => {
+            outcome.exit_code = Some(n);
+            outcome.signal = None;
+        }
+        Some(inner::Ended::Signal(n)) => {
+            outcome.exit_code = None;
+            outcome.signal = Some(n);
+        }
+        None => {}
+    }
+    outcome
 }

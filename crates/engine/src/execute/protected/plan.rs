@@ -144,7 +144,13 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// Whether the run shares the host's network (else it has only its own loopback).
     pub network_open: bool,
+    /// The allowlist: the folder of the run's door to the proxy, bound read-only at
+    /// [`DOOR_IN_RUN`] (the run's only way out).
+    pub proxy_door: Option<PathBuf>,
 }
+
+/// Where a run's door to the allowlist's proxy is, inside (as in a container).
+pub const DOOR_IN_RUN: &str = crate::execute::container::netplan::DOOR_IN_CONTAINER;
 
 impl Plan {
     /// bubblewrap's arguments, up to (not including) the program it runs. `found` says where
@@ -160,6 +166,9 @@ impl Plan {
             "--unshare-ipc".as_ref(),
             "--unshare-uts".as_ref(),
             "--unshare-cgroup-try".as_ref(),
+            // No namespaces of its own inside (each is more kernel to attack from).
+            "--unshare-user".as_ref(),
+            "--disable-userns".as_ref(),
             "--cap-drop".as_ref(),
             "ALL".as_ref(),
         ]);
@@ -182,6 +191,9 @@ impl Plan {
             "--tmpfs".as_ref(),
             "/run".as_ref(),
         ]);
+        if let Some(door) = &self.proxy_door {
+            push(&["--ro-bind".as_ref(), door.as_os_str(), DOOR_IN_RUN.as_ref()]);
+        }
         // With the network open, names still resolve (resolv.conf often lives in /run).
         if self.network_open {
             for keep in RESOLVER {
@@ -264,6 +276,7 @@ mod tests {
             }],
             cwd: "/home/u/proj/src".into(),
             network_open: false,
+            proxy_door: None,
         }
     }
 
@@ -290,6 +303,7 @@ mod tests {
         let t = text(&plan().bwrap_args(found));
         for part in [
             "--unshare-net",
+            "--unshare-user --disable-userns",
             "--cap-drop ALL",
             "--ro-bind / /",
             "--tmpfs /tmp",
@@ -328,6 +342,20 @@ mod tests {
             t.find("--tmpfs /run ") < t.find("--ro-bind /run/systemd/resolve /run/systemd/resolve"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_allowlist_has_no_network_but_its_door_to_the_proxy() {
+        let p = Plan {
+            proxy_door: Some("/home/u/.local/share/stigmer/proxy/ab12".into()),
+            ..plan()
+        };
+        let t = text(&p.bwrap_args(|_| None));
+        assert!(t.contains("--unshare-net"), "{t}");
+        let door = t
+            .find("--ro-bind /home/u/.local/share/stigmer/proxy/ab12 /run/stigmer-proxy")
+            .expect(&t);
+        assert!(t.find("--tmpfs /run ").unwrap() < door, "{t}");
     }
 
     #[test]

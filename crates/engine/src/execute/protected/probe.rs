@@ -49,6 +49,8 @@ fn check() -> Support {
             "--unshare-pid",
             "--unshare-net",
             "--unshare-ipc",
+            "--unshare-user",
+            "--disable-userns",
             "--cap-drop",
             "ALL",
             "--ro-bind",
@@ -70,7 +72,10 @@ fn check() -> Support {
         },
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            let why = if err.contains("uid map") || err.contains("Operation not permitted") {
+            let why = if err.contains("disable-userns") {
+                "this bubblewrap is too old (0.8 or later is needed, to keep commands from \
+                 making namespaces of their own): update the `bubblewrap` package"
+            } else if err.contains("uid map") || err.contains("Operation not permitted") {
                 "this system does not let programs make user namespaces (on Ubuntu 24.04 \
                  AppArmor refuses them unless bubblewrap has a profile)"
             } else {
