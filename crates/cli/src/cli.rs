@@ -11,10 +11,12 @@ use stigmer_protocol::run::RunState;
 #[command(
     name = "stigmer",
     version,
-    about = "Run AI agents' shell commands on your machine, locally or in a sandbox container",
+    about = "Run AI agents' shell commands on your machine: locally, protected, or in a sandbox container",
     long_about = "Run AI agents' shell commands on your machine.\n\n\
-        Commands run locally by default, with the tools you already have. Sandbox mode runs \
-        them in a container instead (the basic image, or your own with STIGMER_SANDBOX_IMAGE).\n\n\
+        Commands run locally by default, with the tools you already have. Protected mode runs \
+        them here too, confined by the system (no secrets, writes only in allowed folders; \
+        Linux with bubblewrap). Sandbox mode runs them in a container instead (the basic \
+        image, or your own with STIGMER_SANDBOX_IMAGE).\n\n\
         Settings come from, highest first: command-line flags, environment variables \
         (STIGMER_EXECUTION_MODE, STIGMER_SANDBOX_IMAGE, STIGMER_SANDBOX_AUTO_PULL, \
         STIGMER_SANDBOX_CLEANUP, STIGMER_SANDBOX_TTL), the config file (`stigmer config path`), \
@@ -24,6 +26,7 @@ use stigmer_protocol::run::RunState;
         stigmer run -- ls -la                run a program (no shell)\n  \
         stigmer run -c 'make test | tail'    run a shell command line\n  \
         stigmer tools                        which tools you have locally and in the sandboxes\n  \
+        stigmer config set mode protected    switch to protected mode\n  \
         stigmer config set mode sandbox      switch to sandbox mode"
 )]
 pub struct Cli {
@@ -268,7 +271,8 @@ pub enum SandboxCommand {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["shell", "argv"]))]
 pub struct RunArgs {
-    /// Where to run: `local` (this machine) or `sandbox` (a container)
+    /// Where to run: `local` (this machine), `protected` (this machine, confined) or `sandbox`
+    /// (a container)
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
     /// Sandbox image to use (implies --mode sandbox)
@@ -380,7 +384,7 @@ pub struct StartArgs {
     /// Port on 127.0.0.1 (0 picks any free port)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Execution mode for this server: `local` or `sandbox`
+    /// Execution mode for this server: `local`, `protected` or `sandbox`
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
     /// Sandbox image for this server

@@ -6,6 +6,8 @@
 pub mod engine;
 pub mod hostile;
 pub mod measure;
+#[cfg(target_os = "linux")]
+pub mod protected;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

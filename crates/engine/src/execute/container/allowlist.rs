@@ -9,8 +9,8 @@ use super::run::ContainerGone;
 use super::{Sandbox, SandboxSpec};
 use crate::error::Result;
 use crate::execute::{ExecOutcome, ExecRequest};
-use crate::network::NetworkPolicy;
 use crate::network::supervisor::Door;
+use crate::network::NetworkPolicy;
 use crate::network::{NetworkView, RunNet};
 
 /// A run being watched, and the proxy's generation when it started.

@@ -255,7 +255,15 @@ mod tests {
         for e in [Ended::Exit(0), Ended::Exit(255), Ended::Signal(9)] {
             assert_eq!(Ended::parse(&e.line()), Some(e));
         }
-        for bad in ["", "exit", "exit 256", "signal 0", "signal 65", "quit 1", "exit -1"] {
+        for bad in [
+            "",
+            "exit",
+            "exit 256",
+            "signal 0",
+            "signal 65",
+            "quit 1",
+            "exit -1",
+        ] {
             assert_eq!(Ended::parse(bad), None, "{bad}");
         }
     }

@@ -409,7 +409,9 @@ fn with_status(mut outcome: ExecOutcome, status: std::io::PipeReader) -> ExecOut
     unsafe { libc::fcntl(status.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let mut buf = [0u8; 32];
     let n = (&status).read(&mut buf).unwrap_or(0);
-    let ended = std::str::from_utf8(&buf[..n]).ok().and_then(inner::Ended::parse);
+    let ended = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(inner::Ended::parse);
     if outcome.timed_out || outcome.cancelled {
         return outcome;
     }

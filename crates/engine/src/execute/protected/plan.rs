@@ -354,7 +354,7 @@ mod tests {
         assert!(t.contains("--unshare-net"), "{t}");
         let door = t
             .find("--ro-bind /home/u/.local/share/stigmer/proxy/ab12 /run/stigmer-proxy")
-            .expect(&t);
+            .unwrap_or_else(|| panic!("{t}"));
         assert!(t.find("--tmpfs /run ").unwrap() < door, "{t}");
     }
 
