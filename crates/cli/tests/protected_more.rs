@@ -34,7 +34,8 @@ impl<'a> UserServer<'a> {
     /// The newest run's record.
     fn last_run(&self) -> Value {
         let o = self.0.stigmer(&["runs", "list", "--json", "--limit", "1"]);
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+        let v: Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
         v["runs"][0].clone()
     }
 }
