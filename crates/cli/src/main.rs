@@ -25,8 +25,8 @@ fn real_main() -> i32 {
     // Commands this process runs (the server's local runs, `stigmer run` without a server)
     // start as from a shell, whatever this process was started under.
     stigmer_engine::execute::default_signals_for_commands();
-    // Inside a protected run's namespaces, the last step before its command (not for people).
-    #[cfg(target_os = "linux")]
+    // Inside a protected run's confinement, the last step before its command (not for people).
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         use stigmer_engine::execute::protected::inner;
         let mut args = std::env::args_os().skip(1);

@@ -31,12 +31,14 @@ impl Sandbox {
     }
 
     /// A door to the proxy for one protected run (the allowlist), the proxy started if needed.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) async fn open_run_door(&self, spec: &SandboxSpec) -> Result<Arc<Door>> {
         self.proxy.ensure(&spec.allow).await?;
         Ok(Arc::new(self.proxy.open_door().await?))
     }
 
     /// A protected run's end: what the policy refused, as for a container's run.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) async fn end_run_watch(
         &self,
         watched: Watched,

@@ -90,6 +90,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return refuse(&format!("Landlock's scopes could not be applied: {e}"));
         }
     }
+
     // SAFETY: this process has one thread (nothing has started another), so the child may run
     // any code before it execs.
     let pid = unsafe { libc::fork() };
@@ -199,20 +200,28 @@ fn wait(pid: libc::pid_t) -> Ended {
 /// Mark every descriptor above 2 close-on-exec: this process keeps what it was given (the
 /// status descriptor), the command gets none of it.
 fn close_inherited_on_exec() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this process's table.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r == 0 {
-        return;
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this process's table.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if r == 0 {
+            return;
+        }
     }
-    // Kernels before 5.11: one by one.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+    // Kernels before 5.11, and macOS: one by one.
+    let list = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    let fds: Vec<RawFd> = std::fs::read_dir(list)
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -232,6 +241,12 @@ fn refuse(why: &str) -> i32 {
 
 /// Abstract Unix sockets (the display's, a session's) and signals outside this run's Landlock
 /// domain are refused, whatever the network: all or nothing (never partly).
+#[cfg(not(target_os = "linux"))]
+fn restrict_scopes() -> Result<(), String> {
+    Err("Landlock is Linux's".into())
+}
+
+#[cfg(target_os = "linux")]
 fn restrict_scopes() -> Result<(), String> {
     use landlock::{CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetStatus, Scope};
     let status = Ruleset::default()

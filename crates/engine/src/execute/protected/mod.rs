@@ -4,14 +4,18 @@
 //! (its host-run files read-only) and a private /tmp; secrets, the session's sockets and
 //! Stigmer's folders hidden; credential variables dropped; a PID namespace (the whole tree
 //! ends with the run, nothing outside can be signalled or traced); no network unless it is
-//! open, and then Landlock keeps abstract sockets and signals inside. Where the system cannot
-//! do all of it ([`probe`]), a run is refused with PROTECTION_UNAVAILABLE: never run bare.
+//! open, and then Landlock keeps abstract sockets and signals inside. On macOS through a
+//! Seatbelt profile made from the same plan ([`seatbelt`]). Where the system cannot do all of
+//! it ([`probe`]), a run is refused with PROTECTION_UNAVAILABLE: never run bare.
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod confine;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod inner;
 pub mod plan;
 #[cfg(target_os = "linux")]
 pub mod probe;
+pub mod seatbelt;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,10 +33,10 @@ pub struct Protected {
     sandbox: Arc<Sandbox>,
     spec: SandboxSpec,
     /// More paths to hide (`protected.hide`).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(windows, allow(dead_code))]
     hide: Vec<PathBuf>,
     /// Credential variables passed after all (`protected.pass_env`).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(windows, allow(dead_code))]
     pass_env: Vec<String>,
 }
 
@@ -62,9 +66,16 @@ fn unavailable(why: &str) -> Error {
     )
 }
 
-/// bubblewrap, and whether Landlock's scopes go on; or why this run cannot be confined.
+/// How this system confines a run: its launcher, and whether Landlock's scopes go on inside.
+#[cfg_attr(windows, allow(dead_code))]
+struct Ready {
+    launcher: PathBuf,
+    scopes: bool,
+}
+
+/// Linux: bubblewrap; or why this run cannot be confined.
 #[cfg(target_os = "linux")]
-fn ready(network: NetworkPolicy) -> Result<(PathBuf, bool)> {
+fn ready(network: NetworkPolicy) -> Result<Ready> {
     match probe::support() {
         probe::Support::Missing(why) => Err(unavailable(&why)),
         probe::Support::Ready { scopes: false, .. } if network == NetworkPolicy::Open => {
@@ -74,14 +85,37 @@ fn ready(network: NetworkPolicy) -> Result<(PathBuf, bool)> {
                  choose network none for this tier",
             ))
         }
-        probe::Support::Ready { bwrap, scopes } => Ok((bwrap, scopes)),
+        probe::Support::Ready { bwrap, scopes } => Ok(Ready {
+            launcher: bwrap,
+            scopes,
+        }),
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn ready(_network: NetworkPolicy) -> Result<(PathBuf, bool)> {
+/// macOS: the system's `sandbox-exec` (Seatbelt); or why this run cannot be confined.
+#[cfg(target_os = "macos")]
+fn ready(network: NetworkPolicy) -> Result<Ready> {
+    const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+    if network == NetworkPolicy::Allowlist {
+        return Err(unavailable(
+            "on macOS the network allowlist is not available in this tier yet; choose network \
+             none or open for it",
+        ));
+    }
+    if !std::path::Path::new(SANDBOX_EXEC).exists() {
+        return Err(unavailable("this Mac has no sandbox-exec (Seatbelt)"));
+    }
+    Ok(Ready {
+        launcher: SANDBOX_EXEC.into(),
+        scopes: false,
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn ready(_network: NetworkPolicy) -> Result<Ready> {
     Err(unavailable(
-        "it is made for Linux so far (macOS: not yet; Windows: not available)",
+        "Windows has no confinement Stigmer can use for commands on this computer; a \
+         sandbox (a container) is the protected choice there",
     ))
 }
 
@@ -124,9 +158,9 @@ impl Executor for Protected {
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<ExecOutcome>> {
         Box::pin(async move {
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", target_os = "macos"))]
             {
-                let (bwrap, scopes) = ready(self.spec.network)?;
+                let ready = ready(self.spec.network)?;
                 // The allowlist: a door to the proxy of this run's own, watched for refusals.
                 let door = match self.spec.network {
                     NetworkPolicy::Allowlist => Some(self.sandbox.open_run_door(&self.spec).await?),
@@ -138,29 +172,27 @@ impl Executor for Protected {
                     &req,
                 );
                 let door_folder = door.as_ref().map(|d| d.folder().to_path_buf());
-                let (req, guards) = self
-                    .confine(req, &place, bwrap, scopes, door_folder)
-                    .await?;
+                let confined = self.confine(req, &place, ready, door_folder).await?;
                 let path = super::local::user_path_off_thread().await;
                 let (status, status_w) = std::io::pipe()
                     .map_err(|e| Error::internal(format!("cannot make a pipe: {e}")))?;
                 let status_fd = std::os::fd::OwnedFd::from(status_w);
                 let outcome = super::local::run_local_prepared(
-                    &req,
+                    &confined.req,
                     &place.held.entry(),
                     path,
                     out,
                     cancel,
-                    |cmd| hand_status_fd(cmd, &status_fd),
+                    |cmd| confine::hand_status_fd(cmd, &status_fd),
                 )
                 .await;
                 drop(status_fd);
-                let outcome = outcome.map(|o| with_status(o, status));
+                let outcome = outcome.map(|o| confine::with_status(o, status));
                 let mut outcome = self.sandbox.end_run_watch(watched, outcome).await?;
-                drop(door);
+                drop((door, confined.tmp));
                 // Files programs on the host run that the command created: said to the
                 // agent and the user (the next run has them read-only).
-                let root = place.held.path.clone();
+                let (root, guards) = (place.held.path.clone(), confined.guards);
                 let made = tokio::task::spawn_blocking(move || {
                     super::container::hostrun::made_by_run(&root, &guards)
                 })
@@ -175,10 +207,12 @@ impl Executor for Protected {
                 }
                 Ok(outcome)
             }
-            #[cfg(not(target_os = "linux"))]
+            #[cfg(not(any(target_os = "linux", target_os = "macos")))]
             {
                 let _ = (req, place, out, cancel);
-                Err(ready(self.spec.network).unwrap_err())
+                Err(ready(self.spec.network)
+                    .err()
+                    .unwrap_or_else(|| unavailable("")))
             }
         })
     }
@@ -231,200 +265,4 @@ impl Executor for Protected {
     fn allowed_folders(&self) -> Vec<PathBuf> {
         self.sandbox.allowed_folders(&self.spec)
     }
-}
-
-#[cfg(target_os = "linux")]
-impl Protected {
-    /// The request as bubblewrap runs it: the plan, the checks made inside before the command,
-    /// the credential variables dropped, caches in the private /tmp.
-    async fn confine(
-        &self,
-        mut req: ExecRequest,
-        place: &Place,
-        bwrap: PathBuf,
-        scopes: bool,
-        proxy_door: Option<PathBuf>,
-    ) -> Result<(ExecRequest, super::container::hostrun::Guards)> {
-        use std::ffi::OsString;
-
-        let root = place.held.path.clone();
-        // The folder admitted must still be where it was (as in a sandbox).
-        if !place.held.is_at(&root) {
-            return Err(super::held::changed(&root));
-        }
-        let (held, writable) = (place.held.clone(), self.spec.writable.clone());
-        let scan_root = root.clone();
-        let guards = tokio::task::spawn_blocking(move || {
-            super::container::hostrun::plan(&scan_root, &held, &writable)
-        })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
-        if let Some(link) = guards.unguarded.first() {
-            return Err(Error::new(
-                ErrorCode::WorkspaceNotAllowed,
-                format!(
-                    "{} is a link: a protected run cannot keep it read-only, so nothing ran. \
-                     Replace the link with the folder or file itself, or use a sandbox",
-                    link.display()
-                ),
-            ));
-        }
-        let mut checks: Vec<(PathBuf, super::held::Identity)> = Vec::new();
-        checks.extend(place.held.identity.map(|i| (root.clone(), i)));
-        checks.extend(
-            guards
-                .mounts
-                .iter()
-                .filter_map(|g| g.identity.map(|i| (g.path.clone(), i))),
-        );
-        let home = crate::paths::user_home();
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        // Hidden even when the workspace is the scratch folder inside them: it is bound after.
-        let own = self.sandbox.own_folders();
-        let plan = plan::Plan {
-            home,
-            runtime_dir: Some(PathBuf::from(format!("/run/user/{uid}"))),
-            own,
-            hidden: self.hide.clone(),
-            sockets: super::container::connect::known_sockets(),
-            workspace: root,
-            guards: guards
-                .mounts
-                .iter()
-                .map(|g| plan::Guard {
-                    path: g.path.clone(),
-                    read_only: g.read_only,
-                })
-                .collect(),
-            cwd: place.cwd.clone(),
-            network_open: self.spec.network == NetworkPolicy::Open,
-            proxy_door: proxy_door.clone(),
-        };
-        let stigmer = std::env::current_exe()
-            .map_err(|e| Error::internal(format!("cannot find the stigmer program: {e}")))?;
-        let mut argv: Vec<OsString> = vec![bwrap.into()];
-        argv.extend(plan.bwrap_args(plan::found));
-        // The command's variables reach it through bubblewrap's arguments, never bubblewrap's
-        // own environment: bubblewrap runs unconfined, and its loader obeys LD_PRELOAD and the
-        // like, which a request could point at a library a run wrote in the workspace.
-        let mut unset = std::mem::take(&mut req.unset_env);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if plan::is_secret_var(&k) && !req.env.contains_key(&k) && !self.pass_env.contains(&k) {
-                unset.push(k);
-            }
-        }
-        let mut set = std::mem::take(&mut req.env);
-        if proxy_door.is_some() {
-            // As in an allowlist container: the proxy on the run's own loopback.
-            let url = format!("http://{}", super::container::netplan::PROXY_IN_CONTAINER);
-            for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-                set.insert(k.into(), url.clone());
-            }
-            for k in ["NO_PROXY", "no_proxy"] {
-                set.insert(k.into(), "localhost,127.0.0.1,::1".into());
-            }
-        }
-        // Tool caches work, in the run's private /tmp: nothing planted there outlives the run.
-        for (k, v) in [
-            ("XDG_CACHE_HOME", "/tmp/.cache"),
-            ("npm_config_cache", "/tmp/.npm"),
-            ("TMPDIR", "/tmp"),
-        ] {
-            set.entry(k.into()).or_insert_with(|| v.into());
-        }
-        for k in &unset {
-            argv.extend(["--unsetenv".into(), k.into()]);
-        }
-        for (k, v) in &set {
-            argv.extend(["--setenv".into(), k.into(), v.into()]);
-        }
-        // Removed from bubblewrap's environment too (so from the command's).
-        req.unset_env = unset;
-        argv.extend(["--".into(), stigmer.into(), inner::SUBCOMMAND.into()]);
-        argv.extend(["--status-fd".into(), STATUS_FD.to_string().into()]);
-        if proxy_door.is_some() {
-            argv.extend([
-                "--proxy".into(),
-                super::container::netplan::PROXY_IN_CONTAINER.into(),
-                format!(
-                    "{}/{}",
-                    plan::DOOR_IN_RUN,
-                    crate::network::proxy::SOCKET_NAME
-                )
-                .into(),
-            ]);
-        }
-        for (path, id) in checks {
-            argv.extend([
-                "--check".into(),
-                path.into(),
-                format!("{}:{}", id.dev, id.ino).into(),
-            ]);
-        }
-        if scopes {
-            argv.push("--scope".into());
-        }
-        argv.push("--".into());
-        argv.extend(req.command.to_argv());
-        req.command = super::CommandSpec::Argv(argv);
-        Ok((req, guards))
-    }
-}
-
-/// The descriptor the launcher inside reports the command's end on.
-#[cfg(target_os = "linux")]
-const STATUS_FD: i32 = 3;
-
-/// Give bubblewrap (and so the launcher inside) the status pipe's write end as [`STATUS_FD`],
-/// in the child only: the server's other children never see it.
-#[cfg(target_os = "linux")]
-fn hand_status_fd(cmd: &mut tokio::process::Command, fd: &std::os::fd::OwnedFd) {
-    use std::os::fd::AsRawFd;
-    let raw = fd.as_raw_fd();
-    // SAFETY: dup2 and fcntl are async-signal-safe; they touch only the child's table.
-    unsafe {
-        cmd.pre_exec(move || {
-            let r = if raw == STATUS_FD {
-                libc::fcntl(raw, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, STATUS_FD)
-            };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The command's own end, as the launcher reported it (bubblewrap says a signal as 128+N).
-#[cfg(target_os = "linux")]
-fn with_status(mut outcome: ExecOutcome, status: std::io::PipeReader) -> ExecOutcome {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    // Everyone who held the write end has exited: what was written is there, or nothing.
-    // SAFETY: sets a flag on our own descriptor.
-    unsafe { libc::fcntl(status.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut buf = [0u8; 32];
-    let n = (&status).read(&mut buf).unwrap_or(0);
-    let ended = std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(inner::Ended::parse);
-    if outcome.timed_out || outcome.cancelled {
-        return outcome;
-    }
-    match ended {
-        Some(inner::Ended::Exit(n)) => {
-            outcome.exit_code = Some(n);
-            outcome.signal = None;
-        }
-        Some(inner::Ended::Signal(n)) => {
-            outcome.exit_code = None;
-            outcome.signal = Some(n);
-        }
-        None => {}
-    }
-    outcome
 }

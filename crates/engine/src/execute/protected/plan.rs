@@ -153,6 +153,21 @@ pub struct Plan {
 pub const DOOR_IN_RUN: &str = crate::execute::container::netplan::DOOR_IN_CONTAINER;
 
 impl Plan {
+    /// Everything hidden, by the path it is known by: the session's runtime folder, the
+    /// engines' sockets, the secrets in the home folder, Stigmer's own folders, and what the
+    /// user added. The same list for every system (bubblewrap, Seatbelt).
+    pub fn hidden_paths(&self) -> Vec<PathBuf> {
+        let dirs = SECRET_DIRS.iter().map(|d| self.home.join(d));
+        let files = SECRET_FILES.iter().map(|f| self.home.join(f));
+        let sockets = ENGINE_SOCKETS.iter().map(PathBuf::from);
+        let mut hide: Vec<PathBuf> = self.runtime_dir.iter().cloned().collect();
+        hide.extend(sockets.chain(self.sockets.iter().cloned()));
+        hide.extend(dirs.chain(files));
+        hide.extend(self.own.iter().cloned());
+        hide.extend(self.hidden.iter().cloned());
+        hide
+    }
+
     /// bubblewrap's arguments, up to (not including) the program it runs. `found` says where
     /// a path really is (links followed: a mount is made on what a link leads to) and whether
     /// it is a folder; None when nothing is there.
@@ -202,14 +217,7 @@ impl Plan {
                 }
             }
         }
-        let dirs = SECRET_DIRS.iter().map(|d| self.home.join(d));
-        let files = SECRET_FILES.iter().map(|f| self.home.join(f));
-        let sockets = ENGINE_SOCKETS.iter().map(PathBuf::from);
-        let mut hide: Vec<PathBuf> = self.runtime_dir.iter().cloned().collect();
-        hide.extend(sockets.chain(self.sockets.iter().cloned()));
-        hide.extend(dirs.chain(files));
-        hide.extend(self.own.iter().cloned());
-        hide.extend(self.hidden.iter().cloned());
+        let hide = self.hidden_paths();
         let mut done: Vec<PathBuf> = Vec::new();
         // What lies inside the workspace is hidden after the workspace is bound, over it.
         let mut inside: Vec<(PathBuf, bool)> = Vec::new();
