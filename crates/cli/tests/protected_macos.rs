@@ -59,8 +59,13 @@ fn secrets_stay_unread_and_only_the_workspace_is_written() {
     let h = Home::new("confined");
     let attack = "cat ~/.ssh/id_ed25519 ~/.aws/credentials 2>&1; echo planted >> ~/.bashrc";
     let out = stdout(&h.run("local", attack));
-    assert!(out.contains("FAKE-SSH-KEY"), "unconfined, the key is read: {out}");
-    assert!(std::fs::read_to_string(h.0.join(".bashrc")).unwrap().contains("planted"));
+    assert!(
+        out.contains("FAKE-SSH-KEY"),
+        "unconfined, the key is read: {out}"
+    );
+    assert!(std::fs::read_to_string(h.0.join(".bashrc"))
+        .unwrap()
+        .contains("planted"));
     std::fs::write(h.0.join(".bashrc"), "# the user's own\n").unwrap();
 
     let o = h.run("protected", attack);

@@ -383,3 +383,32 @@ fn make_wheel(path: &Path) {
         .success();
     assert!(ok, "the wheel");
 }
+
+/// Through a server, which keeps each workspace's folders between runs and looks again only
+/// where they changed: a repository one run makes, or the user makes between runs, has its
+/// hooks read-only in the next run.
+#[test]
+fn repositories_made_between_runs_are_guarded_in_the_next() {
+    let Some(h) = Home::new("repos") else {
+        return;
+    };
+    let _server = UserServer::start(&h);
+    let plant = |dir: &str| format!("echo evil > {dir}/.git/hooks/pre-commit && echo planted");
+    assert!(h.run("protected", "true").status.success());
+    let o = h.run("protected", "git init -q made/by/run && echo made");
+    assert!(stdout(&o).contains("made"), "{}", stderr(&o));
+    let o = h.run("protected", &plant("made/by/run"));
+    assert!(!stdout(&o).contains("planted"), "{}", stdout(&o));
+    // The user's own repository, made outside any run.
+    let o = h
+        .user_cmd("git")
+        .args(["init", "-q", "by/user"])
+        .current_dir(h.proj())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = h.run("protected", &plant("by/user"));
+    assert!(!stdout(&o).contains("planted"), "{}", stdout(&o));
+    assert!(!h.proj().join("by/user/.git/hooks/pre-commit").exists());
+    assert!(!h.proj().join("made/by/run/.git/hooks/pre-commit").exists());
+}

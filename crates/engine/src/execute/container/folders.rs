@@ -30,6 +30,36 @@ struct Seen {
     subs: Vec<PathBuf>,
 }
 
+/// How many workspaces' folders are kept between protected runs.
+const KEPT: usize = 64;
+
+/// Workspaces' folders as the last protected run left them, by the folder's identity: the
+/// next run there looks again only where entries changed, instead of walking it all.
+#[derive(Debug, Default)]
+pub struct FolderCache(parking_lot::Mutex<Vec<(Key, Folders)>>);
+
+/// A folder's path and identity (device, inode): moved or replaced, it is another.
+type Key = (PathBuf, u64, u64);
+
+impl FolderCache {
+    /// The folders last seen in the folder `id`, taken (a run at the same time walks anew).
+    pub fn take(&self, id: &Key) -> Option<Folders> {
+        let mut kept = self.0.lock();
+        let i = kept.iter().position(|(k, _)| k == id)?;
+        Some(kept.remove(i).1)
+    }
+
+    /// Keep `folders` for the folder `id`, the oldest dropped beyond [`KEPT`].
+    pub fn put(&self, id: Key, folders: Folders) {
+        let mut kept = self.0.lock();
+        kept.retain(|(k, _)| *k != id);
+        kept.push((id, folders));
+        if kept.len() > KEPT {
+            kept.remove(0);
+        }
+    }
+}
+
 /// The folders of one workspace and the repositories among them.
 #[derive(Debug, Default)]
 pub struct Folders {

@@ -80,8 +80,20 @@ fn writable_by_user(allowed: &[String], root: &Path, repo: &Path, path: &Path) -
 /// The guards of the workspace `root`, held as `held`; `allowed` names the user's exceptions
 /// (`sandbox.writable`, paths relative to a repository or the workspace).
 pub fn plan(root: &Path, held: &Held, allowed: &[String]) -> Guards {
+    plan_from(root, held, allowed, None)
+}
+
+/// [`plan`], from the folders an earlier run in `root` left (looked at again where entries
+/// changed since), or walked anew.
+pub fn plan_from(root: &Path, held: &Held, allowed: &[String], seen: Option<Folders>) -> Guards {
     let mut g = Guards::default();
-    let folders = Folders::scan(root);
+    let folders = match seen {
+        Some(mut f) => {
+            f.rescan();
+            f
+        }
+        None => Folders::scan(root),
+    };
     let repos = folders.repos();
     let mut roots: Vec<PathBuf> = vec![root.to_path_buf()];
     roots.extend(repos.iter().filter(|r| *r != root).cloned());

@@ -14,7 +14,7 @@ pub mod context;
 mod engine;
 mod engine_error;
 mod executor;
-mod folders;
+pub(crate) mod folders;
 pub mod helper;
 pub mod hostrun;
 pub mod images;
@@ -139,6 +139,8 @@ pub struct Sandbox {
     net: Arc<crate::network::NetWatch>,
     /// The allowlist's proxy process.
     proxy: Arc<crate::network::supervisor::ProxySupervisor>,
+    /// Workspaces' folders between protected runs (their repositories found).
+    pub(crate) protected_folders: folders::FolderCache,
 }
 
 fn container_view(c: OwnContainer) -> ContainerView {
@@ -182,6 +184,7 @@ impl Sandbox {
             refusals: Mutex::default(),
             net,
             proxy,
+            protected_folders: folders::FolderCache::default(),
         })
     }
 

@@ -52,8 +52,10 @@ impl Protected {
         }
         let (held, writable) = (place.held.clone(), self.spec.writable.clone());
         let scan_root = root.clone();
+        // The folders an earlier run here left: looked at again only where they changed.
+        let seen = folders_key(place).and_then(|k| self.sandbox.protected_folders.take(&k));
         let guards = tokio::task::spawn_blocking(move || {
-            crate::execute::container::hostrun::plan(&scan_root, &held, &writable)
+            crate::execute::container::hostrun::plan_from(&scan_root, &held, &writable, seen)
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
@@ -158,6 +160,12 @@ impl Protected {
         req.command = CommandSpec::Argv(argv);
         Ok(Confined { req, guards, tmp })
     }
+}
+
+/// The key a workspace's folders are kept under between runs: its path and identity.
+pub(super) fn folders_key(place: &Place) -> Option<(PathBuf, u64, u64)> {
+    let id = place.held.identity?;
+    Some((place.held.path.clone(), id.dev, id.ino))
 }
 
 /// Linux: bubblewrap and its arguments. The command's variables reach it through bubblewrap's

@@ -160,6 +160,7 @@ impl Executor for Protected {
         Box::pin(async move {
             #[cfg(any(target_os = "linux", target_os = "macos"))]
             {
+                let started = std::time::Instant::now();
                 let ready = ready(self.spec.network)?;
                 // The allowlist: a door to the proxy of this run's own, watched for refusals.
                 let door = match self.spec.network {
@@ -174,6 +175,7 @@ impl Executor for Protected {
                 let door_folder = door.as_ref().map(|d| d.folder().to_path_buf());
                 let confined = self.confine(req, &place, ready, door_folder).await?;
                 let path = super::local::user_path_off_thread().await;
+                let prepared = started.elapsed();
                 let (status, status_w) = std::io::pipe()
                     .map_err(|e| Error::internal(format!("cannot make a pipe: {e}")))?;
                 let status_fd = std::os::fd::OwnedFd::from(status_w);
@@ -189,15 +191,27 @@ impl Executor for Protected {
                 drop(status_fd);
                 let outcome = outcome.map(|o| confine::with_status(o, status));
                 let mut outcome = self.sandbox.end_run_watch(watched, outcome).await?;
+                let ran = started.elapsed();
                 drop((door, confined.tmp));
                 // Files programs on the host run that the command created: said to the
                 // agent and the user (the next run has them read-only).
                 let (root, guards) = (place.held.path.clone(), confined.guards);
-                let made = tokio::task::spawn_blocking(move || {
-                    super::container::hostrun::made_by_run(&root, &guards)
+                let (made, folders) = tokio::task::spawn_blocking(move || {
+                    let made = super::container::hostrun::made_by_run(&root, &guards);
+                    (made, guards.folders.into_inner())
                 })
                 .await
-                .unwrap_or_default();
+                .map_err(|e| Error::internal(e.to_string()))?;
+                if let Some(key) = confine::folders_key(&place) {
+                    self.sandbox.protected_folders.put(key, folders);
+                }
+                // Where a protected run's time goes, beside the command's own.
+                tracing::debug!(
+                    prepare_ms = prepared.as_secs_f64() * 1000.0,
+                    run_ms = (ran - prepared).as_secs_f64() * 1000.0,
+                    after_ms = (started.elapsed() - ran).as_secs_f64() * 1000.0,
+                    "protected run"
+                );
                 if !made.is_empty() {
                     tracing::warn!(
                         ?made,
