@@ -1,7 +1,10 @@
 //! Side-by-side benchmark of the run history, in one run: the added latency of recording each
 //! run on disk (SQLite, WAL) against the same build keeping it in memory only
 //! (`history.keep = false`), runs interleaved; the database's size per 1,000 runs; the server's
-//! memory with 10,000 runs stored, and how fast a page of them is listed.
+//! memory with 10,000 runs stored, and how fast a page of them is listed. Then a run's
+//! bookkeeping at scale: runs with real output (200 KB each) while the kept output is at its
+//! budget, so retention works after every few runs, through the server holding 10,000 runs
+//! and through one holding a handful, side by side: one at a time, and 64 at a time.
 //!
 //! `cargo bench -p stigmer-cli --bench history` (add `-- --quick` for fewer latency samples;
 //! the 10,000 runs are stored either way).
@@ -34,7 +37,9 @@ fn main() {
     let (disk_env, mem_env) = (TestEnv::new(), TestEnv::new());
     std::fs::create_dir_all(mem_env.config_file().parent().unwrap()).unwrap();
     std::fs::write(mem_env.config_file(), "[history]\nkeep = false\n").unwrap();
-    let mut disk = disk_env.start_server();
+    // A small output budget, so the runs with output below fill it and retention works.
+    let budget = [("STIGMER_HISTORY_MAX_OUTPUT", "8m")];
+    let mut disk = disk_env.start_server_env(&budget);
     let mut mem = mem_env.start_server();
     let client = disk.client();
     let body = json!({"argv": ["true"], "cwd": "/tmp", "client": "bench"});
@@ -120,6 +125,57 @@ fn main() {
             list.push(t.elapsed());
         }
     });
+    // Bookkeeping at scale: the same runs through the server with 10,000 stored and through
+    // a new one with a handful, interleaved; each prints 200 KB, the budget holds 40 of them.
+    let few_env = TestEnv::new();
+    let mut few = few_env.start_server_env(&budget);
+    let output =
+        json!({"shell": "head -c 200000 /dev/zero | tr '\\0' x", "cwd": "/tmp", "client": "bench"});
+    let m = if quick { 60 } else { 300 };
+    let (mut at_scale, mut at_start) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        for _ in 0..m {
+            let t = Instant::now();
+            disk.run_counted(&client, output.clone()).await;
+            at_scale.push(t.elapsed());
+            let t = Instant::now();
+            few.run_counted(&client, output.clone()).await;
+            at_start.push(t.elapsed());
+        }
+    });
+    rows.push((
+        format!("run printing 200 KB with the output budget full, {target} runs stored vs a handful (median of {m})"),
+        fmt_ms(median(&mut at_scale)),
+        fmt_ms(median(&mut at_start)),
+        format!(
+            "p99 {} vs {}",
+            fmt_ms(p99(&mut at_scale)),
+            fmt_ms(p99(&mut at_start))
+        ),
+    ));
+    let batch = |server: &common::Server| {
+        let t = Instant::now();
+        rt.block_on(async {
+            for _ in 0..4 {
+                let runs: Vec<_> = (0..64)
+                    .map(|_| server.run_counted(&client, output.clone()))
+                    .collect();
+                futures_util::future::join_all(runs).await;
+            }
+        });
+        t.elapsed()
+    };
+    let (wide_scale, wide_start) = (batch(&disk), batch(&few));
+    rows.push((
+        format!("256 such runs, 64 at a time, {target} runs stored vs a handful (wall time)"),
+        format!("{:.2} s", wide_scale.as_secs_f64()),
+        format!("{:.2} s", wide_start.as_secs_f64()),
+        format!(
+            "{:.0}% of the time with a handful",
+            100.0 * wide_scale.as_secs_f64() / wide_start.as_secs_f64()
+        ),
+    ));
+    few.stop();
     disk.stop();
     rows.push((
         format!("database on disk with {target} runs (`echo`, 6 bytes of output each; WAL included)"),

@@ -203,6 +203,20 @@ fn server_log(env: &TestEnv) -> String {
     all
 }
 
+/// The history's listing once it holds `n` runs (retention is applied in the background),
+/// or as it is after 10 s.
+async fn settled(server: &Server, c: &reqwest::Client, n: usize) -> serde_json::Value {
+    let mut list = serde_json::Value::Null;
+    for _ in 0..200 {
+        list = get(server, c, "/v1/runs?limit=200").await.1;
+        if list["runs"].as_array().map(Vec::len) == Some(n) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    list
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_the_oldest_finished_runs_never_a_running_one() {
     let env = TestEnv::new();
@@ -226,7 +240,8 @@ async fn retention_drops_the_oldest_finished_runs_never_a_running_one() {
     for i in 0..40 {
         quick.push(run(&server, &c, &format!("echo quick-{i}"), "agent").await);
     }
-    let (_, list) = get(&server, &c, "/v1/runs?limit=200").await;
+    // Retention runs after the runs, off their path: soon, not necessarily at once.
+    let list = settled(&server, &c, 1 + 5).await;
     let runs = list["runs"].as_array().unwrap();
     let running: Vec<_> = runs.iter().filter(|r| r["state"] == "running").collect();
     assert_eq!(running.len(), 1, "the running one stays: {list}");
@@ -243,7 +258,7 @@ async fn retention_drops_the_oldest_finished_runs_never_a_running_one() {
     assert!(o.status.success());
     let oldest = oldest.await.unwrap();
     // Ended, it is the run that ended last: it stays, and the one that ended first goes.
-    let (_, list) = get(&server, &c, "/v1/runs?limit=200").await;
+    let list = settled(&server, &c, 5).await;
     let ids: Vec<_> = list["runs"]
         .as_array()
         .unwrap()

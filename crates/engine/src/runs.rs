@@ -7,6 +7,7 @@
 //! ([`Spool`]) and can be read back by page, after a restart as well.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -62,9 +63,11 @@ struct Inner {
 pub struct RunRegistry {
     inner: Mutex<Inner>,
     bus: EventBus,
-    history: History,
+    history: Arc<History>,
     /// Where whole outputs are kept; none when the directory could not be made.
-    spool: Option<Spool>,
+    spool: Option<Arc<Spool>>,
+    /// Set while retention runs off the runs' path (one at a time).
+    trimming: Arc<AtomicBool>,
 }
 
 impl RunRegistry {
@@ -75,8 +78,9 @@ impl RunRegistry {
         let registry = RunRegistry {
             inner: Mutex::default(),
             bus,
-            history,
-            spool,
+            history: Arc::new(history),
+            spool: spool.map(Arc::new),
+            trimming: Arc::default(),
         };
         registry.recover();
         Arc::new(registry)
@@ -259,14 +263,17 @@ impl RunRegistry {
             inner.active.remove(&summary.id);
             inner.stopped.remove(&summary.id);
         }
-        if self.history.due() {
+        let own = summary.stdout.stored_bytes + summary.stderr.stored_bytes;
+        if own > 0 && own > self.history.retention().max_output_bytes {
+            // Its own output alone is over the budget: trimmed now, and its client told so.
             let gone = self.history.prune();
             if gone.contains(&summary.id) {
-                // Its own output went to make room: its client is told so.
                 summary.stdout.stored_bytes = 0;
                 summary.stderr.stored_bytes = 0;
             }
             self.forget_output(gone.iter().map(String::as_str));
+        } else if self.history.due() {
+            self.trim_later();
         }
         self.bus.publish(Event::RunFinished {
             run: summary.clone(),
@@ -410,6 +417,29 @@ impl RunRegistry {
     }
 
     /// Delete the kept output of these runs.
+    /// Retention off the runs' path: on a blocking thread, one at a time; a run that ends
+    /// meanwhile and finds it busy is covered by the look again at its end.
+    fn trim_later(&self) {
+        if self.trimming.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (history, spool, trimming) = (
+            self.history.clone(),
+            self.spool.clone(),
+            self.trimming.clone(),
+        );
+        tokio::task::spawn_blocking(move || loop {
+            let gone = history.prune();
+            if let Some(spool) = &spool {
+                gone.iter().for_each(|id| spool.remove(id));
+            }
+            trimming.store(false, Ordering::SeqCst);
+            if !history.due() || trimming.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        });
+    }
+
     fn forget_output<'a>(&self, ids: impl Iterator<Item = &'a str>) {
         if let Some(spool) = &self.spool {
             ids.for_each(|id| spool.remove(id));

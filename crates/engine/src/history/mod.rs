@@ -13,13 +13,17 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod file;
+mod retention;
+
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
+
+use file::{init, open_file, set_aside, Unusable};
 
 use stigmer_protocol::run::{RunState, RunSummary};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::util::now_ms;
 
 /// The schema this build writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -56,6 +60,8 @@ struct Db {
     conn: Connection,
     /// Bytes of whole output the kept runs hold.
     kept_total: u64,
+    /// Runs stored that are not running (retention's count), kept as runs are written.
+    ended: u64,
     ended_since_prune: u32,
 }
 
@@ -66,14 +72,6 @@ pub struct History {
     path: Option<PathBuf>,
     /// In memory because the user keeps no history on disk (not because the file failed).
     memory_by_choice: bool,
-}
-
-/// Why a database file was not used.
-enum Unusable {
-    /// Not a sound database: it is set aside and a fresh one made.
-    Damaged(String),
-    /// Sound, maybe, but not usable now (busy, no permission, a newer schema): left as it is.
-    Unavailable(String),
 }
 
 /// What opening the history found, for the server's log.
@@ -129,13 +127,22 @@ impl History {
             init(&c).expect("an in-memory SQLite database takes the schema");
             c
         });
+        // Counted once here, then kept as runs are written and trimmed.
         let kept_total = conn
             .query_row("SELECT total(kept) FROM runs", [], |r| r.get::<_, f64>(0))
             .unwrap_or(0.0) as u64;
+        let ended = conn
+            .query_row(
+                "SELECT count(*) FROM runs WHERE state != 'running'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0) as u64;
         let history = History {
             db: Mutex::new(Db {
                 conn,
                 kept_total,
+                ended,
                 ended_since_prune: 0,
             }),
             retention,
@@ -143,6 +150,11 @@ impl History {
             memory_by_choice: path.is_none(),
         };
         (history, opened)
+    }
+
+    /// How much history is kept.
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     /// The database file, when the history is on disk.
@@ -167,13 +179,12 @@ impl History {
         let summary = serde_json::to_string(run).expect("a run summary serializes");
         let kept = (run.stdout.stored_bytes + run.stderr.stored_bytes) as i64;
         let mut db = self.db.lock();
-        let before: i64 = db
+        let (before, was_running): (i64, bool) = db
             .conn
-            .query_row("SELECT kept FROM runs WHERE id = ?1", [&run.id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT kept, state = 'running' FROM runs WHERE id = ?1")?
+            .query_row([&run.id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
-            .unwrap_or(0);
+            .unwrap_or((0, true));
         db.conn
             .prepare_cached(
                 "INSERT INTO runs (id, started_at_ms, finished_at_ms, state, client, command, cwd, kept, summary)
@@ -194,95 +205,13 @@ impl History {
         db.kept_total = (db.kept_total as i64 + kept - before).max(0) as u64;
         if run.state != RunState::Running {
             db.ended_since_prune += 1;
+            if was_running {
+                db.ended += 1;
+            }
+        } else if !was_running {
+            db.ended = db.ended.saturating_sub(1);
         }
         Ok(())
-    }
-
-    /// Whether retention should run now: enough runs ended, or the kept output is over.
-    pub fn due(&self) -> bool {
-        let db = self.db.lock();
-        let every = (self.retention.max_runs / 8).clamp(1, PRUNE_EVERY) as u32;
-        db.ended_since_prune >= every || db.kept_total > self.retention.max_output_bytes
-    }
-
-    /// Apply retention: drop the oldest finished runs beyond the count and age, then the
-    /// oldest runs' kept output until it fits. Returns the ids whose output files go.
-    pub fn prune(&self) -> Vec<String> {
-        match self.try_prune() {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!("the run history could not be trimmed: {e}");
-                Vec::new()
-            }
-        }
-    }
-
-    fn try_prune(&self) -> rusqlite::Result<Vec<String>> {
-        let r = self.retention;
-        let oldest_kept = now_ms().saturating_sub(r.max_age.as_millis() as u64) as i64;
-        let mut db = self.db.lock();
-        db.ended_since_prune = 0;
-        let tx = db.conn.transaction()?;
-        let mut gone: Vec<String> = Vec::new();
-        {
-            // Beyond the count: the `max_runs` runs that ended last stay (running ones always).
-            let mut old = tx.prepare(
-                "SELECT id FROM runs WHERE state != 'running' AND (
-                    id IN (SELECT id FROM runs WHERE state != 'running'
-                           ORDER BY coalesce(finished_at_ms, started_at_ms) DESC, seq DESC
-                           LIMIT -1 OFFSET ?1)
-                    OR coalesce(finished_at_ms, started_at_ms) < ?2)",
-            )?;
-            let ids = old.query_map(params![r.max_runs as i64, oldest_kept], |row| row.get(0))?;
-            for id in ids {
-                gone.push(id?);
-            }
-        }
-        for id in &gone {
-            tx.execute("DELETE FROM runs WHERE id = ?1", [id])?;
-        }
-        let mut total = tx.query_row("SELECT total(kept) FROM runs", [], |row| {
-            row.get::<_, f64>(0)
-        })? as u64;
-        if total > r.max_output_bytes {
-            let mut outputs: Vec<(String, u64, String)> = Vec::new();
-            {
-                let mut q = tx.prepare(
-                    "SELECT id, kept, summary FROM runs WHERE kept > 0 AND state != 'running'
-                     ORDER BY coalesce(finished_at_ms, started_at_ms), seq",
-                )?;
-                let rows = q.query_map([], |row| {
-                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64, row.get(2)?))
-                })?;
-                for row in rows {
-                    let row = row?;
-                    if total <= r.max_output_bytes {
-                        break;
-                    }
-                    total -= row.1;
-                    outputs.push(row);
-                }
-            }
-            for (id, _, summary) in outputs {
-                let Ok(mut run) = serde_json::from_str::<RunSummary>(&summary) else {
-                    // Unreadable: its output goes all the same, as the total counted.
-                    tx.execute("UPDATE runs SET kept = 0 WHERE id = ?1", [&id])?;
-                    gone.push(id);
-                    continue;
-                };
-                run.stdout.stored_bytes = 0;
-                run.stderr.stored_bytes = 0;
-                let summary = serde_json::to_string(&run).expect("a run summary serializes");
-                tx.execute(
-                    "UPDATE runs SET kept = 0, summary = ?2 WHERE id = ?1",
-                    params![id, summary],
-                )?;
-                gone.push(id);
-            }
-        }
-        tx.commit()?;
-        db.kept_total = total;
-        Ok(gone)
     }
 
     /// One run's record.
@@ -422,97 +351,6 @@ impl History {
         }
         Ok(runs)
     }
-}
-
-/// Damaged for SQLite's "not a database" and "corrupt"; anything else is not the file's fault.
-fn classify(e: rusqlite::Error) -> Unusable {
-    use rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
-        Some(C::NotADatabase | C::DatabaseCorrupt) => Unusable::Damaged(e.to_string()),
-        _ => Unusable::Unavailable(e.to_string()),
-    }
-}
-
-/// Open (or make) the database file and check it.
-fn open_file(path: &Path) -> std::result::Result<Connection, Unusable> {
-    if let Some(dir) = path.parent() {
-        crate::paths::Paths::ensure_private_dir(dir)
-            .map_err(|e| Unusable::Unavailable(e.message))?;
-    }
-    let conn = Connection::open(path).map_err(classify)?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(classify)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(classify)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Unusable::Unavailable(format!(
-            "journal mode is {mode}, not WAL"
-        )));
-    }
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(classify)?;
-    if check != "ok" {
-        return Err(Unusable::Damaged(format!("integrity check: {check}")));
-    }
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(classify)?;
-    if version > SCHEMA_VERSION {
-        return Err(Unusable::Unavailable(format!(
-            "it was written by a newer Stigmer (schema {version}, this one knows {SCHEMA_VERSION})"
-        )));
-    }
-    init(&conn).map_err(classify)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(conn)
-}
-
-fn init(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS runs (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             id TEXT NOT NULL UNIQUE,
-             started_at_ms INTEGER NOT NULL,
-             finished_at_ms INTEGER,
-             state TEXT NOT NULL,
-             client TEXT,
-             command TEXT NOT NULL,
-             cwd TEXT NOT NULL,
-             kept INTEGER NOT NULL DEFAULT 0,
-             summary TEXT NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
-         PRAGMA user_version = {SCHEMA_VERSION};"
-    ))
-}
-
-/// Rename the file (and its WAL and shared-memory files) out of the way.
-fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = crate::util::now_secs();
-    let mut aside = PathBuf::from(format!("{}.unusable-{stamp}", path.display()));
-    let mut n = 1;
-    while aside.exists() {
-        aside = PathBuf::from(format!("{}.unusable-{stamp}-{n}", path.display()));
-        n += 1;
-    }
-    if path.exists() {
-        std::fs::rename(path, &aside)?;
-    }
-    // The old WAL must not meet the new database.
-    for ext in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{ext}", path.display()));
-        if side.exists() {
-            std::fs::rename(&side, format!("{}{ext}", aside.display()))?;
-        }
-    }
-    Ok(aside)
 }
 
 fn state_name(s: RunState) -> &'static str {
