@@ -105,7 +105,8 @@ fn runs_end_as_they_do_locally() {
 }
 
 /// A descriptor the server was started with (here one open on `~/.bashrc`) is no way out:
-/// local commands inherit it, protected ones do not.
+/// local commands inherit it, protected ones do not, nor reopen it through `/proc/PID/fd` of
+/// a process in their run.
 #[test]
 fn descriptors_the_server_inherited_do_not_reach_the_command() {
     let Some(h) = Home::new("fds") else {
@@ -119,7 +120,10 @@ fn descriptors_the_server_inherited_do_not_reach_the_command() {
         use std::os::fd::AsRawFd;
         let fd = rc.as_raw_fd();
         let mut c = h.user_cmd(BIN);
-        c.args(["run", "--mode", mode, "-c", "echo PLANTED >&7"])
+        // Its own descriptor 7, and every process's it can see in /proc (the launcher's,
+        // bubblewrap's).
+        let attack = "echo PLANTED >&7; for p in /proc/[0-9]*; do echo PLANTED >> $p/fd/7; done";
+        c.args(["run", "--mode", mode, "-c", attack])
             .current_dir(h.proj());
         // SAFETY: dup2 in the child before it execs; it leaves fd 7 open across exec.
         unsafe {
@@ -139,7 +143,7 @@ fn descriptors_the_server_inherited_do_not_reach_the_command() {
     );
     std::fs::write(h.dir.join(".bashrc"), "# the user's own\n").unwrap();
     let o = run("protected");
-    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
     assert_eq!(h.read(".bashrc"), "# the user's own\n");
 }
 
@@ -411,4 +415,35 @@ fn repositories_made_between_runs_are_guarded_in_the_next() {
     assert!(!stdout(&o).contains("planted"), "{}", stdout(&o));
     assert!(!h.proj().join("by/user/.git/hooks/pre-commit").exists());
     assert!(!h.proj().join("made/by/run/.git/hooks/pre-commit").exists());
+}
+
+/// A repository whose folder is renamed (its read-only mounts go with it) and a copy put in
+/// its place has writable hooks in that run: the run's outcome names them (the agent and the
+/// user are told), and the next run has them read-only.
+#[test]
+fn a_guarded_repository_swapped_for_a_copy_is_told_and_guarded_next() {
+    let Some(h) = Home::new("swap") else {
+        return;
+    };
+    let o = h
+        .user_cmd("git")
+        .args(["init", "-q", "sub"])
+        .current_dir(h.proj())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let server = UserServer::start(&h);
+    let o = h.run(
+        "protected",
+        "mkdir -p node_modules && mv sub node_modules/o && cp -a node_modules/o sub && \
+         echo evil > sub/.git/hooks/pre-commit && echo swapped",
+    );
+    assert!(stdout(&o).contains("swapped"), "{}", stderr(&o));
+    let told = server.last_run()["outcome"]["host_files"].to_string();
+    assert!(told.contains("sub/.git/hooks"), "not told: {told}");
+    let o = h.run(
+        "protected",
+        "echo more > sub/.git/hooks/post-checkout && echo planted",
+    );
+    assert!(!stdout(&o).contains("planted"), "{}", stdout(&o));
 }

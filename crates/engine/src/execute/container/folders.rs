@@ -31,16 +31,19 @@ struct Seen {
 }
 
 /// How many workspaces' folders are kept between protected runs.
+#[cfg_attr(windows, allow(dead_code))]
 const KEPT: usize = 64;
 
 /// Workspaces' folders as the last protected run left them, by the folder's identity: the
 /// next run there looks again only where entries changed, instead of walking it all.
 #[derive(Debug, Default)]
+#[cfg_attr(windows, allow(dead_code))]
 pub struct FolderCache(parking_lot::Mutex<Vec<(Key, Folders)>>);
 
 /// A folder's path and identity (device, inode): moved or replaced, it is another.
 type Key = (PathBuf, u64, u64);
 
+#[cfg_attr(windows, allow(dead_code))]
 impl FolderCache {
     /// The folders last seen in the folder `id`, taken (a run at the same time walks anew).
     pub fn take(&self, id: &Key) -> Option<Folders> {
@@ -49,10 +52,14 @@ impl FolderCache {
         Some(kept.remove(i).1)
     }
 
-    /// Keep `folders` for the folder `id`, the oldest dropped beyond [`KEPT`].
+    /// Keep `folders` for the folder `id`, the oldest dropped beyond [`KEPT`]; a search that
+    /// stopped at its limit is not kept (the next run walks anew).
     pub fn put(&self, id: Key, folders: Folders) {
         let mut kept = self.0.lock();
         kept.retain(|(k, _)| *k != id);
+        if folders.truncated {
+            return;
+        }
         kept.push((id, folders));
         if kept.len() > KEPT {
             kept.remove(0);
@@ -66,6 +73,9 @@ pub struct Folders {
     root: PathBuf,
     seen: HashMap<PathBuf, Seen>,
     repos: HashSet<PathBuf>,
+    /// The search stopped at its limit: what was not looked at then may never be looked at
+    /// by a look again, so these folders are not kept for the next run.
+    truncated: bool,
 }
 
 impl Folders {
@@ -119,9 +129,12 @@ impl Folders {
 
     /// Read `dir` again (its sub-folders in `known` were seen already) and walk what is new.
     fn walk_new(&mut self, dir: PathBuf, depth: usize, known: &[PathBuf]) {
+        // A set: a folder with many sub-folders must not make each look quadratic.
+        let known: HashSet<&PathBuf> = known.iter().collect();
         let mut todo = vec![(dir, depth)];
         while let Some((dir, depth)) = todo.pop() {
             if self.seen.len() >= SEARCH_LIMIT {
+                self.truncated = true;
                 tracing::warn!(workspace = %self.root.display(), "the search for repositories stopped at {SEARCH_LIMIT} folders");
                 return;
             }

@@ -240,6 +240,31 @@ pub fn created(root: &Path, guards: &Guards) -> Vec<PathBuf> {
     made
 }
 
+/// Guarded paths that are not what was guarded any more: a folder holding mounts can be
+/// renamed, its mounts going with it, and a copy put in its place (`mv sub x; cp -a x sub`
+/// leaves `sub/.git/hooks` writable and unguarded). Told like a created one; the next run
+/// guards what is there now.
+fn replaced(guards: &Guards) -> Vec<PathBuf> {
+    guards
+        .mounts
+        .iter()
+        .filter(|g| g.identity.is_some_and(|id| !still(&g.path, id)))
+        .map(|g| g.path.clone())
+        .collect()
+}
+
+/// Whether `path` is still the file or folder `id` (not followed if a link).
+#[cfg(unix)]
+fn still(path: &Path, id: Identity) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == id.dev && m.ino() == id.ino)
+}
+
+#[cfg(not(unix))]
+fn still(_path: &Path, _id: Identity) -> bool {
+    true
+}
+
 /// Repositories a run created anywhere in the workspace since the last look: their `.git`.
 fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
     guards
@@ -262,6 +287,7 @@ fn new_repositories(guards: &Guards) -> Vec<PathBuf> {
 /// or a protected run's): the agent and the user are told, the next run has them read-only.
 pub fn made_by_run(root: &Path, guards: &Guards) -> Vec<PathBuf> {
     let mut made = created(root, guards);
+    made.extend(replaced(guards));
     made.extend(new_repositories(guards));
     made.sort();
     made.dedup();

@@ -140,6 +140,7 @@ pub struct Sandbox {
     /// The allowlist's proxy process.
     proxy: Arc<crate::network::supervisor::ProxySupervisor>,
     /// Workspaces' folders between protected runs (their repositories found).
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) protected_folders: folders::FolderCache,
 }
 

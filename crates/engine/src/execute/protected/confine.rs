@@ -100,6 +100,7 @@ impl Protected {
             cwd: place.cwd.clone(),
             network_open: self.spec.network == NetworkPolicy::Open,
             proxy_door: proxy_door.clone(),
+            repos: guards.repos.clone(),
         };
         let stigmer = std::env::current_exe()
             .map_err(|e| Error::internal(format!("cannot find the stigmer program: {e}")))?;
@@ -247,6 +248,15 @@ pub(super) fn hand_status_fd(cmd: &mut tokio::process::Command, fd: &std::os::fd
             if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Nothing else the server holds or inherited reaches the launcher (bubblewrap's
+            // processes stay in the run, where /proc would show their descriptors).
+            #[cfg(target_os = "linux")]
+            libc::syscall(
+                libc::SYS_close_range,
+                (STATUS_FD + 1) as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }

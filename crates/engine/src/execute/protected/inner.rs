@@ -2,8 +2,10 @@
 //! protected-exec [--check PATH DEV:INO]... [--scope] [--proxy ADDR SOCKET] [--status-fd N] --
 //! PROGRAM ARGS...`.
 //!
-//! - Every descriptor this process inherited (beyond stdin, stdout and stderr) is closed for
-//!   the command: one the server was started with must not become a way out.
+//! - Every descriptor this process inherited (beyond stdin, stdout, stderr and the status
+//!   descriptor) is closed: one the server was started with must not become a way out, not
+//!   even through `/proc/PID/fd` of this process, which is also made non-dumpable (its
+//!   `/proc` entries out of the command's reach).
 //! - The folder mounted must be the one admission held (a check on a path is no check:
 //!   bubblewrap mounts by path).
 //! - Landlock's scopes go on when asked (abstract sockets and signals stay inside the run).
@@ -68,12 +70,25 @@ struct Args {
 /// Run as `stigmer protected-exec ...` (the arguments after the subcommand); returns the exit
 /// code: the command's, or 125 when a check refused it.
 pub fn main(args: Vec<OsString>) -> i32 {
-    // First: nothing inherited beyond the three streams reaches the command.
-    close_inherited_on_exec();
     let args = match parse(args) {
         Ok(a) => a,
-        Err(why) => return refuse(&why),
+        Err(why) => {
+            close_inherited(None);
+            return refuse(&why);
+        }
     };
+    // Nothing inherited beyond the three streams and the status descriptor stays open, and
+    // what stays is not the command's (close-on-exec, and this process not dumpable).
+    close_inherited(args.status_fd);
+    if let Some(fd) = args.status_fd {
+        // SAFETY: sets a flag on a descriptor of this process.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: changes this process's own dumpable flag (the command's exec resets its own).
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     let Some(program) = args.argv.first() else {
         return refuse("no program to run");
     };
@@ -197,21 +212,20 @@ fn wait(pid: libc::pid_t) -> Ended {
     }
 }
 
-/// Mark every descriptor above 2 close-on-exec: this process keeps what it was given (the
-/// status descriptor), the command gets none of it.
-fn close_inherited_on_exec() {
+/// Close every descriptor above 2 but `keep`.
+fn close_inherited(keep: Option<RawFd>) {
+    let ranges: Vec<(u32, u32)> = match keep {
+        Some(k) if k > 3 => vec![(3, k as u32 - 1), (k as u32 + 1, u32::MAX)],
+        Some(k) => vec![(k as u32 + 1, u32::MAX)],
+        None => vec![(3, u32::MAX)],
+    };
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this process's table.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if r == 0 {
+        // SAFETY: close_range closes descriptors of this process only.
+        let all_closed = ranges
+            .iter()
+            .all(|(a, b)| unsafe { libc::syscall(libc::SYS_close_range, *a, *b, 0u32) } == 0);
+        if all_closed {
             return;
         }
     }
@@ -228,9 +242,11 @@ fn close_inherited_on_exec() {
                 .collect()
         })
         .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2) {
-        // SAFETY: sets a flag on a descriptor of this process (a closed one fails harmlessly).
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    for fd in fds {
+        if ranges.iter().any(|(a, b)| (*a..=*b).contains(&(fd as u32))) {
+            // SAFETY: closes a descriptor of this process (the listing's own fails harmlessly).
+            unsafe { libc::close(fd) };
+        }
     }
 }
 

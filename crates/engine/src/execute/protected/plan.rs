@@ -31,6 +31,23 @@ pub const SECRET_DIRS: &[&str] = &[
     ".terraform.d",
     ".vault-token.d",
     ".1password",
+    // Container engines' virtual machines and their sockets (Colima, Rancher Desktop, Lima,
+    // OrbStack): a way to run anything outside the tier.
+    ".colima",
+    ".rd",
+    ".lima",
+    ".orbstack",
+    // macOS: keychains, cookies, browsers' and mail profiles.
+    "Library/Keychains",
+    "Library/Cookies",
+    "Library/Safari",
+    "Library/Mail",
+    "Library/Messages",
+    "Library/Application Support/Google/Chrome",
+    "Library/Application Support/Firefox",
+    "Library/Application Support/BraveSoftware",
+    "Library/Application Support/Microsoft Edge",
+    "Library/Group Containers/group.com.docker",
 ];
 
 /// Files under the home folder that hold credentials or shell histories: hidden (empty).
@@ -147,6 +164,9 @@ pub struct Plan {
     /// The allowlist: the folder of the run's door to the proxy, bound read-only at
     /// [`DOOR_IN_RUN`] (the run's only way out).
     pub proxy_door: Option<PathBuf>,
+    /// The repositories found in the workspace (Seatbelt guards them by path; bubblewrap
+    /// by [`Plan::guards`]).
+    pub repos: Vec<PathBuf>,
 }
 
 /// Where a run's door to the allowlist's proxy is, inside (as in a container).
@@ -225,8 +245,10 @@ impl Plan {
             let Some((real, dir)) = found(p) else {
                 continue;
             };
-            // Already replaced whole: /run and /tmp.
-            if done.contains(&real) || real.starts_with("/run") || real.starts_with("/tmp") {
+            // Already replaced whole: /run and /tmp (but a workspace there is bound back).
+            let replaced = !real.starts_with(&self.workspace)
+                && (real.starts_with("/run") || real.starts_with("/tmp"));
+            if done.contains(&real) || replaced {
                 continue;
             }
             done.push(real.clone());
@@ -285,6 +307,7 @@ mod tests {
             cwd: "/home/u/proj/src".into(),
             network_open: false,
             proxy_door: None,
+            repos: vec![],
         }
     }
 

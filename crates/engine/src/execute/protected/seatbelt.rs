@@ -5,13 +5,18 @@
 //! the profile means the same whether Seatbelt lets the later or the more specific rule win:
 //! read everything; hide (no read, no write) the secrets outside the workspace; write in the
 //! workspace and the run's private temporary folder; keep the host-run files read-only; hide
-//! what lies inside the workspace. Everything else is denied by default: other processes
+//! what lies inside the workspace. Host-run files are guarded by path (Seatbelt checks the
+//! path at each access, so there is no mount to move): at the workspace and at each
+//! repository found, and the repositories themselves, their `.git` and the folders between
+//! them and the workspace cannot be moved or removed (moved away, a copy could take their
+//! place). The user's other terminals cannot be read or written. Everything else is denied by default: other processes
 //! (signals, inspection), the keychain and other system services, the session's and engines'
 //! Unix sockets, and the network unless it is open.
 
 use std::path::{Path, PathBuf};
 
 use super::plan::Plan;
+use crate::execute::container::hostrun::{GIT_NAMES, NAMES};
 
 /// Always there: processes of the run itself, and what a shell, git, Python, Node and
 /// compilers need from the system.
@@ -48,12 +53,12 @@ const BASE: &str = r#"(version 1)
 (allow pseudo-tty)
 (allow file-read* file-write* file-ioctl
   (literal "/dev/ptmx")
-  (literal "/dev/tty")
-  (regex #"^/dev/ttys[0-9]+$"))
+  (literal "/dev/tty"))
 (allow file-write-data
   (literal "/dev/null")
   (literal "/dev/zero"))
 (allow file-read*)
+(deny file-read* file-write* (regex #"^/dev/ttys[0-9]+$"))
 "#;
 
 /// With the network open: IP only (never a Unix socket by path: the engines', the agent's),
@@ -82,18 +87,38 @@ pub fn profile(plan: &Plan, tmp: &Path, real: impl Fn(&Path) -> Option<PathBuf>)
         .partition(|p| p.starts_with(&workspace));
     let mut out = String::from(BASE);
     rule(&mut out, "(deny file-read* file-write*", &outside)?;
+    // Read back too: the scratch workspace lies inside Stigmer's hidden folders.
     rule(
         &mut out,
-        "(allow file-write*",
+        "(allow file-read* file-write*",
         &[workspace.clone(), real(tmp)],
     )?;
-    let read_only: Vec<PathBuf> = plan
+    let mut read_only: Vec<PathBuf> = plan
         .guards
         .iter()
         .filter(|g| g.read_only)
         .map(|g| real(&g.path))
         .collect();
+    let mut roots: Vec<PathBuf> = vec![workspace.clone()];
+    roots.extend(plan.repos.iter().map(|r| real(r)));
+    roots.sort();
+    roots.dedup();
+    let mut unmovable: Vec<PathBuf> = Vec::new();
+    for r in &roots {
+        read_only.extend(NAMES.iter().map(|n| r.join(n)));
+        read_only.extend(GIT_NAMES.iter().map(|n| r.join(".git").join(n)));
+        // The repository, its `.git`, and every folder from the workspace down to it.
+        unmovable.push(r.join(".git"));
+        let mut dir = r.clone();
+        while dir.starts_with(&workspace) && dir != workspace {
+            unmovable.push(dir.clone());
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
     rule(&mut out, "(deny file-write*", &read_only)?;
+    literal_rule(&mut out, "(deny file-write-unlink", &unmovable)?;
     rule(&mut out, "(deny file-read* file-write*", &inside)?;
     if plan.network_open {
         out.push_str(NETWORK_OPEN);
@@ -109,6 +134,21 @@ fn rule(out: &mut String, head: &str, paths: &[PathBuf]) -> Option<()> {
     out.push_str(head);
     for p in paths {
         out.push_str("\n  (subpath ");
+        out.push_str(&quoted(p.to_str()?));
+        out.push(')');
+    }
+    out.push_str(")\n");
+    Some(())
+}
+
+/// `(head (literal "...") ...)`: the paths themselves, not what lies under them.
+fn literal_rule(out: &mut String, head: &str, paths: &[PathBuf]) -> Option<()> {
+    if paths.is_empty() {
+        return Some(());
+    }
+    out.push_str(head);
+    for p in paths {
+        out.push_str("\n  (literal ");
         out.push_str(&quoted(p.to_str()?));
         out.push(')');
     }
@@ -160,6 +200,7 @@ mod tests {
             cwd: "/Users/u/proj".into(),
             network_open: false,
             proxy_door: None,
+            repos: vec!["/Users/u/proj/lib/sub".into()],
         }
     }
 
@@ -191,18 +232,51 @@ mod tests {
         }
         let write = at(
             &p,
-            "(allow file-write*\n  (subpath \"/Users/u/proj\")\n  (subpath \"/private/tmp/run-1\"))",
+            "(allow file-read* file-write*\n  (subpath \"/Users/u/proj\")\n  (subpath \"/private/tmp/run-1\"))",
         );
         let guard = at(
             &p,
-            "(deny file-write*\n  (subpath \"/Users/u/proj/.git/hooks\"))",
+            "(deny file-write*\n  (subpath \"/Users/u/proj/.git/hooks\")",
+        );
+        // Host-run files at the workspace and at each repository, whatever the scan found.
+        for path in [
+            "/Users/u/proj/.envrc",
+            "/Users/u/proj/.git/config",
+            "/Users/u/proj/lib/sub/.git/hooks",
+            "/Users/u/proj/lib/sub/.vscode",
+        ] {
+            assert!(
+                at(&p, &format!("(subpath \"{path}\")")) > guard - 1,
+                "{path}"
+            );
+        }
+        // Repositories and the folders down to them cannot be moved away.
+        let unmovable = at(&p, "(deny file-write-unlink\n");
+        for path in [
+            "/Users/u/proj/lib/sub",
+            "/Users/u/proj/lib",
+            "/Users/u/proj/.git",
+        ] {
+            assert!(
+                at(&p, &format!("(literal \"{path}\")")) > unmovable,
+                "{path}"
+            );
+        }
+        assert!(
+            !p.contains("(literal \"/Users/u/proj\")"),
+            "the workspace itself: {p}"
         );
         let inside = at(
             &p,
             "(deny file-read* file-write*\n  (subpath \"/Users/u/proj/.env\"))",
         );
         // Each rule more specific than, and after, the one it narrows.
-        assert!(read_all < secrets && secrets < write && write < guard && guard < inside);
+        assert!(read_all < secrets && secrets < write && write < guard && unmovable < inside);
+        // Other terminals: not even readable.
+        at(
+            &p,
+            "(deny file-read* file-write* (regex #\"^/dev/ttys[0-9]+$\"))",
+        );
         // A guard that keeps a folder in place is not made read-only.
         assert!(!p.contains("(subpath \"/Users/u/proj/.git\"))"), "{p}");
         // No network, no Unix sockets, no other process, no keychain.
