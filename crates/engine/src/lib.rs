@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod approvals;
+pub mod changes;
 pub mod command_env;
 pub mod discovery;
 pub mod error;

@@ -1,0 +1,346 @@
+//! A folder as it is, for telling what a command changed: every entry's kind, size, mode,
+//! identity (device, inode) and change time, walked without following links. A change is told
+//! by what a command cannot forge: its size, its inode or its change time (a command can set a
+//! modification time back, never a change time). Generated folders (`node_modules`, `target`,
+//! `.venv`...) and `.git` are entries of their own, not walked: they are said to have changed,
+//! their content is not recorded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Folders whose content is not recorded: generated (rebuilt, not lost), or git's own (its
+/// history is in it; an undo never rewrites it).
+pub const NOT_RECORDED: &[&str] = &[
+    ".git",
+    "node_modules",
+    "target",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "dist",
+    ".tox",
+    ".gradle",
+    ".next",
+    ".cache",
+];
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Link,
+    /// A socket, a pipe, a device: listed, never read.
+    Other,
+    /// A folder of [`NOT_RECORDED`]: its content is not walked.
+    Unrecorded,
+}
+
+/// One entry of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub size: u64,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+    /// Change time (seconds, nanoseconds): what a command cannot set.
+    pub ctime: (i64, i64),
+    /// A link's target.
+    pub target: Option<PathBuf>,
+}
+
+/// Every entry under a root, by path relative to it.
+pub type Manifest = BTreeMap<PathBuf, Entry>;
+
+/// Why a folder is not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRecorded {
+    /// More entries than the limit (a setting): recording would cost too much.
+    TooLarge { limit: usize },
+    /// The root cannot be read.
+    Unreadable(String),
+}
+
+/// The entries under `root` (not `root` itself), at most `limit` of them.
+#[cfg(unix)]
+pub fn scan(root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
+    let mut m = Manifest::new();
+    let mut todo: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let dir = root.join(&rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if rel.as_os_str().is_empty() => {
+                return Err(NotRecorded::Unreadable(e.to_string()))
+            }
+            // Gone or unreadable since it was listed: what it held is not known.
+            Err(_) => continue,
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let path = rel.join(&name);
+            let Ok(meta) = std::fs::symlink_metadata(dir.join(&name)) else {
+                continue;
+            };
+            let entry = entry_of(&meta, || std::fs::read_link(dir.join(&name)).ok());
+            let walk = entry.kind == Kind::Dir;
+            let entry = if walk && NOT_RECORDED.iter().any(|n| name == *n) {
+                Entry {
+                    kind: Kind::Unrecorded,
+                    ..entry
+                }
+            } else {
+                entry
+            };
+            if entry.kind == Kind::Dir {
+                todo.push(path.clone());
+            }
+            m.insert(path, entry);
+            if m.len() > limit {
+                return Err(NotRecorded::TooLarge { limit });
+            }
+        }
+    }
+    Ok(m)
+}
+
+#[cfg(unix)]
+fn entry_of(meta: &std::fs::Metadata, target: impl FnOnce() -> Option<PathBuf>) -> Entry {
+    use std::os::unix::fs::MetadataExt;
+    let t = meta.file_type();
+    let kind = if t.is_symlink() {
+        Kind::Link
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    Entry {
+        kind,
+        size: if kind == Kind::File { meta.len() } else { 0 },
+        mode: meta.mode() & 0o7777,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+        target: if kind == Kind::Link { target() } else { None },
+    }
+}
+
+/// How an entry changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    Added,
+    Removed,
+    /// Its content (size, inode or change time differ, the kind the same).
+    Modified,
+    /// Only its permissions.
+    Mode,
+    /// Moved from another path (same inode), maybe changed too.
+    Renamed,
+    /// A link now points elsewhere, or a file became a folder (or the other way).
+    Replaced,
+}
+
+/// One change between two manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: PathBuf,
+    pub how: How,
+    pub before: Option<Entry>,
+    pub after: Option<Entry>,
+    /// For [`How::Renamed`]: where it was.
+    pub from: Option<PathBuf>,
+}
+
+/// What changed from `before` to `after`, by path. A file removed at one path and added at
+/// another with the same identity was renamed. Folders are told only when added or removed
+/// (their entries tell the rest).
+pub fn diff(before: &Manifest, after: &Manifest) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (path, b) in before {
+        match after.get(path) {
+            None => changes.push(change(path, How::Removed, Some(b), None)),
+            Some(a) => {
+                if let Some(how) = how_changed(b, a) {
+                    changes.push(change(path, how, Some(b), Some(a)));
+                }
+            }
+        }
+    }
+    for (path, a) in after {
+        if !before.contains_key(path) {
+            changes.push(change(path, How::Added, None, Some(a)));
+        }
+    }
+    pair_renames(&mut changes);
+    changes.sort_by(|x, y| x.path.cmp(&y.path));
+    changes
+}
+
+fn change(path: &Path, how: How, before: Option<&Entry>, after: Option<&Entry>) -> Change {
+    Change {
+        path: path.to_path_buf(),
+        how,
+        before: before.cloned(),
+        after: after.cloned(),
+        from: None,
+    }
+}
+
+fn how_changed(b: &Entry, a: &Entry) -> Option<How> {
+    if b.kind != a.kind || b.target != a.target {
+        return Some(How::Replaced);
+    }
+    let content = b.size != a.size || b.ino != a.ino || b.dev != a.dev;
+    match a.kind {
+        // A folder's own change time moves with its entries: those are told instead. Not
+        // recorded ones are told by their change time alone.
+        Kind::Dir => (b.mode != a.mode).then_some(How::Mode),
+        Kind::Unrecorded => (content || b.ctime != a.ctime).then_some(How::Modified),
+        _ if content => Some(How::Modified),
+        _ if b.ctime != a.ctime && b.mode != a.mode => Some(How::Mode),
+        _ if b.ctime != a.ctime => Some(How::Modified),
+        _ => None,
+    }
+}
+
+/// A removed file and an added one with the same identity: one rename.
+fn pair_renames(changes: &mut Vec<Change>) {
+    let removed: Vec<(usize, (u64, u64))> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.how == How::Removed)
+        .filter_map(|(i, c)| {
+            let b = c.before.as_ref()?;
+            (b.kind == Kind::File).then_some((i, (b.dev, b.ino)))
+        })
+        .collect();
+    let mut gone = Vec::new();
+    for (i, id) in removed {
+        let added = changes.iter().position(|c| {
+            c.how == How::Added
+                && c.after
+                    .as_ref()
+                    .is_some_and(|a| (a.dev, a.ino) == id && a.kind == Kind::File)
+        });
+        if let Some(j) = added {
+            let (from, before) = (changes[i].path.clone(), changes[i].before.clone());
+            let c = &mut changes[j];
+            c.how = How::Renamed;
+            c.before = before;
+            c.from = Some(from);
+            gone.push(i);
+        }
+    }
+    gone.sort_unstable_by(|a, b| b.cmp(a));
+    for i in gone {
+        changes.remove(i);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn hows(c: &[Change]) -> Vec<(String, How)> {
+        c.iter()
+            .map(|c| (c.path.to_string_lossy().into_owned(), c.how))
+            .collect()
+    }
+
+    #[test]
+    fn edits_removals_renames_modes_and_links_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("src/old")).unwrap();
+        std::fs::create_dir_all(r.join("node_modules/pkg")).unwrap();
+        for (p, text) in [
+            ("src/a.rs", "fn a() {}\n"),
+            ("src/same.rs", "same\n"),
+            ("src/old/x.rs", "x\n"),
+            ("move-me.txt", "moving\n"),
+            ("run.sh", "echo\n"),
+            ("node_modules/pkg/index.js", "1\n"),
+        ] {
+            std::fs::write(r.join(p), text).unwrap();
+        }
+        std::os::unix::fs::symlink("src/a.rs", r.join("link")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(r.join(odd), "odd\n").unwrap();
+        let before = scan(r, 1000).unwrap();
+        assert_eq!(before[Path::new("node_modules")].kind, Kind::Unrecorded);
+        assert!(
+            !before.contains_key(Path::new("node_modules/pkg")),
+            "not walked"
+        );
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Same size, modification time set back: still a change (its change time moved).
+        std::fs::write(r.join("src/a.rs"), "fn b() {}\n").unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(r.join("src/a.rs"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        std::fs::remove_dir_all(r.join("src/old")).unwrap();
+        std::fs::rename(r.join("move-me.txt"), r.join("moved.txt")).unwrap();
+        std::fs::set_permissions(r.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_file(r.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.join("link")).unwrap();
+        std::fs::write(r.join("node_modules/pkg/new.js"), "2\n").unwrap();
+        std::fs::write(r.join("new.txt"), "new\n").unwrap();
+        std::fs::write(r.join(odd), "odd, changed\n").unwrap();
+        let after = scan(r, 1000).unwrap();
+        let c = diff(&before, &after);
+        let odd_name = String::from_utf8_lossy(b"caf\xe9.txt").into_owned();
+        assert_eq!(
+            hows(&c),
+            [
+                (odd_name, How::Modified),
+                ("link".into(), How::Replaced),
+                ("moved.txt".into(), How::Renamed),
+                ("new.txt".into(), How::Added),
+                ("run.sh".into(), How::Mode),
+                ("src/a.rs".into(), How::Modified),
+                ("src/old".into(), How::Removed),
+                ("src/old/x.rs".into(), How::Removed),
+            ],
+            "{c:#?}"
+        );
+        let renamed = c.iter().find(|c| c.how == How::Renamed).unwrap();
+        assert_eq!(renamed.from.as_deref(), Some(Path::new("move-me.txt")));
+        assert_eq!(
+            c.iter()
+                .find(|c| c.how == How::Replaced)
+                .unwrap()
+                .after
+                .as_ref()
+                .unwrap()
+                .target,
+            Some(PathBuf::from("/etc/passwd"))
+        );
+        // The generated folder's own entries changed, not its listing here: its content is
+        // not recorded, and a change inside it is not told entry by entry.
+        assert!(!c.iter().any(|c| c.path.starts_with("node_modules/")));
+    }
+
+    #[test]
+    fn a_folder_over_the_limit_is_not_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(d.path().join(format!("f{i}")), "x").unwrap();
+        }
+        assert_eq!(scan(d.path(), 10), Err(NotRecorded::TooLarge { limit: 10 }));
+        assert_eq!(scan(d.path(), 20).unwrap().len(), 20);
+        assert!(matches!(
+            scan(&d.path().join("missing"), 10),
+            Err(NotRecorded::Unreadable(_))
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Where file contents are kept so a command's changes can be undone: each content once,
+//! named by its SHA-256, compressed, however many runs share it. A file is read through the
+//! folder's handle, never following a link (Linux: `openat2` with `RESOLVE_BENEATH` and
+//! `RESOLVE_NO_SYMLINKS`): a link a command swapped in, at the file or at a folder above it,
+//! makes the read fail instead of keeping (and later showing the agent) a file from
+//! elsewhere.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+#[cfg(target_os = "linux")]
+use std::{io::Write, path::Path};
+
+use sha2::{Digest, Sha256};
+
+/// A content's name: its SHA-256, in hex.
+pub type Hash = String;
+
+/// The content store under one folder.
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    fn object(&self, hash: &str) -> PathBuf {
+        self.dir.join(&hash[..2]).join(&hash[2..])
+    }
+
+    /// Keep the content of `rel` under the folder `root` (a handle): its hash and size.
+    /// Files over `max` bytes are not kept (`Ok(None)`).
+    #[cfg(target_os = "linux")]
+    pub fn keep(&self, root: &File, rel: &Path, max: u64) -> std::io::Result<Option<(Hash, u64)>> {
+        let mut file = open_beneath(root, rel)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        if meta.len() > max {
+            return Ok(None);
+        }
+        // Read once (a file changing while read is kept as read), then hashed and stored.
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        (&mut file).take(max + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > max {
+            return Ok(None);
+        }
+        let hash = hex(&Sha256::digest(&data));
+        let path = self.object(&hash);
+        if !path.exists() {
+            let dir = path.parent().expect("an object has a folder");
+            crate::private::private_dir(dir)?;
+            let tmp = dir.join(format!(".{}.{}", &hash[2..], std::process::id()));
+            let mut enc =
+                flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+            enc.write_all(&data)?;
+            enc.finish()?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(Some((hash, data.len() as u64)))
+    }
+
+    /// A kept content, checked against its name.
+    pub fn get(&self, hash: &str) -> std::io::Result<Vec<u8>> {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(std::io::Error::other("not a content name"));
+        }
+        let mut data = Vec::new();
+        flate2::read::GzDecoder::new(File::open(self.object(hash))?).read_to_end(&mut data)?;
+        if hex(&Sha256::digest(&data)) != hash {
+            return Err(std::io::Error::other("a kept content is damaged"));
+        }
+        Ok(data)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size(&self) -> u64 {
+        let mut total = 0;
+        let mut todo = vec![self.dir.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => todo.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Open `rel` for reading under the folder `root`, refusing any link on the way and any path
+/// that leaves `root`.
+#[cfg(target_os = "linux")]
+pub fn open_beneath(root: &File, rel: &Path) -> std::io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a name with a NUL byte"))?;
+    // SAFETY: open_how is plain data; zero is its empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a valid directory fd, a NUL-terminated path and a sized `how`.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor this process owns.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_are_kept_once_and_read_back_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (d.path().join("w"), d.path().join("store"));
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/a.txt"), "same\n").unwrap();
+        std::fs::write(root.join("b.txt"), "same\n").unwrap();
+        std::fs::write(root.join("big.bin"), vec![7u8; 4096]).unwrap();
+        let store = Store::new(store_dir);
+        let handle = File::open(&root).unwrap();
+        let (h1, n) = store
+            .keep(&handle, Path::new("src/a.txt"), 1024)
+            .unwrap()
+            .unwrap();
+        let (h2, _) = store
+            .keep(&handle, Path::new("b.txt"), 1024)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h1.as_str(), n), (h2.as_str(), 5));
+        assert_eq!(store.get(&h1).unwrap(), b"same\n");
+        assert_eq!(
+            store.keep(&handle, Path::new("big.bin"), 1024).unwrap(),
+            None
+        );
+        // A damaged object is refused, not returned.
+        let object = store.object(&h1);
+        std::fs::write(&object, b"not what it was").unwrap();
+        assert!(store.get(&h1).is_err());
+        assert!(store.get("../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_link_swapped_in_is_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("w");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(d.path().join("outside-secret"), "SECRET").unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside-secret"), root.join("file")).unwrap();
+        std::os::unix::fs::symlink(d.path(), root.join("up")).unwrap();
+        // Even a link that stays inside is not read through: it is recorded as a link.
+        std::fs::write(root.join("sub/real.txt"), "inside").unwrap();
+        std::os::unix::fs::symlink("sub/real.txt", root.join("inner-link")).unwrap();
+        let store = Store::new(d.path().join("store"));
+        let handle = File::open(&root).unwrap();
+        for rel in [
+            "file",
+            "up/outside-secret",
+            "../outside-secret",
+            "sub/../../outside-secret",
+            "inner-link",
+            "/etc/hostname",
+        ] {
+            assert!(
+                store.keep(&handle, Path::new(rel), 1 << 20).is_err(),
+                "{rel} was read"
+            );
+        }
+        assert!(!d.path().join("store").exists(), "nothing kept");
+    }
+}
