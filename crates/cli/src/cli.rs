@@ -73,6 +73,7 @@ pub enum Command {
         after_help = "Examples:\n  \
         stigmer runs list              the recent runs, newest first (running ones on top)\n  \
         stigmer runs show ID           one run: command, client, where, how it ended, output\n  \
+        stigmer runs changes ID        what it changed in its folder (files added, removed, modified)\n  \
         stigmer runs stop ID           stop it (its whole process tree); its agent is told you stopped it\n  \
         stigmer runs stop --all        stop every running command\n\n\
         Needs the running server (the app's, or `stigmer server start`)."
@@ -174,6 +175,14 @@ pub enum RunsCommand {
     },
     /// One run, with the head and tail of its output
     Show {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a run changed in its folder: each file added, removed, modified, renamed
+    Changes {
         #[arg(value_name = "ID")]
         id: String,
         /// Print JSON

@@ -76,6 +76,14 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
                 show(&run);
             }
         }
+        RunsCommand::Changes { id, json } => {
+            let changes = client.run_changes(&id).await?;
+            if json {
+                print_json(&changes);
+            } else {
+                show_changes(&changes);
+            }
+        }
         RunsCommand::Stop { id: Some(id), .. } => {
             if !valid_run_id(&id) {
                 return Err(Error::run_not_found(&id));
@@ -136,6 +144,42 @@ fn line(run: &RunSummary) -> String {
         where_(run),
         run.command
     )
+}
+
+fn show_changes(c: &stigmer_protocol::changes::RunChanges) {
+    use stigmer_protocol::changes::ChangeKind;
+    if !c.recorded {
+        println!(
+            "not recorded in {}: {}",
+            c.folder,
+            c.reason.as_deref().unwrap_or("no reason given")
+        );
+        return;
+    }
+    if c.files.is_empty() {
+        println!("{} changed nothing in {}", c.run_id, c.folder);
+    }
+    for f in &c.files {
+        let how = match f.change {
+            ChangeKind::Added => "added   ",
+            ChangeKind::Removed => "removed ",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Mode => "mode    ",
+            ChangeKind::Renamed => "renamed ",
+            ChangeKind::Replaced => "replaced",
+        };
+        match &f.from {
+            Some(from) => println!("{how}  {from} -> {}", f.path),
+            None => println!("{how}  {}", f.path),
+        }
+    }
+    if c.overlapped {
+        println!(
+            "note: another run worked in {} at the same time; its changes (and edits made \
+             meanwhile) are listed too",
+            c.folder
+        );
+    }
 }
 
 fn show(run: &RunSummary) {

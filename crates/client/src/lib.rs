@@ -168,6 +168,14 @@ impl Client {
         self.get(&routes::with_id(routes::RUN, id)).await
     }
 
+    /// What a run changed in its folder.
+    pub async fn run_changes(&self, id: &str) -> Result<stigmer_protocol::changes::RunChanges> {
+        if !valid_run_id(id) {
+            return Err(Error::run_not_found(id));
+        }
+        self.get(&routes::with_id(routes::RUN_CHANGES, id)).await
+    }
+
     /// A page of a run's whole output.
     pub async fn run_output(
         &self,

@@ -20,12 +20,14 @@ use tokio_util::sync::CancellationToken;
 pub use stigmer_protocol::run::{OutputSummary, RunState, RunSummary};
 
 use crate::admission::Approved;
+use crate::changes::record::{folder_for, Begun, Recorder};
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::execute::{Chunk, Stream};
 use crate::history::{History, Query};
 use crate::spool::{OutputPage, Spool, SpoolWriter};
 use crate::util::{now_ms, random_hex};
+use stigmer_protocol::changes::RunChanges;
 
 /// Output events on the bus carry at most this many bytes each.
 const EVENT_OUTPUT_BYTES: usize = 16 * 1024;
@@ -68,19 +70,27 @@ pub struct RunRegistry {
     spool: Option<Arc<Spool>>,
     /// Set while retention runs off the runs' path (one at a time).
     trimming: Arc<AtomicBool>,
+    /// Records what runs change in their folders; none when the history is not on disk.
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl RunRegistry {
     /// The registry over `history`: runs an earlier server left running are marked
     /// interrupted (what they printed until then stays readable), and output files no run
     /// refers to any more are deleted.
-    pub fn new(bus: EventBus, history: History, spool: Option<Spool>) -> Arc<RunRegistry> {
+    pub fn new(
+        bus: EventBus,
+        history: History,
+        spool: Option<Spool>,
+        recorder: Option<Recorder>,
+    ) -> Arc<RunRegistry> {
         let registry = RunRegistry {
             inner: Mutex::default(),
             bus,
             history: Arc::new(history),
             spool: spool.map(Arc::new),
             trimming: Arc::default(),
+            recorder: recorder.map(Arc::new),
         };
         registry.recover();
         Arc::new(registry)
@@ -169,6 +179,8 @@ impl RunRegistry {
     ) {
         // Small queues: a slow reader holds back the command, not megabytes of our memory.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(4);
+        // Its folder as it is before it starts (what it changes is known at its end).
+        let recording = self.begin_recording(&run).await;
         let exec = run.spawn(chunk_tx, cancel.clone());
         let (mut out, mut err) = (Capture::default(), Capture::default());
         let mut spooled = self.spool.as_ref().map(|s| {
@@ -237,6 +249,13 @@ impl RunRegistry {
             summary.stderr.stored_bytes = e.written();
         }
         let by_user = self.lock().stopped.contains(&summary.id);
+        let mut result = result;
+        if let Some(changes) = self.end_recording(&summary.id, recording).await {
+            self.history.put_changes(&changes);
+            if let Ok(o) = &mut result {
+                o.changed = changes.summary_line();
+            }
+        }
         match result {
             Ok(outcome) => {
                 summary.state = RunState::Finished;
@@ -417,6 +436,63 @@ impl RunRegistry {
     }
 
     /// Delete the kept output of these runs.
+    /// Before a run: its folder's manifest (blocking work, off the async threads).
+    async fn begin_recording(&self, run: &Approved) -> Option<Begun> {
+        let recorder = self.recorder.clone()?;
+        let place = run.place();
+        let workspace =
+            (run.target().mode() != crate::settings::Mode::Local).then(|| place.held.path.clone());
+        let folder = folder_for(&place.cwd, workspace.as_deref(), &crate::paths::user_home())?;
+        tokio::task::spawn_blocking(move || recorder.begin(&folder))
+            .await
+            .ok()
+    }
+
+    /// After it: what it changed (or why its folder was not recorded).
+    async fn end_recording(&self, id: &str, begun: Option<Begun>) -> Option<RunChanges> {
+        let recorder = self.recorder.clone()?;
+        let id = id.to_string();
+        match begun? {
+            Begun::Recording(session) => {
+                tokio::task::spawn_blocking(move || recorder.end(&id, *session))
+                    .await
+                    .ok()
+            }
+            Begun::Not { folder, reason } => Some(RunChanges {
+                run_id: id,
+                folder: folder.display().to_string(),
+                recorded: false,
+                reason: Some(reason),
+                files: Vec::new(),
+                overlapped: false,
+            }),
+        }
+    }
+
+    /// What a run changed: its record, or why there is none.
+    pub fn changes(&self, id: &str) -> Result<RunChanges> {
+        if let Some(c) = self.history.changes(id)? {
+            return Ok(c);
+        }
+        match self.history.get(id)? {
+            Some(run) => Ok(RunChanges {
+                run_id: id.to_string(),
+                folder: run.cwd.display().to_string(),
+                recorded: false,
+                reason: Some(if run.state == RunState::Running {
+                    "the run is still going: its changes are known when it ends".into()
+                } else {
+                    "nothing was recorded for this run (its folder was the home folder or a \
+                     system folder, or it ran before recording began)"
+                        .into()
+                }),
+                files: Vec::new(),
+                overlapped: false,
+            }),
+            None => Err(Error::run_not_found(id)),
+        }
+    }
+
     /// Retention off the runs' path: on a blocking thread, one at a time; a run that ends
     /// meanwhile and finds it busy is covered by the look again at its end.
     fn trim_later(&self) {

@@ -4,6 +4,7 @@
 //! the server. The server writes these; every client (the CLI, `stigmer mcp`, the desktop
 //! app) reads them. No async runtime, no HTTP, no container engine in here.
 
+pub mod changes;
 pub mod clients;
 pub mod desktop;
 pub mod error;

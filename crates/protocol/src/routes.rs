@@ -46,6 +46,7 @@ pub const WORKSPACES_REMOVE: &str = "/v1/workspaces/remove";
 pub const RUNS: &str = "/v1/runs";
 pub const RUN: &str = "/v1/runs/{id}";
 pub const RUN_OUTPUT: &str = "/v1/runs/{id}/output";
+pub const RUN_CHANGES: &str = "/v1/runs/{id}/changes";
 pub const RUN_CANCEL: &str = "/v1/runs/{id}/cancel";
 pub const STOP_ALL: &str = "/v1/runs/stop-all";
 pub const CLIENTS: &str = "/v1/clients";
@@ -129,6 +130,10 @@ pub const ALL: &[Route] = &[
     },
     Route {
         path: RUN_OUTPUT,
+        methods: &[Get],
+    },
+    Route {
+        path: RUN_CHANGES,
         methods: &[Get],
     },
     Route {

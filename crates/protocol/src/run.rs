@@ -108,6 +108,10 @@ pub struct ExecOutcome {
     /// should look at them before opening the folder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_files: Vec<String>,
+    /// What the command changed in its folder, in one line (`changed 2 files: a.rs
+    /// (modified), b.txt (added)`); the whole list at `GET /v1/runs/{id}/changes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<String>,
 }
 
 impl ExecOutcome {

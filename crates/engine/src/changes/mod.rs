@@ -3,5 +3,6 @@
 //! [`store`] keeps file contents by hash, read through the folder's handle. Not yet wired into
 //! runs: the recorder, its history table, the API, the CLI and the window come next.
 
+pub mod record;
 pub mod scan;
 pub mod store;

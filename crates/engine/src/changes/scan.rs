@@ -138,7 +138,8 @@ pub enum How {
     Modified,
     /// Only its permissions.
     Mode,
-    /// Moved from another path (same inode), maybe changed too.
+    /// Moved from another path (same inode, same size; the recorder also checks the content:
+    /// an inode a removed file freed can be a new file's).
     Renamed,
     /// A link now points elsewhere, or a file became a folder (or the other way).
     Replaced,
@@ -209,13 +210,13 @@ fn how_changed(b: &Entry, a: &Entry) -> Option<How> {
 
 /// A removed file and an added one with the same identity: one rename.
 fn pair_renames(changes: &mut Vec<Change>) {
-    let removed: Vec<(usize, (u64, u64))> = changes
+    let removed: Vec<(usize, (u64, u64, u64))> = changes
         .iter()
         .enumerate()
         .filter(|(_, c)| c.how == How::Removed)
         .filter_map(|(i, c)| {
             let b = c.before.as_ref()?;
-            (b.kind == Kind::File).then_some((i, (b.dev, b.ino)))
+            (b.kind == Kind::File).then_some((i, (b.dev, b.ino, b.size)))
         })
         .collect();
     let mut gone = Vec::new();
@@ -224,7 +225,7 @@ fn pair_renames(changes: &mut Vec<Change>) {
             c.how == How::Added
                 && c.after
                     .as_ref()
-                    .is_some_and(|a| (a.dev, a.ino) == id && a.kind == Kind::File)
+                    .is_some_and(|a| (a.dev, a.ino, a.size) == id && a.kind == Kind::File)
         });
         if let Some(j) = added {
             let (from, before) = (changes[i].path.clone(), changes[i].before.clone());

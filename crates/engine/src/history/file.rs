@@ -89,6 +89,11 @@ pub(super) fn init(conn: &Connection) -> rusqlite::Result<()> {
              ON runs (coalesce(finished_at_ms, started_at_ms), seq)
              WHERE kept > 0 AND state != 'running';
          CREATE INDEX IF NOT EXISTS runs_client ON runs (coalesce(client, 'other'));
+         -- What each run changed in its folder (JSON), dropped with the run.
+         CREATE TABLE IF NOT EXISTS changes (
+             run_id TEXT PRIMARY KEY,
+             body TEXT NOT NULL
+         );
          PRAGMA user_version = {SCHEMA_VERSION};"
     ))
 }

@@ -214,6 +214,29 @@ impl History {
         Ok(())
     }
 
+    /// Keep what a run changed (failing never fails the run: the log says so).
+    pub fn put_changes(&self, changes: &stigmer_protocol::changes::RunChanges) {
+        let body = serde_json::to_string(changes).expect("changes serialize");
+        let r = self.db.lock().conn.execute(
+            "INSERT OR REPLACE INTO changes (run_id, body) VALUES (?1, ?2)",
+            params![changes.run_id, body],
+        );
+        if let Err(e) = r {
+            tracing::warn!(run = %changes.run_id, "what the run changed could not be kept: {e}");
+        }
+    }
+
+    /// What a run changed, when it was recorded.
+    pub fn changes(&self, id: &str) -> Result<Option<stigmer_protocol::changes::RunChanges>> {
+        let db = self.db.lock();
+        let body: Option<String> = db
+            .conn
+            .prepare_cached("SELECT body FROM changes WHERE run_id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(unreadable)?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
     /// One run's record.
     pub fn get(&self, id: &str) -> Result<Option<RunSummary>> {
         let db = self.db.lock();

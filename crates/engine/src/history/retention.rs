@@ -54,6 +54,7 @@ impl History {
             }
             for (id, kept, _) in batch {
                 tx.execute("DELETE FROM runs WHERE id = ?1", [&id])?;
+                tx.execute("DELETE FROM changes WHERE run_id = ?1", [&id])?;
                 ended = ended.saturating_sub(1);
                 kept_total = kept_total.saturating_sub(kept);
                 gone.push(id);

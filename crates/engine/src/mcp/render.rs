@@ -138,6 +138,9 @@ pub fn network_note(o: &crate::execute::ExecOutcome) -> String {
             o.host_files.join(", ")
         ));
     }
+    if let Some(changed) = &o.changed {
+        note.push_str(&format!("\nFILES: this command {changed}."));
+    }
     if o.network_interrupted {
         note.push_str(
             "\nNETWORK: the sandbox's network proxy restarted during this command; network calls made \

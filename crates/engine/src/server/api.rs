@@ -375,6 +375,14 @@ pub async fn run_output(
     Ok(Json(page))
 }
 
+/// What a run changed in its folder (or why it was not recorded).
+pub async fn run_changes(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<stigmer_protocol::changes::RunChanges>> {
+    Ok(Json(state.runs.changes(&id)?))
+}
+
 pub async fn cancel_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

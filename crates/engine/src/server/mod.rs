@@ -164,6 +164,7 @@ fn endpoint(path: &str, method: Method) -> MethodRouter<Arc<AppState>> {
         (RUNS, Post) => post(api::start_run),
         (RUN, Get) => get(api::get_run),
         (RUN_OUTPUT, Get) => get(api::run_output),
+        (RUN_CHANGES, Get) => get(api::run_changes),
         (RUN_CANCEL, Post) => post(api::cancel_run),
         (STOP_ALL, Post) => post(api::stop_all_runs),
         (CLIENTS, Get) => get(clients::list),
@@ -215,6 +216,11 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .map_err(|e| tracing::warn!("run output will not be kept: {}", e.message))
         .ok();
     let history_file = paths.history_file();
+    // What runs change is kept beside the history, when the history is on disk.
+    let recorder = opts
+        .settings
+        .history_keep
+        .then(|| crate::changes::record::Recorder::new(paths.data_dir.join("changes")));
     let (history, opened) = crate::history::History::open(
         opts.settings.history_keep.then_some(history_file.as_path()),
         opts.settings.retention(),
@@ -231,7 +237,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         started_at: crate::util::now_secs(),
         settings: RwLock::new(opts.settings),
         settings_write_lock: tokio::sync::Mutex::new(()),
-        runs: RunRegistry::new(bus.clone(), history, spool),
+        runs: RunRegistry::new(bus.clone(), history, spool, recorder),
         approvals: crate::approvals::Approvals::new(bus.clone()),
         sandbox,
         bus,

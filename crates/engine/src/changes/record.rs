@@ -1,0 +1,443 @@
+//! The recorder: before a run, its folder's manifest, with the content of every file kept
+//! (each content once: after the first run in a folder, only what changed since is read);
+//! after it, the manifest again, told apart, and the new contents kept. What a run changed is
+//! then known, and what each file was before it is kept, so that it can be undone.
+//!
+//! Two runs at once in one folder are both told the changes, said as such; so are the user's
+//! own edits while a run goes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use stigmer_protocol::changes::{ChangeKind, EntryKind, FileChange, FileState, RunChanges};
+
+use super::scan::{self, Entry, How, Kind, Manifest, NotRecorded};
+use super::store::{Hash, Store};
+
+/// Entries a folder may hold and be recorded (more: not recorded, said).
+pub const MOST_ENTRIES: usize = 200_000;
+/// Files larger than this are listed, their content not kept.
+pub const LARGEST_KEPT: u64 = 16 << 20;
+/// Folders whose last manifest is kept between runs.
+const KEPT_FOLDERS: usize = 32;
+
+/// A folder as last recorded: its manifest and the kept content of each file.
+#[derive(Default)]
+struct Baseline {
+    manifest: Manifest,
+    contents: HashMap<PathBuf, Hash>,
+}
+
+#[derive(Default)]
+struct State {
+    baselines: Vec<(PathBuf, Baseline)>,
+    /// Runs at work per folder, and whether a folder had two at once.
+    busy: HashMap<PathBuf, (u32, bool)>,
+}
+
+/// Records what runs change.
+pub struct Recorder {
+    store: Store,
+    state: Mutex<State>,
+}
+
+/// A run being recorded.
+pub struct Session {
+    root: PathBuf,
+    handle: File,
+    before: Baseline,
+}
+
+/// Why a run's folder is not recorded, or the session.
+pub enum Begun {
+    Recording(Box<Session>),
+    Not { folder: PathBuf, reason: String },
+}
+
+impl Recorder {
+    pub fn new(dir: PathBuf) -> Recorder {
+        Recorder {
+            store: Store::new(dir.join("objects")),
+            state: Mutex::default(),
+        }
+    }
+
+    /// The content store (for reading what a run's files were and are).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Before a run in `root`: its manifest, every file's content kept. Blocking.
+    pub fn begin(&self, root: &Path) -> Begun {
+        let not = |reason: String| Begun::Not {
+            folder: root.to_path_buf(),
+            reason,
+        };
+        let handle = match File::open(root) {
+            Ok(h) => h,
+            Err(e) => return not(format!("the folder cannot be read: {e}")),
+        };
+        let manifest = match scan::scan(root, MOST_ENTRIES) {
+            Ok(m) => m,
+            Err(NotRecorded::TooLarge { limit }) => {
+                return not(format!(
+                    "the folder holds more than {limit} files and folders, too many to record \
+                     cheaply"
+                ))
+            }
+            Err(NotRecorded::Unreadable(e)) => {
+                return not(format!("the folder cannot be read: {e}"))
+            }
+        };
+        let last = self.take_baseline(root);
+        let contents = self.keep_contents(&handle, &manifest, last.as_ref());
+        {
+            let mut st = self.state.lock();
+            let busy = st.busy.entry(root.to_path_buf()).or_default();
+            busy.0 += 1;
+            if busy.0 > 1 {
+                busy.1 = true;
+            }
+        }
+        Begun::Recording(Box::new(Session {
+            root: root.to_path_buf(),
+            handle,
+            before: Baseline { manifest, contents },
+        }))
+    }
+
+    /// After the run: what it changed. Blocking.
+    pub fn end(&self, run_id: &str, s: Session) -> RunChanges {
+        let after = scan::scan(&s.root, MOST_ENTRIES);
+        let overlapped = {
+            let mut st = self.state.lock();
+            let busy = st.busy.entry(s.root.clone()).or_default();
+            let overlapped = busy.1;
+            busy.0 = busy.0.saturating_sub(1);
+            if busy.0 == 0 {
+                st.busy.remove(&s.root);
+            }
+            overlapped
+        };
+        let folder = s.root.display().to_string();
+        let after = match after {
+            Ok(m) => m,
+            Err(e) => {
+                return RunChanges {
+                    run_id: run_id.into(),
+                    folder,
+                    recorded: false,
+                    reason: Some(match e {
+                        NotRecorded::TooLarge { limit } => {
+                            format!("after the run the folder held more than {limit} entries")
+                        }
+                        NotRecorded::Unreadable(e) => format!("the folder cannot be read: {e}"),
+                    }),
+                    files: Vec::new(),
+                    overlapped,
+                }
+            }
+        };
+        let contents = self.keep_contents(&s.handle, &after, Some(&s.before));
+        let files = scan::diff(&s.before.manifest, &after)
+            .into_iter()
+            .flat_map(|c| split_false_rename(c, &s.before.contents, &contents))
+            .filter_map(|c| {
+                let before = c
+                    .before
+                    .as_ref()
+                    .map(|e| state(e, s.before.contents.get(c.from.as_ref().unwrap_or(&c.path))));
+                let after_state = c.after.as_ref().map(|e| state(e, contents.get(&c.path)));
+                // Told by change time, the same content: only its metadata was touched.
+                if c.how == How::Modified
+                    && before.as_ref().and_then(|b| b.content.as_ref()).is_some()
+                    && before.as_ref().map(|b| &b.content)
+                        == after_state.as_ref().map(|a| &a.content)
+                    && before.as_ref().map(|b| b.mode) == after_state.as_ref().map(|a| a.mode)
+                {
+                    return None;
+                }
+                Some(FileChange {
+                    path: c.path.to_string_lossy().into_owned(),
+                    path_bytes: raw_name(&c.path),
+                    change: kind(c.how),
+                    before,
+                    after: after_state,
+                    from: c.from.map(|f| f.to_string_lossy().into_owned()),
+                })
+            })
+            .collect::<Vec<FileChange>>();
+        let mut files = files;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        self.put_baseline(
+            s.root.clone(),
+            Baseline {
+                manifest: after,
+                contents,
+            },
+        );
+        RunChanges {
+            run_id: run_id.into(),
+            folder,
+            recorded: true,
+            reason: None,
+            files,
+            overlapped,
+        }
+    }
+
+    /// Every file's content kept: those unchanged since `last` by its hash there, the others
+    /// read (through the folder's handle) and kept.
+    fn keep_contents(
+        &self,
+        handle: &File,
+        manifest: &Manifest,
+        last: Option<&Baseline>,
+    ) -> HashMap<PathBuf, Hash> {
+        let mut contents = HashMap::new();
+        for (path, e) in manifest {
+            if e.kind != Kind::File {
+                continue;
+            }
+            if let Some(hash) = last.and_then(|l| {
+                (l.manifest.get(path) == Some(e))
+                    .then(|| l.contents.get(path))
+                    .flatten()
+            }) {
+                contents.insert(path.clone(), hash.clone());
+                continue;
+            }
+            #[cfg(target_os = "linux")]
+            if let Ok(Some((hash, _))) = self.store.keep(handle, path, LARGEST_KEPT) {
+                contents.insert(path.clone(), hash);
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = handle;
+        }
+        contents
+    }
+
+    fn take_baseline(&self, root: &Path) -> Option<Baseline> {
+        let mut st = self.state.lock();
+        let i = st.baselines.iter().position(|(r, _)| r == root)?;
+        Some(st.baselines.remove(i).1)
+    }
+
+    fn put_baseline(&self, root: PathBuf, b: Baseline) {
+        let mut st = self.state.lock();
+        st.baselines.retain(|(r, _)| *r != root);
+        st.baselines.push((root, b));
+        if st.baselines.len() > KEPT_FOLDERS {
+            st.baselines.remove(0);
+        }
+    }
+}
+
+/// A "rename" whose content differs is a removed file and a new one that got its inode.
+fn split_false_rename(
+    c: scan::Change,
+    before: &HashMap<PathBuf, Hash>,
+    after: &HashMap<PathBuf, Hash>,
+) -> Vec<scan::Change> {
+    let Some(from) = c.from.clone().filter(|_| c.how == How::Renamed) else {
+        return vec![c];
+    };
+    if before.get(&from) == after.get(&c.path) {
+        return vec![c];
+    }
+    vec![
+        scan::Change {
+            path: from,
+            how: How::Removed,
+            before: c.before.clone(),
+            after: None,
+            from: None,
+        },
+        scan::Change {
+            path: c.path,
+            how: How::Added,
+            before: None,
+            after: c.after,
+            from: None,
+        },
+    ]
+}
+
+fn state(e: &Entry, content: Option<&Hash>) -> FileState {
+    FileState {
+        kind: match e.kind {
+            Kind::File => EntryKind::File,
+            Kind::Dir => EntryKind::Dir,
+            Kind::Link => EntryKind::Link,
+            Kind::Other => EntryKind::Other,
+            Kind::Unrecorded => EntryKind::Unrecorded,
+        },
+        size: e.size,
+        mode: e.mode,
+        content: content.cloned(),
+        target: e.target.as_ref().map(|t| t.to_string_lossy().into_owned()),
+    }
+}
+
+fn kind(h: How) -> ChangeKind {
+    match h {
+        How::Added => ChangeKind::Added,
+        How::Removed => ChangeKind::Removed,
+        How::Modified => ChangeKind::Modified,
+        How::Mode => ChangeKind::Mode,
+        How::Renamed => ChangeKind::Renamed,
+        How::Replaced => ChangeKind::Replaced,
+    }
+}
+
+/// A name's bytes in base64 when they are not UTF-8.
+fn raw_name(p: &Path) -> Option<String> {
+    use base64::Engine as _;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        p.to_str()
+            .is_none()
+            .then(|| base64::engine::general_purpose::STANDARD.encode(p.as_os_str().as_bytes()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        None
+    }
+}
+
+/// The folder a run's changes are recorded in: the workspace admitted (`workspace`), or for a
+/// local run its project: the git repository above `cwd`, else `cwd`. Never the home folder, a
+/// folder above it, or a system folder as a whole (None).
+pub fn folder_for(cwd: &Path, workspace: Option<&Path>, home: &Path) -> Option<PathBuf> {
+    let root = match workspace {
+        Some(w) => w.to_path_buf(),
+        None => cwd
+            .ancestors()
+            .take_while(|a| *a != home && !home.starts_with(a))
+            .find(|a| a.join(".git").exists())
+            .unwrap_or(cwd)
+            .to_path_buf(),
+    };
+    let system = [
+        "/",
+        "/tmp",
+        "/var",
+        "/usr",
+        "/etc",
+        "/opt",
+        "/srv",
+        "/private/tmp",
+        "/Users",
+        "/home",
+    ];
+    let too_wide = home.starts_with(&root)
+        || system.iter().any(|s| root == Path::new(s))
+        || root.components().count() < 2;
+    (!too_wide).then_some(root)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn changes(r: &RunChanges) -> Vec<(String, ChangeKind)> {
+        r.files.iter().map(|f| (f.path.clone(), f.change)).collect()
+    }
+
+    #[test]
+    fn a_run_s_changes_and_what_each_file_was() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("proj");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/a.rs"), "fn a() {}\n").unwrap();
+        std::fs::write(root.join("old.txt"), "old\n").unwrap();
+        let rec = Recorder::new(d.path().join("store"));
+        let Begun::Recording(s) = rec.begin(&root) else {
+            panic!("not recorded")
+        };
+        std::fs::write(root.join("src/a.rs"), "fn b() {}\n").unwrap();
+        std::fs::remove_file(root.join("old.txt")).unwrap();
+        std::fs::write(root.join("new.txt"), "new\n").unwrap();
+        let r = rec.end("run_1", *s);
+        assert!(r.recorded && !r.overlapped);
+        assert_eq!(
+            changes(&r),
+            [
+                ("new.txt".into(), ChangeKind::Added),
+                ("old.txt".into(), ChangeKind::Removed),
+                ("src/a.rs".into(), ChangeKind::Modified),
+            ]
+        );
+        let a = &r.files[2];
+        let was = rec
+            .store()
+            .get(a.before.as_ref().unwrap().content.as_ref().unwrap())
+            .unwrap();
+        let is = rec
+            .store()
+            .get(a.after.as_ref().unwrap().content.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(
+            (was.as_slice(), is.as_slice()),
+            (&b"fn a() {}\n"[..], &b"fn b() {}\n"[..])
+        );
+        let removed = rec.store().get(
+            r.files[1]
+                .before
+                .as_ref()
+                .unwrap()
+                .content
+                .as_ref()
+                .unwrap(),
+        );
+        assert_eq!(removed.unwrap(), b"old\n");
+
+        // The next run: the user's edit in between is not the run's; touching a file without
+        // changing it is nothing.
+        std::fs::write(root.join("new.txt"), "the user's\n").unwrap();
+        let Begun::Recording(s) = rec.begin(&root) else {
+            panic!()
+        };
+        let f = std::fs::File::options()
+            .write(true)
+            .open(root.join("src/a.rs"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let r = rec.end("run_2", *s);
+        assert_eq!(changes(&r), [], "{r:?}");
+    }
+
+    #[test]
+    fn two_runs_at_once_are_both_told_so() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        let rec = Recorder::new(d.path().join("store"));
+        let (Begun::Recording(a), Begun::Recording(b)) = (rec.begin(&root), rec.begin(&root))
+        else {
+            panic!()
+        };
+        std::fs::write(root.join("x"), "x").unwrap();
+        let (ra, rb) = (rec.end("a", *a), rec.end("b", *b));
+        assert!(ra.overlapped && rb.overlapped);
+        assert_eq!(changes(&ra), changes(&rb));
+    }
+
+    #[test]
+    fn only_a_project_is_recorded_never_the_home_folder_or_the_system() {
+        let home = Path::new("/home/u");
+        let none = |cwd: &str| folder_for(Path::new(cwd), None, home);
+        assert_eq!(none("/home/u"), None);
+        assert_eq!(none("/home"), None);
+        assert_eq!(none("/"), None);
+        assert_eq!(none("/tmp"), None);
+        assert_eq!(none("/etc"), None);
+        assert_eq!(none("/home/u/notes"), Some("/home/u/notes".into()));
+        let w = folder_for(Path::new("/x/y"), Some(Path::new("/srv/work")), home);
+        assert_eq!(w, Some("/srv/work".into()));
+    }
+}
