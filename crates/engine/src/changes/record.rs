@@ -14,27 +14,29 @@ use parking_lot::Mutex;
 use stigmer_protocol::changes::{ChangeKind, EntryKind, FileChange, FileState, RunChanges};
 
 use super::scan::{self, Entry, How, Kind, Manifest, NotRecorded};
-use super::store::{Hash, Store};
+use super::store::{self, Store};
 
-/// Entries a folder may hold and be recorded (more: not recorded, said).
-pub const MOST_ENTRIES: usize = 200_000;
+/// Entries a folder may hold and be recorded (more: not recorded, said). Each run walks its
+/// folder twice (about 3 ms per 1,000 entries on the 2-core test machine, `find` itself
+/// included), so the limit is low until the folder is watched instead of walked.
+pub const MOST_ENTRIES: usize = 2_000;
+/// How long a folder found too large is not walked again.
+const TOO_LARGE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 /// Files larger than this are listed, their content not kept.
 pub const LARGEST_KEPT: u64 = 16 << 20;
 /// Folders whose last manifest is kept between runs.
 const KEPT_FOLDERS: usize = 32;
 
-/// A folder as last recorded: its manifest and the kept content of each file.
-#[derive(Default)]
-struct Baseline {
-    manifest: Manifest,
-    contents: HashMap<PathBuf, Hash>,
-}
+/// A folder as last recorded: its manifest, each file's kept content in its entry.
+type Baseline = Manifest;
 
 #[derive(Default)]
 struct State {
     baselines: Vec<(PathBuf, Baseline)>,
     /// Runs at work per folder, and whether a folder had two at once.
     busy: HashMap<PathBuf, (u32, bool)>,
+    /// Folders found too large, and when: not walked again for a while.
+    too_large: HashMap<PathBuf, std::time::Instant>,
 }
 
 /// Records what runs change.
@@ -79,20 +81,46 @@ impl Recorder {
             Ok(h) => h,
             Err(e) => return not(format!("the folder cannot be read: {e}")),
         };
-        let manifest = match scan::scan(root, MOST_ENTRIES) {
+        let too_large = |limit: usize| {
+            format!(
+                "the folder holds more than {limit} files and folders, too many to record \
+                 cheaply"
+            )
+        };
+        if self
+            .state
+            .lock()
+            .too_large
+            .get(root)
+            .is_some_and(|at| at.elapsed() < TOO_LARGE_FOR)
+        {
+            return not(too_large(MOST_ENTRIES));
+        }
+        let t = std::time::Instant::now();
+        let mut manifest = match scan::scan(root, MOST_ENTRIES) {
             Ok(m) => m,
             Err(NotRecorded::TooLarge { limit }) => {
-                return not(format!(
-                    "the folder holds more than {limit} files and folders, too many to record \
-                     cheaply"
-                ))
+                let mut st = self.state.lock();
+                st.too_large.retain(|_, at| at.elapsed() < TOO_LARGE_FOR);
+                st.too_large
+                    .insert(root.to_path_buf(), std::time::Instant::now());
+                return not(too_large(limit));
             }
             Err(NotRecorded::Unreadable(e)) => {
                 return not(format!("the folder cannot be read: {e}"))
             }
         };
+        let scanned = t.elapsed();
         let last = self.take_baseline(root);
-        let contents = self.keep_contents(&handle, &manifest, last.as_ref());
+        self.keep_contents(&handle, &mut manifest, last.as_ref());
+        tracing::debug!(
+            folder = %root.display(),
+            entries = manifest.len(),
+            first = last.is_none(),
+            scan_ms = scanned.as_secs_f64() * 1000.0,
+            keep_ms = (t.elapsed() - scanned).as_secs_f64() * 1000.0,
+            "recording begins"
+        );
         {
             let mut st = self.state.lock();
             let busy = st.busy.entry(root.to_path_buf()).or_default();
@@ -104,7 +132,7 @@ impl Recorder {
         Begun::Recording(Box::new(Session {
             root: root.to_path_buf(),
             handle,
-            before: Baseline { manifest, contents },
+            before: manifest,
         }))
     }
 
@@ -122,7 +150,7 @@ impl Recorder {
             overlapped
         };
         let folder = s.root.display().to_string();
-        let after = match after {
+        let mut after = match after {
             Ok(m) => m,
             Err(e) => {
                 return RunChanges {
@@ -140,22 +168,18 @@ impl Recorder {
                 }
             }
         };
-        let contents = self.keep_contents(&s.handle, &after, Some(&s.before));
-        let files = scan::diff(&s.before.manifest, &after)
+        self.keep_contents(&s.handle, &mut after, Some(&s.before));
+        let mut files: Vec<FileChange> = scan::diff(&s.before, &after)
             .into_iter()
-            .flat_map(|c| split_false_rename(c, &s.before.contents, &contents))
+            .flat_map(split_false_rename)
             .filter_map(|c| {
-                let before = c
-                    .before
-                    .as_ref()
-                    .map(|e| state(e, s.before.contents.get(c.from.as_ref().unwrap_or(&c.path))));
-                let after_state = c.after.as_ref().map(|e| state(e, contents.get(&c.path)));
+                let before = c.before.as_ref().map(state);
+                let after_state = c.after.as_ref().map(state);
                 // Told by change time, the same content: only its metadata was touched.
                 if c.how == How::Modified
                     && before.as_ref().and_then(|b| b.content.as_ref()).is_some()
-                    && before.as_ref().map(|b| &b.content)
-                        == after_state.as_ref().map(|a| &a.content)
-                    && before.as_ref().map(|b| b.mode) == after_state.as_ref().map(|a| a.mode)
+                    && before.as_ref().map(|b| (&b.content, b.mode))
+                        == after_state.as_ref().map(|a| (&a.content, a.mode))
                 {
                     return None;
                 }
@@ -168,16 +192,9 @@ impl Recorder {
                     from: c.from.map(|f| f.to_string_lossy().into_owned()),
                 })
             })
-            .collect::<Vec<FileChange>>();
-        let mut files = files;
+            .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        self.put_baseline(
-            s.root.clone(),
-            Baseline {
-                manifest: after,
-                contents,
-            },
-        );
+        self.put_baseline(s.root.clone(), after);
         RunChanges {
             run_id: run_id.into(),
             folder,
@@ -188,35 +205,26 @@ impl Recorder {
         }
     }
 
-    /// Every file's content kept: those unchanged since `last` by its hash there, the others
-    /// read (through the folder's handle) and kept.
-    fn keep_contents(
-        &self,
-        handle: &File,
-        manifest: &Manifest,
-        last: Option<&Baseline>,
-    ) -> HashMap<PathBuf, Hash> {
-        let mut contents = HashMap::new();
-        for (path, e) in manifest {
+    /// Every file's content kept: those unchanged since `last` by its digest there, the
+    /// others read (through the folder's handle) and kept.
+    fn keep_contents(&self, handle: &File, manifest: &mut Manifest, last: Option<&Manifest>) {
+        for (path, e) in manifest.iter_mut() {
             if e.kind != Kind::File {
                 continue;
             }
-            if let Some(hash) = last.and_then(|l| {
-                (l.manifest.get(path) == Some(e))
-                    .then(|| l.contents.get(path))
-                    .flatten()
-            }) {
-                contents.insert(path.clone(), hash.clone());
-                continue;
+            if let Some(l) = last.and_then(|l| l.get(path)).filter(|l| l.same(e)) {
+                e.content = l.content;
+                if e.content.is_some() {
+                    continue;
+                }
             }
             #[cfg(target_os = "linux")]
-            if let Ok(Some((hash, _))) = self.store.keep(handle, path, LARGEST_KEPT) {
-                contents.insert(path.clone(), hash);
+            if let Ok(Some((digest, _))) = self.store.keep(handle, path, LARGEST_KEPT) {
+                e.content = Some(digest);
             }
             #[cfg(not(target_os = "linux"))]
             let _ = handle;
         }
-        contents
     }
 
     fn take_baseline(&self, root: &Path) -> Option<Baseline> {
@@ -236,17 +244,11 @@ impl Recorder {
 }
 
 /// A "rename" whose content differs is a removed file and a new one that got its inode.
-fn split_false_rename(
-    c: scan::Change,
-    before: &HashMap<PathBuf, Hash>,
-    after: &HashMap<PathBuf, Hash>,
-) -> Vec<scan::Change> {
-    let Some(from) = c.from.clone().filter(|_| c.how == How::Renamed) else {
+fn split_false_rename(c: scan::Change) -> Vec<scan::Change> {
+    let same = c.before.as_ref().map(|b| b.content) == c.after.as_ref().map(|a| a.content);
+    let Some(from) = c.from.clone().filter(|_| c.how == How::Renamed && !same) else {
         return vec![c];
     };
-    if before.get(&from) == after.get(&c.path) {
-        return vec![c];
-    }
     vec![
         scan::Change {
             path: from,
@@ -265,7 +267,7 @@ fn split_false_rename(
     ]
 }
 
-fn state(e: &Entry, content: Option<&Hash>) -> FileState {
+fn state(e: &Entry) -> FileState {
     FileState {
         kind: match e.kind {
             Kind::File => EntryKind::File,
@@ -276,7 +278,7 @@ fn state(e: &Entry, content: Option<&Hash>) -> FileState {
         },
         size: e.size,
         mode: e.mode,
-        content: content.cloned(),
+        content: e.content.as_ref().map(store::name),
         target: e.target.as_ref().map(|t| t.to_string_lossy().into_owned()),
     }
 }
@@ -425,6 +427,24 @@ mod tests {
         let (ra, rb) = (rec.end("a", *a), rec.end("b", *b));
         assert!(ra.overlapped && rb.overlapped);
         assert_eq!(changes(&ra), changes(&rb));
+    }
+
+    #[test]
+    fn a_folder_too_large_is_not_recorded_and_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("big");
+        std::fs::create_dir_all(&root).unwrap();
+        for i in 0..=MOST_ENTRIES {
+            std::fs::write(root.join(format!("f{i}")), "x").unwrap();
+        }
+        let rec = Recorder::new(d.path().join("store"));
+        for _ in 0..2 {
+            let Begun::Not { reason, .. } = rec.begin(&root) else {
+                panic!("recorded")
+            };
+            assert!(reason.contains("more than 2000"), "{reason}");
+        }
+        assert!(!d.path().join("store").exists(), "nothing kept");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum Kind {
     Unrecorded,
 }
 
+/// A content's SHA-256.
+pub type Digest = [u8; 32];
+
 /// One entry of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -48,6 +51,18 @@ pub struct Entry {
     pub ctime: (i64, i64),
     /// A link's target.
     pub target: Option<PathBuf>,
+    /// A file's kept content, once the recorder kept it.
+    pub content: Option<Digest>,
+}
+
+impl Entry {
+    /// The same file, unchanged (its kept content aside).
+    pub fn same(&self, o: &Entry) -> bool {
+        (
+            self.kind, self.size, self.mode, self.dev, self.ino, self.ctime,
+        ) == (o.kind, o.size, o.mode, o.dev, o.ino, o.ctime)
+            && self.target == o.target
+    }
 }
 
 /// Every entry under a root, by path relative to it.
@@ -80,10 +95,11 @@ pub fn scan(root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
         for e in entries.flatten() {
             let name = e.file_name();
             let path = rel.join(&name);
-            let Ok(meta) = std::fs::symlink_metadata(dir.join(&name)) else {
+            // Relative to the folder's handle (no lookup of the whole path), not followed.
+            let Ok(meta) = e.metadata() else {
                 continue;
             };
-            let entry = entry_of(&meta, || std::fs::read_link(dir.join(&name)).ok());
+            let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
             let walk = entry.kind == Kind::Dir;
             let entry = if walk && NOT_RECORDED.iter().any(|n| name == *n) {
                 Entry {
@@ -126,6 +142,7 @@ fn entry_of(meta: &std::fs::Metadata, target: impl FnOnce() -> Option<PathBuf>) 
         ino: meta.ino(),
         ctime: (meta.ctime(), meta.ctime_nsec()),
         target: if kind == Kind::Link { target() } else { None },
+        content: None,
     }
 }
 

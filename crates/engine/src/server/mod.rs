@@ -217,9 +217,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .ok();
     let history_file = paths.history_file();
     // What runs change is kept beside the history, when the history is on disk.
-    let recorder = opts
-        .settings
-        .history_keep
+    let recorder = (opts.settings.history_keep && opts.settings.history_changes)
         .then(|| crate::changes::record::Recorder::new(paths.data_dir.join("changes")));
     let (history, opened) = crate::history::History::open(
         opts.settings.history_keep.then_some(history_file.as_path()),

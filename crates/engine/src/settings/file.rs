@@ -379,6 +379,7 @@ impl ConfigFile {
             Value::Cpus(c) => (Key::SandboxCpus, toml_edit::value(c.as_str())),
             Value::Network(n) => (Key::SandboxNetwork, toml_edit::value(n.as_str())),
             Value::HistoryKeep(b) => (Key::HistoryKeep, toml_edit::value(*b)),
+            Value::HistoryChanges(b) => (Key::HistoryChanges, toml_edit::value(*b)),
             Value::HistoryMaxRuns(n) => (Key::HistoryMaxRuns, toml_edit::value(*n as i64)),
             Value::HistoryMaxDays(n) => (Key::HistoryMaxDays, toml_edit::value(*n as i64)),
             Value::HistoryMaxOutput(s) => (Key::HistoryMaxOutput, toml_edit::value(s.as_str())),

@@ -19,6 +19,7 @@ pub enum Key {
     SandboxCpus,
     SandboxNetwork,
     HistoryKeep,
+    HistoryChanges,
     HistoryMaxRuns,
     HistoryMaxDays,
     HistoryMaxOutput,
@@ -42,6 +43,7 @@ pub enum Value {
     Cpus(String),
     Network(NetworkPolicy),
     HistoryKeep(bool),
+    HistoryChanges(bool),
     HistoryMaxRuns(u64),
     HistoryMaxDays(u64),
     /// Normalized, e.g. `1g` or `0`.
@@ -50,7 +52,7 @@ pub enum Value {
 }
 
 impl Key {
-    pub const ALL: [Key; 13] = [
+    pub const ALL: [Key; 14] = [
         Key::Mode,
         Key::SandboxImage,
         Key::SandboxAutoPull,
@@ -60,6 +62,7 @@ impl Key {
         Key::SandboxCpus,
         Key::SandboxNetwork,
         Key::HistoryKeep,
+        Key::HistoryChanges,
         Key::HistoryMaxRuns,
         Key::HistoryMaxDays,
         Key::HistoryMaxOutput,
@@ -77,6 +80,7 @@ impl Key {
             Key::SandboxCpus => "sandbox.cpus",
             Key::SandboxNetwork => "sandbox.network",
             Key::HistoryKeep => "history.keep",
+            Key::HistoryChanges => "history.changes",
             Key::HistoryMaxRuns => "history.max_runs",
             Key::HistoryMaxDays => "history.max_days",
             Key::HistoryMaxOutput => "history.max_output",
@@ -95,6 +99,7 @@ impl Key {
             Key::SandboxCpus => "STIGMER_SANDBOX_CPUS",
             Key::SandboxNetwork => "STIGMER_SANDBOX_NETWORK",
             Key::HistoryKeep => "STIGMER_HISTORY_KEEP",
+            Key::HistoryChanges => "STIGMER_HISTORY_CHANGES",
             Key::HistoryMaxRuns => "STIGMER_HISTORY_MAX_RUNS",
             Key::HistoryMaxDays => "STIGMER_HISTORY_MAX_DAYS",
             Key::HistoryMaxOutput => "STIGMER_HISTORY_MAX_OUTPUT",
@@ -116,6 +121,10 @@ impl Key {
             }
             Key::HistoryKeep => {
                 "keep the run history on disk across restarts (false: until the server stops)"
+            }
+            Key::HistoryChanges => {
+                "record what each run changes in its folder, with what the files were (needs \
+                 the history on disk)"
             }
             Key::HistoryMaxRuns => "finished runs the history keeps; the oldest go first",
             Key::HistoryMaxDays => "days a finished run stays in the history",
@@ -141,6 +150,7 @@ impl Key {
             Key::SandboxCpus => "`0` (no limit) or a number of CPUs such as `1` or `0.5`",
             Key::SandboxNetwork => "`open`, `none` or `allowlist`",
             Key::HistoryKeep => "`true` or `false`",
+            Key::HistoryChanges => "`true` or `false`",
             Key::HistoryMaxRuns => "a whole number of runs from 1 to 1000000",
             Key::HistoryMaxDays => "a whole number of days from 1 to 3650",
             Key::HistoryMaxOutput => "`0` (keep no output) or a size such as `200m` or `1g`",
@@ -160,6 +170,7 @@ impl Key {
             Key::SandboxCpus => (Some("sandbox"), "cpus"),
             Key::SandboxNetwork => (Some("sandbox"), "network"),
             Key::HistoryKeep => (Some("history"), "keep"),
+            Key::HistoryChanges => (Some("history"), "changes"),
             Key::HistoryMaxRuns => (Some("history"), "max_runs"),
             Key::HistoryMaxDays => (Some("history"), "max_days"),
             Key::HistoryMaxOutput => (Some("history"), "max_output"),
@@ -223,6 +234,9 @@ impl Key {
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryKeep => parse_bool(raw)
                 .map(Value::HistoryKeep)
+                .ok_or_else(|| invalid(String::new())),
+            Key::HistoryChanges => parse_bool(raw)
+                .map(Value::HistoryChanges)
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryMaxRuns => parse_in(raw, 1, 1_000_000)
                 .map(Value::HistoryMaxRuns)

@@ -57,6 +57,8 @@ pub struct Settings {
     pub env: BTreeMap<String, String>,
     /// Keep the run history on disk (`history.keep`).
     pub history_keep: bool,
+    /// Record what runs change (`history.changes`).
+    pub history_changes: bool,
     pub history_max_runs: u64,
     pub history_max_days: u64,
     /// Disk space for runs' whole output, e.g. `1g`; `0` keeps none.
@@ -85,6 +87,7 @@ impl Default for Settings {
             protected_pass_env: Vec::new(),
             env: BTreeMap::new(),
             history_keep: true,
+            history_changes: true,
             history_max_runs: 10_000,
             history_max_days: 90,
             history_max_output: "1g".to_string(),
@@ -116,6 +119,7 @@ impl Settings {
             Key::SandboxCpus => self.sandbox_cpus.clone(),
             Key::SandboxNetwork => self.sandbox_network.as_str().to_string(),
             Key::HistoryKeep => self.history_keep.to_string(),
+            Key::HistoryChanges => self.history_changes.to_string(),
             Key::HistoryMaxRuns => self.history_max_runs.to_string(),
             Key::HistoryMaxDays => self.history_max_days.to_string(),
             Key::HistoryMaxOutput => self.history_max_output.clone(),
@@ -135,6 +139,7 @@ impl Settings {
             Value::Cpus(c) => self.sandbox_cpus = c,
             Value::Network(n) => self.sandbox_network = n,
             Value::HistoryKeep(b) => self.history_keep = b,
+            Value::HistoryChanges(b) => self.history_changes = b,
             Value::HistoryMaxRuns(n) => self.history_max_runs = n,
             Value::HistoryMaxDays(n) => self.history_max_days = n,
             Value::HistoryMaxOutput(s) => self.history_max_output = s,
