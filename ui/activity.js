@@ -49,7 +49,7 @@ function runEntry(run, where = "prepend") {
   let entry = runs.get(run.id);
   if (!entry) {
     const li = document.createElement("li");
-    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><p class="error host-files" hidden></p><pre class="output small live"></pre><div class="full" hidden></div>`;
+    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><p class="error host-files" hidden></p><p class="muted changed" hidden></p><pre class="output small live"></pre><div class="full" hidden></div>`;
     li.dataset.run = run.id;
     // Stop: the command's whole tree ends, and its agent is told the user stopped it.
     const stop = li.querySelector(".stop");
@@ -80,6 +80,11 @@ function runEntry(run, where = "prepend") {
   const warn = li.querySelector(".host-files");
   warn.hidden = made.length === 0;
   warn.textContent = made.length ? `Made files your computer runs or obeys (look at them before opening the folder): ${made.join(", ")}` : "";
+  // What it changed in its folder, in one line (the list: `stigmer runs changes ID`).
+  const changed = (run.outcome && run.outcome.changed) || "";
+  const line = li.querySelector(".changed");
+  line.hidden = !changed;
+  line.textContent = changed ? changed.charAt(0).toUpperCase() + changed.slice(1) : "";
   // A finished run from the history: the end of what it printed (live ones stream in).
   const live = li.querySelector(".live");
   if (!entry.running && !live.textContent) {
