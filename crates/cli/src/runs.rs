@@ -168,9 +168,10 @@ fn show_changes(c: &stigmer_protocol::changes::RunChanges) {
             ChangeKind::Renamed => "renamed ",
             ChangeKind::Replaced => "replaced",
         };
+        use stigmer_protocol::changes::printable;
         match &f.from {
-            Some(from) => println!("{how}  {from} -> {}", f.path),
-            None => println!("{how}  {}", f.path),
+            Some(from) => println!("{how}  {} -> {}", printable(from), printable(&f.path)),
+            None => println!("{how}  {}", printable(&f.path)),
         }
     }
     if c.overlapped {

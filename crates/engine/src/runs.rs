@@ -250,7 +250,13 @@ impl RunRegistry {
         }
         let by_user = self.lock().stopped.contains(&summary.id);
         let mut result = result;
-        if let Some(changes) = self.end_recording(&summary.id, recording).await {
+        if let Some(mut changes) = self.end_recording(&summary.id, recording).await {
+            if result.is_err() {
+                // It did not run: what changed meanwhile is not its doing.
+                changes.recorded = false;
+                changes.files.clear();
+                changes.reason = Some("the command did not run".into());
+            }
             self.history.put_changes(&changes);
             if let Ok(o) = &mut result {
                 o.changed = changes.summary_line();
@@ -284,14 +290,14 @@ impl RunRegistry {
         }
         let own = summary.stdout.stored_bytes + summary.stderr.stored_bytes;
         if own > 0 && own > self.history.retention().max_output_bytes {
-            // Its own output alone is over the budget: trimmed now, and its client told so.
-            let gone = self.history.prune();
-            if gone.contains(&summary.id) {
-                summary.stdout.stored_bytes = 0;
-                summary.stderr.stored_bytes = 0;
-            }
-            self.forget_output(gone.iter().map(String::as_str));
-        } else if self.history.due() {
+            // Its own output alone is over the budget: it goes (not the others'), and its
+            // client is told so.
+            self.history.drop_output(&summary.id);
+            summary.stdout.stored_bytes = 0;
+            summary.stderr.stored_bytes = 0;
+            self.forget_output(std::iter::once(summary.id.as_str()));
+        }
+        if self.history.due() {
             self.trim_later();
         }
         self.bus.publish(Event::RunFinished {

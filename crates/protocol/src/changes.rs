@@ -83,6 +83,25 @@ pub struct RunChanges {
     pub overlapped: bool,
 }
 
+/// A name as it may go in a line for an agent or a terminal: control characters (a newline
+/// that would start a line of its own, an escape sequence) shown escaped, and at most 200
+/// characters.
+pub fn printable(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == 200 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl RunChanges {
     /// One line for an agent: `changed 3 files: src/a.rs (modified), b.txt (added), ...`.
     pub fn summary_line(&self) -> Option<String> {
@@ -102,7 +121,7 @@ impl RunChanges {
                     ChangeKind::Renamed => "renamed",
                     ChangeKind::Replaced => "replaced",
                 };
-                format!("{} ({how})", f.path)
+                format!("{} ({how})", printable(&f.path))
             })
             .collect();
         let more = self.files.len().saturating_sub(shown.len());

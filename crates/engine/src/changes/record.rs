@@ -20,6 +20,9 @@ use super::store::{self, Store};
 /// folder twice (about 3 ms per 1,000 entries on the 2-core test machine, `find` itself
 /// included), so the limit is low until the folder is watched instead of walked.
 pub const MOST_ENTRIES: usize = 2_000;
+/// Contents read anew in one walk, at most (the first record of a folder included).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const KEEP_PER_WALK: u64 = 512 << 20;
 /// How long a folder found too large is not walked again.
 const TOO_LARGE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 /// Files larger than this are listed, their content not kept.
@@ -77,7 +80,7 @@ impl Recorder {
             folder: root.to_path_buf(),
             reason,
         };
-        let handle = match File::open(root) {
+        let handle = match scan::open_root(root) {
             Ok(h) => h,
             Err(e) => return not(format!("the folder cannot be read: {e}")),
         };
@@ -96,14 +99,22 @@ impl Recorder {
         {
             return not(too_large(MOST_ENTRIES));
         }
+        // At work from now: a run that ends while this one looks is an overlap too.
+        self.enter(root);
+        let not = |reason: String| {
+            self.leave(root);
+            not(reason)
+        };
         let t = std::time::Instant::now();
-        let mut manifest = match scan::scan(root, MOST_ENTRIES) {
+        let mut manifest = match scan::scan(&handle, root, MOST_ENTRIES) {
             Ok(m) => m,
             Err(NotRecorded::TooLarge { limit }) => {
-                let mut st = self.state.lock();
-                st.too_large.retain(|_, at| at.elapsed() < TOO_LARGE_FOR);
-                st.too_large
-                    .insert(root.to_path_buf(), std::time::Instant::now());
+                {
+                    let mut st = self.state.lock();
+                    st.too_large.retain(|_, at| at.elapsed() < TOO_LARGE_FOR);
+                    st.too_large
+                        .insert(root.to_path_buf(), std::time::Instant::now());
+                }
                 return not(too_large(limit));
             }
             Err(NotRecorded::Unreadable(e)) => {
@@ -121,14 +132,6 @@ impl Recorder {
             keep_ms = (t.elapsed() - scanned).as_secs_f64() * 1000.0,
             "recording begins"
         );
-        {
-            let mut st = self.state.lock();
-            let busy = st.busy.entry(root.to_path_buf()).or_default();
-            busy.0 += 1;
-            if busy.0 > 1 {
-                busy.1 = true;
-            }
-        }
         Begun::Recording(Box::new(Session {
             root: root.to_path_buf(),
             handle,
@@ -138,17 +141,10 @@ impl Recorder {
 
     /// After the run: what it changed. Blocking.
     pub fn end(&self, run_id: &str, s: Session) -> RunChanges {
-        let after = scan::scan(&s.root, MOST_ENTRIES);
-        let overlapped = {
-            let mut st = self.state.lock();
-            let busy = st.busy.entry(s.root.clone()).or_default();
-            let overlapped = busy.1;
-            busy.0 = busy.0.saturating_sub(1);
-            if busy.0 == 0 {
-                st.busy.remove(&s.root);
-            }
-            overlapped
-        };
+        // Through the handle it began with: the folder the run worked in, whatever its path
+        // names now.
+        let after = scan::scan(&s.handle, &s.root, MOST_ENTRIES);
+        let overlapped = self.leave(&s.root);
         let folder = s.root.display().to_string();
         let mut after = match after {
             Ok(m) => m,
@@ -175,6 +171,20 @@ impl Recorder {
             .filter_map(|c| {
                 let before = c.before.as_ref().map(state);
                 let after_state = c.after.as_ref().map(state);
+                // A mode change whose content differs too is a modification (an undo restores
+                // both).
+                let c = match c.how {
+                    How::Mode
+                        if before.as_ref().map(|b| &b.content)
+                            != after_state.as_ref().map(|a| &a.content) =>
+                    {
+                        scan::Change {
+                            how: How::Modified,
+                            ..c
+                        }
+                    }
+                    _ => c,
+                };
                 // Told by change time, the same content: only its metadata was touched.
                 if c.how == How::Modified
                     && before.as_ref().and_then(|b| b.content.as_ref()).is_some()
@@ -208,6 +218,9 @@ impl Recorder {
     /// Every file's content kept: those unchanged since `last` by its digest there, the
     /// others read (through the folder's handle) and kept.
     fn keep_contents(&self, handle: &File, manifest: &mut Manifest, last: Option<&Manifest>) {
+        // Bytes read anew per walk: beyond, contents are listed, not kept.
+        #[cfg(target_os = "linux")]
+        let mut budget = KEEP_PER_WALK;
         for (path, e) in manifest.iter_mut() {
             if e.kind != Kind::File {
                 continue;
@@ -219,12 +232,37 @@ impl Recorder {
                 }
             }
             #[cfg(target_os = "linux")]
-            if let Ok(Some((digest, _))) = self.store.keep(handle, path, LARGEST_KEPT) {
-                e.content = Some(digest);
+            if e.size <= budget {
+                if let Ok(Some((digest, n))) = self.store.keep(handle, path, LARGEST_KEPT) {
+                    e.content = Some(digest);
+                    budget = budget.saturating_sub(n);
+                }
             }
             #[cfg(not(target_os = "linux"))]
             let _ = handle;
         }
+    }
+
+    /// A run starts working in `root`.
+    fn enter(&self, root: &Path) {
+        let mut st = self.state.lock();
+        let busy = st.busy.entry(root.to_path_buf()).or_default();
+        busy.0 += 1;
+        if busy.0 > 1 {
+            busy.1 = true;
+        }
+    }
+
+    /// A run stops working in `root`: whether another worked there at the same time.
+    fn leave(&self, root: &Path) -> bool {
+        let mut st = self.state.lock();
+        let busy = st.busy.entry(root.to_path_buf()).or_default();
+        let overlapped = busy.1;
+        busy.0 = busy.0.saturating_sub(1);
+        if busy.0 == 0 {
+            st.busy.remove(root);
+        }
+        overlapped
     }
 
     fn take_baseline(&self, root: &Path) -> Option<Baseline> {
@@ -245,7 +283,12 @@ impl Recorder {
 
 /// A "rename" whose content differs is a removed file and a new one that got its inode.
 fn split_false_rename(c: scan::Change) -> Vec<scan::Change> {
-    let same = c.before.as_ref().map(|b| b.content) == c.after.as_ref().map(|a| a.content);
+    let (b, a) = (
+        c.before.as_ref().and_then(|b| b.content),
+        c.after.as_ref().and_then(|a| a.content),
+    );
+    // Unknown content on either side: not proof enough of a rename.
+    let same = b.is_some() && b == a;
     let Some(from) = c.from.clone().filter(|_| c.how == How::Renamed && !same) else {
         return vec![c];
     };
@@ -296,9 +339,9 @@ fn kind(h: How) -> ChangeKind {
 
 /// A name's bytes in base64 when they are not UTF-8.
 fn raw_name(p: &Path) -> Option<String> {
-    use base64::Engine as _;
     #[cfg(unix)]
     {
+        use base64::Engine as _;
         use std::os::unix::ffi::OsStrExt;
         p.to_str()
             .is_none()
@@ -315,15 +358,21 @@ fn raw_name(p: &Path) -> Option<String> {
 /// local run its project: the git repository above `cwd`, else `cwd`. Never the home folder, a
 /// folder above it, or a system folder as a whole (None).
 pub fn folder_for(cwd: &Path, workspace: Option<&Path>, home: &Path) -> Option<PathBuf> {
-    let root = match workspace {
-        Some(w) => w.to_path_buf(),
-        None => cwd
-            .ancestors()
-            .take_while(|a| *a != home && !home.starts_with(a))
-            .find(|a| a.join(".git").exists())
-            .unwrap_or(cwd)
-            .to_path_buf(),
-    };
+    // The home folder as the kernel names it (`/home` may be a link, as on Fedora Silverblue).
+    let real_home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    let home = real_home.as_path();
+    let project = cwd
+        .ancestors()
+        .take_while(|a| *a != home && !home.starts_with(a))
+        .find(|a| a.join(".git").exists())
+        .filter(|r| !too_wide(r, home))
+        .unwrap_or(cwd);
+    let root = workspace.unwrap_or(project).to_path_buf();
+    (!too_wide(&root, home)).then_some(root)
+}
+
+/// The home folder or above, a system folder as a whole, or a folder of secrets.
+fn too_wide(root: &Path, home: &Path) -> bool {
     let system = [
         "/",
         "/tmp",
@@ -335,11 +384,22 @@ pub fn folder_for(cwd: &Path, workspace: Option<&Path>, home: &Path) -> Option<P
         "/private/tmp",
         "/Users",
         "/home",
+        "/mnt",
+        "/media",
+        "/Volumes",
+        "/run",
+        "/proc",
+        "/sys",
+        "/nix",
+        "/var/tmp",
     ];
-    let too_wide = home.starts_with(&root)
+    let secret = crate::execute::protected::plan::SECRET_DIRS
+        .iter()
+        .any(|d| root.starts_with(home.join(d)));
+    home.starts_with(root)
         || system.iter().any(|s| root == Path::new(s))
-        || root.components().count() < 2;
-    (!too_wide).then_some(root)
+        || root.components().count() < 2
+        || secret
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -457,6 +517,8 @@ mod tests {
         assert_eq!(none("/tmp"), None);
         assert_eq!(none("/etc"), None);
         assert_eq!(none("/home/u/notes"), Some("/home/u/notes".into()));
+        assert_eq!(none("/home/u/.ssh"), None, "a folder of secrets");
+        assert_eq!(none("/mnt"), None);
         let w = folder_for(Path::new("/x/y"), Some(Path::new("/srv/work")), home);
         assert_eq!(w, Some("/srv/work".into()));
     }

@@ -77,21 +77,40 @@ pub enum NotRecorded {
     Unreadable(String),
 }
 
-/// The entries under `root` (not `root` itself), at most `limit` of them.
+/// The folder `root` opened for a walk: a folder (never a link, a fifo or a device).
 #[cfg(unix)]
-pub fn scan(root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
+pub fn open_root(root: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root)
+}
+
+/// The entries under the folder `handle` (at `root`; not the folder itself), at most `limit`
+/// of them. Each folder is opened beneath the handle with no link followed, so a folder
+/// swapped for a link while it is walked never makes the walk list what lies outside; one
+/// that cannot be read makes the whole walk fail (never counted as emptied); a mount inside
+/// is an entry of its own, not walked.
+#[cfg(unix)]
+pub fn scan(handle: &std::fs::File, root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
+    use std::os::unix::fs::MetadataExt;
+    let root_dev = handle
+        .metadata()
+        .map_err(|e| NotRecorded::Unreadable(e.to_string()))?
+        .dev();
     let mut m = Manifest::new();
     let mut todo: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
-        let dir = root.join(&rel);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if rel.as_os_str().is_empty() => {
-                return Err(NotRecorded::Unreadable(e.to_string()))
-            }
-            // Gone or unreadable since it was listed: what it held is not known.
-            Err(_) => continue,
+        let unreadable = |e: std::io::Error| {
+            NotRecorded::Unreadable(if rel.as_os_str().is_empty() {
+                e.to_string()
+            } else {
+                format!("{}: {e}", rel.display())
+            })
         };
+        let (_dir, path) = folder_beneath(handle, root, &rel).map_err(unreadable)?;
+        let entries = std::fs::read_dir(&path).map_err(unreadable)?;
         for e in entries.flatten() {
             let name = e.file_name();
             let path = rel.join(&name);
@@ -101,7 +120,8 @@ pub fn scan(root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
             };
             let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
             let walk = entry.kind == Kind::Dir;
-            let entry = if walk && NOT_RECORDED.iter().any(|n| name == *n) {
+            let elsewhere = entry.dev != root_dev;
+            let entry = if walk && (elsewhere || NOT_RECORDED.iter().any(|n| name == *n)) {
                 Entry {
                     kind: Kind::Unrecorded,
                     ..entry
@@ -119,6 +139,51 @@ pub fn scan(root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
         }
     }
     Ok(m)
+}
+
+/// Elsewhere (Windows): not recorded, said.
+#[cfg(not(unix))]
+pub fn open_root(root: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(root)
+}
+
+#[cfg(not(unix))]
+pub fn scan(_handle: &std::fs::File, _root: &Path, _limit: usize) -> Result<Manifest, NotRecorded> {
+    Err(NotRecorded::Unreadable(
+        "changes are recorded on Linux and macOS so far".into(),
+    ))
+}
+
+/// A folder under the root's handle (itself for an empty `rel`), and a path that names that
+/// very folder while the returned handle is open (Linux: `/proc/self/fd/N`).
+#[cfg(target_os = "linux")]
+fn folder_beneath(
+    handle: &std::fs::File,
+    _root: &Path,
+    rel: &Path,
+) -> std::io::Result<(std::fs::File, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let dir = if rel.as_os_str().is_empty() {
+        handle.try_clone()?
+    } else {
+        super::store::open_beneath(handle, rel, true)?
+    };
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    Ok((dir, path))
+}
+
+/// Elsewhere: by path, a link refused (no `openat2`).
+#[cfg(all(unix, not(target_os = "linux")))]
+fn folder_beneath(
+    handle: &std::fs::File,
+    root: &Path,
+    rel: &Path,
+) -> std::io::Result<(std::fs::File, PathBuf)> {
+    let path = root.join(rel);
+    if !std::fs::symlink_metadata(&path)?.is_dir() {
+        return Err(std::io::Error::other("not a folder any more"));
+    }
+    Ok((handle.try_clone()?, path))
 }
 
 #[cfg(unix)]
@@ -291,7 +356,7 @@ mod tests {
         std::os::unix::fs::symlink("src/a.rs", r.join("link")).unwrap();
         let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
         std::fs::write(r.join(odd), "odd\n").unwrap();
-        let before = scan(r, 1000).unwrap();
+        let before = scan(&open_root(r).unwrap(), r, 1000).unwrap();
         assert_eq!(before[Path::new("node_modules")].kind, Kind::Unrecorded);
         assert!(
             !before.contains_key(Path::new("node_modules/pkg")),
@@ -314,7 +379,7 @@ mod tests {
         std::fs::write(r.join("node_modules/pkg/new.js"), "2\n").unwrap();
         std::fs::write(r.join("new.txt"), "new\n").unwrap();
         std::fs::write(r.join(odd), "odd, changed\n").unwrap();
-        let after = scan(r, 1000).unwrap();
+        let after = scan(&open_root(r).unwrap(), r, 1000).unwrap();
         let c = diff(&before, &after);
         let odd_name = String::from_utf8_lossy(b"caf\xe9.txt").into_owned();
         assert_eq!(
@@ -348,17 +413,41 @@ mod tests {
         assert!(!c.iter().any(|c| c.path.starts_with("node_modules/")));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_folder_swapped_for_a_link_is_never_walked_through_and_one_unreadable_fails_the_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, outside) = (d.path().join("w"), d.path().join("secret-folder"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("id_ed25519"), "key").unwrap();
+        let handle = open_root(&root).unwrap();
+        std::fs::remove_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        // As if `sub` had been listed as a folder, then swapped: opened beneath, refused.
+        assert!(folder_beneath(&handle, &root, Path::new("sub")).is_err());
+        let m = scan(&handle, &root, 100).unwrap();
+        assert_eq!(m[Path::new("sub")].kind, Kind::Link);
+        assert!(!m.keys().any(|k| k.to_string_lossy().contains("id_ed25519")));
+        assert!(open_root(&root.join("sub")).is_err(), "a link is no root");
+    }
+
     #[test]
     fn a_folder_over_the_limit_is_not_recorded() {
         let d = tempfile::tempdir().unwrap();
         for i in 0..20 {
             std::fs::write(d.path().join(format!("f{i}")), "x").unwrap();
         }
-        assert_eq!(scan(d.path(), 10), Err(NotRecorded::TooLarge { limit: 10 }));
-        assert_eq!(scan(d.path(), 20).unwrap().len(), 20);
-        assert!(matches!(
-            scan(&d.path().join("missing"), 10),
-            Err(NotRecorded::Unreadable(_))
-        ));
+        assert_eq!(
+            scan(&open_root(d.path()).unwrap(), d.path(), 10),
+            Err(NotRecorded::TooLarge { limit: 10 })
+        );
+        assert_eq!(
+            scan(&open_root(d.path()).unwrap(), d.path(), 20)
+                .unwrap()
+                .len(),
+            20
+        );
+        assert!(open_root(&d.path().join("missing")).is_err());
     }
 }

@@ -43,7 +43,7 @@ impl Store {
         rel: &Path,
         max: u64,
     ) -> std::io::Result<Option<(Digest, u64)>> {
-        let mut file = open_beneath(root, rel)?;
+        let mut file = open_beneath(root, rel, false)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::other("not a regular file"));
@@ -63,9 +63,16 @@ impl Store {
         if !path.exists() {
             let dir = path.parent().expect("an object has a folder");
             crate::private::private_dir(dir)?;
-            let tmp = dir.join(format!(".{}.{}", &hash[2..], std::process::id()));
-            let mut enc =
-                flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+            // A name of its own: two runs keeping the same content at once do not share it.
+            let tmp = dir.join(format!(
+                ".{}.{}",
+                &hash[2..],
+                crate::util::random_hex(6).map_err(|e| std::io::Error::other(e.message))?
+            ));
+            let mut enc = flate2::write::GzEncoder::new(
+                File::options().write(true).create_new(true).open(&tmp)?,
+                flate2::Compression::fast(),
+            );
             enc.write_all(&data)?;
             // Not synced: a content lost to a power cut is found damaged on read (its name is
             // its hash), and one sync per file would make a first record take minutes.
@@ -109,18 +116,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Open `rel` for reading under the folder `root`, refusing any link on the way and any path
-/// that leaves `root`.
+/// Open `rel` for reading under the folder `root` (a folder when `dir`), refusing any link on
+/// the way, any path that leaves `root`, and (a file) one on another mount.
 #[cfg(target_os = "linux")]
-pub fn open_beneath(root: &File, rel: &Path) -> std::io::Result<File> {
+pub fn open_beneath(root: &File, rel: &Path, dir: bool) -> std::io::Result<File> {
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("a name with a NUL byte"))?;
     // SAFETY: open_how is plain data; zero is its empty value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    let kind = if dir { libc::O_DIRECTORY } else { 0 };
+    how.flags =
+        (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK | kind) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    if !dir {
+        how.resolve |= libc::RESOLVE_NO_XDEV;
+    }
     // SAFETY: openat2 with a valid directory fd, a NUL-terminated path and a sized `how`.
     let fd = unsafe {
         libc::syscall(

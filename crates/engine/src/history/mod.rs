@@ -226,6 +226,23 @@ impl History {
         }
     }
 
+    /// A run's whole output is not kept any more (its record says so).
+    pub fn drop_output(&self, id: &str) {
+        let mut db = self.db.lock();
+        let kept: i64 = db
+            .conn
+            .query_row("SELECT kept FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap_or(0);
+        let r = db
+            .conn
+            .transaction()
+            .and_then(|tx| retention::drop_output(&tx, id).and_then(|_| tx.commit()));
+        match r {
+            Ok(()) => db.kept_total = db.kept_total.saturating_sub(kept.max(0) as u64),
+            Err(e) => tracing::warn!(run = %id, "its output could not be let go: {e}"),
+        }
+    }
+
     /// What a run changed, when it was recorded.
     pub fn changes(&self, id: &str) -> Result<Option<stigmer_protocol::changes::RunChanges>> {
         let db = self.db.lock();

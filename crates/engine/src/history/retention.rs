@@ -126,7 +126,7 @@ fn oldest_with_output(tx: &Transaction) -> rusqlite::Result<Vec<(String, u64)>> 
 }
 
 /// A run's output is no longer kept: its record says so (its head and tail stay).
-fn drop_output(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+pub(super) fn drop_output(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
     let summary: Option<String> = tx
         .prepare_cached("SELECT summary FROM runs WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
