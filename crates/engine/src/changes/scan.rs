@@ -8,21 +8,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Folders whose content is not recorded: generated (rebuilt, not lost), or git's own (its
-/// history is in it; an undo never rewrites it).
-pub const NOT_RECORDED: &[&str] = &[
-    ".git",
-    "node_modules",
-    "target",
-    ".venv",
-    "venv",
-    "__pycache__",
-    "dist",
-    ".tox",
-    ".gradle",
-    ".next",
-    ".cache",
-];
+/// Folders whose content is not recorded: generated (rebuilt, not lost: the folders the
+/// repository search skips, and a few more), or git's own (its history is in it; an undo never
+/// rewrites it).
+const ALSO_NOT_RECORDED: &[&str] = &[".git", ".next"];
+
+fn not_recorded(name: &std::ffi::OsStr) -> bool {
+    crate::execute::container::folders::SKIPPED
+        .iter()
+        .chain(ALSO_NOT_RECORDED)
+        .any(|n| name == *n)
+}
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +28,7 @@ pub enum Kind {
     Link,
     /// A socket, a pipe, a device: listed, never read.
     Other,
-    /// A folder of [`NOT_RECORDED`]: its content is not walked.
+    /// A generated folder, `.git`, or a mount: its content is not walked.
     Unrecorded,
 }
 
@@ -121,7 +117,7 @@ pub fn scan(handle: &std::fs::File, root: &Path, limit: usize) -> Result<Manifes
             let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
             let walk = entry.kind == Kind::Dir;
             let elsewhere = entry.dev != root_dev;
-            let entry = if walk && (elsewhere || NOT_RECORDED.iter().any(|n| name == *n)) {
+            let entry = if walk && (elsewhere || not_recorded(&name)) {
                 Entry {
                     kind: Kind::Unrecorded,
                     ..entry

@@ -7,8 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// Folders never searched for repositories: generated, and large.
-const SKIPPED: &[&str] = &[
+/// Folders never searched for repositories: generated, and large (the change records do not
+/// walk them either).
+pub const SKIPPED: &[&str] = &[
     "node_modules",
     "target",
     ".venv",

@@ -126,31 +126,24 @@ pub fn profile(plan: &Plan, tmp: &Path, real: impl Fn(&Path) -> Option<PathBuf>)
     Some(out)
 }
 
-/// `(head (subpath "...") ...)`, nothing when there are no paths; None when one is not UTF-8.
+/// `(head (subpath "...") ...)`: the paths and what lies under them; nothing when there are no
+/// paths; None when one is not UTF-8.
 fn rule(out: &mut String, head: &str, paths: &[PathBuf]) -> Option<()> {
-    if paths.is_empty() {
-        return Some(());
-    }
-    out.push_str(head);
-    for p in paths {
-        out.push_str("\n  (subpath ");
-        out.push_str(&quoted(p.to_str()?));
-        out.push(')');
-    }
-    out.push_str(")\n");
-    Some(())
+    filter_rule(out, head, "subpath", paths)
 }
 
 /// `(head (literal "...") ...)`: the paths themselves, not what lies under them.
 fn literal_rule(out: &mut String, head: &str, paths: &[PathBuf]) -> Option<()> {
+    filter_rule(out, head, "literal", paths)
+}
+
+fn filter_rule(out: &mut String, head: &str, filter: &str, paths: &[PathBuf]) -> Option<()> {
     if paths.is_empty() {
         return Some(());
     }
     out.push_str(head);
     for p in paths {
-        out.push_str("\n  (literal ");
-        out.push_str(&quoted(p.to_str()?));
-        out.push(')');
+        out.push_str(&format!("\n  ({filter} {})", quoted(p.to_str()?)));
     }
     out.push_str(")\n");
     Some(())
