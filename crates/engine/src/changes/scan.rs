@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 /// Folders whose content is not recorded: generated (rebuilt, not lost: the folders the
 /// repository search skips, and a few more), or git's own (its history is in it; an undo never
 /// rewrites it).
+#[cfg(unix)]
 const ALSO_NOT_RECORDED: &[&str] = &[".git", ".next"];
 
+#[cfg(unix)]
 fn not_recorded(name: &std::ffi::OsStr) -> bool {
     crate::execute::container::folders::SKIPPED
         .iter()
