@@ -185,6 +185,24 @@ pub enum RunsCommand {
     Changes {
         #[arg(value_name = "ID")]
         id: String,
+        /// Show each text file's changes, line by line
+        #[arg(long)]
+        diff: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put back what a run changed in its folder (refused when a file changed again since,
+    /// unless --force or --keep-later)
+    Undo {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Put back files changed again since the run too (those later changes are lost)
+        #[arg(long, conflicts_with = "keep_later")]
+        force: bool,
+        /// Leave files changed again since the run as they are; undo the rest
+        #[arg(long)]
+        keep_later: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,

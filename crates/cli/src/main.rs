@@ -1,5 +1,6 @@
 //! `stigmer`: run agents' commands locally or in a sandbox, and manage the server.
 
+mod changes;
 mod cli;
 mod clients;
 mod config;

@@ -1,4 +1,5 @@
-//! `stigmer runs list|show|stop`: the server's runs, from every client, and the user's Stop.
+//! `stigmer runs list|show|stop`: the server's runs, from every client, and the user's Stop
+//! (`changes` and `undo`: [`crate::changes`]).
 
 use stigmer_client::{valid_run_id, Client};
 use stigmer_engine::paths::Paths;
@@ -76,13 +77,16 @@ pub async fn runs(cmd: RunsCommand, paths: &Paths) -> Result<i32> {
                 show(&run);
             }
         }
-        RunsCommand::Changes { id, json } => {
-            let changes = client.run_changes(&id).await?;
-            if json {
-                print_json(&changes);
-            } else {
-                show_changes(&changes);
-            }
+        RunsCommand::Changes { id, diff, json } => {
+            return crate::changes::show(&client, &id, diff, json).await;
+        }
+        RunsCommand::Undo {
+            id,
+            force,
+            keep_later,
+            json,
+        } => {
+            return crate::changes::undo(&client, &id, force, keep_later, json).await;
         }
         RunsCommand::Stop { id: Some(id), .. } => {
             if !valid_run_id(&id) {
@@ -144,43 +148,6 @@ fn line(run: &RunSummary) -> String {
         where_(run),
         run.command
     )
-}
-
-fn show_changes(c: &stigmer_protocol::changes::RunChanges) {
-    use stigmer_protocol::changes::ChangeKind;
-    if !c.recorded {
-        println!(
-            "not recorded in {}: {}",
-            c.folder,
-            c.reason.as_deref().unwrap_or("no reason given")
-        );
-        return;
-    }
-    if c.files.is_empty() {
-        println!("{} changed nothing in {}", c.run_id, c.folder);
-    }
-    for f in &c.files {
-        let how = match f.change {
-            ChangeKind::Added => "added   ",
-            ChangeKind::Removed => "removed ",
-            ChangeKind::Modified => "modified",
-            ChangeKind::Mode => "mode    ",
-            ChangeKind::Renamed => "renamed ",
-            ChangeKind::Replaced => "replaced",
-        };
-        use stigmer_protocol::changes::printable;
-        match &f.from {
-            Some(from) => println!("{how}  {} -> {}", printable(from), printable(&f.path)),
-            None => println!("{how}  {}", printable(&f.path)),
-        }
-    }
-    if c.overlapped {
-        println!(
-            "note: another run worked in {} at the same time; its changes (and edits made \
-             meanwhile) are listed too",
-            c.folder
-        );
-    }
 }
 
 fn show(run: &RunSummary) {

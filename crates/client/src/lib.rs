@@ -176,6 +176,28 @@ impl Client {
         self.get(&routes::with_id(routes::RUN_CHANGES, id)).await
     }
 
+    /// What a run changed, as diffs of its text files.
+    pub async fn run_diff(&self, id: &str) -> Result<stigmer_protocol::changes::RunDiff> {
+        if !valid_run_id(id) {
+            return Err(Error::run_not_found(id));
+        }
+        self.get(&routes::with_id(routes::RUN_DIFF, id)).await
+    }
+
+    /// Put back what a run changed (the user's doing: agents have no undo).
+    pub async fn undo_run(
+        &self,
+        id: &str,
+        later: stigmer_protocol::changes::Later,
+    ) -> Result<stigmer_protocol::changes::UndoReport> {
+        if !valid_run_id(id) {
+            return Err(Error::run_not_found(id));
+        }
+        let body = stigmer_protocol::changes::UndoRequest { later };
+        self.post(&routes::with_id(routes::RUN_UNDO, id), &body)
+            .await
+    }
+
     /// A page of a run's whole output.
     pub async fn run_output(
         &self,

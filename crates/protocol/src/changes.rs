@@ -45,6 +45,9 @@ pub struct FileState {
     /// A link's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The target's bytes, base64, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_bytes: Option<String>,
 }
 
 /// One file's change.
@@ -63,6 +66,9 @@ pub struct FileChange {
     /// Where a renamed file was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// That name's bytes, base64, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_bytes: Option<String>,
 }
 
 /// A run's changes.
@@ -137,4 +143,141 @@ impl RunChanges {
             }
         ))
     }
+}
+
+/// What an undo does with a file changed again since the run (by the user or a later
+/// command).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Later {
+    /// Nothing is undone; the report names those files (and the later runs that changed them).
+    #[default]
+    Refuse,
+    /// They are put back as they were before the run too: the later changes are lost.
+    Overwrite,
+    /// They are left as they are now; the rest is undone.
+    Keep,
+}
+
+/// `POST /v1/runs/{id}/undo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoRequest {
+    #[serde(default)]
+    pub later: Later,
+}
+
+/// Why a file is not (or was not) put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoProblem {
+    /// It changed again after the run (or whether it did cannot be told: its content now is
+    /// not kept).
+    ChangedSince,
+    /// What it was before the run is not kept (over the size limit, a socket or a pipe): it
+    /// cannot be put back.
+    NotKept,
+    /// A generated folder or `.git`, whose content is never recorded: left as it is.
+    Generated,
+    /// Putting it back failed (the detail says why).
+    Failed,
+}
+
+/// A file an undo did not put back, or would not without being told to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoFile {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
+    pub problem: UndoProblem,
+    /// Runs after this one that changed it, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later_runs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What an undo did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoReport {
+    /// The run undone.
+    pub run_id: String,
+    /// False: nothing was changed, `conflicts` says why.
+    pub undone: bool,
+    /// The undo's own run (it is recorded like a command: undoing it redoes the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_run: Option<String>,
+    /// Files put back as they were.
+    pub restored: u64,
+    /// Files that stopped the undo (with `later: refuse`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<UndoFile>,
+    /// Files left as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<UndoFile>,
+    /// Later runs that changed the conflicting files, newest first (undo them first to undo
+    /// this one cleanly).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later_runs: Vec<String>,
+}
+
+impl FileChange {
+    /// The name's bytes (`path_bytes` when it is not UTF-8).
+    pub fn name_bytes(&self) -> Option<Vec<u8>> {
+        raw(&self.path, self.path_bytes.as_deref())
+    }
+
+    /// Where a renamed file was, as bytes.
+    pub fn from_name_bytes(&self) -> Option<Vec<u8>> {
+        raw(self.from.as_deref()?, self.from_bytes.as_deref())
+    }
+}
+
+impl FileState {
+    /// A link's target, as bytes.
+    pub fn target_name_bytes(&self) -> Option<Vec<u8>> {
+        raw(self.target.as_deref()?, self.target_bytes.as_deref())
+    }
+}
+
+/// A name's bytes: its base64 bytes when given (none when they do not decode), else its UTF-8.
+fn raw(text: &str, bytes: Option<&str>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    match bytes {
+        Some(b) => base64::engine::general_purpose::STANDARD.decode(b).ok(),
+        None => Some(text.as_bytes().to_vec()),
+    }
+}
+
+/// One file of a run's diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub change: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Its size before and after the run (none: it was not, or is not, a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_size: Option<u64>,
+    /// A unified diff of a text file; none when `note` says why there is none (binary, too
+    /// large, its content not kept, a folder or a link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub added_lines: u64,
+    pub removed_lines: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `GET /v1/runs/{id}/diff`: what a run changed, as diffs of its text files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDiff {
+    pub run_id: String,
+    pub folder: String,
+    pub recorded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub files: Vec<FileDiff>,
 }

@@ -71,6 +71,10 @@ pub enum ErrorCode {
     ApprovalUnavailable,
     /// The server stopped (crashed, was killed) while the command ran; how it ended is unknown.
     Interrupted,
+    /// The run's changes cannot be undone: none were recorded (the message says why).
+    NothingToUndo,
+    /// A command is working in the folder: an undo waits until it has ended.
+    FolderBusy,
     /// An unexpected internal failure.
     Internal,
 }
@@ -109,6 +113,8 @@ impl ErrorCode {
             ErrorCode::Interrupted => "INTERRUPTED",
             ErrorCode::DeniedByUser => "DENIED_BY_USER",
             ErrorCode::ApprovalUnavailable => "APPROVAL_UNAVAILABLE",
+            ErrorCode::NothingToUndo => "NOTHING_TO_UNDO",
+            ErrorCode::FolderBusy => "FOLDER_BUSY",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -126,7 +132,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ServerAlreadyRunning
             | ErrorCode::CancelledByUser
-            | ErrorCode::WorkspaceChanged => 409,
+            | ErrorCode::WorkspaceChanged
+            | ErrorCode::FolderBusy => 409,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidMode
@@ -134,7 +141,8 @@ impl ErrorCode {
             | ErrorCode::InvalidRequest
             | ErrorCode::CwdNotFound
             | ErrorCode::AgentConfigUnreadable
-            | ErrorCode::ImageNotFound => 422,
+            | ErrorCode::ImageNotFound
+            | ErrorCode::NothingToUndo => 422,
             ErrorCode::ImagePullFailed
             | ErrorCode::EngineUnavailable
             | ErrorCode::ProtectionUnavailable

@@ -47,6 +47,8 @@ pub const RUNS: &str = "/v1/runs";
 pub const RUN: &str = "/v1/runs/{id}";
 pub const RUN_OUTPUT: &str = "/v1/runs/{id}/output";
 pub const RUN_CHANGES: &str = "/v1/runs/{id}/changes";
+pub const RUN_DIFF: &str = "/v1/runs/{id}/diff";
+pub const RUN_UNDO: &str = "/v1/runs/{id}/undo";
 pub const RUN_CANCEL: &str = "/v1/runs/{id}/cancel";
 pub const STOP_ALL: &str = "/v1/runs/stop-all";
 pub const CLIENTS: &str = "/v1/clients";
@@ -135,6 +137,14 @@ pub const ALL: &[Route] = &[
     Route {
         path: RUN_CHANGES,
         methods: &[Get],
+    },
+    Route {
+        path: RUN_DIFF,
+        methods: &[Get],
+    },
+    Route {
+        path: RUN_UNDO,
+        methods: &[Post],
     },
     Route {
         path: RUN_CANCEL,

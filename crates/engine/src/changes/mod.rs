@@ -1,8 +1,14 @@
-//! What a command changed in its folder, and the contents that let it be undone (issue 22's
-//! groundwork): [`scan`] walks a folder into a manifest and tells two manifests apart;
-//! [`store`] keeps file contents by hash, read through the folder's handle. Not yet wired into
-//! runs: the recorder, its history table, the API, the CLI and the window come next.
+//! What a command changed in its folder, and the contents that let it be undone (issue 22):
+//! [`scan`] walks a folder into a manifest and tells two manifests apart; [`store`] keeps file
+//! contents by hash; [`beneath`] reaches files only through the folder's handle; [`record`]
+//! takes a run's before and after and keeps the difference with the history; [`undo`] puts
+//! a run's files back as they were.
 
+#[cfg(target_os = "linux")]
+pub mod beneath;
+pub mod diff;
 pub mod record;
 pub mod scan;
 pub mod store;
+#[cfg(target_os = "linux")]
+pub mod undo;

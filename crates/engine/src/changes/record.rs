@@ -55,6 +55,13 @@ pub struct Session {
     before: Baseline,
 }
 
+impl Session {
+    /// The folder's handle, opened when the session began.
+    pub fn handle(&self) -> &File {
+        &self.handle
+    }
+}
+
 /// Why a run's folder is not recorded, or the session.
 pub enum Begun {
     Recording(Box<Session>),
@@ -139,6 +146,18 @@ impl Recorder {
         }))
     }
 
+    /// Whether a run is working in `root` now.
+    pub fn busy(&self, root: &Path) -> bool {
+        self.state.lock().busy.contains_key(root)
+    }
+
+    /// A session given up without recording (nothing was done): the folder as it was
+    /// walked stays the baseline.
+    pub fn abandon(&self, s: Session) {
+        self.leave(&s.root);
+        self.put_baseline(s.root, s.before);
+    }
+
     /// After the run: what it changed. Blocking.
     pub fn end(&self, run_id: &str, s: Session) -> RunChanges {
         // Through the handle it began with: the folder the run worked in, whatever its path
@@ -199,6 +218,7 @@ impl Recorder {
                     change: kind(c.how),
                     before,
                     after: after_state,
+                    from_bytes: c.from.as_deref().and_then(raw_name),
                     from: c.from.map(|f| f.to_string_lossy().into_owned()),
                 })
             })
@@ -323,6 +343,7 @@ fn state(e: &Entry) -> FileState {
         mode: e.mode,
         content: e.content.as_ref().map(store::name),
         target: e.target.as_ref().map(|t| t.to_string_lossy().into_owned()),
+        target_bytes: e.target.as_deref().and_then(raw_name),
     }
 }
 

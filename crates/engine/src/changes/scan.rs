@@ -164,7 +164,7 @@ fn folder_beneath(
     let dir = if rel.as_os_str().is_empty() {
         handle.try_clone()?
     } else {
-        super::store::open_beneath(handle, rel, true)?
+        super::beneath::open_beneath(handle, rel, true)?
     };
     let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     Ok((dir, path))

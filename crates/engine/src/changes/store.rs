@@ -13,6 +13,8 @@ use std::{io::Write, path::Path};
 
 use sha2::{Digest as _, Sha256};
 
+#[cfg(target_os = "linux")]
+use super::beneath::open_beneath;
 use super::scan::Digest;
 
 /// A content's name: its SHA-256, in hex.
@@ -82,6 +84,13 @@ impl Store {
         Ok(Some((digest, data.len() as u64)))
     }
 
+    /// Whether a content is kept.
+    pub fn has(&self, hash: &str) -> bool {
+        hash.len() == 64
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            && self.object(hash).is_file()
+    }
+
     /// A kept content, checked against its name.
     pub fn get(&self, hash: &str) -> std::io::Result<Vec<u8>> {
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -114,40 +123,6 @@ impl Store {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Open `rel` for reading under the folder `root` (a folder when `dir`), refusing any link on
-/// the way, any path that leaves `root`, and (a file) one on another mount.
-#[cfg(target_os = "linux")]
-pub fn open_beneath(root: &File, rel: &Path, dir: bool) -> std::io::Result<File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(rel.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("a name with a NUL byte"))?;
-    // SAFETY: open_how is plain data; zero is its empty value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    let kind = if dir { libc::O_DIRECTORY } else { 0 };
-    how.flags =
-        (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK | kind) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    if !dir {
-        how.resolve |= libc::RESOLVE_NO_XDEV;
-    }
-    // SAFETY: openat2 with a valid directory fd, a NUL-terminated path and a sized `how`.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor this process owns.
-    Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -254,6 +254,29 @@ impl History {
         Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
+    /// What the runs after `id` changed, newest first (at most `limit`).
+    pub fn later_changes(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<stigmer_protocol::changes::RunChanges>> {
+        let db = self.db.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT c.body FROM changes c JOIN runs r ON r.id = c.run_id
+                 WHERE r.seq > (SELECT seq FROM runs WHERE id = ?1)
+                 ORDER BY r.seq DESC LIMIT ?2",
+            )
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map(params![id, limit as i64], |r| r.get::<_, String>(0))
+            .map_err(unreadable)?;
+        Ok(rows
+            .filter_map(|b| serde_json::from_str(&b.ok()?).ok())
+            .collect())
+    }
+
     /// One run's record.
     pub fn get(&self, id: &str) -> Result<Option<RunSummary>> {
         let db = self.db.lock();

@@ -383,6 +383,28 @@ pub async fn run_changes(
     Ok(Json(state.runs.changes(&id)?))
 }
 
+/// Put back what a run changed (only the user: agents reach the API through MCP, which has no
+/// undo).
+pub async fn undo_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<stigmer_protocol::changes::UndoRequest>,
+) -> ApiResult<Json<stigmer_protocol::changes::UndoReport>> {
+    Ok(Json(state.runs.undo(&id, body.later).await?))
+}
+
+/// What a run changed, as readable diffs of its text files.
+pub async fn run_diff(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<stigmer_protocol::changes::RunDiff>> {
+    let runs = state.runs.clone();
+    let diff = tokio::task::spawn_blocking(move || runs.diff(&id))
+        .await
+        .map_err(|e| Error::internal(format!("the diff failed: {e}")))??;
+    Ok(Json(diff))
+}
+
 pub async fn cancel_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -165,6 +165,8 @@ fn endpoint(path: &str, method: Method) -> MethodRouter<Arc<AppState>> {
         (RUN, Get) => get(api::get_run),
         (RUN_OUTPUT, Get) => get(api::run_output),
         (RUN_CHANGES, Get) => get(api::run_changes),
+        (RUN_DIFF, Get) => get(api::run_diff),
+        (RUN_UNDO, Post) => post(api::undo_run),
         (RUN_CANCEL, Post) => post(api::cancel_run),
         (STOP_ALL, Post) => post(api::stop_all_runs),
         (CLIENTS, Get) => get(clients::list),

@@ -20,16 +20,17 @@ use tokio_util::sync::CancellationToken;
 pub use stigmer_protocol::run::{OutputSummary, RunState, RunSummary};
 
 use crate::admission::Approved;
-use crate::changes::record::{folder_for, Begun, Recorder};
+use crate::changes::record::Recorder;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::execute::{Chunk, Stream};
 use crate::history::{History, Query};
 use crate::spool::{OutputPage, Spool, SpoolWriter};
 use crate::util::{now_ms, random_hex};
-use stigmer_protocol::changes::RunChanges;
 
 /// Output events on the bus carry at most this many bytes each.
+mod changes;
+
 const EVENT_OUTPUT_BYTES: usize = 16 * 1024;
 /// How long the final `finished` message may wait for a client that does not read.
 const FINISH_SEND_LIMIT: Duration = Duration::from_secs(5);
@@ -441,64 +442,6 @@ impl RunRegistry {
         })
     }
 
-    /// Delete the kept output of these runs.
-    /// Before a run: its folder's manifest (blocking work, off the async threads).
-    async fn begin_recording(&self, run: &Approved) -> Option<Begun> {
-        let recorder = self.recorder.clone()?;
-        let place = run.place();
-        let workspace =
-            (run.target().mode() != crate::settings::Mode::Local).then(|| place.held.path.clone());
-        let folder = folder_for(&place.cwd, workspace.as_deref(), &crate::paths::user_home())?;
-        tokio::task::spawn_blocking(move || recorder.begin(&folder))
-            .await
-            .ok()
-    }
-
-    /// After it: what it changed (or why its folder was not recorded).
-    async fn end_recording(&self, id: &str, begun: Option<Begun>) -> Option<RunChanges> {
-        let recorder = self.recorder.clone()?;
-        let id = id.to_string();
-        match begun? {
-            Begun::Recording(session) => {
-                tokio::task::spawn_blocking(move || recorder.end(&id, *session))
-                    .await
-                    .ok()
-            }
-            Begun::Not { folder, reason } => Some(RunChanges {
-                run_id: id,
-                folder: folder.display().to_string(),
-                recorded: false,
-                reason: Some(reason),
-                files: Vec::new(),
-                overlapped: false,
-            }),
-        }
-    }
-
-    /// What a run changed: its record, or why there is none.
-    pub fn changes(&self, id: &str) -> Result<RunChanges> {
-        if let Some(c) = self.history.changes(id)? {
-            return Ok(c);
-        }
-        match self.history.get(id)? {
-            Some(run) => Ok(RunChanges {
-                run_id: id.to_string(),
-                folder: run.cwd.display().to_string(),
-                recorded: false,
-                reason: Some(if run.state == RunState::Running {
-                    "the run is still going: its changes are known when it ends".into()
-                } else {
-                    "nothing was recorded for this run (its folder was the home folder or a \
-                     system folder, or it ran before recording began)"
-                        .into()
-                }),
-                files: Vec::new(),
-                overlapped: false,
-            }),
-            None => Err(Error::run_not_found(id)),
-        }
-    }
-
     /// Retention off the runs' path: on a blocking thread, one at a time; a run that ends
     /// meanwhile and finds it busy is covered by the look again at its end.
     fn trim_later(&self) {
@@ -522,6 +465,7 @@ impl RunRegistry {
         });
     }
 
+    /// Delete the kept output of these runs.
     fn forget_output<'a>(&self, ids: impl Iterator<Item = &'a str>) {
         if let Some(spool) = &self.spool {
             ids.for_each(|id| spool.remove(id));

@@ -1,0 +1,256 @@
+//! What runs change in their folders: recorded around each run, read back, and undone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stigmer_protocol::changes::{Later, RunChanges, UndoProblem, UndoReport};
+use stigmer_protocol::run::{ExecOutcome, OutputSummary, RunState, RunSummary};
+
+use super::{new_run_id, RunRegistry};
+use crate::admission::Approved;
+use crate::changes::record::{folder_for, Begun};
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::Event;
+use crate::util::now_ms;
+
+/// Later runs looked at for files an undo finds changed since.
+const LATER_RUNS_LOOKED_AT: usize = 1_000;
+
+impl RunRegistry {
+    /// Before a run: its folder's manifest (blocking work, off the async threads).
+    pub(super) async fn begin_recording(&self, run: &Approved) -> Option<Begun> {
+        let recorder = self.recorder.clone()?;
+        let place = run.place();
+        let workspace =
+            (run.target().mode() != crate::settings::Mode::Local).then(|| place.held.path.clone());
+        let folder = folder_for(&place.cwd, workspace.as_deref(), &crate::paths::user_home())?;
+        tokio::task::spawn_blocking(move || recorder.begin(&folder))
+            .await
+            .ok()
+    }
+
+    /// After it: what it changed (or why its folder was not recorded).
+    pub(super) async fn end_recording(&self, id: &str, begun: Option<Begun>) -> Option<RunChanges> {
+        let recorder = self.recorder.clone()?;
+        let id = id.to_string();
+        match begun? {
+            Begun::Recording(session) => {
+                tokio::task::spawn_blocking(move || recorder.end(&id, *session))
+                    .await
+                    .ok()
+            }
+            Begun::Not { folder, reason } => Some(RunChanges {
+                run_id: id,
+                folder: folder.display().to_string(),
+                recorded: false,
+                reason: Some(reason),
+                files: Vec::new(),
+                overlapped: false,
+            }),
+        }
+    }
+
+    /// What a run changed: its record, or why there is none.
+    pub fn changes(&self, id: &str) -> Result<RunChanges> {
+        if let Some(c) = self.history.changes(id)? {
+            return Ok(c);
+        }
+        match self.history.get(id)? {
+            Some(run) => Ok(RunChanges {
+                run_id: id.to_string(),
+                folder: run.cwd.display().to_string(),
+                recorded: false,
+                reason: Some(if run.state == RunState::Running {
+                    "the run is still going: its changes are known when it ends".into()
+                } else {
+                    "nothing was recorded for this run (its folder was the home folder or a \
+                     system folder, or it ran before recording began)"
+                        .into()
+                }),
+                files: Vec::new(),
+                overlapped: false,
+            }),
+            None => Err(Error::run_not_found(id)),
+        }
+    }
+
+    /// What a run changed, as diffs of its text files. Blocking.
+    pub fn diff(&self, id: &str) -> Result<stigmer_protocol::changes::RunDiff> {
+        let changes = self.changes(id)?;
+        match &self.recorder {
+            Some(r) => Ok(crate::changes::diff::run_diff(&changes, r.store())),
+            None => Ok(stigmer_protocol::changes::RunDiff {
+                run_id: changes.run_id,
+                folder: changes.folder,
+                recorded: false,
+                reason: changes.reason,
+                files: Vec::new(),
+            }),
+        }
+    }
+
+    /// Undo is not there yet on this system.
+    #[cfg(not(target_os = "linux"))]
+    pub async fn undo(self: &Arc<Self>, id: &str, _later: Later) -> Result<UndoReport> {
+        let _ = self.changes(id)?;
+        Err(Error::new(
+            ErrorCode::NothingToUndo,
+            "undo is not available on this system yet; what the run changed is listed, and \
+             each file's earlier content is kept",
+        ))
+    }
+
+    /// Put back what run `id` changed in its folder. Files changed again since stop it
+    /// (`later: refuse`, the report names them and the later runs that changed them), are
+    /// put back too (`overwrite`) or left (`keep`). The undo is recorded as a run of its own,
+    /// so it can be undone in turn.
+    #[cfg(target_os = "linux")]
+    pub async fn undo(self: &Arc<Self>, id: &str, later: Later) -> Result<UndoReport> {
+        let Some(recorder) = self.recorder.clone() else {
+            return Err(Error::new(
+                ErrorCode::NothingToUndo,
+                "nothing is recorded: the history is not kept on disk, so what commands change \
+                 is not kept either",
+            ));
+        };
+        let changes = self.changes(id)?;
+        if !changes.recorded {
+            return Err(Error::new(
+                ErrorCode::NothingToUndo,
+                format!(
+                    "what this run changed was not recorded, so it cannot be undone: {}",
+                    changes.reason.as_deref().unwrap_or("no reason kept")
+                ),
+            ));
+        }
+        let original = self.get(id)?.ok_or_else(|| Error::run_not_found(id))?;
+        let folder = PathBuf::from(&changes.folder);
+        let later_changes = if changes.files.is_empty() {
+            Vec::new()
+        } else {
+            self.history.later_changes(id, LATER_RUNS_LOOKED_AT)?
+        };
+        let undo_id = new_run_id()?;
+        let started_at_ms = now_ms();
+        let (rid, uid) = (id.to_string(), undo_id.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            if recorder.busy(&folder) {
+                return Err(Error::new(
+                    ErrorCode::FolderBusy,
+                    format!(
+                        "a command is running in {}: undo it once that command has ended",
+                        folder.display()
+                    ),
+                ));
+            }
+            let session = match recorder.begin(&folder) {
+                Begun::Recording(s) => s,
+                Begun::Not { reason, .. } => {
+                    return Err(Error::new(
+                        ErrorCode::NothingToUndo,
+                        format!("the folder cannot be undone in now: {reason}"),
+                    ))
+                }
+            };
+            let mut checked =
+                crate::changes::undo::check(session.handle(), &changes, recorder.store());
+            let mut report = UndoReport {
+                run_id: rid,
+                undone: false,
+                undo_run: None,
+                restored: 0,
+                conflicts: Vec::new(),
+                left: Vec::new(),
+                later_runs: Vec::new(),
+            };
+            for c in &mut checked.conflicts {
+                c.later_runs = later_changes
+                    .iter()
+                    .filter(|l| l.folder == changes.folder && l.recorded)
+                    .filter(|l| {
+                        l.files
+                            .iter()
+                            .any(|f| f.path == c.path || f.from.as_deref() == Some(&c.path))
+                    })
+                    .map(|l| l.run_id.clone())
+                    .collect();
+                for r in &c.later_runs {
+                    if !report.later_runs.contains(r) {
+                        report.later_runs.push(r.clone());
+                    }
+                }
+            }
+            if !checked.conflicts.is_empty() && later == Later::Refuse {
+                recorder.abandon(*session);
+                report.conflicts = checked.conflicts;
+                report.left = checked.left;
+                return Ok((report, None));
+            }
+            let (restored, left) = crate::changes::undo::apply(
+                session.handle(),
+                &changes,
+                recorder.store(),
+                later,
+                checked,
+            );
+            let recorded = recorder.end(&uid, *session);
+            report.undone = true;
+            report.undo_run = Some(uid);
+            report.restored = restored;
+            report.left = left;
+            Ok((report, Some(recorded)))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("the undo failed: {e}")))??;
+        let (report, recorded) = done;
+        if let Some(recorded) = recorded {
+            self.record_undo(&original, &undo_id, started_at_ms, &report, recorded);
+        }
+        Ok(report)
+    }
+
+    /// The undo's own run in the history and the window, with what it changed.
+    #[cfg(target_os = "linux")]
+    fn record_undo(
+        &self,
+        original: &RunSummary,
+        undo_id: &str,
+        started_at_ms: u64,
+        report: &UndoReport,
+        recorded: RunChanges,
+    ) {
+        let failed = report.left.iter().any(|f| f.problem == UndoProblem::Failed);
+        let summary = RunSummary {
+            id: undo_id.to_string(),
+            command: format!("undo {}: {}", original.id, original.command),
+            mode: stigmer_protocol::mode::Mode::Local,
+            image: None,
+            cwd: PathBuf::from(&recorded.folder),
+            client: Some("stigmer".into()),
+            state: RunState::Finished,
+            started_at_ms,
+            finished_at_ms: Some(now_ms()),
+            outcome: Some(ExecOutcome {
+                exit_code: Some(i32::from(failed)),
+                duration_ms: (now_ms() - started_at_ms) as f64,
+                changed: recorded.summary_line(),
+                ..ExecOutcome::default()
+            }),
+            error: None,
+            stdout: OutputSummary::default(),
+            stderr: OutputSummary::default(),
+        };
+        self.history.record(&summary);
+        self.history.put_changes(&recorded);
+        tracing::info!(run = %original.id, undo = %undo_id, restored = report.restored, "a run was undone");
+        self.bus.publish(Event::RunStarted {
+            run: RunSummary {
+                state: RunState::Running,
+                finished_at_ms: None,
+                outcome: None,
+                ..summary.clone()
+            },
+        });
+        self.bus.publish(Event::RunFinished { run: summary });
+    }
+}
