@@ -88,7 +88,8 @@ async def test_tools_are_described_for_a_model(home, work, transport):
     start(home, "local")
     async with agent(transport, home, work) as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
-        assert set(tools) == {"run_command", "get_run_output", "get_environment"}
+        # Reading what a run changed, yes; undoing it is the user's, never a tool.
+        assert set(tools) == {"run_command", "get_run_output", "get_environment", "get_run_changes"}
         for t in tools.values():
             assert len(t.description) > 80, t.name
             assert t.input_schema["type"] == "object"
@@ -119,6 +120,30 @@ async def test_run_command_in_each_mode(home, work, transport, mode, server):
     (run,) = [x for x in home.runs() if x["id"] == out["run_id"]]
     assert run["client"] == f"{CLIENT_NAME} (MCP)"
     assert run["mode"] == mode
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_agent_sees_what_its_command_changed_and_reads_the_diff(home, work, transport):
+    start(home, "local")
+    proj = work / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("one\ntwo\n")
+    (proj / "gone.txt").write_text("bye\n")
+    async with agent(transport, home, work) as s:
+        r = await s.call_tool(
+            "run_command", {"command": "sed -i s/two/2/ a.txt && rm gone.txt", "cwd": str(proj)}
+        )
+        assert not r.is_error, text(r)
+        # A command that printed nothing: the reply still says what it did.
+        assert "FILES: this command changed 2 files: a.txt (modified), gone.txt (removed)" in text(r), text(r)
+        run_id = r.structured_content["run_id"]
+        d = await s.call_tool("get_run_changes", {"run_id": run_id})
+        assert not d.is_error, text(d)
+        assert "a.txt (modified, +1 -1)" in text(d) and "-two\n+2" in text(d), text(d)
+        assert d.structured_content["files"][1]["path"] == "gone.txt"
+        bad = await s.call_tool("get_run_changes", {"run_id": "run_0000000000000000"})
+        assert bad.is_error and text(bad).startswith("RUN_NOT_FOUND"), text(bad)
+    assert (proj / "a.txt").read_text() == "one\n2\n", "the agent cannot undo: nothing did"
 
 
 async def test_huge_output_is_cut_with_exact_counts_and_read_back_whole(home, work, mode, server):

@@ -3,7 +3,7 @@
 
 use stigmer_client::Client;
 use stigmer_engine::{Error, ErrorCode, Result};
-use stigmer_protocol::changes::{printable, ChangeKind, Later, RunChanges, UndoFile, UndoProblem};
+use stigmer_protocol::changes::{printable, Later, RunChanges, UndoFile, UndoProblem};
 
 pub async fn show(client: &Client, id: &str, diff: bool, json: bool) -> Result<i32> {
     if diff {
@@ -129,14 +129,7 @@ fn list(c: &RunChanges) {
         println!("{} changed nothing in {}", c.run_id, c.folder);
     }
     for f in &c.files {
-        let how = match f.change {
-            ChangeKind::Added => "added   ",
-            ChangeKind::Removed => "removed ",
-            ChangeKind::Modified => "modified",
-            ChangeKind::Mode => "mode    ",
-            ChangeKind::Renamed => "renamed ",
-            ChangeKind::Replaced => "replaced",
-        };
+        let how = format!("{:<8}", f.change.word());
         match &f.from {
             Some(from) => println!("{how}  {} -> {}", printable(from), printable(&f.path)),
             None => println!("{how}  {}", printable(&f.path)),

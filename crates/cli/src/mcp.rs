@@ -134,6 +134,13 @@ impl Backend for Remote {
         })
     }
 
+    fn diff(
+        &self,
+        run_id: String,
+    ) -> BoxFuture<'_, stigmer_engine::Result<stigmer_protocol::changes::RunDiff>> {
+        Box::pin(async move { self.client().await?.run_diff(&run_id).await })
+    }
+
     fn status(&self) -> BoxFuture<'_, stigmer_engine::Result<Status>> {
         Box::pin(async move { self.client().await?.status().await })
     }

@@ -19,6 +19,20 @@ pub enum ChangeKind {
     Replaced,
 }
 
+impl ChangeKind {
+    /// The word for it, as on the wire.
+    pub fn word(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Mode => "mode",
+            ChangeKind::Renamed => "renamed",
+            ChangeKind::Replaced => "replaced",
+        }
+    }
+}
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,17 +132,7 @@ impl RunChanges {
             .files
             .iter()
             .take(8)
-            .map(|f| {
-                let how = match f.change {
-                    ChangeKind::Added => "added",
-                    ChangeKind::Removed => "removed",
-                    ChangeKind::Modified => "modified",
-                    ChangeKind::Mode => "mode",
-                    ChangeKind::Renamed => "renamed",
-                    ChangeKind::Replaced => "replaced",
-                };
-                format!("{} ({how})", printable(&f.path))
-            })
+            .map(|f| format!("{} ({})", printable(&f.path), f.change.word()))
             .collect();
         let more = self.files.len().saturating_sub(shown.len());
         let n = self.files.len();

@@ -46,6 +46,8 @@ pub trait Backend: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> BoxFuture<'_, Result<OutputPage>>;
+    /// What a run changed, as diffs (`GET /v1/runs/{id}/diff`).
+    fn diff(&self, run_id: String) -> BoxFuture<'_, Result<stigmer_protocol::changes::RunDiff>>;
     /// The server's status (`GET /v1/status`).
     fn status(&self) -> BoxFuture<'_, Result<Status>>;
     /// Tools detected on this machine (`GET /v1/tools`).
@@ -104,6 +106,14 @@ pub struct GetRunOutputArgs {
 pub enum OutputStream {
     Stdout,
     Stderr,
+}
+
+/// Arguments of `get_run_changes`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetRunChangesArgs {
+    /// The run id that `run_command` returned (`run_...`).
+    pub run_id: String,
 }
 
 /// Arguments of `get_environment` (none).
@@ -187,6 +197,20 @@ impl StigmerMcp {
             .await;
         Ok(match page {
             Ok(page) => render::output_page(&page),
+            Err(e) => tool_error(&e),
+        })
+    }
+
+    #[tool(
+        description = "What an earlier run_command call changed in its folder (the project or workspace it ran in), by run id: each file added, removed, modified, renamed or whose mode changed, and for text files a unified diff of the change. Use it to see the effect of a command that printed nothing. Undoing a run is the user's choice, in Stigmer: no tool does it.",
+        annotations(title = "Read what a run changed", read_only_hint = true)
+    )]
+    async fn get_run_changes(
+        &self,
+        Parameters(args): Parameters<GetRunChangesArgs>,
+    ) -> std::result::Result<CallToolResult, rmcp::ErrorData> {
+        Ok(match self.backend.diff(args.run_id).await {
+            Ok(d) => render::run_diff(&d),
             Err(e) => tool_error(&e),
         })
     }

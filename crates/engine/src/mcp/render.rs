@@ -207,6 +207,62 @@ pub fn output_page(page: &OutputPage) -> CallToolResult {
     )
 }
 
+/// Diff text an agent gets in one answer, at most.
+const AGENT_DIFF_TEXT: usize = 64 * 1024;
+
+/// The result of `get_run_changes`: each file the run changed, text files with their diff.
+pub fn run_diff(d: &stigmer_protocol::changes::RunDiff) -> CallToolResult {
+    use stigmer_protocol::changes::printable;
+    let mut text = if !d.recorded {
+        format!(
+            "what run {} changed was not recorded: {}",
+            d.run_id,
+            d.reason.as_deref().unwrap_or("no reason kept")
+        )
+    } else {
+        format!(
+            "run {} changed {} file{} in {}",
+            d.run_id,
+            d.files.len(),
+            if d.files.len() == 1 { "" } else { "s" },
+            d.folder
+        )
+    };
+    let mut cut = 0usize;
+    for f in &d.files {
+        let head = match (&f.diff, &f.note) {
+            (Some(_), _) => format!(
+                "\n{} ({}, +{} -{})",
+                printable(&f.path),
+                f.change.word(),
+                f.added_lines,
+                f.removed_lines
+            ),
+            (None, Some(note)) => {
+                format!("\n{} ({}): {note}", printable(&f.path), f.change.word())
+            }
+            (None, None) => format!("\n{} ({})", printable(&f.path), f.change.word()),
+        };
+        text.push_str(&head);
+        if let Some(diff) = &f.diff {
+            if text.len() + diff.len() > AGENT_DIFF_TEXT {
+                cut += 1;
+                continue;
+            }
+            text.push('\n');
+            text.push_str(diff.trim_end_matches('\n'));
+        }
+    }
+    if cut > 0 {
+        text.push_str(&format!(
+            "\n({cut} diff{} left out: over {} KiB in one answer)",
+            if cut == 1 { "" } else { "s" },
+            AGENT_DIFF_TEXT / 1024
+        ));
+    }
+    result(text, serde_json::to_value(d).unwrap_or(Value::Null), false)
+}
+
 /// The result of `get_environment`, from `GET /v1/status` and `GET /v1/tools`; `session` is
 /// the folder the agent's session was started in, if it has one.
 pub fn environment(

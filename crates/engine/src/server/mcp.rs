@@ -53,6 +53,18 @@ impl Backend for InServer {
         Box::pin(async move { self.state.runs.read_output(&run_id, stream, offset, limit) })
     }
 
+    fn diff(
+        &self,
+        run_id: String,
+    ) -> BoxFuture<'_, crate::error::Result<stigmer_protocol::changes::RunDiff>> {
+        Box::pin(async move {
+            let runs = self.state.runs.clone();
+            tokio::task::spawn_blocking(move || runs.diff(&run_id))
+                .await
+                .map_err(|e| Error::internal(format!("the diff failed: {e}")))?
+        })
+    }
+
     fn status(&self) -> BoxFuture<'_, crate::error::Result<Status>> {
         Box::pin(async move { Ok(api::status_of(&self.state).await) })
     }
