@@ -1,6 +1,7 @@
 // Activity: the run history from every client (it lasts across restarts), newest first, a page
 // at a time, filtered by agent, state and text; live runs update in place, each with Stop, and
 // a run's whole output is one click away.
+import { toggleChanges } from "./changes.js";
 import { $, appendOutput, button, decodeBase64, el, humanBytes, invoke, showError } from "./dom.js";
 
 const RUNS_PAGE = 30;            // runs per page
@@ -49,7 +50,7 @@ function runEntry(run, where = "prepend") {
   let entry = runs.get(run.id);
   if (!entry) {
     const li = document.createElement("li");
-    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><p class="error host-files" hidden></p><p class="muted changed" hidden></p><pre class="output small live"></pre><div class="full" hidden></div>`;
+    li.innerHTML = `<div class="head"><code></code><span class="badge mode"></span><span class="badge client"></span><span class="badge state"></span><span class="muted cwd"></span><span class="muted when"></span><button class="changes-toggle secondary small" type="button" hidden>Changes</button><button class="full-toggle secondary small" type="button">Full output</button><button class="stop small" hidden>Stop</button></div><p class="error host-files" hidden></p><p class="muted changed" hidden></p><div class="changes" hidden></div><pre class="output small live"></pre><div class="full" hidden></div>`;
     li.dataset.run = run.id;
     // Stop: the command's whole tree ends, and its agent is told the user stopped it.
     const stop = li.querySelector(".stop");
@@ -58,6 +59,7 @@ function runEntry(run, where = "prepend") {
       try { await invoke("cancel_run", { id: run.id }); } catch (e) { stop.disabled = false; stop.title = e.message || String(e); }
     };
     li.querySelector(".full-toggle").onclick = () => toggleFullOutput(li, run.id);
+    li.querySelector(".changes-toggle").onclick = () => toggleChanges(li, run.id);
     if (where === "prepend") $("runs").prepend(li); else $("runs").append(li);
     entry = { li };
     runs.set(run.id, entry);
@@ -80,10 +82,11 @@ function runEntry(run, where = "prepend") {
   const warn = li.querySelector(".host-files");
   warn.hidden = made.length === 0;
   warn.textContent = made.length ? `Made files your computer runs or obeys (look at them before opening the folder): ${made.join(", ")}` : "";
-  // What it changed in its folder, in one line (the list: `stigmer runs changes ID`).
+  // What it changed in its folder, in one line; "Changes" opens the list, the diffs and Undo.
   const changed = (run.outcome && run.outcome.changed) || "";
   const line = li.querySelector(".changed");
   line.hidden = !changed;
+  li.querySelector(".changes-toggle").hidden = !changed;
   line.textContent = changed ? changed.charAt(0).toUpperCase() + changed.slice(1) : "";
   // A finished run from the history: the end of what it printed (live ones stream in).
   const live = li.querySelector(".live");

@@ -157,6 +157,25 @@ pub async fn get_run_output(
     shared.api()?.run_output(&id, stream, offset, 1 << 20).await
 }
 
+/// What a run changed, with diffs of its text files (the activity's "Changes").
+#[tauri::command]
+pub async fn get_run_diff(
+    shared: State<'_, Shared>,
+    id: String,
+) -> Result<stigmer_protocol::changes::RunDiff> {
+    shared.api()?.run_diff(&id).await
+}
+
+/// Put back what a run changed (the activity's "Undo this command").
+#[tauri::command]
+pub async fn undo_run(
+    shared: State<'_, Shared>,
+    id: String,
+    later: stigmer_protocol::changes::Later,
+) -> Result<stigmer_protocol::changes::UndoReport> {
+    shared.api()?.undo_run(&id, later).await
+}
+
 /// The images Stigmer uses, with their size and when they were last used.
 #[tauri::command]
 pub async fn get_images(shared: State<'_, Shared>) -> Result<ImagesView> {

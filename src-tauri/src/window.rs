@@ -42,6 +42,8 @@ pub fn run(paths: Paths, view: Option<String>) {
             commands::cancel_download,
             commands::get_runs,
             commands::get_run_output,
+            commands::get_run_diff,
+            commands::undo_run,
             commands::get_clients,
             commands::get_images,
             commands::remove_image,

@@ -3,7 +3,7 @@
 
 use stigmer_client::Client;
 use stigmer_engine::{Error, ErrorCode, Result};
-use stigmer_protocol::changes::{printable, Later, RunChanges, UndoFile, UndoProblem};
+use stigmer_protocol::changes::{escaped, printable, Later, RunChanges, UndoFile, UndoProblem};
 
 pub async fn show(client: &Client, id: &str, diff: bool, json: bool) -> Result<i32> {
     if diff {
@@ -15,14 +15,14 @@ pub async fn show(client: &Client, id: &str, diff: bool, json: bool) -> Result<i
         if !d.recorded {
             println!(
                 "not recorded in {}: {}",
-                d.folder,
-                d.reason.as_deref().unwrap_or("no reason given")
+                escaped(&d.folder),
+                escaped(d.reason.as_deref().unwrap_or("no reason given"))
             );
         }
         for f in &d.files {
             match (&f.diff, &f.note) {
                 (Some(text), _) => print!("{}", escape_controls(text)),
-                (None, Some(note)) => println!("{}: {note}", printable(&f.path)),
+                (None, Some(note)) => println!("{}: {}", printable(&f.path), escaped(note)),
                 (None, None) => println!("{}", printable(&f.path)),
             }
         }
@@ -55,11 +55,20 @@ pub async fn undo(
         return Ok(if r.undone { 0 } else { 1 });
     }
     if !r.undone {
-        eprintln!(
-            "nothing was undone: {} file{} changed again since {id}:",
-            r.conflicts.len(),
-            if r.conflicts.len() == 1 { "" } else { "s" }
-        );
+        let overlapped = r
+            .conflicts
+            .iter()
+            .any(|c| c.problem == UndoProblem::Overlapped);
+        if overlapped {
+            eprintln!(
+                "nothing was undone: another command, or you, changed files in the folder while \
+                 {id} ran, so which changes were its own cannot be told:"
+            );
+        } else {
+            eprintln!(
+                "nothing was undone: these files changed again since {id}, or cannot be put back:"
+            );
+        }
         for c in &r.conflicts {
             eprintln!("  {}", problem(c));
         }
@@ -85,6 +94,9 @@ pub async fn undo(
     for l in &r.left {
         println!("  left as it is: {}", problem(l));
     }
+    if let Some(n) = &r.note {
+        println!("note: {}", escaped(n));
+    }
     if let Some(u) = &r.undo_run {
         println!("(the undo is {u}: `stigmer runs undo {u}` redoes the command's changes)");
     }
@@ -103,6 +115,7 @@ fn problem(f: &UndoFile) -> String {
         UndoProblem::ChangedSince => "changed again since",
         UndoProblem::NotKept => "its earlier content is not kept",
         UndoProblem::Generated => "a generated folder, not recorded",
+        UndoProblem::Overlapped => "another command, or you, worked in the folder meanwhile",
         UndoProblem::Failed => "could not be put back",
     };
     let mut s = format!("{} ({why}", printable(&f.path));
@@ -117,16 +130,16 @@ fn problem(f: &UndoFile) -> String {
 }
 
 fn list(c: &RunChanges) {
+    let folder = escaped(&c.folder);
     if !c.recorded {
         println!(
-            "not recorded in {}: {}",
-            c.folder,
-            c.reason.as_deref().unwrap_or("no reason given")
+            "not recorded in {folder}: {}",
+            escaped(c.reason.as_deref().unwrap_or("no reason given"))
         );
         return;
     }
     if c.files.is_empty() {
-        println!("{} changed nothing in {}", c.run_id, c.folder);
+        println!("{} changed nothing in {folder}", c.run_id);
     }
     for f in &c.files {
         let how = format!("{:<8}", f.change.word());
@@ -137,9 +150,8 @@ fn list(c: &RunChanges) {
     }
     if c.overlapped {
         println!(
-            "note: another run worked in {} at the same time; its changes (and edits made \
-             meanwhile) are listed too",
-            c.folder
+            "note: another run worked in {folder} at the same time; its changes (and edits \
+             made meanwhile) are listed too"
         );
     }
 }

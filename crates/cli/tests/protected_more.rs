@@ -21,31 +21,6 @@ use common::protected::*;
 use common::{stderr, stdout, BIN};
 use serde_json::Value;
 
-/// A server of the test user's own, stopped when dropped.
-struct UserServer<'a>(&'a Home);
-
-impl<'a> UserServer<'a> {
-    fn start(h: &'a Home) -> UserServer<'a> {
-        let o = h.stigmer(&["server", "start"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        UserServer(h)
-    }
-
-    /// The newest run's record.
-    fn last_run(&self) -> Value {
-        let o = self.0.stigmer(&["runs", "list", "--json", "--limit", "1"]);
-        let v: Value =
-            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
-        v["runs"][0].clone()
-    }
-}
-
-impl Drop for UserServer<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.stigmer(&["server", "stop"]);
-    }
-}
-
 /// How a run ends is the same as locally: a signal is a signal (not bubblewrap's 128+N), a
 /// timeout ends the whole tree in time, arguments that are not UTF-8 arrive byte for byte.
 #[test]

@@ -113,13 +113,24 @@ pub fn printable(name: &str) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        push_escaped(&mut out, c);
     }
     out
+}
+
+/// A text as it may go in a line (a reason, a folder): control characters escaped, whole.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    text.chars().for_each(|c| push_escaped(&mut out, c));
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
+    }
 }
 
 impl RunChanges {
@@ -183,6 +194,9 @@ pub enum UndoProblem {
     NotKept,
     /// A generated folder or `.git`, whose content is never recorded: left as it is.
     Generated,
+    /// Another run, or the user, worked in the folder while the run went: whose change this
+    /// was cannot be told.
+    Overlapped,
     /// Putting it back failed (the detail says why).
     Failed,
 }
@@ -223,6 +237,10 @@ pub struct UndoReport {
     /// this one cleanly).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub later_runs: Vec<String>,
+    /// Anything else the user should know (the undo itself could not be recorded, so it
+    /// cannot be undone in turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl FileChange {

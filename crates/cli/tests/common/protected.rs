@@ -197,3 +197,28 @@ pub fn connect_cmd(path: &str) -> String {
         "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect({addr}); print('connected')\" 2>&1"
     )
 }
+
+/// A server of the test user's own, stopped when dropped.
+pub struct UserServer<'a>(&'a Home);
+
+impl<'a> UserServer<'a> {
+    pub fn start(h: &'a Home) -> UserServer<'a> {
+        let o = h.stigmer(&["server", "start"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        UserServer(h)
+    }
+
+    /// The newest run's record.
+    pub fn last_run(&self) -> serde_json::Value {
+        let o = self.0.stigmer(&["runs", "list", "--json", "--limit", "1"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+        v["runs"][0].clone()
+    }
+}
+
+impl Drop for UserServer<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.stigmer(&["server", "stop"]);
+    }
+}

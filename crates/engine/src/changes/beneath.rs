@@ -6,21 +6,27 @@ use std::path::Path;
 
 /// Open `rel` for reading under the folder `root` (a folder when `dir`), refusing any link on
 /// the way, any path that leaves `root`, and (a file) one on another mount.
-#[cfg(target_os = "linux")]
 pub fn open_beneath(root: &File, rel: &Path, dir: bool) -> std::io::Result<File> {
+    let kind = if dir { libc::O_DIRECTORY } else { 0 };
+    let xdev = if dir { 0 } else { libc::RESOLVE_NO_XDEV };
+    open_how(
+        root,
+        rel,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | kind,
+        xdev,
+    )
+}
+
+fn open_how(root: &File, rel: &Path, flags: libc::c_int, resolve: u64) -> std::io::Result<File> {
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(rel.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("a name with a NUL byte"))?;
     // SAFETY: open_how is plain data; zero is its empty value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    let kind = if dir { libc::O_DIRECTORY } else { 0 };
-    how.flags =
-        (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK | kind) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    if !dir {
-        how.resolve |= libc::RESOLVE_NO_XDEV;
-    }
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve =
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | resolve;
     // SAFETY: openat2 with a valid directory fd, a NUL-terminated path and a sized `how`.
     let fd = unsafe {
         libc::syscall(
@@ -38,12 +44,19 @@ pub fn open_beneath(root: &File, rel: &Path, dir: bool) -> std::io::Result<File>
     Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
-/// A folder under `root` (`root` itself for an empty path), for the calls below.
+/// A folder under `root` (`root` itself for an empty path), for the calls below: a handle
+/// on the folder itself (`O_PATH`: a folder the user cannot list is reached too), on the same
+/// mount, no link followed.
 pub fn dir(root: &File, rel: &Path) -> std::io::Result<File> {
     if rel.as_os_str().is_empty() {
         root.try_clone()
     } else {
-        open_beneath(root, rel, true)
+        open_how(
+            root,
+            rel,
+            libc::O_PATH | libc::O_DIRECTORY,
+            libc::RESOLVE_NO_XDEV,
+        )
     }
 }
 
@@ -161,8 +174,15 @@ pub fn rename(
     check(r as libc::c_int)
 }
 
+/// Permissions an undo gives back: a file's read, write and run bits, a folder's also its
+/// set-group-id and sticky bits; never set-user-id (who owned the file is not recorded).
+pub fn safe_mode(mode: u32, folder: bool) -> u32 {
+    mode & if folder { 0o3777 } else { 0o777 }
+}
+
 /// Set an entry's permissions: through a handle on the entry itself (`O_PATH`, no link
-/// followed), so a link put in its place is refused, never followed.
+/// followed), so a link put in its place is refused, never followed; a file with other names
+/// (hard links, maybe outside the folder) is refused too.
 pub fn set_mode(dir: &File, name: &std::ffi::OsStr, mode: u32) -> std::io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::os::unix::fs::PermissionsExt;
@@ -180,14 +200,23 @@ pub fn set_mode(dir: &File, name: &std::ffi::OsStr, mode: u32) -> std::io::Resul
     }
     // SAFETY: a new descriptor this process owns.
     let f = unsafe { File::from_raw_fd(fd) };
-    let kind = f.metadata()?.file_type();
+    let meta = f.metadata()?;
+    let kind = meta.file_type();
     if !(kind.is_file() || kind.is_dir()) {
         return Err(std::io::Error::other("not a file or a folder"));
+    }
+    if kind.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(std::io::Error::other(
+            "it has other names (hard links): its permissions are left as they are",
+        ));
     }
     // The descriptor's own entry in /proc names exactly that file (chmod on an O_PATH
     // descriptor is refused by the kernel).
     let path = format!("/proc/self/fd/{}", f.as_raw_fd());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(safe_mode(mode, kind.is_dir())),
+    )
 }
 
 /// Put `content` at `name` with `mode`: written to a new file beside it, then moved over it,
@@ -217,7 +246,7 @@ pub fn put_file(
     let mut f = unsafe { File::from_raw_fd(fd) };
     let written = f.write_all(content).and_then(|()| {
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+        f.set_permissions(std::fs::Permissions::from_mode(safe_mode(mode, false)))
     });
     drop(f);
     let done = written.and_then(|()| rename(dir, &tmp_name, dir, name, true));

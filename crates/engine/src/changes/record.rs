@@ -40,6 +40,32 @@ struct State {
     busy: HashMap<PathBuf, (u32, bool)>,
     /// Folders found too large, and when: not walked again for a while.
     too_large: HashMap<PathBuf, std::time::Instant>,
+    /// Folders an undo works in (one at a time, and none while a run works there).
+    held: Vec<PathBuf>,
+}
+
+/// A folder held for an undo until dropped.
+pub struct Hold<'a> {
+    recorder: &'a Recorder,
+    root: PathBuf,
+}
+
+impl Hold<'_> {
+    /// Record the undo as a run: before it, the folder's manifest.
+    pub fn begin(&self) -> Begun {
+        self.recorder.begin_as(&self.root, true)
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.recorder.state.lock().held.retain(|r| *r != self.root);
+    }
+}
+
+/// One folder is the other or inside it.
+fn nested(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// Records what runs change.
@@ -83,6 +109,10 @@ impl Recorder {
 
     /// Before a run in `root`: its manifest, every file's content kept. Blocking.
     pub fn begin(&self, root: &Path) -> Begun {
+        self.begin_as(root, false)
+    }
+
+    fn begin_as(&self, root: &Path, undo: bool) -> Begun {
         let not = |reason: String| Begun::Not {
             folder: root.to_path_buf(),
             reason,
@@ -107,7 +137,7 @@ impl Recorder {
             return not(too_large(MOST_ENTRIES));
         }
         // At work from now: a run that ends while this one looks is an overlap too.
-        self.enter(root);
+        self.enter(root, undo);
         let not = |reason: String| {
             self.leave(root);
             not(reason)
@@ -146,9 +176,23 @@ impl Recorder {
         }))
     }
 
-    /// Whether a run is working in `root` now.
-    pub fn busy(&self, root: &Path) -> bool {
-        self.state.lock().busy.contains_key(root)
+    /// Hold `root` for an undo: none when a run or another undo works in it, in a folder
+    /// inside it or in one around it. Checked and taken at once.
+    pub fn hold(&self, root: &Path) -> Option<Hold<'_>> {
+        let mut st = self.state.lock();
+        let taken = st
+            .busy
+            .keys()
+            .chain(st.held.iter())
+            .any(|r| nested(r, root));
+        if taken {
+            return None;
+        }
+        st.held.push(root.to_path_buf());
+        Some(Hold {
+            recorder: self,
+            root: root.to_path_buf(),
+        })
     }
 
     /// A session given up without recording (nothing was done): the folder as it was
@@ -264,11 +308,13 @@ impl Recorder {
     }
 
     /// A run starts working in `root`.
-    fn enter(&self, root: &Path) {
+    fn enter(&self, root: &Path, undo: bool) {
         let mut st = self.state.lock();
+        // An undo at work there (recorded or not): what it puts back shows in this run too.
+        let undoing = !undo && st.held.iter().any(|r| nested(r, root));
         let busy = st.busy.entry(root.to_path_buf()).or_default();
         busy.0 += 1;
-        if busy.0 > 1 {
+        if busy.0 > 1 || undoing {
             busy.1 = true;
         }
     }

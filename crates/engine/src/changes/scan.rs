@@ -104,7 +104,11 @@ pub fn scan(handle: &std::fs::File, root: &Path, limit: usize) -> Result<Manifes
             NotRecorded::Unreadable(if rel.as_os_str().is_empty() {
                 e.to_string()
             } else {
-                format!("{}: {e}", rel.display())
+                // A name a command chose: shown escaped wherever the reason goes.
+                format!(
+                    "{}: {e}",
+                    stigmer_protocol::changes::printable(&rel.to_string_lossy())
+                )
             })
         };
         let (_dir, path) = folder_beneath(handle, root, &rel).map_err(unreadable)?;

@@ -80,6 +80,11 @@ pub fn check<'a>(root: &File, changes: &'a RunChanges, store: &Store) -> Checked
             _ => Ok(true),
         };
         match (now_ok, from_free) {
+            // Another run, or the user, worked in the folder meanwhile: this may be theirs.
+            (Ok(true), Ok(true)) if changes.overlapped => checked.conflicts.push(issue(
+                UndoProblem::Overlapped,
+                Some("another command, or you, changed files in the folder while it ran".into()),
+            )),
             (Ok(true), Ok(true)) => checked.steps.push(Step {
                 change: c,
                 path,
@@ -147,7 +152,7 @@ fn matches(root: &File, rel: &Path, want: Option<&FileState>) -> Result<bool, St
     }
     let mode = st.st_mode & 0o7777;
     Ok(match kind {
-        EntryKind::Dir => true,
+        EntryKind::Dir => mode == want.mode,
         EntryKind::Link => {
             let target = beneath::read_link(dir, name).map_err(|e| e.to_string())?;
             Some(target.into_vec()) == want.target_name_bytes()
@@ -195,7 +200,11 @@ pub fn apply(
         mut left,
     } = checked;
     for c in conflicts {
-        let overwrite = later == Later::Overwrite && c.problem == UndoProblem::ChangedSince;
+        let overwrite = later == Later::Overwrite
+            && matches!(
+                c.problem,
+                UndoProblem::ChangedSince | UndoProblem::Overlapped
+            );
         let change = overwrite
             .then(|| {
                 changes
@@ -236,6 +245,7 @@ pub fn apply(
             (phase, ids)
         })
         .collect();
+    let opened = open_folders(root, &steps);
     let mut done_steps: HashSet<usize> = HashSet::new();
     for (phase, ids) in order {
         for i in ids {
@@ -259,12 +269,97 @@ pub fn apply(
             }
         }
     }
+    // Folders opened for the undo get their permissions back (those it put back have theirs).
+    for (path, mode) in opened {
+        let own = steps.iter().any(|s| {
+            s.path == path
+                && s.change
+                    .before
+                    .as_ref()
+                    .is_some_and(|b| b.kind == EntryKind::Dir)
+        });
+        if !own {
+            let _ = chmod(root, &path, mode);
+        }
+    }
     for i in done_steps {
-        if !failed.contains(&i) {
+        if failed.contains(&i) {
+            continue;
+        }
+        // Looked at once more: something at work in the folder (a process the command left)
+        // may have changed it since; said, never counted as put back.
+        let s = &steps[i];
+        let want = s.change.before.as_ref().map(|b| FileState {
+            mode: beneath::safe_mode(b.mode, b.kind == EntryKind::Dir),
+            ..b.clone()
+        });
+        let at = s.from.as_deref().unwrap_or(&s.path);
+        if matches(root, at, want.as_ref()) == Ok(false) {
+            left.push(UndoFile {
+                path: s.change.path.clone(),
+                path_bytes: s.change.path_bytes.clone(),
+                problem: UndoProblem::Failed,
+                later_runs: Vec::new(),
+                detail: Some("it changed again while it was being put back".into()),
+            });
+        } else {
             restored += 1;
         }
     }
     (restored, left)
+}
+
+/// Every folder the steps write in, made writable and searchable for the owner where it was
+/// not (a command may have made one read-only): each with the permissions it had.
+fn open_folders(root: &File, steps: &[Step<'_>]) -> Vec<(PathBuf, u32)> {
+    let mut folders: Vec<PathBuf> = steps
+        .iter()
+        .flat_map(|s| [Some(&s.path), s.from.as_ref()])
+        .flatten()
+        .flat_map(|p| {
+            p.ancestors()
+                .skip(1)
+                .map(Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    folders.sort_by_key(|p| (p.components().count(), p.clone()));
+    folders.dedup();
+    let mut opened = Vec::new();
+    for f in folders {
+        let mode = if f.as_os_str().is_empty() {
+            root.metadata()
+                .ok()
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+        } else {
+            beneath::split(&f)
+                .ok()
+                .and_then(|(parent, name)| {
+                    let dir = beneath::dir(root, parent).ok()?;
+                    beneath::stat(&dir, name).ok().flatten()
+                })
+                .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .map(|st| st.st_mode & 0o7777)
+        };
+        if let Some(mode) = mode.filter(|m| m & 0o700 != 0o700) {
+            if chmod(root, &f, mode | 0o700).is_ok() {
+                opened.push((f, mode));
+            }
+        }
+    }
+    opened
+}
+
+/// Set a folder's permissions through the root's handle (the root itself for an empty path).
+fn chmod(root: &File, rel: &Path, mode: u32) -> std::io::Result<()> {
+    if rel.as_os_str().is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        return root.set_permissions(std::fs::Permissions::from_mode(beneath::safe_mode(
+            mode, true,
+        )));
+    }
+    let (parent, name) = beneath::split(rel)?;
+    beneath::set_mode(&beneath::dir(root, parent)?, name, mode)
 }
 
 /// The order the steps are taken in: what is in the way goes first, folders are made before

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use stigmer_protocol::changes::{Later, RunChanges, UndoProblem, UndoReport};
+use stigmer_protocol::changes::{escaped, Later, RunChanges, UndoProblem, UndoReport};
 use stigmer_protocol::run::{ExecOutcome, OutputSummary, RunState, RunSummary};
 
 use super::{new_run_id, RunRegistry};
@@ -78,7 +78,10 @@ impl RunRegistry {
     pub fn diff(&self, id: &str) -> Result<stigmer_protocol::changes::RunDiff> {
         let changes = self.changes(id)?;
         match &self.recorder {
-            Some(r) => Ok(crate::changes::diff::run_diff(&changes, r.store())),
+            Some(r) => {
+                let _one = self.diffing.lock();
+                Ok(crate::changes::diff::run_diff(&changes, r.store()))
+            }
             None => Ok(stigmer_protocol::changes::RunDiff {
                 run_id: changes.run_id,
                 folder: changes.folder,
@@ -119,7 +122,7 @@ impl RunRegistry {
                 ErrorCode::NothingToUndo,
                 format!(
                     "what this run changed was not recorded, so it cannot be undone: {}",
-                    changes.reason.as_deref().unwrap_or("no reason kept")
+                    escaped(changes.reason.as_deref().unwrap_or("no reason kept"))
                 ),
             ));
         }
@@ -134,26 +137,41 @@ impl RunRegistry {
         let started_at_ms = now_ms();
         let (rid, uid) = (id.to_string(), undo_id.clone());
         let done = tokio::task::spawn_blocking(move || {
-            if recorder.busy(&folder) {
+            // Checked and taken at once: no run, and no other undo, in the folder meanwhile.
+            let Some(hold) = recorder.hold(&folder) else {
                 return Err(Error::new(
                     ErrorCode::FolderBusy,
                     format!(
-                        "a command is running in {}: undo it once that command has ended",
-                        folder.display()
+                        "a command is running in {} (or another undo): undo this one once it \
+                         has ended",
+                        escaped(&folder.display().to_string())
                     ),
                 ));
-            }
-            let session = match recorder.begin(&folder) {
-                Begun::Recording(s) => s,
+            };
+            // Recorded like a run, so that it can be undone in turn; a folder that cannot be
+            // recorded now (grown too large since) is still undone, and that is said.
+            let (session, handle, note) = match hold.begin() {
+                Begun::Recording(s) => (Some(s), None, None),
                 Begun::Not { reason, .. } => {
-                    return Err(Error::new(
-                        ErrorCode::NothingToUndo,
-                        format!("the folder cannot be undone in now: {reason}"),
-                    ))
+                    let handle = crate::changes::scan::open_root(&folder).map_err(|e| {
+                        Error::new(
+                            ErrorCode::NothingToUndo,
+                            format!("the folder cannot be opened: {}", escaped(&e.to_string())),
+                        )
+                    })?;
+                    let note = format!(
+                        "the undo itself was not recorded ({reason}), so it cannot be undone in \
+                         turn"
+                    );
+                    (None, Some(handle), Some(note))
                 }
             };
-            let mut checked =
-                crate::changes::undo::check(session.handle(), &changes, recorder.store());
+            let root = match (&session, &handle) {
+                (Some(s), _) => s.handle(),
+                (None, Some(h)) => h,
+                (None, None) => unreachable!("a session or a handle"),
+            };
+            let mut checked = crate::changes::undo::check(root, &changes, recorder.store());
             let mut report = UndoReport {
                 run_id: rid,
                 undone: false,
@@ -162,6 +180,7 @@ impl RunRegistry {
                 conflicts: Vec::new(),
                 left: Vec::new(),
                 later_runs: Vec::new(),
+                note: None,
             };
             for c in &mut checked.conflicts {
                 c.later_runs = later_changes
@@ -181,24 +200,25 @@ impl RunRegistry {
                 }
             }
             if !checked.conflicts.is_empty() && later == Later::Refuse {
-                recorder.abandon(*session);
+                if let Some(s) = session {
+                    recorder.abandon(*s);
+                }
                 report.conflicts = checked.conflicts;
                 report.left = checked.left;
                 return Ok((report, None));
             }
-            let (restored, left) = crate::changes::undo::apply(
-                session.handle(),
-                &changes,
-                recorder.store(),
-                later,
-                checked,
-            );
-            let recorded = recorder.end(&uid, *session);
+            let (restored, left) =
+                crate::changes::undo::apply(root, &changes, recorder.store(), later, checked);
             report.undone = true;
-            report.undo_run = Some(uid);
             report.restored = restored;
             report.left = left;
-            Ok((report, Some(recorded)))
+            report.note = note;
+            let recorded = session.map(|s| recorder.end(&uid, *s));
+            if recorded.is_some() {
+                report.undo_run = Some(uid);
+            }
+            drop(hold);
+            Ok((report, recorded))
         })
         .await
         .map_err(|e| Error::internal(format!("the undo failed: {e}")))??;

@@ -73,6 +73,8 @@ pub struct RunRegistry {
     trimming: Arc<AtomicBool>,
     /// Records what runs change in their folders; none when the history is not on disk.
     recorder: Option<Arc<Recorder>>,
+    /// One diff at a time (each may take a core for its deadline).
+    diffing: Mutex<()>,
 }
 
 impl RunRegistry {
@@ -92,6 +94,7 @@ impl RunRegistry {
             spool: spool.map(Arc::new),
             trimming: Arc::default(),
             recorder: recorder.map(Arc::new),
+            diffing: Mutex::default(),
         };
         registry.recover();
         Arc::new(registry)
