@@ -123,6 +123,16 @@ export async function loadRuns(older = false) {
   const filtered = Object.values(runFilters()).some((v) => v);
   $("runs-empty").textContent = filtered ? "No run matches." : "Nothing has run yet.";
   $("runs-empty").hidden = runs.size > 0;
+  if (!older) showHistoryUse();
+}
+
+// What the history's kept file contents (for Undo) take on this computer.
+async function showHistoryUse() {
+  let status;
+  try { status = await invoke("get_status"); } catch (_) { return; }
+  const bytes = status.kept_contents_bytes;
+  $("history-use").hidden = bytes == null;
+  if (bytes != null) $("history-use").textContent = `File contents kept so that commands can be undone: ${humanBytes(bytes)} (they go with the runs the history lets go).`;
 }
 
 // The agents in the history, for the filter.

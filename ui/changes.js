@@ -38,8 +38,12 @@ export async function toggleChanges(li, id) {
   const status = el("p", { className: "muted undo-status", hidden: true });
   const undo = button("Undo this command", () => undoRun(id, "refuse", status, undo), "small undo");
   undo.title = "Put every file this command changed back as it was before it ran";
+  const notes = [];
+  if (d.overlapped) notes.push("Another command, or you, worked in this folder while it ran: their changes are listed too.");
+  if (d.unkept) notes.push(d.unkept.charAt(0).toUpperCase() + d.unkept.slice(1) + ".");
   box.replaceChildren(
     el("p", { className: "muted", textContent: `In ${d.folder}:` }),
+    ...notes.map((n) => el("p", { className: "muted", textContent: n })),
     list,
     el("div", { className: "actions" }, undo),
     status,

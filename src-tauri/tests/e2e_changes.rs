@@ -86,6 +86,13 @@ async fn a_command_s_changes_are_shown_and_undone_from_the_window() {
     };
     let first = run("sed -i s/eggs/butter/ notes.txt && rm plan.txt").await;
     view(&c, "activity").await;
+    // What the kept contents take, in the window.
+    wait_text(
+        &c,
+        "history-use",
+        "File contents kept so that commands can be undone",
+    )
+    .await;
     let mine = entry(&first);
     wait_in(&c, &format!("{mine} .changed"), "Changed 2 files").await;
     click(&c, &format!("{mine} .changes-toggle")).await;

@@ -1,8 +1,8 @@
 //! What recording a run's changes costs, side by side in one run: a command that changes one
 //! file, through a server recording changes (`history.changes`, the default) and through one
-//! that does not, in projects of 1,000 files (recorded) and of 10,000 files (over the limit:
-//! what deciding not to record costs); the first record of a new folder in seconds and MB; the
-//! store's size after an edit loop.
+//! that does not, in projects of 10,000 files and (full mode) 100,000 files; the first record
+//! of a new folder in seconds and MB; the store's size after an edit loop (1,000 runs in full
+//! mode).
 //!
 //! `cargo bench -p stigmer-cli --bench changes` (add `-- --quick` for fewer runs).
 
@@ -51,9 +51,13 @@ fn main() {
     let (on_env, off_env) = (TestEnv::new(), TestEnv::new());
     std::fs::create_dir_all(off_env.config_file().parent().unwrap()).unwrap();
     std::fs::write(off_env.config_file(), "[history]\nchanges = false\n").unwrap();
-    let (small, large) = (on_env.path().join("small"), on_env.path().join("large"));
-    project(&small, 1_000);
-    project(&large, 10_000);
+    let mut projects = vec![("10,000-file project", on_env.path().join("p10k"), 10_000)];
+    if !quick {
+        projects.push(("100,000-file project", on_env.path().join("p100k"), 100_000));
+    }
+    for (_, dir, files) in &projects {
+        project(dir, *files);
+    }
     let on = on_env.start_server();
     let off = off_env.start_server();
     let client = on.client();
@@ -62,29 +66,26 @@ fn main() {
         let (_, code) = rt.block_on(server.run_counted(&client, body));
         assert_eq!(code, 0);
     };
-    let mut rows = Vec::new();
-
-    // The first record of a new folder: every file's content kept.
-    let t = Instant::now();
-    run(&on, edit(&small, 0));
-    let first = t.elapsed();
     let store = on_env.home().join("data/changes");
-    rows.push((
-        "first run in a new 1,000-file project (first record of its contents)".to_string(),
-        fmt_ms(first),
-        "-".to_string(),
-        format!(
-            "store {:.2} MiB for {:.2} MiB of files",
-            dir_bytes(&store) as f64 / (1 << 20) as f64,
-            dir_bytes(&small) as f64 / (1 << 20) as f64
-        ),
-    ));
-    run(&on, edit(&large, 0));
+    let mut rows = Vec::new();
+    let mut runs = 0;
 
-    for (what, cwd) in [
-        ("1,000-file project, recorded", &small),
-        ("10,000-file project, over the limit: not recorded", &large),
-    ] {
+    for (what, cwd, _) in &projects {
+        // The first record of a new folder: every file's content kept.
+        let before = dir_bytes(&store);
+        let t = Instant::now();
+        run(&on, edit(cwd, 0));
+        runs += 1;
+        rows.push((
+            format!("first run in a new {what} (first record of its contents)"),
+            fmt_ms(t.elapsed()),
+            "-".to_string(),
+            format!(
+                "store +{:.2} MiB for {:.2} MiB of files",
+                (dir_bytes(&store) - before) as f64 / (1 << 20) as f64,
+                dir_bytes(cwd) as f64 / (1 << 20) as f64
+            ),
+        ));
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for i in 0..n {
             let t = Instant::now();
@@ -94,6 +95,7 @@ fn main() {
             run(&off, edit(cwd, i));
             without.push(t.elapsed());
         }
+        runs += n;
         let (w, wo) = (median(&mut with), median(&mut without));
         rows.push((
             format!("a command that changes one file, {what}: recording on vs off (median, n={n})"),
@@ -102,14 +104,16 @@ fn main() {
             format!("added {}", fmt_ms(w.saturating_sub(wo))),
         ));
     }
+    // A typical edit loop: one file changed per run, in the 10,000-file project.
+    let total = if quick { runs } else { runs.max(1_000) };
+    for i in runs..total {
+        run(&on, edit(&projects[0].1, i));
+    }
     rows.push((
-        format!(
-            "store after {} more edit runs (each content once, compressed)",
-            2 * n + 1
-        ),
+        format!("store after {total} runs of an edit loop (each content once, compressed)"),
         format!("{:.2} MiB", dir_bytes(&store) as f64 / (1 << 20) as f64),
         "-".into(),
-        "the first record included".into(),
+        "the first records included".into(),
     ));
     print_table(rows);
 }

@@ -148,6 +148,9 @@ fn list(c: &RunChanges) {
             None => println!("{how}  {}", printable(&f.path)),
         }
     }
+    if let Some(why) = &c.unkept {
+        println!("note: {}", escaped(why));
+    }
     if c.overlapped {
         println!(
             "note: another run worked in {folder} at the same time; its changes (and edits \

@@ -101,6 +101,10 @@ pub struct RunChanges {
     /// user's own edits while the run went).
     #[serde(default)]
     pub overlapped: bool,
+    /// Contents could not be kept (a full disk): why. The files are listed; those whose
+    /// earlier content is missing cannot be put back by an undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unkept: Option<String>,
 }
 
 /// A name as it may go in a line for an agent or a terminal: control characters (a newline
@@ -302,4 +306,9 @@ pub struct RunDiff {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub files: Vec<FileDiff>,
+    /// As in [`RunChanges`].
+    #[serde(default)]
+    pub overlapped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unkept: Option<String>,
 }

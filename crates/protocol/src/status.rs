@@ -43,6 +43,9 @@ pub struct Status {
     /// Whether the protected tier can confine commands on this computer.
     #[serde(default)]
     pub protection: Protection,
+    /// Disk space the file contents kept for undo take (none: changes are not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_contents_bytes: Option<u64>,
 }
 
 /// Whether the protected tier can confine commands here; if not, which feature is missing (a

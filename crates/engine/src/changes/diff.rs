@@ -72,6 +72,8 @@ pub fn run_diff(changes: &RunChanges, store: &Store) -> RunDiff {
         recorded: changes.recorded,
         reason: changes.reason.clone(),
         files,
+        overlapped: changes.overlapped,
+        unkept: changes.unkept.clone(),
     }
 }
 

@@ -7,8 +7,11 @@
 #[cfg(target_os = "linux")]
 pub mod beneath;
 pub mod diff;
+pub mod folder;
 pub mod record;
 pub mod scan;
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod undo;
+#[cfg(target_os = "linux")]
+pub mod watch;

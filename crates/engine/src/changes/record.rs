@@ -16,10 +16,12 @@ use stigmer_protocol::changes::{ChangeKind, EntryKind, FileChange, FileState, Ru
 use super::scan::{self, Entry, How, Kind, Manifest, NotRecorded};
 use super::store::{self, Store};
 
-/// Entries a folder may hold and be recorded (more: not recorded, said). Each run walks its
-/// folder twice (about 3 ms per 1,000 entries on the 2-core test machine, `find` itself
-/// included), so the limit is low until the folder is watched instead of walked.
-pub const MOST_ENTRIES: usize = 2_000;
+/// Entries a watched folder may hold and be recorded (more: not recorded, said). A watched
+/// folder is read again only where it changed; its first record reads it all.
+pub const MOST_ENTRIES: usize = 200_000;
+/// Entries a folder that cannot be watched may hold: it is walked before and after each run
+/// (about 3 ms per 1,000 entries on the 2-core test machine, `find` itself included).
+pub const MOST_WALKED: usize = 2_000;
 /// Contents read anew in one walk, at most (the first record of a folder included).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const KEEP_PER_WALK: u64 = 512 << 20;
@@ -27,14 +29,108 @@ const KEEP_PER_WALK: u64 = 512 << 20;
 const TOO_LARGE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 /// Files larger than this are listed, their content not kept.
 pub const LARGEST_KEPT: u64 = 16 << 20;
-/// Folders whose last manifest is kept between runs.
+/// Folders whose last manifest is kept between runs (each with its watch), and their entries
+/// in all (about 200 bytes each).
 const KEPT_FOLDERS: usize = 32;
+const KEPT_ENTRIES: usize = 1_000_000;
 
-/// A folder as last recorded: its manifest, each file's kept content in its entry.
-type Baseline = Manifest;
+/// A folder as last recorded: its manifest, each file's kept content in its entry, and its
+/// watch (Linux), which tells what changed since.
+pub struct Baseline {
+    manifest: Manifest,
+    watch: Option<Watch>,
+}
+
+#[cfg(target_os = "linux")]
+use super::watch::{self, Dirty, Touched, Watch};
+
+/// Elsewhere folders are walked.
+#[cfg(not(target_os = "linux"))]
+pub struct Watch;
+
+/// How a folder was looked at: read again where its watch told of changes (what changed), or
+/// walked whole (the manifest before, if any).
+enum Seen {
+    #[cfg(target_os = "linux")]
+    Relisted(Touched),
+    Walked(Option<Manifest>),
+}
+
+/// The folder now, from `last` looked at again where its watch told of changes, or walked.
+fn look(
+    handle: &File,
+    root: &Path,
+    last: Option<Baseline>,
+    most: usize,
+) -> Result<(Baseline, Seen), NotRecorded> {
+    #[cfg(target_os = "linux")]
+    if let Some(Baseline {
+        mut manifest,
+        watch: Some(mut w),
+    }) = last
+    {
+        return match w.drain() {
+            Dirty::Dirs(d) => {
+                let touched = watch::relist(handle, root, &mut manifest, &d, &mut w, most)?;
+                Ok((
+                    Baseline {
+                        manifest,
+                        watch: Some(w),
+                    },
+                    Seen::Relisted(touched),
+                ))
+            }
+            Dirty::All => walk(handle, root, Some(manifest), most),
+        };
+    }
+    walk(handle, root, last.map(|b| b.manifest), most)
+}
+
+/// The folder walked whole, watched from now on where it can be.
+fn walk(
+    handle: &File,
+    root: &Path,
+    previous: Option<Manifest>,
+    most: usize,
+) -> Result<(Baseline, Seen), NotRecorded> {
+    #[cfg(target_os = "linux")]
+    if let Ok(mut w) = Watch::new() {
+        let manifest = scan::scan_with(handle, root, most, &mut |d, rel, walked| {
+            // One that cannot be set (the user's limit of watches): walked from now on.
+            let _ = w.add(d, rel, walked);
+            Ok(())
+        })?;
+        if w.complete() {
+            let b = Baseline {
+                manifest,
+                watch: Some(w),
+            };
+            return Ok((b, Seen::Walked(previous)));
+        }
+        if manifest.len() > MOST_WALKED.min(most) {
+            return Err(NotRecorded::TooLarge {
+                limit: MOST_WALKED.min(most),
+            });
+        }
+        let b = Baseline {
+            manifest,
+            watch: None,
+        };
+        return Ok((b, Seen::Walked(previous)));
+    }
+    let manifest = scan::scan(handle, root, MOST_WALKED.min(most))?;
+    Ok((
+        Baseline {
+            manifest,
+            watch: None,
+        },
+        Seen::Walked(previous),
+    ))
+}
 
 #[derive(Default)]
 struct State {
+    /// Each folder's last record (the newest last).
     baselines: Vec<(PathBuf, Baseline)>,
     /// Runs at work per folder, and whether a folder had two at once.
     busy: HashMap<PathBuf, (u32, bool)>,
@@ -72,6 +168,8 @@ fn nested(a: &Path, b: &Path) -> bool {
 pub struct Recorder {
     store: Store,
     state: Mutex<State>,
+    /// Entries a folder may hold and be recorded.
+    most: usize,
 }
 
 /// A run being recorded.
@@ -79,6 +177,8 @@ pub struct Session {
     root: PathBuf,
     handle: File,
     before: Baseline,
+    /// Why contents before the run could not be kept (a full disk), if so.
+    unstored: Option<String>,
 }
 
 impl Session {
@@ -96,9 +196,15 @@ pub enum Begun {
 
 impl Recorder {
     pub fn new(dir: PathBuf) -> Recorder {
+        Recorder::with_limit(dir, MOST_ENTRIES)
+    }
+
+    /// A recorder of folders of at most `most` entries.
+    pub fn with_limit(dir: PathBuf, most: usize) -> Recorder {
         Recorder {
             store: Store::new(dir.join("objects")),
             state: Mutex::default(),
+            most,
         }
     }
 
@@ -134,7 +240,7 @@ impl Recorder {
             .get(root)
             .is_some_and(|at| at.elapsed() < TOO_LARGE_FOR)
         {
-            return not(too_large(MOST_ENTRIES));
+            return not(too_large(self.most));
         }
         // At work from now: a run that ends while this one looks is an overlap too.
         self.enter(root, undo);
@@ -143,8 +249,10 @@ impl Recorder {
             not(reason)
         };
         let t = std::time::Instant::now();
-        let mut manifest = match scan::scan(&handle, root, MOST_ENTRIES) {
-            Ok(m) => m,
+        let last = self.take_baseline(root);
+        let first = last.is_none();
+        let (mut before, seen) = match look(&handle, root, last, self.most) {
+            Ok(x) => x,
             Err(NotRecorded::TooLarge { limit }) => {
                 {
                     let mut st = self.state.lock();
@@ -159,12 +267,12 @@ impl Recorder {
             }
         };
         let scanned = t.elapsed();
-        let last = self.take_baseline(root);
-        self.keep_contents(&handle, &mut manifest, last.as_ref());
+        let unstored = self.keep_seen(&handle, &mut before.manifest, &seen);
         tracing::debug!(
             folder = %root.display(),
-            entries = manifest.len(),
-            first = last.is_none(),
+            entries = before.manifest.len(),
+            first,
+            watched = before.watch.is_some(),
             scan_ms = scanned.as_secs_f64() * 1000.0,
             keep_ms = (t.elapsed() - scanned).as_secs_f64() * 1000.0,
             "recording begins"
@@ -172,8 +280,29 @@ impl Recorder {
         Begun::Recording(Box::new(Session {
             root: root.to_path_buf(),
             handle,
-            before: manifest,
+            before,
+            unstored,
         }))
+    }
+
+    /// Remove the kept contents nobody refers to: not `referenced` (the history's runs), not
+    /// the folders' last records. Not while a run or an undo is at work (their records are
+    /// not written yet); runs that begin meanwhile wait. Returns what went, if it ran.
+    pub fn collect(&self, mut referenced: std::collections::HashSet<String>) -> Option<(u64, u64)> {
+        let st = self.state.lock();
+        if !st.busy.is_empty() || !st.held.is_empty() {
+            return None;
+        }
+        for (_, b) in &st.baselines {
+            referenced.extend(
+                b.manifest
+                    .values()
+                    .filter_map(|e| e.content.as_ref().map(store::name)),
+            );
+        }
+        let gone = self.store.collect(&referenced);
+        drop(st);
+        Some(gone)
     }
 
     /// Hold `root` for an undo: none when a run or another undo works in it, in a folder
@@ -206,11 +335,11 @@ impl Recorder {
     pub fn end(&self, run_id: &str, s: Session) -> RunChanges {
         // Through the handle it began with: the folder the run worked in, whatever its path
         // names now.
-        let after = scan::scan(&s.handle, &s.root, MOST_ENTRIES);
+        let looked = look(&s.handle, &s.root, Some(s.before), self.most);
         let overlapped = self.leave(&s.root);
         let folder = s.root.display().to_string();
-        let mut after = match after {
-            Ok(m) => m,
+        let (mut after, seen) = match looked {
+            Ok(x) => x,
             Err(e) => {
                 return RunChanges {
                     run_id: run_id.into(),
@@ -224,11 +353,26 @@ impl Recorder {
                     }),
                     files: Vec::new(),
                     overlapped,
+                    unkept: None,
                 }
             }
         };
-        self.keep_contents(&s.handle, &mut after, Some(&s.before));
-        let mut files: Vec<FileChange> = scan::diff(&s.before, &after)
+        let unstored = self.keep_seen(&s.handle, &mut after.manifest, &seen);
+        let unstored = s.unstored.or(unstored);
+        let changes = match &seen {
+            // Each entry told about: as it was (with its kept content), as it is now.
+            #[cfg(target_os = "linux")]
+            Seen::Relisted(t) => scan::changes_of(t.iter().map(|(p, (old, new))| {
+                (
+                    p.as_path(),
+                    old.as_ref(),
+                    new.as_ref().and(after.manifest.get(p)),
+                )
+            })),
+            Seen::Walked(Some(before)) => scan::diff(before, &after.manifest),
+            Seen::Walked(None) => scan::diff(&Manifest::new(), &after.manifest),
+        };
+        let mut files: Vec<FileChange> = changes
             .into_iter()
             .flat_map(split_false_rename)
             .filter_map(|c| {
@@ -276,12 +420,47 @@ impl Recorder {
             reason: None,
             files,
             overlapped,
+            unkept: unstored.map(|e| {
+                format!(
+                    "some contents could not be kept ({e}): the files are listed, and those \
+                     whose earlier content is missing cannot be put back by an undo"
+                )
+            }),
+        }
+    }
+
+    /// The contents of what a look found new: the entries told about, or after a walk every
+    /// file (those unchanged since the manifest before by their digest there).
+    fn keep_seen(&self, handle: &File, manifest: &mut Manifest, seen: &Seen) -> Option<String> {
+        match seen {
+            #[cfg(target_os = "linux")]
+            Seen::Relisted(t) => {
+                let mut told = Manifest::new();
+                for p in t.keys() {
+                    if let Some(e) = manifest.remove(p) {
+                        told.insert(p.clone(), e);
+                    }
+                }
+                let unstored = self.keep_contents(handle, &mut told, None);
+                // One by one: `append` rebuilds the whole tree.
+                for (p, e) in told {
+                    manifest.insert(p, e);
+                }
+                unstored
+            }
+            Seen::Walked(last) => self.keep_contents(handle, manifest, last.as_ref()),
         }
     }
 
     /// Every file's content kept: those unchanged since `last` by its digest there, the
     /// others read (through the folder's handle) and kept.
-    fn keep_contents(&self, handle: &File, manifest: &mut Manifest, last: Option<&Manifest>) {
+    fn keep_contents(
+        &self,
+        handle: &File,
+        manifest: &mut Manifest,
+        last: Option<&Manifest>,
+    ) -> Option<String> {
+        let mut unstored = None;
         // Bytes read anew per walk: beyond, contents are listed, not kept.
         #[cfg(target_os = "linux")]
         let mut budget = KEEP_PER_WALK;
@@ -297,14 +476,21 @@ impl Recorder {
             }
             #[cfg(target_os = "linux")]
             if e.size <= budget {
-                if let Ok(Some((digest, n))) = self.store.keep(handle, path, LARGEST_KEPT) {
-                    e.content = Some(digest);
-                    budget = budget.saturating_sub(n);
+                match self.store.keep(handle, path, LARGEST_KEPT) {
+                    Ok(Some((digest, n))) => {
+                        e.content = Some(digest);
+                        budget = budget.saturating_sub(n);
+                    }
+                    Err(err) if super::store::is_unstored(&err) => {
+                        unstored.get_or_insert(err.to_string());
+                    }
+                    _ => {}
                 }
             }
             #[cfg(not(target_os = "linux"))]
             let _ = handle;
         }
+        unstored
     }
 
     /// A run starts working in `root`.
@@ -341,7 +527,16 @@ impl Recorder {
         let mut st = self.state.lock();
         st.baselines.retain(|(r, _)| *r != root);
         st.baselines.push((root, b));
-        if st.baselines.len() > KEPT_FOLDERS {
+        // The oldest go first: at most so many folders, and so many entries in all (memory).
+        let total = |st: &State| {
+            st.baselines
+                .iter()
+                .map(|(_, b)| b.manifest.len())
+                .sum::<usize>()
+        };
+        while st.baselines.len() > KEPT_FOLDERS
+            || (st.baselines.len() > 1 && total(&st) > KEPT_ENTRIES)
+        {
             st.baselines.remove(0);
         }
     }
@@ -419,54 +614,6 @@ fn raw_name(p: &Path) -> Option<String> {
         let _ = p;
         None
     }
-}
-
-/// The folder a run's changes are recorded in: the workspace admitted (`workspace`), or for a
-/// local run its project: the git repository above `cwd`, else `cwd`. Never the home folder, a
-/// folder above it, or a system folder as a whole (None).
-pub fn folder_for(cwd: &Path, workspace: Option<&Path>, home: &Path) -> Option<PathBuf> {
-    // The home folder as the kernel names it (`/home` may be a link, as on Fedora Silverblue).
-    let real_home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
-    let home = real_home.as_path();
-    let project = cwd
-        .ancestors()
-        .take_while(|a| *a != home && !home.starts_with(a))
-        .find(|a| a.join(".git").exists())
-        .filter(|r| !too_wide(r, home))
-        .unwrap_or(cwd);
-    let root = workspace.unwrap_or(project).to_path_buf();
-    (!too_wide(&root, home)).then_some(root)
-}
-
-/// The home folder or above, a system folder as a whole, or a folder of secrets.
-fn too_wide(root: &Path, home: &Path) -> bool {
-    let system = [
-        "/",
-        "/tmp",
-        "/var",
-        "/usr",
-        "/etc",
-        "/opt",
-        "/srv",
-        "/private/tmp",
-        "/Users",
-        "/home",
-        "/mnt",
-        "/media",
-        "/Volumes",
-        "/run",
-        "/proc",
-        "/sys",
-        "/nix",
-        "/var/tmp",
-    ];
-    let secret = crate::execute::protected::plan::SECRET_DIRS
-        .iter()
-        .any(|d| root.starts_with(home.join(d)));
-    home.starts_with(root)
-        || system.iter().any(|s| root == Path::new(s))
-        || root.components().count() < 2
-        || secret
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -561,32 +708,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("big");
         std::fs::create_dir_all(&root).unwrap();
-        for i in 0..=MOST_ENTRIES {
+        for i in 0..=100 {
             std::fs::write(root.join(format!("f{i}")), "x").unwrap();
         }
-        let rec = Recorder::new(d.path().join("store"));
+        let rec = Recorder::with_limit(d.path().join("store"), 100);
         for _ in 0..2 {
             let Begun::Not { reason, .. } = rec.begin(&root) else {
                 panic!("recorded")
             };
-            assert!(reason.contains("more than 2000"), "{reason}");
+            assert!(reason.contains("more than 100 "), "{reason}");
         }
         assert!(!d.path().join("store").exists(), "nothing kept");
-    }
-
-    #[test]
-    fn only_a_project_is_recorded_never_the_home_folder_or_the_system() {
-        let home = Path::new("/home/u");
-        let none = |cwd: &str| folder_for(Path::new(cwd), None, home);
-        assert_eq!(none("/home/u"), None);
-        assert_eq!(none("/home"), None);
-        assert_eq!(none("/"), None);
-        assert_eq!(none("/tmp"), None);
-        assert_eq!(none("/etc"), None);
-        assert_eq!(none("/home/u/notes"), Some("/home/u/notes".into()));
-        assert_eq!(none("/home/u/.ssh"), None, "a folder of secrets");
-        assert_eq!(none("/mnt"), None);
-        let w = folder_for(Path::new("/x/y"), Some(Path::new("/srv/work")), home);
-        assert_eq!(w, Some("/srv/work".into()));
     }
 }

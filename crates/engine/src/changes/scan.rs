@@ -92,45 +92,42 @@ pub fn open_root(root: &Path) -> std::io::Result<std::fs::File> {
 /// is an entry of its own, not walked.
 #[cfg(unix)]
 pub fn scan(handle: &std::fs::File, root: &Path, limit: usize) -> Result<Manifest, NotRecorded> {
-    use std::os::unix::fs::MetadataExt;
-    let root_dev = handle
-        .metadata()
-        .map_err(|e| NotRecorded::Unreadable(e.to_string()))?
-        .dev();
+    scan_with(handle, root, limit, &mut |_, _, _| Ok(()))
+}
+
+/// Called with each folder's handle before it is read (`true`), and with each generated
+/// folder's (`false`, not read): where a watch is set, so that nothing changed after the
+/// read goes unseen.
+pub type OnDir<'a> = dyn FnMut(&std::fs::File, &Path, bool) -> std::io::Result<()> + 'a;
+
+/// [`scan`], calling `on_dir` on each folder first.
+#[cfg(unix)]
+pub fn scan_with(
+    handle: &std::fs::File,
+    root: &Path,
+    limit: usize,
+    on_dir: &mut OnDir<'_>,
+) -> Result<Manifest, NotRecorded> {
     let mut m = Manifest::new();
-    let mut todo: Vec<PathBuf> = vec![PathBuf::new()];
+    walk_into(handle, root, PathBuf::new(), &mut m, limit, on_dir)?;
+    Ok(m)
+}
+
+/// Walk the folder `start` (relative to the root) into `m`: every entry under it.
+#[cfg(unix)]
+pub(super) fn walk_into(
+    handle: &std::fs::File,
+    root: &Path,
+    start: PathBuf,
+    m: &mut Manifest,
+    limit: usize,
+    on_dir: &mut OnDir<'_>,
+) -> Result<(), NotRecorded> {
+    let mut todo: Vec<PathBuf> = vec![start];
     while let Some(rel) = todo.pop() {
-        let unreadable = |e: std::io::Error| {
-            NotRecorded::Unreadable(if rel.as_os_str().is_empty() {
-                e.to_string()
-            } else {
-                // A name a command chose: shown escaped wherever the reason goes.
-                format!(
-                    "{}: {e}",
-                    stigmer_protocol::changes::printable(&rel.to_string_lossy())
-                )
-            })
-        };
-        let (_dir, path) = folder_beneath(handle, root, &rel).map_err(unreadable)?;
-        let entries = std::fs::read_dir(&path).map_err(unreadable)?;
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let path = rel.join(&name);
-            // Relative to the folder's handle (no lookup of the whole path), not followed.
-            let Ok(meta) = e.metadata() else {
-                continue;
-            };
-            let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
-            let walk = entry.kind == Kind::Dir;
-            let elsewhere = entry.dev != root_dev;
-            let entry = if walk && (elsewhere || not_recorded(&name)) {
-                Entry {
-                    kind: Kind::Unrecorded,
-                    ..entry
-                }
-            } else {
-                entry
-            };
+        for (path, entry) in
+            list_dir(handle, root, &rel, on_dir).map_err(|e| unreadable(&rel, e))?
+        {
             if entry.kind == Kind::Dir {
                 todo.push(path.clone());
             }
@@ -140,7 +137,64 @@ pub fn scan(handle: &std::fs::File, root: &Path, limit: usize) -> Result<Manifes
             }
         }
     }
-    Ok(m)
+    Ok(())
+}
+
+/// Why a folder cannot be read, its name (a command's choice) escaped.
+pub(super) fn unreadable(rel: &Path, e: std::io::Error) -> NotRecorded {
+    NotRecorded::Unreadable(if rel.as_os_str().is_empty() {
+        e.to_string()
+    } else {
+        format!(
+            "{}: {e}",
+            stigmer_protocol::changes::printable(&rel.to_string_lossy())
+        )
+    })
+}
+
+/// The entries of one folder (`rel`, relative to the root), each as it is; generated
+/// folders and mounts as entries of their own.
+#[cfg(unix)]
+pub(super) fn list_dir(
+    handle: &std::fs::File,
+    root: &Path,
+    rel: &Path,
+    on_dir: &mut OnDir<'_>,
+) -> std::io::Result<Vec<(PathBuf, Entry)>> {
+    use std::os::unix::fs::MetadataExt;
+    let root_dev = handle.metadata()?.dev();
+    let (dir, path) = folder_beneath(handle, root, rel)?;
+    on_dir(&dir, rel, true)?;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&path)?.flatten() {
+        let name = e.file_name();
+        let path = rel.join(&name);
+        // Relative to the folder's handle (no lookup of the whole path), not followed.
+        let Ok(meta) = e.metadata() else {
+            continue;
+        };
+        let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
+        let walk = entry.kind == Kind::Dir;
+        let elsewhere = entry.dev != root_dev;
+        let entry = if walk && (elsewhere || not_recorded(&name)) {
+            // Its own entries (not deeper) are watched, so that its change time is looked at
+            // again when they change; a mount is not.
+            #[cfg(target_os = "linux")]
+            if !elsewhere {
+                if let Ok(d) = super::beneath::open_beneath(&dir, Path::new(&name), true) {
+                    on_dir(&d, &path, false)?;
+                }
+            }
+            Entry {
+                kind: Kind::Unrecorded,
+                ..entry
+            }
+        } else {
+            entry
+        };
+        out.push((path, entry));
+    }
+    Ok(out)
 }
 
 /// Elsewhere (Windows): not recorded, said.
@@ -244,20 +298,31 @@ pub struct Change {
 /// another with the same identity was renamed. Folders are told only when added or removed
 /// (their entries tell the rest).
 pub fn diff(before: &Manifest, after: &Manifest) -> Vec<Change> {
+    let removed = before
+        .iter()
+        .filter(|(p, _)| !after.contains_key(*p))
+        .map(|(p, b)| (p.as_path(), Some(b), None));
+    let kept_or_added = after
+        .iter()
+        .map(|(p, a)| (p.as_path(), before.get(p), Some(a)));
+    changes_of(removed.chain(kept_or_added))
+}
+
+/// What changed, from each path's entry before and after (either may be none).
+pub fn changes_of<'a>(
+    pairs: impl Iterator<Item = (&'a Path, Option<&'a Entry>, Option<&'a Entry>)>,
+) -> Vec<Change> {
     let mut changes = Vec::new();
-    for (path, b) in before {
-        match after.get(path) {
-            None => changes.push(change(path, How::Removed, Some(b), None)),
-            Some(a) => {
+    for (path, b, a) in pairs {
+        match (b, a) {
+            (Some(b), None) => changes.push(change(path, How::Removed, Some(b), None)),
+            (None, Some(a)) => changes.push(change(path, How::Added, None, Some(a))),
+            (Some(b), Some(a)) => {
                 if let Some(how) = how_changed(b, a) {
                     changes.push(change(path, how, Some(b), Some(a)));
                 }
             }
-        }
-    }
-    for (path, a) in after {
-        if !before.contains_key(path) {
-            changes.push(change(path, How::Added, None, Some(a)));
+            (None, None) => {}
         }
     }
     pair_renames(&mut changes);
@@ -294,31 +359,32 @@ fn how_changed(b: &Entry, a: &Entry) -> Option<How> {
 
 /// A removed file and an added one with the same identity: one rename.
 fn pair_renames(changes: &mut Vec<Change>) {
-    let removed: Vec<(usize, (u64, u64, u64))> = changes
+    let id = |e: &Entry| (e.kind == Kind::File).then_some((e.dev, e.ino, e.size));
+    let mut added: std::collections::HashMap<(u64, u64, u64), usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.how == How::Removed)
-        .filter_map(|(i, c)| {
-            let b = c.before.as_ref()?;
-            (b.kind == Kind::File).then_some((i, (b.dev, b.ino, b.size)))
-        })
+        .filter(|(_, c)| c.how == How::Added)
+        .filter_map(|(i, c)| Some((id(c.after.as_ref()?)?, i)))
         .collect();
     let mut gone = Vec::new();
-    for (i, id) in removed {
-        let added = changes.iter().position(|c| {
-            c.how == How::Added
-                && c.after
-                    .as_ref()
-                    .is_some_and(|a| (a.dev, a.ino, a.size) == id && a.kind == Kind::File)
-        });
-        if let Some(j) = added {
-            let (from, before) = (changes[i].path.clone(), changes[i].before.clone());
-            let c = &mut changes[j];
-            c.how = How::Renamed;
-            c.before = before;
-            c.from = Some(from);
-            gone.push(i);
+    for i in 0..changes.len() {
+        if changes[i].how != How::Removed {
+            continue;
         }
+        let Some(j) = changes[i]
+            .before
+            .as_ref()
+            .and_then(id)
+            .and_then(|k| added.remove(&k))
+        else {
+            continue;
+        };
+        let (from, before) = (changes[i].path.clone(), changes[i].before.clone());
+        let c = &mut changes[j];
+        c.how = How::Renamed;
+        c.before = before;
+        c.from = Some(from);
+        gone.push(i);
     }
     gone.sort_unstable_by(|a, b| b.cmp(a));
     for i in gone {

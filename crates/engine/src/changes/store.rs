@@ -25,11 +25,36 @@ pub fn name(d: &Digest) -> String {
 /// The content store under one folder.
 pub struct Store {
     dir: PathBuf,
+    /// Bytes it takes on disk, once counted (`u64::MAX` until then).
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
-        Store { dir }
+        Store {
+            dir,
+            bytes: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Bytes the store takes on disk (counted once, then kept up to date).
+    pub fn kept_bytes(&self) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.bytes.load(SeqCst) {
+            u64::MAX => {
+                let n = self.size();
+                self.bytes.store(n, SeqCst);
+                n
+            }
+            n => n,
+        }
+    }
+
+    fn count(&self, f: impl Fn(u64) -> u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _ = self
+            .bytes
+            .fetch_update(SeqCst, SeqCst, |b| (b != u64::MAX).then(|| f(b)));
     }
 
     fn object(&self, hash: &str) -> PathBuf {
@@ -64,24 +89,67 @@ impl Store {
         let path = self.object(&hash);
         if !path.exists() {
             let dir = path.parent().expect("an object has a folder");
-            crate::private::private_dir(dir)?;
+            crate::private::private_dir(dir).map_err(unstored)?;
             // A name of its own: two runs keeping the same content at once do not share it.
             let tmp = dir.join(format!(
                 ".{}.{}",
                 &hash[2..],
                 crate::util::random_hex(6).map_err(|e| std::io::Error::other(e.message))?
             ));
-            let mut enc = flate2::write::GzEncoder::new(
-                File::options().write(true).create_new(true).open(&tmp)?,
-                flate2::Compression::fast(),
-            );
-            enc.write_all(&data)?;
-            // Not synced: a content lost to a power cut is found damaged on read (its name is
-            // its hash), and one sync per file would make a first record take minutes.
-            enc.finish()?;
-            std::fs::rename(&tmp, &path)?;
+            let written = (|| {
+                let mut enc = flate2::write::GzEncoder::new(
+                    File::options().write(true).create_new(true).open(&tmp)?,
+                    flate2::Compression::fast(),
+                );
+                enc.write_all(&data)?;
+                // Not synced: a content lost to a power cut is found damaged on read (its name
+                // is its hash), and one sync per file would make a first record take minutes.
+                let len = enc.finish()?.metadata()?.len();
+                std::fs::rename(&tmp, &path)?;
+                self.count(|b| b + len);
+                Ok(())
+            })();
+            if let Err(e) = written {
+                // A full disk leaves no half-written file behind.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(unstored(e));
+            }
         }
         Ok(Some((digest, data.len() as u64)))
+    }
+
+    /// Remove every content not named in `keep` (and files a keep left half-written over an
+    /// hour ago). The caller makes sure nothing is being kept meanwhile. Returns how many
+    /// contents went and their bytes.
+    pub fn collect(&self, keep: &std::collections::HashSet<String>) -> (u64, u64) {
+        let (mut n, mut bytes) = (0, 0);
+        for sub in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let prefix = sub.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !sub.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for e in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let rest = e.file_name().to_string_lossy().into_owned();
+                let stale = rest.starts_with('.')
+                    && e.metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 3600));
+                let unused = !rest.starts_with('.') && !keep.contains(&format!("{prefix}{rest}"));
+                if stale || unused {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    if std::fs::remove_file(e.path()).is_ok() {
+                        n += u64::from(unused);
+                        bytes += len;
+                        self.count(|b| b.saturating_sub(len));
+                    }
+                }
+            }
+        }
+        (n, bytes)
     }
 
     /// Whether a content is kept.
@@ -119,6 +187,29 @@ impl Store {
         }
         total
     }
+}
+
+/// A content read but not stored (a full disk, the data folder unwritable): the recording
+/// fails, not the command, and says so.
+#[derive(Debug)]
+pub struct Unstored(pub std::io::Error);
+
+impl std::fmt::Display for Unstored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unstored {}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn unstored(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), Unstored(e))
+}
+
+/// The store could not keep a content (as opposed to the file not being readable).
+pub fn is_unstored(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<Unstored>())
 }
 
 fn hex(bytes: &[u8]) -> String {

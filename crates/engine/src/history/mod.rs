@@ -254,6 +254,31 @@ impl History {
         Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
     }
 
+    /// The names of every content the recorded changes refer to (before and after).
+    pub fn referenced_contents(&self) -> Result<std::collections::HashSet<String>> {
+        let db = self.db.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT body FROM changes")
+            .map_err(unreadable)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(unreadable)?;
+        let mut names = std::collections::HashSet::new();
+        for body in rows {
+            let body = body.map_err(unreadable)?;
+            let Ok(c) = serde_json::from_str::<stigmer_protocol::changes::RunChanges>(&body) else {
+                continue;
+            };
+            for f in c.files {
+                for s in [f.before, f.after].into_iter().flatten() {
+                    names.extend(s.content);
+                }
+            }
+        }
+        Ok(names)
+    }
+
     /// What the runs after `id` changed, newest first (at most `limit`).
     pub fn later_changes(
         &self,

@@ -8,7 +8,8 @@ use stigmer_protocol::run::{ExecOutcome, OutputSummary, RunState, RunSummary};
 
 use super::{new_run_id, RunRegistry};
 use crate::admission::Approved;
-use crate::changes::record::{folder_for, Begun};
+use crate::changes::folder::folder_for;
+use crate::changes::record::Begun;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::Event;
 use crate::util::now_ms;
@@ -46,6 +47,7 @@ impl RunRegistry {
                 reason: Some(reason),
                 files: Vec::new(),
                 overlapped: false,
+                unkept: None,
             }),
         }
     }
@@ -69,9 +71,15 @@ impl RunRegistry {
                 }),
                 files: Vec::new(),
                 overlapped: false,
+                unkept: None,
             }),
             None => Err(Error::run_not_found(id)),
         }
+    }
+
+    /// Disk space the kept contents take (none: changes are not recorded).
+    pub fn kept_contents_bytes(&self) -> Option<u64> {
+        self.recorder.as_ref().map(|r| r.store().kept_bytes())
     }
 
     /// What a run changed, as diffs of its text files. Blocking.
@@ -88,6 +96,8 @@ impl RunRegistry {
                 recorded: false,
                 reason: changes.reason,
                 files: Vec::new(),
+                overlapped: changes.overlapped,
+                unkept: changes.unkept,
             }),
         }
     }

@@ -27,6 +27,7 @@ use crate::execute::{Chunk, Stream};
 use crate::history::{History, Query};
 use crate::spool::{OutputPage, Spool, SpoolWriter};
 use crate::util::{now_ms, random_hex};
+use stigmer_protocol::changes::RunChanges;
 
 /// Output events on the bus carry at most this many bytes each.
 mod changes;
@@ -112,9 +113,28 @@ impl RunRegistry {
             }
             tracing::warn!(run = %run.id, command = %run.command, "a run was interrupted by the previous server's end");
             self.history.record(&run);
+            if self.recorder.is_some() {
+                // What it changed was to be told at its end, which never came: said.
+                self.history.put_changes(&RunChanges {
+                    run_id: run.id.clone(),
+                    folder: run.cwd.display().to_string(),
+                    recorded: false,
+                    reason: Some(
+                        "the server stopped while this command ran (it crashed or was killed), \
+                         so what it changed could not be told; look at its folder, and the next \
+                         run there is recorded as usual"
+                            .into(),
+                    ),
+                    files: Vec::new(),
+                    overlapped: false,
+                    unkept: None,
+                });
+            }
         }
         let gone = self.history.prune();
         self.forget_output(gone.iter().map(String::as_str));
+        // Contents of runs gone (now, or before a crash) go too.
+        collect_contents(&self.history, self.recorder.as_deref());
         // Output files no record refers to go: those of pruned runs, or all of them when the
         // user keeps no history on disk. A history that failed to open says nothing about them.
         if let Some(spool) = &self.spool {
@@ -451,15 +471,19 @@ impl RunRegistry {
         if self.trimming.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (history, spool, trimming) = (
+        let (history, spool, trimming, recorder) = (
             self.history.clone(),
             self.spool.clone(),
             self.trimming.clone(),
+            self.recorder.clone(),
         );
         tokio::task::spawn_blocking(move || loop {
             let gone = history.prune();
             if let Some(spool) = &spool {
                 gone.iter().for_each(|id| spool.remove(id));
+            }
+            if !gone.is_empty() {
+                collect_contents(&history, recorder.as_deref());
             }
             trimming.store(false, Ordering::SeqCst);
             if !history.due() || trimming.swap(true, Ordering::SeqCst) {
@@ -477,6 +501,26 @@ impl RunRegistry {
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         self.inner.lock()
+    }
+}
+
+/// Kept file contents no recorded run refers to any more go (a history that cannot be read
+/// keeps them all).
+fn collect_contents(history: &History, recorder: Option<&Recorder>) {
+    let (Some(recorder), Ok(referenced)) = (recorder, history.referenced_contents()) else {
+        return;
+    };
+    if history.path().is_none() {
+        return;
+    }
+    if let Some((n, bytes)) = recorder.collect(referenced) {
+        if n > 0 {
+            tracing::info!(
+                contents = n,
+                bytes,
+                "kept contents no run refers to were removed"
+            );
+        }
     }
 }
 

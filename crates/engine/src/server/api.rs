@@ -71,6 +71,12 @@ pub async fn status_of(state: &AppState) -> Status {
     let engine = state.sandbox.engine_state().await;
     let protection = crate::execute::protected::protection().await;
     let command_env = s.command_env();
+    // Counted on disk once (then kept up to date): off the async threads.
+    let runs = state.runs.clone();
+    let kept_contents_bytes = tokio::task::spawn_blocking(move || runs.kept_contents_bytes())
+        .await
+        .ok()
+        .flatten();
     Status {
         version: crate::VERSION.to_string(),
         pid: std::process::id(),
@@ -91,6 +97,7 @@ pub async fn status_of(state: &AppState) -> Status {
         allowed_folders: target.allowed_folders(),
         network: s.sandbox_network,
         protection,
+        kept_contents_bytes,
     }
 }
 
