@@ -460,6 +460,7 @@ impl Recorder {
         manifest: &mut Manifest,
         last: Option<&Manifest>,
     ) -> Option<String> {
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
         let mut unstored = None;
         // Bytes read anew per walk: beyond, contents are listed, not kept.
         #[cfg(target_os = "linux")]

@@ -141,6 +141,7 @@ pub(super) fn walk_into(
 }
 
 /// Why a folder cannot be read, its name (a command's choice) escaped.
+#[cfg(unix)]
 pub(super) fn unreadable(rel: &Path, e: std::io::Error) -> NotRecorded {
     NotRecorded::Unreadable(if rel.as_os_str().is_empty() {
         e.to_string()

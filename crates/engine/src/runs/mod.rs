@@ -31,6 +31,8 @@ use stigmer_protocol::changes::RunChanges;
 
 /// Output events on the bus carry at most this many bytes each.
 mod changes;
+#[cfg(target_os = "linux")]
+mod undo;
 
 const EVENT_OUTPUT_BYTES: usize = 16 * 1024;
 /// How long the final `finished` message may wait for a client that does not read.
