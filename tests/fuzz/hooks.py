@@ -23,7 +23,8 @@ What they do:
 - Check `no_run_from_invalid_request`: the ids of the 200 most recent runs
   (`GET /v1/runs?limit=200`) are read before each request and after its response. A 4xx/5xx
   answer to `POST /v1/runs` must not have added a run, a 2xx must have added exactly one (the one
-  named by `X-Run-Id`), and no other operation may add runs. Ids rather than counts, so the
+  named by `X-Run-Id`), an accepted undo only the undo's own run (`undo_run`), and no other
+  operation may add runs. Ids rather than counts, so the
   history's cap of 200 runs does not matter. Needs a single worker (`--workers 1`).
 - Check `run_stream_conformance`: `map_case` asks for NDJSON, SSE or binary frames (`Accept`);
   an accepted run's stream must come in that framing, hold `RunStreamLine`s valid against the
@@ -236,6 +237,10 @@ def no_run_from_invalid_request(ctx, response, case):
             assert added[0] == run_id, f"{label} added run {added[0]} but X-Run-Id is {run_id!r}"
         else:
             assert not added, f"{label} was refused with {status} but started runs: {added}"
+    elif case.method.upper() == "POST" and case.path == "/v1/runs/{id}/undo" and 200 <= status < 300:
+        # An undo is recorded as a run of its own: the one its report names, if it undid.
+        undo_run = response.json().get("undo_run")
+        assert added == ([undo_run] if undo_run else []), f"{label} ({status}) added {added}, named {undo_run!r}"
     else:
         assert not added, f"{label} ({status}) started runs: {added}"
     return None

@@ -375,6 +375,17 @@ async fn undo_waits_for_a_run_at_work_and_refuses_what_was_not_recorded() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 422, "bad input is refused");
+    let resp = server
+        .post(&c, &format!("/v1/runs/{id}/undo"))
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        422,
+        "a body that is not an object is refused"
+    );
 
     // A run that timed out half-way: what it did until then is undone.
     let before = snapshot(&proj);

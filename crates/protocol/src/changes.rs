@@ -178,12 +178,31 @@ pub enum Later {
     Keep,
 }
 
-/// `POST /v1/runs/{id}/undo`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `POST /v1/runs/{id}/undo`: a JSON object (`{}` for the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UndoRequest {
-    #[serde(default)]
     pub later: Later,
+}
+
+impl<'de> Deserialize<'de> for UndoRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            later: Later,
+        }
+        // Only an object: serde alone would read `[]` as the defaults too.
+        let v = serde_json::Value::deserialize(d)?;
+        if !v.is_object() {
+            return Err(D::Error::custom(
+                "the body must be a JSON object, such as {\"later\": \"refuse\"}",
+            ));
+        }
+        let f = Fields::deserialize(v).map_err(D::Error::custom)?;
+        Ok(UndoRequest { later: f.later })
+    }
 }
 
 /// Why a file is not (or was not) put back.

@@ -8,6 +8,7 @@
 pub mod beneath;
 pub mod diff;
 pub mod folder;
+mod look;
 pub mod record;
 pub mod scan;
 pub mod store;

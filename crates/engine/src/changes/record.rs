@@ -19,9 +19,6 @@ use super::store::{self, Store};
 /// Entries a watched folder may hold and be recorded (more: not recorded, said). A watched
 /// folder is read again only where it changed; its first record reads it all.
 pub const MOST_ENTRIES: usize = 200_000;
-/// Entries a folder that cannot be watched may hold: it is walked before and after each run
-/// (about 3 ms per 1,000 entries on the 2-core test machine, `find` itself included).
-pub const MOST_WALKED: usize = 2_000;
 /// Contents read anew in one walk, at most (the first record of a folder included).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const KEEP_PER_WALK: u64 = 512 << 20;
@@ -34,99 +31,8 @@ pub const LARGEST_KEPT: u64 = 16 << 20;
 const KEPT_FOLDERS: usize = 32;
 const KEPT_ENTRIES: usize = 1_000_000;
 
-/// A folder as last recorded: its manifest, each file's kept content in its entry, and its
-/// watch (Linux), which tells what changed since.
-pub struct Baseline {
-    manifest: Manifest,
-    watch: Option<Watch>,
-}
-
-#[cfg(target_os = "linux")]
-use super::watch::{self, Dirty, Touched, Watch};
-
-/// Elsewhere folders are walked.
-#[cfg(not(target_os = "linux"))]
-pub struct Watch;
-
-/// How a folder was looked at: read again where its watch told of changes (what changed), or
-/// walked whole (the manifest before, if any).
-enum Seen {
-    #[cfg(target_os = "linux")]
-    Relisted(Touched),
-    Walked(Option<Manifest>),
-}
-
-/// The folder now, from `last` looked at again where its watch told of changes, or walked.
-fn look(
-    handle: &File,
-    root: &Path,
-    last: Option<Baseline>,
-    most: usize,
-) -> Result<(Baseline, Seen), NotRecorded> {
-    #[cfg(target_os = "linux")]
-    if let Some(Baseline {
-        mut manifest,
-        watch: Some(mut w),
-    }) = last
-    {
-        return match w.drain() {
-            Dirty::Dirs(d) => {
-                let touched = watch::relist(handle, root, &mut manifest, &d, &mut w, most)?;
-                Ok((
-                    Baseline {
-                        manifest,
-                        watch: Some(w),
-                    },
-                    Seen::Relisted(touched),
-                ))
-            }
-            Dirty::All => walk(handle, root, Some(manifest), most),
-        };
-    }
-    walk(handle, root, last.map(|b| b.manifest), most)
-}
-
-/// The folder walked whole, watched from now on where it can be.
-fn walk(
-    handle: &File,
-    root: &Path,
-    previous: Option<Manifest>,
-    most: usize,
-) -> Result<(Baseline, Seen), NotRecorded> {
-    #[cfg(target_os = "linux")]
-    if let Ok(mut w) = Watch::new() {
-        let manifest = scan::scan_with(handle, root, most, &mut |d, rel, walked| {
-            // One that cannot be set (the user's limit of watches): walked from now on.
-            let _ = w.add(d, rel, walked);
-            Ok(())
-        })?;
-        if w.complete() {
-            let b = Baseline {
-                manifest,
-                watch: Some(w),
-            };
-            return Ok((b, Seen::Walked(previous)));
-        }
-        if manifest.len() > MOST_WALKED.min(most) {
-            return Err(NotRecorded::TooLarge {
-                limit: MOST_WALKED.min(most),
-            });
-        }
-        let b = Baseline {
-            manifest,
-            watch: None,
-        };
-        return Ok((b, Seen::Walked(previous)));
-    }
-    let manifest = scan::scan(handle, root, MOST_WALKED.min(most))?;
-    Ok((
-        Baseline {
-            manifest,
-            watch: None,
-        },
-        Seen::Walked(previous),
-    ))
-}
+use super::look::{look, Baseline, Seen};
+pub use super::look::MOST_WALKED;
 
 #[derive(Default)]
 struct State {
@@ -138,6 +44,9 @@ struct State {
     too_large: HashMap<PathBuf, std::time::Instant>,
     /// Folders an undo works in (one at a time, and none while a run works there).
     held: Vec<PathBuf>,
+    /// Records ended and not yet written to the history ([`Recorder::written`]): their
+    /// contents are referred to by nothing the collection can see yet.
+    unwritten: usize,
 }
 
 /// A folder held for an undo until dropped.
@@ -251,7 +160,7 @@ impl Recorder {
         let t = std::time::Instant::now();
         let last = self.take_baseline(root);
         let first = last.is_none();
-        let (mut before, seen) = match look(&handle, root, last, self.most) {
+        let (mut before, seen) = match look(&handle, root, last, self.most, false) {
             Ok(x) => x,
             Err(NotRecorded::TooLarge { limit }) => {
                 {
@@ -285,14 +194,20 @@ impl Recorder {
         }))
     }
 
-    /// Remove the kept contents nobody refers to: not `referenced` (the history's runs), not
-    /// the folders' last records. Not while a run or an undo is at work (their records are
-    /// not written yet); runs that begin meanwhile wait. Returns what went, if it ran.
-    pub fn collect(&self, mut referenced: std::collections::HashSet<String>) -> Option<(u64, u64)> {
+    /// Remove the kept contents nobody refers to: not `referenced` (the history's runs, read
+    /// under the recorder's lock), not the folders' last records. Not while a run or an undo
+    /// is at work or a record is not yet written; runs that begin meanwhile wait. Returns
+    /// what went, if it ran.
+    pub fn collect(
+        &self,
+        referenced: impl FnOnce() -> Option<std::collections::HashSet<String>>,
+    ) -> Option<(u64, u64)> {
+        // Under the lock: no run can begin, and none has a record not yet in the history.
         let st = self.state.lock();
-        if !st.busy.is_empty() || !st.held.is_empty() {
+        if !st.busy.is_empty() || !st.held.is_empty() || st.unwritten > 0 {
             return None;
         }
+        let mut referenced = referenced()?;
         for (_, b) in &st.baselines {
             referenced.extend(
                 b.manifest
@@ -303,6 +218,12 @@ impl Recorder {
         let gone = self.store.collect(&referenced);
         drop(st);
         Some(gone)
+    }
+
+    /// A record [`Recorder::end`] gave is in the history now.
+    pub fn written(&self) {
+        let mut st = self.state.lock();
+        st.unwritten = st.unwritten.saturating_sub(1);
     }
 
     /// Hold `root` for an undo: none when a run or another undo works in it, in a folder
@@ -335,8 +256,9 @@ impl Recorder {
     pub fn end(&self, run_id: &str, s: Session) -> RunChanges {
         // Through the handle it began with: the folder the run worked in, whatever its path
         // names now.
-        let looked = look(&s.handle, &s.root, Some(s.before), self.most);
+        let looked = look(&s.handle, &s.root, Some(s.before), self.most, true);
         let overlapped = self.leave(&s.root);
+        self.state.lock().unwritten += 1;
         let folder = s.root.display().to_string();
         let (mut after, seen) = match looked {
             Ok(x) => x,
@@ -618,107 +540,5 @@ fn raw_name(p: &Path) -> Option<String> {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-
-    fn changes(r: &RunChanges) -> Vec<(String, ChangeKind)> {
-        r.files.iter().map(|f| (f.path.clone(), f.change)).collect()
-    }
-
-    #[test]
-    fn a_run_s_changes_and_what_each_file_was() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("proj");
-        std::fs::create_dir_all(root.join("src")).unwrap();
-        std::fs::write(root.join("src/a.rs"), "fn a() {}\n").unwrap();
-        std::fs::write(root.join("old.txt"), "old\n").unwrap();
-        let rec = Recorder::new(d.path().join("store"));
-        let Begun::Recording(s) = rec.begin(&root) else {
-            panic!("not recorded")
-        };
-        std::fs::write(root.join("src/a.rs"), "fn b() {}\n").unwrap();
-        std::fs::remove_file(root.join("old.txt")).unwrap();
-        std::fs::write(root.join("new.txt"), "new\n").unwrap();
-        let r = rec.end("run_1", *s);
-        assert!(r.recorded && !r.overlapped);
-        assert_eq!(
-            changes(&r),
-            [
-                ("new.txt".into(), ChangeKind::Added),
-                ("old.txt".into(), ChangeKind::Removed),
-                ("src/a.rs".into(), ChangeKind::Modified),
-            ]
-        );
-        let a = &r.files[2];
-        let was = rec
-            .store()
-            .get(a.before.as_ref().unwrap().content.as_ref().unwrap())
-            .unwrap();
-        let is = rec
-            .store()
-            .get(a.after.as_ref().unwrap().content.as_ref().unwrap())
-            .unwrap();
-        assert_eq!(
-            (was.as_slice(), is.as_slice()),
-            (&b"fn a() {}\n"[..], &b"fn b() {}\n"[..])
-        );
-        let removed = rec.store().get(
-            r.files[1]
-                .before
-                .as_ref()
-                .unwrap()
-                .content
-                .as_ref()
-                .unwrap(),
-        );
-        assert_eq!(removed.unwrap(), b"old\n");
-
-        // The next run: the user's edit in between is not the run's; touching a file without
-        // changing it is nothing.
-        std::fs::write(root.join("new.txt"), "the user's\n").unwrap();
-        let Begun::Recording(s) = rec.begin(&root) else {
-            panic!()
-        };
-        let f = std::fs::File::options()
-            .write(true)
-            .open(root.join("src/a.rs"))
-            .unwrap();
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        let r = rec.end("run_2", *s);
-        assert_eq!(changes(&r), [], "{r:?}");
-    }
-
-    #[test]
-    fn two_runs_at_once_are_both_told_so() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("proj");
-        std::fs::create_dir_all(&root).unwrap();
-        let rec = Recorder::new(d.path().join("store"));
-        let (Begun::Recording(a), Begun::Recording(b)) = (rec.begin(&root), rec.begin(&root))
-        else {
-            panic!()
-        };
-        std::fs::write(root.join("x"), "x").unwrap();
-        let (ra, rb) = (rec.end("a", *a), rec.end("b", *b));
-        assert!(ra.overlapped && rb.overlapped);
-        assert_eq!(changes(&ra), changes(&rb));
-    }
-
-    #[test]
-    fn a_folder_too_large_is_not_recorded_and_says_why() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("big");
-        std::fs::create_dir_all(&root).unwrap();
-        for i in 0..=100 {
-            std::fs::write(root.join(format!("f{i}")), "x").unwrap();
-        }
-        let rec = Recorder::with_limit(d.path().join("store"), 100);
-        for _ in 0..2 {
-            let Begun::Not { reason, .. } = rec.begin(&root) else {
-                panic!("recorded")
-            };
-            assert!(reason.contains("more than 100 "), "{reason}");
-        }
-        assert!(!d.path().join("store").exists(), "nothing kept");
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;

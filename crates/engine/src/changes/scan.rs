@@ -170,9 +170,13 @@ pub(super) fn list_dir(
     for e in std::fs::read_dir(&path)?.flatten() {
         let name = e.file_name();
         let path = rel.join(&name);
-        // Relative to the folder's handle (no lookup of the whole path), not followed.
-        let Ok(meta) = e.metadata() else {
-            continue;
+        // Relative to the folder's handle (no lookup of the whole path), not followed. Gone
+        // since it was listed: not there. Not to be looked at (a folder listable but not
+        // searchable): the folder cannot be read, never its entries counted as removed.
+        let meta = match e.metadata() {
+            Ok(m) => m,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(err) => return Err(err),
         };
         let entry = entry_of(&meta, || std::fs::read_link(e.path()).ok());
         let walk = entry.kind == Kind::Dir;

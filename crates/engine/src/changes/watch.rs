@@ -30,15 +30,21 @@ pub struct Watch {
     /// Each watch's folder, and whether its content is recorded (a generated folder's own
     /// entries are watched only to look at it again in its parent).
     dirs: HashMap<WatchDescriptor, (PathBuf, bool)>,
+    /// Each watched folder's watch, by path.
+    paths: HashMap<PathBuf, WatchDescriptor>,
     /// A watch could not be set (the user's limit reached): the next look is a whole walk.
     lost: bool,
 }
+
+/// Events read in one look, at most: past it the look is a whole walk.
+const MOST_EVENTS: usize = 1_000_000;
 
 impl Watch {
     pub fn new() -> std::io::Result<Watch> {
         Ok(Watch {
             inotify: Inotify::init()?,
             dirs: HashMap::new(),
+            paths: HashMap::new(),
             lost: false,
         })
     }
@@ -48,8 +54,9 @@ impl Watch {
         !self.lost
     }
 
-    /// Watch the folder `dir` (at `rel`); `walked`: its content is recorded.
-    pub fn add(&mut self, dir: &File, rel: &Path, walked: bool) -> std::io::Result<()> {
+    /// Watch the folder `dir` (at `rel`); `walked`: its content is recorded. True when the
+    /// folder was not watched yet (a new folder, even with an old one's inode number).
+    pub fn add(&mut self, dir: &File, rel: &Path, walked: bool) -> std::io::Result<bool> {
         let mut mask = WatchMask::CREATE
             | WatchMask::DELETE
             | WatchMask::MOVED_FROM
@@ -66,13 +73,29 @@ impl Watch {
         let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
         match self.inotify.watches().add(path, mask) {
             Ok(wd) => {
-                self.dirs.insert(wd, (rel.to_path_buf(), walked));
-                Ok(())
+                let new = self
+                    .dirs
+                    .insert(wd.clone(), (rel.to_path_buf(), walked))
+                    .is_none();
+                self.paths.insert(rel.to_path_buf(), wd);
+                Ok(new)
             }
             Err(e) => {
                 self.lost = true;
                 Err(e)
             }
+        }
+    }
+
+    /// Stop watching the folder that was at `rel` (gone from the tree), unless its watch now
+    /// belongs to another path (the folder was moved within the tree and watched there).
+    fn forget(&mut self, rel: &Path) {
+        let Some(wd) = self.paths.remove(rel) else {
+            return;
+        };
+        if self.dirs.get(&wd).is_some_and(|(p, _)| p == rel) {
+            self.dirs.remove(&wd);
+            let _ = self.inotify.watches().remove(wd);
         }
     }
 
@@ -82,7 +105,12 @@ impl Watch {
         let mut dirty = BTreeSet::new();
         let mut all = std::mem::take(&mut self.lost);
         let mut buffer = vec![0u8; 64 * 1024];
+        let mut seen = 0usize;
         loop {
+            if seen > MOST_EVENTS {
+                // Drained later (by the walk's new watch's owner dropping this one).
+                return Dirty::All;
+            }
             let events = match self.inotify.read_events(&mut buffer) {
                 Ok(events) => events,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -91,12 +119,17 @@ impl Watch {
             let mut any = false;
             for ev in events {
                 any = true;
+                seen += 1;
                 if ev.mask.contains(EventMask::Q_OVERFLOW) {
                     all = true;
                     continue;
                 }
                 if ev.mask.contains(EventMask::IGNORED) {
-                    self.dirs.remove(&ev.wd);
+                    if let Some((p, _)) = self.dirs.remove(&ev.wd) {
+                        if self.paths.get(&p) == Some(&ev.wd) {
+                            self.paths.remove(&p);
+                        }
+                    }
                     continue;
                 }
                 let Some((rel, walked)) = self.dirs.get(&ev.wd) else {
@@ -112,12 +145,20 @@ impl Watch {
                     // The folder itself changed (or a generated one's entries): its parent
                     // lists it again.
                     match rel.parent() {
-                        Some(p) => dirty.insert(p.to_path_buf()),
-                        None => {
-                            all = true;
-                            true
+                        Some(p) => {
+                            dirty.insert(p.to_path_buf());
                         }
-                    };
+                        // The root itself: moved or removed, everything is looked at again;
+                        // its own permissions or times are not an entry.
+                        None => {
+                            if ev
+                                .mask
+                                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                            {
+                                all = true;
+                            }
+                        }
+                    }
                 }
             }
             if !any {
@@ -142,8 +183,10 @@ fn touch(t: &mut Touched, p: &Path, old: Option<Entry>, new: Option<Entry>) {
         .or_insert((old, new));
 }
 
-/// Read the folders in `dirty` again into `m` (watching what is new), shallowest first; a
-/// folder that is gone or replaced meanwhile is skipped (its parent, told too, lists it).
+/// Read the folders in `dirty` again into `m` (watching what is new), shallowest first, adding
+/// what changed to `touched`. A folder gone or replaced while it is read is skipped (its
+/// parent, told too, lists it); one still there is read once more, and one that cannot be read
+/// then makes the look fail (never a change missed).
 pub fn relist(
     handle: &File,
     root: &Path,
@@ -151,65 +194,23 @@ pub fn relist(
     dirty: &BTreeSet<PathBuf>,
     watch: &mut Watch,
     limit: usize,
-) -> Result<Touched, NotRecorded> {
-    let mut touched = Touched::new();
-    let mut on_dir = |d: &File, rel: &Path, walked: bool| {
-        // A watch that cannot be set: the next look walks everything (`lost`).
-        let _ = watch.add(d, rel, walked);
-        Ok(())
-    };
+    touched: &mut Touched,
+) -> Result<(), NotRecorded> {
+    let mut skipped = Vec::new();
     let mut dirs: Vec<&PathBuf> = dirty.iter().collect();
     dirs.sort_by_key(|p| p.components().count());
     for rel in dirs {
-        // Only folders the manifest holds as walked (or the root) are listed.
-        let known = rel.as_os_str().is_empty() || m.get(rel).is_some_and(|e| e.kind == Kind::Dir);
-        if !known {
-            continue;
+        if !relist_one(handle, root, m, rel, watch, limit, touched)? {
+            skipped.push(rel.clone());
         }
-        let now = match scan::list_dir(handle, root, rel, &mut on_dir) {
-            Ok(now) => now,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV)
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(scan::unreadable(rel, e)),
-        };
-        let was = children(m, rel);
-        let now_names: BTreeSet<&PathBuf> = now.iter().map(|(p, _)| p).collect();
-        for p in was.iter().filter(|p| !now_names.contains(p)) {
-            remove_tree(m, p, &mut touched);
-        }
-        for (p, e) in now {
-            let old = m.get(&p).cloned();
-            if old.as_ref().is_some_and(|o| o.same(&e)) {
-                continue;
-            }
-            // A folder that is another one now (or no folder): its old tree goes.
-            let was_dir = old.as_ref().is_some_and(|o| o.kind == Kind::Dir);
-            let still = old
-                .as_ref()
-                .is_some_and(|o| o.kind == e.kind && o.ino == e.ino && o.dev == e.dev);
-            if was_dir && !still {
-                remove_tree(m, &p, &mut touched);
-            }
-            let old = if was_dir && !still { None } else { old };
-            m.insert(p.clone(), e.clone());
-            touch(&mut touched, &p, old, Some(e.clone()));
-            if e.kind == Kind::Dir && !(was_dir && still) {
-                let mut sub = Manifest::new();
-                scan::walk_into(handle, root, p.clone(), &mut sub, limit, &mut on_dir)?;
-                for (q, f) in sub {
-                    touch(&mut touched, &q, None, Some(f.clone()));
-                    m.insert(q, f);
-                }
-            }
-            if m.len() > limit {
-                return Err(NotRecorded::TooLarge { limit });
-            }
+    }
+    for rel in skipped {
+        let still = m.get(&rel).is_some_and(|e| e.kind == Kind::Dir);
+        if still && !relist_one(handle, root, m, &rel, watch, limit, touched)? {
+            return Err(NotRecorded::Unreadable(format!(
+                "{}: the folder changed while it was read",
+                stigmer_protocol::changes::printable(&rel.to_string_lossy())
+            )));
         }
     }
     // Told about but the same in the end (made and removed, or touched alone): no change.
@@ -218,7 +219,130 @@ pub fn relist(
         (None, None) => false,
         _ => true,
     });
-    Ok(touched)
+    Ok(())
+}
+
+/// Read one folder again; false when it could not be listed (gone or replaced meanwhile).
+fn relist_one(
+    handle: &File,
+    root: &Path,
+    m: &mut Manifest,
+    rel: &Path,
+    watch: &mut Watch,
+    limit: usize,
+    touched: &mut Touched,
+) -> Result<bool, NotRecorded> {
+    // Only folders the manifest holds as walked (or the root) are listed.
+    let known = rel.as_os_str().is_empty() || m.get(rel).is_some_and(|e| e.kind == Kind::Dir);
+    if !known {
+        return Ok(true);
+    }
+    let mut on_dir = |d: &File, rel: &Path, walked: bool| {
+        // A watch that cannot be set: the next look walks everything (`lost`).
+        let _ = watch.add(d, rel, walked);
+        Ok(())
+    };
+    let now = match scan::list_dir(handle, root, rel, &mut on_dir) {
+        Ok(now) => now,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV)
+            ) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(scan::unreadable(rel, e)),
+    };
+    let was = children(m, rel);
+    let now_names: BTreeSet<&PathBuf> = now.iter().map(|(p, _)| p).collect();
+    for p in was.iter().filter(|p| !now_names.contains(p)) {
+        remove_tree(m, p, touched, watch);
+    }
+    for (p, e) in now {
+        let old = m.get(&p).cloned();
+        if old.as_ref().is_some_and(|o| o.same(&e)) {
+            continue;
+        }
+        // A folder that is another one now (or no folder): its old tree goes. Another one is
+        // told by its watch too: a folder made with a removed one's inode number gets a watch
+        // of its own.
+        let was_dir = old.as_ref().is_some_and(|o| o.kind == Kind::Dir);
+        let mut still = old
+            .as_ref()
+            .is_some_and(|o| o.kind == e.kind && o.ino == e.ino && o.dev == e.dev);
+        if was_dir && still {
+            let d = super::beneath::open_beneath(handle, &p, true);
+            still = d.is_ok_and(|d| watch.add(&d, &p, true).is_ok_and(|new| !new));
+        }
+        if was_dir && !still {
+            remove_tree(m, &p, touched, watch);
+        }
+        let old = if was_dir && !still { None } else { old };
+        m.insert(p.clone(), e.clone());
+        touch(touched, &p, old, Some(e.clone()));
+        if e.kind == Kind::Dir && !(was_dir && still) {
+            let mut sub = Manifest::new();
+            let mut on_dir = |d: &File, rel: &Path, walked: bool| {
+                let _ = watch.add(d, rel, walked);
+                Ok(())
+            };
+            scan::walk_into(handle, root, p.clone(), &mut sub, limit, &mut on_dir)?;
+            for (q, f) in sub {
+                touch(touched, &q, None, Some(f.clone()));
+                m.insert(q, f);
+            }
+        }
+        if m.len() > limit {
+            return Err(NotRecorded::TooLarge { limit });
+        }
+    }
+    Ok(true)
+}
+
+/// Entries whose state now differs from the manifest, told by a look at each (no read of any
+/// folder): the folders holding them. What a watch cannot tell (a write through a hard link
+/// made and removed in another folder, or through a shared memory mapping) changes a file's
+/// size or change time, which a command cannot forge.
+pub fn sweep(handle: &File, m: &Manifest) -> BTreeSet<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut dirty = BTreeSet::new();
+    let mut dirs: HashMap<PathBuf, Option<File>> = HashMap::new();
+    for (p, e) in m {
+        let (parent, name) = match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => continue,
+        };
+        let dir = dirs
+            .entry(parent.to_path_buf())
+            .or_insert_with(|| super::beneath::dir(handle, parent).ok());
+        let Some(dir) = dir else {
+            dirty.insert(parent.to_path_buf());
+            continue;
+        };
+        let now = super::beneath::stat(dir, std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let same = match now {
+            Ok(Some(st)) => {
+                let kind_bits = st.st_mode & libc::S_IFMT;
+                let ctime = (st.st_ctime, st.st_ctime_nsec);
+                match e.kind {
+                    Kind::Dir => kind_bits == libc::S_IFDIR && st.st_ino == e.ino,
+                    Kind::Unrecorded => st.st_ino == e.ino && ctime == e.ctime,
+                    _ => {
+                        st.st_ino == e.ino
+                            && st.st_dev == e.dev
+                            && ctime == e.ctime
+                            && (e.kind != Kind::File || st.st_size as u64 == e.size)
+                    }
+                }
+            }
+            _ => false,
+        };
+        if !same {
+            dirty.insert(parent.to_path_buf());
+        }
+    }
+    dirty
 }
 
 /// The entries directly in the folder `rel`: each found by a seek past the one before and
@@ -245,7 +369,7 @@ fn children(m: &Manifest, rel: &Path) -> Vec<PathBuf> {
 }
 
 /// Remove `p` and everything under it, each told as gone.
-fn remove_tree(m: &mut Manifest, p: &Path, touched: &mut Touched) {
+fn remove_tree(m: &mut Manifest, p: &Path, touched: &mut Touched, watch: &mut Watch) {
     let under: Vec<PathBuf> = m
         .range::<Path, _>((std::ops::Bound::Included(p), std::ops::Bound::Unbounded))
         .map(|(q, _)| q)
@@ -254,6 +378,9 @@ fn remove_tree(m: &mut Manifest, p: &Path, touched: &mut Touched) {
         .collect();
     for q in under {
         if let Some(e) = m.remove(&q) {
+            if matches!(e.kind, Kind::Dir | Kind::Unrecorded) {
+                watch.forget(&q);
+            }
             touch(touched, &q, Some(e), None);
         }
     }
@@ -287,7 +414,7 @@ mod tests {
         let handle = scan::open_root(&root).unwrap();
         let mut w = Watch::new().unwrap();
         let mut m = scan::scan_with(&handle, &root, 1000, &mut |d, rel, walked| {
-            w.add(d, rel, walked)
+            w.add(d, rel, walked).map(|_| ())
         })
         .unwrap();
         type Step = Box<dyn Fn()>;
@@ -403,7 +530,8 @@ mod tests {
             let Dirty::Dirs(dirty) = w.drain() else {
                 panic!("{name}: nothing was lost")
             };
-            let touched = relist(&handle, &root, &mut m, &dirty, &mut w, 1000).unwrap();
+            let mut touched = Touched::new();
+            relist(&handle, &root, &mut m, &dirty, &mut w, 1000, &mut touched).unwrap();
             let walked = scan::scan(&handle, &root, 1000).unwrap();
             assert_eq!(strip(&m), strip(&walked), "{name}");
             let told = scan::changes_of(
@@ -427,7 +555,7 @@ mod tests {
         let handle = scan::open_root(&root).unwrap();
         let mut w = Watch::new().unwrap();
         scan::scan_with(&handle, &root, 10, &mut |d, rel, walked| {
-            w.add(d, rel, walked)
+            w.add(d, rel, walked).map(|_| ())
         })
         .unwrap();
         let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")

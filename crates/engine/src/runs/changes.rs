@@ -29,17 +29,36 @@ impl RunRegistry {
             .ok()
     }
 
-    /// After it: what it changed (or why its folder was not recorded).
-    pub(super) async fn end_recording(&self, id: &str, begun: Option<Begun>) -> Option<RunChanges> {
+    /// After it: what it changed (or why its folder was not recorded), written to the
+    /// history. `ran`: the command ran (one that did not is credited with nothing).
+    pub(super) async fn end_recording(
+        &self,
+        id: &str,
+        begun: Option<Begun>,
+        ran: bool,
+    ) -> Option<RunChanges> {
         let recorder = self.recorder.clone()?;
         let id = id.to_string();
-        match begun? {
+        let changes = match begun? {
             Begun::Recording(session) => {
-                tokio::task::spawn_blocking(move || recorder.end(&id, *session))
-                    .await
-                    .ok()
+                let (history, recorder) = (self.history.clone(), recorder.clone());
+                return tokio::task::spawn_blocking(move || {
+                    let mut changes = recorder.end(&id, *session);
+                    if !ran {
+                        // It did not run: what changed meanwhile is not its doing.
+                        changes.recorded = false;
+                        changes.files.clear();
+                        changes.reason = Some("the command did not run".into());
+                    }
+                    history.put_changes(&changes);
+                    // In the history now: its contents are referred to.
+                    recorder.written();
+                    changes
+                })
+                .await
+                .ok();
             }
-            Begun::Not { folder, reason } => Some(RunChanges {
+            Begun::Not { folder, reason } => RunChanges {
                 run_id: id,
                 folder: folder.display().to_string(),
                 recorded: false,
@@ -47,8 +66,10 @@ impl RunRegistry {
                 files: Vec::new(),
                 overlapped: false,
                 unkept: None,
-            }),
-        }
+            },
+        };
+        self.history.put_changes(&changes);
+        Some(changes)
     }
 
     /// What a run changed: its record, or why there is none.

@@ -276,14 +276,10 @@ impl RunRegistry {
         }
         let by_user = self.lock().stopped.contains(&summary.id);
         let mut result = result;
-        if let Some(mut changes) = self.end_recording(&summary.id, recording).await {
-            if result.is_err() {
-                // It did not run: what changed meanwhile is not its doing.
-                changes.recorded = false;
-                changes.files.clear();
-                changes.reason = Some("the command did not run".into());
-            }
-            self.history.put_changes(&changes);
+        if let Some(changes) = self
+            .end_recording(&summary.id, recording, result.is_ok())
+            .await
+        {
             if let Ok(o) = &mut result {
                 o.changed = changes.summary_line();
             }
@@ -509,13 +505,13 @@ impl RunRegistry {
 /// Kept file contents no recorded run refers to any more go (a history that cannot be read
 /// keeps them all).
 fn collect_contents(history: &History, recorder: Option<&Recorder>) {
-    let (Some(recorder), Ok(referenced)) = (recorder, history.referenced_contents()) else {
+    let Some(recorder) = recorder else {
         return;
     };
     if history.path().is_none() {
         return;
     }
-    if let Some((n, bytes)) = recorder.collect(referenced) {
+    if let Some((n, bytes)) = recorder.collect(|| history.referenced_contents().ok()) {
         if n > 0 {
             tracing::info!(
                 contents = n,

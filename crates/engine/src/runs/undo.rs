@@ -48,6 +48,7 @@ impl RunRegistry {
         let undo_id = new_run_id()?;
         let started_at_ms = now_ms();
         let (rid, uid) = (id.to_string(), undo_id.clone());
+        let this = self.clone();
         let done = tokio::task::spawn_blocking(move || {
             // Checked and taken at once: no run, and no other undo, in the folder meanwhile.
             let Some(hold) = recorder.hold(&folder) else {
@@ -117,7 +118,7 @@ impl RunRegistry {
                 }
                 report.conflicts = checked.conflicts;
                 report.left = checked.left;
-                return Ok((report, None));
+                return Ok(report);
             }
             let (restored, left) =
                 crate::changes::undo::apply(root, &changes, recorder.store(), later, checked);
@@ -125,19 +126,20 @@ impl RunRegistry {
             report.restored = restored;
             report.left = left;
             report.note = note;
-            let recorded = session.map(|s| recorder.end(&uid, *s));
-            if recorded.is_some() {
-                report.undo_run = Some(uid);
+            if let Some(s) = session {
+                let recorded = recorder.end(&uid, *s);
+                report.undo_run = Some(uid.clone());
+                // Written while the folder is still held: its contents are referred to before
+                // anything can collect them.
+                this.record_undo(&original, &uid, started_at_ms, &report, recorded);
+                recorder.written();
             }
             drop(hold);
-            Ok((report, recorded))
+            Ok(report)
         })
         .await
         .map_err(|e| Error::internal(format!("the undo failed: {e}")))??;
-        let (report, recorded) = done;
-        if let Some(recorded) = recorded {
-            self.record_undo(&original, &undo_id, started_at_ms, &report, recorded);
-        }
+        let report = done;
         Ok(report)
     }
 
