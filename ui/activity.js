@@ -10,6 +10,7 @@ const MAX_RUN_TEXT = 16 * 1024;  // characters of live output kept per run (the 
 const FULL_OUTPUT_CHARS = 4 << 20; // characters of a run's whole output shown at once
 
 const runs = new Map();          // id -> { li, running }
+const toldUnrecorded = new Map(); // folder and reason -> the run that says it
 let olderBefore = null;          // `before` of the next older page
 
 function runFilters() {
@@ -87,6 +88,14 @@ function runEntry(run, where = "prepend") {
   const line = li.querySelector(".changed");
   line.hidden = !changed;
   li.querySelector(".changes-toggle").hidden = !changed;
+  // Not recorded (a folder too large...): said once per folder and reason on the page.
+  const why = run.outcome && run.outcome.unrecorded;
+  const key = why ? `${run.cwd}\n${why}` : "";
+  if (why && (!toldUnrecorded.has(key) || toldUnrecorded.get(key) === run.id)) {
+    toldUnrecorded.set(key, run.id);
+    line.hidden = false;
+    line.textContent = `What this command changed was not recorded: ${why}.`;
+  }
   line.textContent = changed ? changed.charAt(0).toUpperCase() + changed.slice(1) : "";
   // A finished run from the history: the end of what it printed (live ones stream in).
   const live = li.querySelector(".live");

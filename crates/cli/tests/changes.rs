@@ -163,7 +163,8 @@ async fn a_run_s_changes_are_listed_with_what_each_file_was() {
     // The agent's one line.
     let line = finished["run"]["outcome"]["changed"].as_str().unwrap();
     assert!(
-        line.starts_with("changed 10 files: a.txt (modified)"),
+        // The removed folder is one item, with its files counted.
+        line.starts_with("changed 8 files: a.txt (modified), removed build/ (2 files),"),
         "{line}"
     );
 

@@ -138,23 +138,62 @@ fn push_escaped(out: &mut String, c: char) {
 }
 
 impl RunChanges {
-    /// One line for an agent: `changed 3 files: src/a.rs (modified), b.txt (added), ...`.
+    /// One line for an agent: `changed 216 files: src/a.rs (modified), removed build/ (214
+    /// files), ...`; a folder added or removed whole is one item.
     pub fn summary_line(&self) -> Option<String> {
         if !self.recorded || self.files.is_empty() {
             return None;
         }
-        let shown: Vec<String> = self
+        let is_dir = |f: &FileChange| {
+            let s = if f.change == ChangeKind::Removed {
+                &f.before
+            } else {
+                &f.after
+            };
+            s.as_ref().is_some_and(|s| s.kind == EntryKind::Dir)
+        };
+        // Folders added or removed whole, outermost only.
+        let whole: Vec<&FileChange> = self
             .files
             .iter()
-            .take(8)
-            .map(|f| format!("{} ({})", printable(&f.path), f.change.word()))
+            .filter(|f| matches!(f.change, ChangeKind::Added | ChangeKind::Removed) && is_dir(f))
             .collect();
-        let more = self.files.len().saturating_sub(shown.len());
-        let n = self.files.len();
+        let under = |f: &FileChange, d: &FileChange| {
+            f.change == d.change && f.path.starts_with(&format!("{}/", d.path))
+        };
+        let mut items = Vec::new();
+        for f in &self.files {
+            if whole.iter().any(|d| under(f, d)) {
+                continue;
+            }
+            if whole.iter().any(|d| std::ptr::eq(*d, f)) {
+                let n = self
+                    .files
+                    .iter()
+                    .filter(|g| under(g, f) && !is_dir(g))
+                    .count();
+                items.push(format!(
+                    "{} {}/ ({n} file{})",
+                    f.change.word(),
+                    printable(&f.path),
+                    if n == 1 { "" } else { "s" }
+                ));
+            } else {
+                items.push(format!("{} ({})", printable(&f.path), f.change.word()));
+            }
+        }
+        let files = self.files.iter().filter(|f| !is_dir(f)).count();
+        let (n, what) = if files > 0 {
+            (files, if files == 1 { "file" } else { "files" })
+        } else {
+            let n = self.files.len();
+            (n, if n == 1 { "folder" } else { "folders" })
+        };
+        let more = items.len().saturating_sub(8);
+        items.truncate(8);
         Some(format!(
-            "changed {n} file{}: {}{}",
-            if n == 1 { "" } else { "s" },
-            shown.join(", "),
+            "changed {n} {what}: {}{}",
+            items.join(", "),
             if more > 0 {
                 format!(", and {more} more")
             } else {
@@ -330,4 +369,57 @@ pub struct RunDiff {
     pub overlapped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unkept: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(path: &str, change: ChangeKind, kind: EntryKind) -> FileChange {
+        let state = Some(FileState {
+            kind,
+            size: 1,
+            mode: 0o644,
+            content: None,
+            target: None,
+            target_bytes: None,
+        });
+        FileChange {
+            path: path.into(),
+            path_bytes: None,
+            change,
+            before: (change != ChangeKind::Added)
+                .then(|| state.clone())
+                .flatten(),
+            after: (change != ChangeKind::Removed).then_some(state).flatten(),
+            from: None,
+            from_bytes: None,
+        }
+    }
+
+    #[test]
+    fn a_folder_removed_whole_is_one_item_of_the_line() {
+        use ChangeKind::*;
+        use EntryKind::*;
+        let mut files = vec![
+            change("build", Removed, Dir),
+            change("build/deep", Removed, Dir),
+            change("src/a.rs", Modified, File),
+        ];
+        files.extend((0..214).map(|i| change(&format!("build/deep/f{i}.o"), Removed, File)));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let c = RunChanges {
+            run_id: "run_1".into(),
+            folder: "/p".into(),
+            recorded: true,
+            reason: None,
+            files,
+            overlapped: false,
+            unkept: None,
+        };
+        assert_eq!(
+            c.summary_line().unwrap(),
+            "changed 215 files: removed build/ (214 files), src/a.rs (modified)"
+        );
+    }
 }

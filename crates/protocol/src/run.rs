@@ -112,6 +112,10 @@ pub struct ExecOutcome {
     /// (modified), b.txt (added)`); the whole list at `GET /v1/runs/{id}/changes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<String>,
+    /// Why what the command changed in its folder was not recorded (a folder too large, one
+    /// that cannot be read): said once in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<String>,
 }
 
 impl ExecOutcome {

@@ -31,8 +31,8 @@ pub const LARGEST_KEPT: u64 = 16 << 20;
 const KEPT_FOLDERS: usize = 32;
 const KEPT_ENTRIES: usize = 1_000_000;
 
-use super::look::{look, Baseline, Seen};
 pub use super::look::MOST_WALKED;
+use super::look::{look, Baseline, Seen};
 
 #[derive(Default)]
 struct State {

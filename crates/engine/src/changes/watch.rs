@@ -305,38 +305,63 @@ fn relist_one(
 /// made and removed in another folder, or through a shared memory mapping) changes a file's
 /// size or change time, which a command cannot forge.
 pub fn sweep(handle: &File, m: &Manifest) -> BTreeSet<PathBuf> {
+    // Two halves at once (the looks are system calls, each waiting on the file system).
+    let entries: Vec<(&PathBuf, &Entry)> = m.iter().collect();
+    let (first, second) = entries.split_at(entries.len() / 2);
+    let (mut a, b) = std::thread::scope(|s| {
+        let other = s.spawn(|| sweep_part(handle, second));
+        (sweep_part(handle, first), other.join().unwrap_or_default())
+    });
+    a.extend(b);
+    a
+}
+
+fn sweep_part(handle: &File, entries: &[(&PathBuf, &Entry)]) -> BTreeSet<PathBuf> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     let mut dirty = BTreeSet::new();
-    let mut dirs: HashMap<PathBuf, Option<File>> = HashMap::new();
-    for (p, e) in m {
+    let mut dirs: HashMap<&Path, Option<File>> = HashMap::new();
+    let mut name_buf: Vec<u8> = Vec::with_capacity(256);
+    for (p, e) in entries {
         let (parent, name) = match (p.parent(), p.file_name()) {
             (Some(parent), Some(name)) => (parent, name),
             _ => continue,
         };
-        let dir = dirs
-            .entry(parent.to_path_buf())
-            .or_insert_with(|| super::beneath::dir(handle, parent).ok());
-        let Some(dir) = dir else {
+        if !dirs.contains_key(parent) {
+            dirs.insert(parent, super::beneath::dir(handle, parent).ok());
+        }
+        let Some(Some(dir)) = dirs.get(parent) else {
             dirty.insert(parent.to_path_buf());
             continue;
         };
-        let now = super::beneath::stat(dir, std::ffi::OsStr::from_bytes(name.as_bytes()));
-        let same = match now {
-            Ok(Some(st)) => {
-                let kind_bits = st.st_mode & libc::S_IFMT;
-                let ctime = (st.st_ctime, st.st_ctime_nsec);
-                match e.kind {
-                    Kind::Dir => kind_bits == libc::S_IFDIR && st.st_ino == e.ino,
-                    Kind::Unrecorded => st.st_ino == e.ino && ctime == e.ctime,
-                    _ => {
-                        st.st_ino == e.ino
-                            && st.st_dev == e.dev
-                            && ctime == e.ctime
-                            && (e.kind != Kind::File || st.st_size as u64 == e.size)
-                    }
+        name_buf.clear();
+        name_buf.extend_from_slice(name.as_bytes());
+        name_buf.push(0);
+        // SAFETY: stat is plain data, filled by the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid directory fd, a NUL-terminated name (names hold no NUL), a stat to
+        // fill; a link is looked at itself.
+        let r = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name_buf.as_ptr().cast(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        let same = r == 0 && {
+            let kind_bits = st.st_mode & libc::S_IFMT;
+            let ctime = (st.st_ctime, st.st_ctime_nsec);
+            match e.kind {
+                Kind::Dir => kind_bits == libc::S_IFDIR && st.st_ino == e.ino,
+                Kind::Unrecorded => st.st_ino == e.ino && ctime == e.ctime,
+                _ => {
+                    st.st_ino == e.ino
+                        && st.st_dev == e.dev
+                        && ctime == e.ctime
+                        && (e.kind != Kind::File || st.st_size as u64 == e.size)
                 }
             }
-            _ => false,
         };
         if !same {
             dirty.insert(parent.to_path_buf());

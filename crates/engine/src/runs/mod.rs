@@ -282,6 +282,9 @@ impl RunRegistry {
         {
             if let Ok(o) = &mut result {
                 o.changed = changes.summary_line();
+                o.unrecorded = (!changes.recorded)
+                    .then(|| changes.reason.clone())
+                    .flatten();
             }
         }
         match result {
