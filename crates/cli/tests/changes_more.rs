@@ -218,3 +218,87 @@ async fn kept_contents_go_with_the_runs_the_history_drops() {
     assert_eq!(r["undone"], true, "{r}");
     assert_eq!(std::fs::read_to_string(proj.join("f.txt")).unwrap(), "11\n");
 }
+
+/// The limits are settings: a folder over `history.changes_max_files` is not recorded and the
+/// run says why; a file over `history.changes_max_file_size` is listed, its content not kept,
+/// and an undo names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_are_settings_and_say_themselves() {
+    let env = TestEnv::new();
+    let (big, small) = (env.path().join("big"), env.path().join("small"));
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::create_dir_all(&small).unwrap();
+    for i in 0..20 {
+        std::fs::write(big.join(format!("f{i}")), "x").unwrap();
+    }
+    std::fs::write(small.join("large.txt"), "l".repeat(2048)).unwrap();
+    std::fs::write(small.join("a.txt"), "a\n").unwrap();
+    let server = env.start_server_env(&[
+        ("STIGMER_HISTORY_CHANGES_MAX_FILES", "10"),
+        ("STIGMER_HISTORY_CHANGES_MAX_FILE_SIZE", "1k"),
+    ]);
+    let c = server.client();
+    let (id, finished) = run_in(&server, &c, &big, "echo y > f0").await;
+    let why = finished["run"]["outcome"]["unrecorded"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("more than 10") && why.contains("changes_max_files"),
+        "{finished}"
+    );
+    let v = changes(&server, &c, &id).await;
+    assert_eq!(v["recorded"], false, "{v}");
+
+    let (id, _) = run_in(
+        &server,
+        &c,
+        &small,
+        "echo more >> large.txt && echo b > a.txt",
+    )
+    .await;
+    let v = changes(&server, &c, &id).await;
+    let large = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "large.txt")
+        .unwrap()
+        .clone();
+    assert!(large["before"].get("content").is_none(), "not kept: {v}");
+    let r: Value = server
+        .post(&c, &format!("/v1/runs/{id}/undo"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["undone"].clone(), r["conflicts"][0]["problem"].clone()),
+        (json!(false), json!("not_kept")),
+        "{r}"
+    );
+    // Keeping it as it is, the rest is undone.
+    let r: Value = server
+        .post(&c, &format!("/v1/runs/{id}/undo"))
+        .json(&json!({"later": "keep"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["undone"], true, "{r}");
+    assert_eq!(std::fs::read_to_string(small.join("a.txt")).unwrap(), "a\n");
+    assert!(std::fs::read_to_string(small.join("large.txt"))
+        .unwrap()
+        .ends_with("more\n"));
+    // A bad value is refused, naming the setting.
+    let o = env.stigmer(&["config", "set", "history.changes_max_files", "5"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("history.changes_max_files"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -24,7 +24,7 @@ pub const MOST_ENTRIES: usize = 200_000;
 const KEEP_PER_WALK: u64 = 512 << 20;
 /// How long a folder found too large is not walked again.
 const TOO_LARGE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
-/// Files larger than this are listed, their content not kept.
+/// Files larger than this are listed, their content not kept (by default: a setting).
 pub const LARGEST_KEPT: u64 = 16 << 20;
 /// Folders whose last manifest is kept between runs (each with its watch), and their entries
 /// in all (about 200 bytes each).
@@ -79,6 +79,9 @@ pub struct Recorder {
     state: Mutex<State>,
     /// Entries a folder may hold and be recorded.
     most: usize,
+    /// Files larger than this are listed, their content not kept.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    largest: u64,
 }
 
 /// A run being recorded.
@@ -110,10 +113,17 @@ impl Recorder {
 
     /// A recorder of folders of at most `most` entries.
     pub fn with_limit(dir: PathBuf, most: usize) -> Recorder {
+        Recorder::with_limits(dir, most, LARGEST_KEPT)
+    }
+
+    /// A recorder of folders of at most `most` entries, keeping files of at most `largest`
+    /// bytes (the settings `history.changes_max_files` and `history.changes_max_file_size`).
+    pub fn with_limits(dir: PathBuf, most: usize, largest: u64) -> Recorder {
         Recorder {
             store: Store::new(dir.join("objects")),
             state: Mutex::default(),
             most,
+            largest,
         }
     }
 
@@ -139,7 +149,7 @@ impl Recorder {
         let too_large = |limit: usize| {
             format!(
                 "the folder holds more than {limit} files and folders, too many to record \
-                 cheaply"
+                 cheaply (the setting history.changes_max_files)"
             )
         };
         if self
@@ -399,7 +409,7 @@ impl Recorder {
             }
             #[cfg(target_os = "linux")]
             if e.size <= budget {
-                match self.store.keep(handle, path, LARGEST_KEPT) {
+                match self.store.keep(handle, path, self.largest) {
                     Ok(Some((digest, n))) => {
                         e.content = Some(digest);
                         budget = budget.saturating_sub(n);

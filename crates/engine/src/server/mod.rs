@@ -219,8 +219,13 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .ok();
     let history_file = paths.history_file();
     // What runs change is kept beside the history, when the history is on disk.
-    let recorder = (opts.settings.history_keep && opts.settings.history_changes)
-        .then(|| crate::changes::record::Recorder::new(paths.data_dir.join("changes")));
+    let recorder = (opts.settings.history_keep && opts.settings.history_changes).then(|| {
+        crate::changes::record::Recorder::with_limits(
+            paths.data_dir.join("changes"),
+            opts.settings.changes_max_files as usize,
+            opts.settings.changes_max_file_bytes(),
+        )
+    });
     let (history, opened) = crate::history::History::open(
         opts.settings.history_keep.then_some(history_file.as_path()),
         opts.settings.retention(),

@@ -380,6 +380,8 @@ impl ConfigFile {
             Value::Network(n) => (Key::SandboxNetwork, toml_edit::value(n.as_str())),
             Value::HistoryKeep(b) => (Key::HistoryKeep, toml_edit::value(*b)),
             Value::HistoryChanges(b) => (Key::HistoryChanges, toml_edit::value(*b)),
+            Value::ChangesMaxFiles(n) => (Key::ChangesMaxFiles, toml_edit::value(*n as i64)),
+            Value::ChangesMaxFileSize(s) => (Key::ChangesMaxFileSize, toml_edit::value(s.as_str())),
             Value::HistoryMaxRuns(n) => (Key::HistoryMaxRuns, toml_edit::value(*n as i64)),
             Value::HistoryMaxDays(n) => (Key::HistoryMaxDays, toml_edit::value(*n as i64)),
             Value::HistoryMaxOutput(s) => (Key::HistoryMaxOutput, toml_edit::value(s.as_str())),

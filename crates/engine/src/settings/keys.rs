@@ -20,6 +20,8 @@ pub enum Key {
     SandboxNetwork,
     HistoryKeep,
     HistoryChanges,
+    ChangesMaxFiles,
+    ChangesMaxFileSize,
     HistoryMaxRuns,
     HistoryMaxDays,
     HistoryMaxOutput,
@@ -44,6 +46,9 @@ pub enum Value {
     Network(NetworkPolicy),
     HistoryKeep(bool),
     HistoryChanges(bool),
+    ChangesMaxFiles(u64),
+    /// Normalized, e.g. `16m`.
+    ChangesMaxFileSize(String),
     HistoryMaxRuns(u64),
     HistoryMaxDays(u64),
     /// Normalized, e.g. `1g` or `0`.
@@ -52,7 +57,7 @@ pub enum Value {
 }
 
 impl Key {
-    pub const ALL: [Key; 14] = [
+    pub const ALL: [Key; 16] = [
         Key::Mode,
         Key::SandboxImage,
         Key::SandboxAutoPull,
@@ -63,6 +68,8 @@ impl Key {
         Key::SandboxNetwork,
         Key::HistoryKeep,
         Key::HistoryChanges,
+        Key::ChangesMaxFiles,
+        Key::ChangesMaxFileSize,
         Key::HistoryMaxRuns,
         Key::HistoryMaxDays,
         Key::HistoryMaxOutput,
@@ -81,6 +88,8 @@ impl Key {
             Key::SandboxNetwork => "sandbox.network",
             Key::HistoryKeep => "history.keep",
             Key::HistoryChanges => "history.changes",
+            Key::ChangesMaxFiles => "history.changes_max_files",
+            Key::ChangesMaxFileSize => "history.changes_max_file_size",
             Key::HistoryMaxRuns => "history.max_runs",
             Key::HistoryMaxDays => "history.max_days",
             Key::HistoryMaxOutput => "history.max_output",
@@ -100,6 +109,8 @@ impl Key {
             Key::SandboxNetwork => "STIGMER_SANDBOX_NETWORK",
             Key::HistoryKeep => "STIGMER_HISTORY_KEEP",
             Key::HistoryChanges => "STIGMER_HISTORY_CHANGES",
+            Key::ChangesMaxFiles => "STIGMER_HISTORY_CHANGES_MAX_FILES",
+            Key::ChangesMaxFileSize => "STIGMER_HISTORY_CHANGES_MAX_FILE_SIZE",
             Key::HistoryMaxRuns => "STIGMER_HISTORY_MAX_RUNS",
             Key::HistoryMaxDays => "STIGMER_HISTORY_MAX_DAYS",
             Key::HistoryMaxOutput => "STIGMER_HISTORY_MAX_OUTPUT",
@@ -126,6 +137,14 @@ impl Key {
                 "record what each run changes in its folder, with what the files were (needs \
                  the history on disk)"
             }
+            Key::ChangesMaxFiles => {
+                "files and folders a folder may hold for its changes to be recorded (more: not \
+                 recorded, said)"
+            }
+            Key::ChangesMaxFileSize => {
+                "files larger than this are listed as changed, their content not kept (an undo \
+                 cannot put them back)"
+            }
             Key::HistoryMaxRuns => "finished runs the history keeps; the oldest go first",
             Key::HistoryMaxDays => "days a finished run stays in the history",
             Key::HistoryMaxOutput => {
@@ -151,6 +170,8 @@ impl Key {
             Key::SandboxNetwork => "`open`, `none` or `allowlist`",
             Key::HistoryKeep => "`true` or `false`",
             Key::HistoryChanges => "`true` or `false`",
+            Key::ChangesMaxFiles => "a whole number of entries from 10 to 1000000",
+            Key::ChangesMaxFileSize => "a size such as `16m` or `100k` (at most `1g`)",
             Key::HistoryMaxRuns => "a whole number of runs from 1 to 1000000",
             Key::HistoryMaxDays => "a whole number of days from 1 to 3650",
             Key::HistoryMaxOutput => "`0` (keep no output) or a size such as `200m` or `1g`",
@@ -171,6 +192,8 @@ impl Key {
             Key::SandboxNetwork => (Some("sandbox"), "network"),
             Key::HistoryKeep => (Some("history"), "keep"),
             Key::HistoryChanges => (Some("history"), "changes"),
+            Key::ChangesMaxFiles => (Some("history"), "changes_max_files"),
+            Key::ChangesMaxFileSize => (Some("history"), "changes_max_file_size"),
             Key::HistoryMaxRuns => (Some("history"), "max_runs"),
             Key::HistoryMaxDays => (Some("history"), "max_days"),
             Key::HistoryMaxOutput => (Some("history"), "max_output"),
@@ -237,6 +260,13 @@ impl Key {
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryChanges => parse_bool(raw)
                 .map(Value::HistoryChanges)
+                .ok_or_else(|| invalid(String::new())),
+            Key::ChangesMaxFiles => parse_in(raw, 10, 1_000_000)
+                .map(Value::ChangesMaxFiles)
+                .ok_or_else(|| invalid(String::new())),
+            Key::ChangesMaxFileSize => parse_size(raw)
+                .filter(|n| *n <= 1 << 30)
+                .map(|_| Value::ChangesMaxFileSize(raw.trim().to_ascii_lowercase()))
                 .ok_or_else(|| invalid(String::new())),
             Key::HistoryMaxRuns => parse_in(raw, 1, 1_000_000)
                 .map(Value::HistoryMaxRuns)

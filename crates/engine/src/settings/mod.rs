@@ -59,6 +59,10 @@ pub struct Settings {
     pub history_keep: bool,
     /// Record what runs change (`history.changes`).
     pub history_changes: bool,
+    /// Entries a recorded folder may hold (`history.changes_max_files`).
+    pub changes_max_files: u64,
+    /// Files larger than this are listed, not kept (`history.changes_max_file_size`).
+    pub changes_max_file_size: String,
     pub history_max_runs: u64,
     pub history_max_days: u64,
     /// Disk space for runs' whole output, e.g. `1g`; `0` keeps none.
@@ -88,6 +92,8 @@ impl Default for Settings {
             env: BTreeMap::new(),
             history_keep: true,
             history_changes: true,
+            changes_max_files: 200_000,
+            changes_max_file_size: "16m".to_string(),
             history_max_runs: 10_000,
             history_max_days: 90,
             history_max_output: "1g".to_string(),
@@ -120,6 +126,8 @@ impl Settings {
             Key::SandboxNetwork => self.sandbox_network.as_str().to_string(),
             Key::HistoryKeep => self.history_keep.to_string(),
             Key::HistoryChanges => self.history_changes.to_string(),
+            Key::ChangesMaxFiles => self.changes_max_files.to_string(),
+            Key::ChangesMaxFileSize => self.changes_max_file_size.clone(),
             Key::HistoryMaxRuns => self.history_max_runs.to_string(),
             Key::HistoryMaxDays => self.history_max_days.to_string(),
             Key::HistoryMaxOutput => self.history_max_output.clone(),
@@ -140,11 +148,18 @@ impl Settings {
             Value::Network(n) => self.sandbox_network = n,
             Value::HistoryKeep(b) => self.history_keep = b,
             Value::HistoryChanges(b) => self.history_changes = b,
+            Value::ChangesMaxFiles(n) => self.changes_max_files = n,
+            Value::ChangesMaxFileSize(s) => self.changes_max_file_size = s,
             Value::HistoryMaxRuns(n) => self.history_max_runs = n,
             Value::HistoryMaxDays(n) => self.history_max_days = n,
             Value::HistoryMaxOutput(s) => self.history_max_output = s,
             Value::ApprovalsTimeout(t) => self.approvals_timeout_secs = t,
         }
+    }
+
+    /// The largest file whose content is kept for undo, in bytes.
+    pub fn changes_max_file_bytes(&self) -> u64 {
+        parse_size(&self.changes_max_file_size).unwrap_or(16 << 20)
     }
 
     /// How much run history is kept.
