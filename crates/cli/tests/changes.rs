@@ -9,36 +9,9 @@ mod common;
 use std::io::Read;
 use std::path::Path;
 
+use common::changes::{changes, run_in};
 use common::*;
-use serde_json::{json, Value};
-
-async fn run_in(server: &Server, c: &reqwest::Client, cwd: &Path, shell: &str) -> (String, Value) {
-    let resp = server
-        .post(c, "/v1/runs")
-        .json(&json!({ "shell": shell, "cwd": cwd, "client": "agent" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-run-id"].to_str().unwrap().to_string();
-    let body = resp.text().await.unwrap();
-    let finished = body
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["type"] == "finished")
-        .expect("a finished line");
-    (id, finished)
-}
-
-async fn changes(server: &Server, c: &reqwest::Client, id: &str) -> Value {
-    let resp = server
-        .get(c, &format!("/v1/runs/{id}/changes"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
+use serde_json::Value;
 
 fn listed(v: &Value) -> Vec<(String, String)> {
     v["files"]

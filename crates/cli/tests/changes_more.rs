@@ -6,40 +6,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::changes::{changes, run_in, undo};
 use common::*;
-use serde_json::{json, Value};
-
-async fn changes(server: &Server, c: &reqwest::Client, id: &str) -> Value {
-    server
-        .get(c, &format!("/v1/runs/{id}/changes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn run_in(server: &Server, c: &reqwest::Client, cwd: &Path, shell: &str) -> (String, Value) {
-    let resp = server
-        .post(c, "/v1/runs")
-        .json(&json!({ "shell": shell, "cwd": cwd, "client": "agent" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-run-id"].to_str().unwrap().to_string();
-    let body = resp.text().await.unwrap();
-    let finished = body
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["type"] == "finished")
-        .expect("a finished line");
-    (id, finished)
-}
+use serde_json::json;
 
 fn objects(env: &TestEnv) -> usize {
     let dir = env.home().join("data/changes/objects");
@@ -162,15 +133,7 @@ async fn a_full_disk_fails_the_recording_not_the_command_and_says_so() {
     let o = env.stigmer(&["runs", "changes", &id]);
     assert!(stdout(&o).contains("could not be kept"), "{}", stdout(&o));
     // An undo names what it cannot put back, and changes nothing unless told.
-    let r: Value = server
-        .post(&c, &format!("/v1/runs/{id}/undo"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = undo(&server, &c, &id, "refuse").await;
     assert_eq!(r["undone"], false, "{r}");
     assert_eq!(r["conflicts"][0]["path"], "big.bin", "{r}");
     assert_eq!(r["conflicts"][0]["problem"], "not_kept", "{r}");
@@ -206,15 +169,7 @@ async fn kept_contents_go_with_the_runs_the_history_drops() {
     // the newest. Nothing else stays.
     assert!(n <= 4, "{n} contents kept");
     // What the kept runs need is there: the newest run is undone.
-    let r: Value = server
-        .post(&c, &format!("/v1/runs/{}/undo", ids[11]))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = undo(&server, &c, &ids[11], "refuse").await;
     assert_eq!(r["undone"], true, "{r}");
     assert_eq!(std::fs::read_to_string(proj.join("f.txt")).unwrap(), "11\n");
 }
@@ -265,30 +220,14 @@ async fn the_limits_are_settings_and_say_themselves() {
         .unwrap()
         .clone();
     assert!(large["before"].get("content").is_none(), "not kept: {v}");
-    let r: Value = server
-        .post(&c, &format!("/v1/runs/{id}/undo"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = undo(&server, &c, &id, "refuse").await;
     assert_eq!(
         (r["undone"].clone(), r["conflicts"][0]["problem"].clone()),
         (json!(false), json!("not_kept")),
         "{r}"
     );
     // Keeping it as it is, the rest is undone.
-    let r: Value = server
-        .post(&c, &format!("/v1/runs/{id}/undo"))
-        .json(&json!({"later": "keep"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = undo(&server, &c, &id, "keep").await;
     assert_eq!(r["undone"], true, "{r}");
     assert_eq!(std::fs::read_to_string(small.join("a.txt")).unwrap(), "a\n");
     assert!(std::fs::read_to_string(small.join("large.txt"))

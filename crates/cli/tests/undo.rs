@@ -13,36 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use common::changes::{run_in, run_json, undo};
 use common::*;
 use serde_json::{json, Value};
-
-async fn run_in(server: &Server, c: &reqwest::Client, cwd: &Path, shell: &str) -> String {
-    run_with(
-        server,
-        c,
-        json!({ "shell": shell, "cwd": cwd, "client": "agent" }),
-    )
-    .await
-}
-
-async fn run_with(server: &Server, c: &reqwest::Client, body: Value) -> String {
-    let resp = server.post(c, "/v1/runs").json(&body).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-run-id"].to_str().unwrap().to_string();
-    let text = resp.text().await.unwrap();
-    assert!(text.contains("\"finished\""), "{text}");
-    id
-}
-
-async fn undo(server: &Server, c: &reqwest::Client, id: &str, later: &str) -> (u16, Value) {
-    let resp = server
-        .post(c, &format!("/v1/runs/{id}/undo"))
-        .json(&json!({ "later": later }))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
 
 /// Everything in a folder (but `.git`), links not followed: name bytes -> what it is.
 fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
@@ -124,7 +97,8 @@ async fn a_run_is_undone_byte_for_byte_and_the_undo_undone_again() {
          rm \"$(printf 'caf\\351.txt')\" && mkdir -p gen/x && echo made > gen/x/f && \
          rm src/lib.rs && rmdir src && echo src > src",
     )
-    .await;
+    .await
+    .0;
     let after = snapshot(&proj);
     assert_ne!(before, after);
 
@@ -213,8 +187,9 @@ async fn a_file_changed_since_stops_the_undo_until_the_user_says_what_to_do() {
         &proj,
         "echo first >> a.txt && echo x > other.txt",
     )
-    .await;
-    let second = run_in(&server, &c, &proj, "echo second >> a.txt").await;
+    .await
+    .0;
+    let second = run_in(&server, &c, &proj, "echo second >> a.txt").await.0;
     let now = snapshot(&proj);
 
     // Refused: nothing changes; the file and the later run are named.
@@ -244,7 +219,7 @@ async fn a_file_changed_since_stops_the_undo_until_the_user_says_what_to_do() {
     );
 
     // Forced: the later change goes too.
-    let third = run_in(&server, &c, &proj, "echo third > a.txt").await;
+    let third = run_in(&server, &c, &proj, "echo third > a.txt").await.0;
     std::fs::write(proj.join("a.txt"), "the user's\n").unwrap();
     let o = env.stigmer(&["runs", "undo", &third]);
     assert_eq!(o.status.code(), Some(1), "the user's edit stops it");
@@ -261,8 +236,10 @@ async fn a_file_changed_since_stops_the_undo_until_the_user_says_what_to_do() {
     let before = snapshot(&proj2);
     let server2 = env2.start_server();
     let c2 = server2.client();
-    let a = run_in(&server2, &c2, &proj2, "echo a >> a.txt").await;
-    let b = run_in(&server2, &c2, &proj2, "echo b >> a.txt && rm run.sh").await;
+    let a = run_in(&server2, &c2, &proj2, "echo a >> a.txt").await.0;
+    let b = run_in(&server2, &c2, &proj2, "echo b >> a.txt && rm run.sh")
+        .await
+        .0;
     for id in [&b, &a] {
         let (_, r) = undo(&server2, &c2, id, "refuse").await;
         assert_eq!(r["undone"], true, "{r}");
@@ -279,7 +256,9 @@ async fn an_undo_never_writes_through_a_link_swapped_in_after_the_run() {
     std::fs::write(outside.join("a.txt"), "outside\n").unwrap();
     let server = env.start_server();
     let c = server.client();
-    let id = run_in(&server, &c, &proj, "echo changed > a.txt && rm -r build").await;
+    let id = run_in(&server, &c, &proj, "echo changed > a.txt && rm -r build")
+        .await
+        .0;
     // Then (a daemon the command left, say) the folder the undo writes in becomes a link out,
     // and the file a link to a file outside.
     std::fs::create_dir_all(proj.join("build")).unwrap();
@@ -334,7 +313,7 @@ async fn undo_waits_for_a_run_at_work_and_refuses_what_was_not_recorded() {
     let proj = project(&env);
     let server = env.start_server();
     let c = server.client();
-    let id = run_in(&server, &c, &proj, "echo x > new.txt").await;
+    let id = run_in(&server, &c, &proj, "echo x > new.txt").await.0;
     let long = server
         .post(&c, "/v1/runs")
         .json(&json!({ "shell": "sleep 3", "cwd": proj, "client": "agent" }))
@@ -355,7 +334,7 @@ async fn undo_waits_for_a_run_at_work_and_refuses_what_was_not_recorded() {
 
     // The home folder is never recorded: nothing to undo, said.
     let home = std::env::var("HOME").unwrap();
-    let home_run = run_in(&server, &c, Path::new(&home), "true").await;
+    let home_run = run_in(&server, &c, Path::new(&home), "true").await.0;
     let (status, r) = undo(&server, &c, &home_run, "refuse").await;
     assert_eq!(
         (status, r["error"]["code"].as_str()),
@@ -389,13 +368,14 @@ async fn undo_waits_for_a_run_at_work_and_refuses_what_was_not_recorded() {
 
     // A run that timed out half-way: what it did until then is undone.
     let before = snapshot(&proj);
-    let id = run_with(
+    let id = run_json(
         &server,
         &c,
         json!({ "shell": "echo half > half.txt && rm run.sh && sleep 30", "cwd": proj,
                 "client": "agent", "timeout_secs": 1 }),
     )
-    .await;
+    .await
+    .0;
     assert!(proj.join("half.txt").exists());
     let (_, r) = undo(&server, &c, &id, "refuse").await;
     assert_eq!(r["undone"], true, "{r}");

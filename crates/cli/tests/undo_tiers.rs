@@ -9,6 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use common::changes::{run_json, undo};
 use common::engine;
 use common::protected::*;
 use common::*;
@@ -71,27 +72,6 @@ fn protected_and_local_runs_are_undone_as_a_normal_user() {
     }
 }
 
-async fn run(server: &Server, c: &reqwest::Client, body: Value) -> String {
-    let resp = server.post(c, "/v1/runs").json(&body).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-run-id"].to_str().unwrap().to_string();
-    let text = resp.text().await.unwrap();
-    assert!(text.contains("\"finished\""), "{text}");
-    id
-}
-
-async fn undo(server: &Server, c: &reqwest::Client, id: &str, later: &str) -> Value {
-    server
-        .post(c, &format!("/v1/runs/{id}/undo"))
-        .json(&json!({ "later": later }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandboxed_run_is_undone() {
     if !engine::engine_or_skip("a_sandboxed_run_is_undone") {
@@ -106,18 +86,19 @@ async fn a_sandboxed_run_is_undone() {
     std::fs::write(proj.join("docs/readme"), "read me\n").unwrap();
     let server = env.start_server();
     let c = server.client();
-    let id = run(
+    let id = run_json(
         &server,
         &c,
         json!({ "shell": "echo container >> a.txt && rm -r docs && echo made > made.txt",
                 "cwd": proj, "mode": "sandbox", "image": image, "client": "agent" }),
     )
-    .await;
+    .await
+    .0;
     assert_eq!(
         std::fs::read_to_string(proj.join("a.txt")).unwrap(),
         "host\ncontainer\n"
     );
-    let r = undo(&server, &c, &id, "refuse").await;
+    let (_, r) = undo(&server, &c, &id, "refuse").await;
     assert_eq!(r["undone"], true, "{r}");
     assert_eq!(
         std::fs::read_to_string(proj.join("a.txt")).unwrap(),
@@ -149,12 +130,13 @@ async fn an_overlapped_run_waits_for_the_user_and_names_are_escaped() {
             .send(),
     );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let short = run(
+    let short = run_json(
         &server,
         &c,
         json!({ "shell": "true", "cwd": proj, "client": "agent" }),
     )
-    .await;
+    .await
+    .0;
     std::fs::write(proj.join("mine.txt"), "the user's, edited\n").unwrap();
     let resp = long.await.unwrap().unwrap();
     let id = resp.headers()["x-run-id"].to_str().unwrap().to_string();
@@ -169,7 +151,7 @@ async fn an_overlapped_run_waits_for_the_user_and_names_are_escaped() {
         .unwrap();
     assert_eq!(ch["overlapped"], true, "{ch} (short run {short})");
     // Not undone on its own: whose change each was cannot be told.
-    let r = undo(&server, &c, &id, "refuse").await;
+    let (_, r) = undo(&server, &c, &id, "refuse").await;
     assert_eq!(r["undone"], false, "{r}");
     assert!(
         r["conflicts"]
@@ -184,19 +166,19 @@ async fn an_overlapped_run_waits_for_the_user_and_names_are_escaped() {
         "the user's, edited\n"
     );
     // Keeping them leaves every file; the user's choice to put them back does it.
-    let r = undo(&server, &c, &id, "overwrite").await;
+    let (_, r) = undo(&server, &c, &id, "overwrite").await;
     assert_eq!(r["undone"], true, "{r}");
     assert!(!proj.join("agent.txt").exists());
 
     // A name with an escape sequence and a newline, and a link to one: never raw on the
     // terminal.
-    let id = run(
+    let id = run_json(
         &server,
         &c,
         json!({ "shell": "printf x > \"$(printf 'a\\033]52;c;SGVsbG8=\\007\\nb')\" && ln -s \"$(printf '\\033[2J')\" l",
                 "cwd": proj, "client": "agent" }),
     )
-    .await;
+    .await.0;
     for args in [
         vec!["runs", "changes", &id],
         vec!["runs", "changes", &id, "--diff"],

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod changes;
 pub mod engine;
 pub mod hostile;
 pub mod measure;

@@ -178,7 +178,8 @@ fn hash_of(root: &File, rel: &Path) -> std::io::Result<String> {
     let mut f = beneath::open_beneath(root, rel, false)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    // Named as the store names contents.
+    Ok(super::store::name(&h.finalize().into()))
 }
 
 fn bytes_path(b: Vec<u8>) -> PathBuf {
